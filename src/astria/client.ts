@@ -1,0 +1,250 @@
+import pLimit from 'p-limit';
+import { Agent, errors as undiciErrors, request, type Dispatcher } from 'undici';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { RequestBudget } from './budget.js';
+import { isTuneId, tuneSchema, type Tune } from './tune.js';
+
+export type TuneResult = { kind: 'tune'; tune: Tune } | { kind: 'gone'; tuneId: string } | { kind: 'failed'; reason: string };
+
+/** One page of `GET /tunes`. `nextBeforeId` is the cursor for the next page, null at the end of the list. */
+export type ListResult =
+  | { kind: 'page'; tunes: Tune[]; nextBeforeId: number | null; skipped: number }
+  | { kind: 'failed'; reason: string };
+
+export interface AstriaClient {
+  getTune(tuneId: string, signal?: AbortSignal): Promise<TuneResult>;
+  listTunes(options: { beforeId?: number | null; limit?: number }, signal?: AbortSignal): Promise<ListResult>;
+  /** Requests sent so far (retries included). */
+  readonly calls: number;
+  close(): Promise<void>;
+}
+
+/** Astria refused our key. Nothing else can work: the process stops (exit code 1). */
+export class AstriaAuthError extends Error {
+  override name = 'AstriaAuthError';
+}
+
+export interface RetryPolicy {
+  /** Attempts per call, the first included. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface AstriaClientOptions {
+  apiUrl: string;
+  apiKey: string;
+  maxRps: number;
+  concurrency: number;
+  timeoutMs: number;
+  log: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  retry?: Partial<RetryPolicy>;
+  /** For tests: an undici MockAgent. Otherwise a keep-alive Agent of our own. */
+  dispatcher?: Dispatcher;
+}
+
+const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 1_000, maxDelayMs: 30_000 };
+/** A 504 is Astria's own 30 s gateway timeout: the next try waits this many times the usual backoff. */
+const GATEWAY_TIMEOUT_BACKOFF_FACTOR = 4;
+const MAX_RETRY_AFTER_MS = 5 * 60_000;
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+export const MAX_LIST_LIMIT = 120;
+
+type Endpoint = 'get_tune' | 'list_tunes';
+type Attempt =
+  | { outcome: 'ok'; body: unknown }
+  | { outcome: 'not_found' }
+  | { outcome: 'retry'; label: string; reason: string; delayMs: number }
+  | { outcome: 'give_up'; label: string; reason: string };
+
+export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
+  const retry = { ...DEFAULT_RETRY, ...options.retry };
+  const budget = new RequestBudget(options.maxRps, options.clock);
+  const limit = pLimit(options.concurrency);
+  const ownAgent = options.dispatcher
+    ? undefined
+    : new Agent({
+        keepAliveTimeout: 30_000,
+        connect: { timeout: Math.min(options.timeoutMs, 10_000) },
+        headersTimeout: options.timeoutMs,
+        bodyTimeout: options.timeoutMs,
+        connections: options.concurrency,
+      });
+  const dispatcher = options.dispatcher ?? ownAgent!;
+  const headers = { authorization: `Bearer ${options.apiKey}`, accept: 'application/json' };
+  let calls = 0;
+
+  function backoff(attempt: number): number {
+    const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** attempt);
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+
+  async function attemptOnce(endpoint: Endpoint, path: string, attempt: number, signal?: AbortSignal): Promise<Attempt> {
+    await budget.take(signal);
+    calls += 1;
+    const count = (outcome: string) => options.metrics.astriaRequests.inc({ endpoint, outcome });
+    const timeout = AbortSignal.timeout(options.timeoutMs);
+    let response: Dispatcher.ResponseData;
+    let text: string;
+    try {
+      response = await request(options.apiUrl + path, {
+        method: 'GET',
+        headers,
+        dispatcher,
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+      text = await readText(response);
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      const timedOut = timeout.aborted || error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError;
+      const label = timedOut ? 'timeout' : 'network_error';
+      count(label);
+      return { outcome: 'retry', label, reason: `${label}: ${(error as Error).message}`, delayMs: backoff(attempt) };
+    }
+
+    const status = response.statusCode;
+    if (status >= 200 && status < 300) {
+      try {
+        const body: unknown = JSON.parse(text);
+        budget.succeeded();
+        count('ok');
+        return { outcome: 'ok', body };
+      } catch {
+        count('invalid_body');
+        return { outcome: 'give_up', label: 'invalid_body', reason: `malformed JSON from Astria (HTTP ${status})` };
+      }
+    }
+    if (status === 404) {
+      budget.succeeded();
+      count('not_found');
+      return { outcome: 'not_found' };
+    }
+    if (status === 401 || status === 403) {
+      count('unauthorized');
+      throw new AstriaAuthError(`Astria rejected the API key (HTTP ${status}); check ASTRIA_API_KEY`);
+    }
+    if (status === 429) {
+      count('rate_limited');
+      const pauseMs = parseRetryAfter(response.headers['retry-after'], options.clock.now()) ?? backoff(attempt);
+      budget.rateLimited(pauseMs);
+      // The budget holds every caller until the pause is over; this one just queues up again.
+      return { outcome: 'retry', label: 'rate_limited', reason: 'rate limited (HTTP 429)', delayMs: 0 };
+    }
+    if (status === 504) {
+      count('gateway_timeout');
+      return {
+        outcome: 'retry',
+        label: 'gateway_timeout',
+        reason: 'Astria gateway timeout (HTTP 504)',
+        delayMs: backoff(attempt) * GATEWAY_TIMEOUT_BACKOFF_FACTOR,
+      };
+    }
+    if (status >= 500) {
+      count('server_error');
+      return { outcome: 'retry', label: 'server_error', reason: `Astria server error (HTTP ${status})`, delayMs: backoff(attempt) };
+    }
+    count('client_error');
+    return { outcome: 'give_up', label: 'client_error', reason: `Astria answered HTTP ${status}: ${errorText(text)}` };
+  }
+
+  /** Runs one logical call with retries; each attempt holds a concurrency slot only while it is sent. */
+  async function call(endpoint: Endpoint, path: string, signal?: AbortSignal): Promise<Exclude<Attempt, { outcome: 'retry' }>> {
+    let last: Extract<Attempt, { outcome: 'retry' }> | undefined;
+    for (let attempt = 0; attempt < retry.attempts; attempt += 1) {
+      const result = await limit(() => attemptOnce(endpoint, path, attempt, signal));
+      if (result.outcome !== 'retry') return result;
+      last = result;
+      options.log.debug({ endpoint, path, attempt, reason: result.reason }, 'Astria call failed, will retry');
+      if (attempt + 1 < retry.attempts && result.delayMs > 0) await options.clock.sleep(result.delayMs, signal);
+    }
+    return { outcome: 'give_up', label: last!.label, reason: `${last!.reason}, after ${retry.attempts} attempts` };
+  }
+
+  return {
+    get calls() {
+      return calls;
+    },
+
+    async getTune(tuneId, signal) {
+      if (!isTuneId(tuneId)) return { kind: 'failed', reason: `trainingJobId "${tuneId}" is not an Astria tune id` };
+      const result = await call('get_tune', `/tunes/${tuneId}`, signal);
+      if (result.outcome === 'not_found') return { kind: 'gone', tuneId };
+      if (result.outcome === 'give_up') return { kind: 'failed', reason: result.reason };
+      const parsed = tuneSchema.safeParse(result.body);
+      if (!parsed.success) {
+        options.log.warn({ tuneId, issues: parsed.error.issues.slice(0, 3) }, 'skipping invalid tune body from Astria');
+        return { kind: 'failed', reason: 'invalid tune body from Astria' };
+      }
+      if (String(parsed.data.id) !== tuneId) return { kind: 'failed', reason: `Astria answered tune ${parsed.data.id} for ${tuneId}` };
+      return { kind: 'tune', tune: parsed.data };
+    },
+
+    async listTunes({ beforeId, limit: pageSize = MAX_LIST_LIMIT }, signal) {
+      const query = new URLSearchParams({ limit: String(Math.min(pageSize, MAX_LIST_LIMIT)) });
+      if (beforeId != null) query.set('before_id', String(beforeId));
+      const result = await call('list_tunes', `/tunes?${query}`, signal);
+      if (result.outcome === 'not_found') return { kind: 'failed', reason: 'Astria answered 404 for the tune list' };
+      if (result.outcome === 'give_up') return { kind: 'failed', reason: result.reason };
+      if (!Array.isArray(result.body)) return { kind: 'failed', reason: 'tune list from Astria is not an array' };
+      return parseListPage(result.body, options.log);
+    },
+
+    async close() {
+      await ownAgent?.close();
+    },
+  };
+}
+
+/** Validates each tune on its own: one bad element is logged and skipped, the rest of the page counts. */
+function parseListPage(items: unknown[], log: Logger): ListResult {
+  const tunes: Tune[] = [];
+  let skipped = 0;
+  let lowestId: number | null = null;
+  for (const item of items) {
+    const id = Number((item as { id?: unknown } | null)?.id);
+    if (Number.isSafeInteger(id) && id > 0) lowestId = lowestId === null ? id : Math.min(lowestId, id);
+    const parsed = tuneSchema.safeParse(item);
+    if (parsed.success) tunes.push(parsed.data);
+    else {
+      skipped += 1;
+      log.warn({ tuneId: Number.isFinite(id) ? id : undefined, issues: parsed.error.issues.slice(0, 3) }, 'skipping invalid tune in list');
+    }
+  }
+  if (items.length > 0 && lowestId === null) return { kind: 'failed', reason: 'tune list from Astria has no usable ids' };
+  return { kind: 'page', tunes, nextBeforeId: items.length === 0 ? null : lowestId, skipped };
+}
+
+async function readText(response: Dispatcher.ResponseData): Promise<string> {
+  const declared = Number(response.headers['content-length']);
+  if (declared > MAX_BODY_BYTES) {
+    response.body.destroy();
+    throw new Error(`response body of ${declared} bytes exceeds ${MAX_BODY_BYTES}`);
+  }
+  return response.body.text();
+}
+
+/** `Retry-After` as seconds or an HTTP date, in milliseconds from now; null when absent or unusable. */
+export function parseRetryAfter(header: string | string[] | undefined, now: number): number | null {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value) return null;
+  const seconds = Number(value);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - now;
+  if (!Number.isFinite(ms) || ms < 0) return null;
+  return Math.min(ms, MAX_RETRY_AFTER_MS);
+}
+
+/** A short description of an Astria error body (`{"error"}`, `{"message"}` or `{"errors": [...]}`). */
+function errorText(text: string): string {
+  try {
+    const body = JSON.parse(text) as { error?: unknown; message?: unknown; errors?: unknown };
+    const detail = body.error ?? body.message ?? body.errors;
+    if (detail !== undefined) return (typeof detail === 'string' ? detail : JSON.stringify(detail)).slice(0, 200);
+  } catch {
+    // not JSON: fall through to the raw text
+  }
+  return text.slice(0, 200);
+}

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+
+/** ISO-8601 timestamp as Astria sends it; parsed to a Date, null when absent. */
+const timestamp = z
+  .string()
+  .nullish()
+  .transform((value, ctx) => {
+    if (value == null || value === '') return null;
+    const date = new Date(value);
+    if (Number.isNaN(date.getTime())) {
+      ctx.addIssue({ code: 'custom', message: `not a timestamp: ${value}` });
+      return z.NEVER;
+    }
+    return date;
+  });
+
+/**
+ * A tune as Astria returns it from `GET /tunes/:id`, `GET /tunes` and callbacks. Only the fields the
+ * status rules read are declared; everything else passes through untouched. Astria documents no
+ * failure shape, so `status`, `error` and `error_message` are optional and accepted in any form seen.
+ */
+export const tuneSchema = z.looseObject({
+  id: z.union([z.number().int().positive(), z.string().regex(/^\d+$/).transform(Number)]),
+  title: z.string().nullish(),
+  trained_at: timestamp,
+  started_training_at: timestamp,
+  eta: timestamp,
+  created_at: timestamp,
+  status: z.string().nullish(),
+  error: z.unknown().optional(),
+  error_message: z.unknown().optional(),
+});
+
+export type Tune = z.output<typeof tuneSchema>;
+
+/** A callback body: `{ "tune": {...} }` or the bare tune. */
+export const callbackBodySchema = z.union([z.object({ tune: tuneSchema }).transform((body) => body.tune), tuneSchema]);
+
+/**
+ * Tune ids are digits only; anything else in `trainingJobId` is reported and never sent to Astria.
+ * At most 15 digits, so every id is exact as a JavaScript number and as a Postgres bigint.
+ */
+export const TUNE_ID_PATTERN = '^[1-9][0-9]{0,14}$';
+const tuneIdRegExp = new RegExp(TUNE_ID_PATTERN);
+
+export function isTuneId(value: string | null | undefined): value is string {
+  return typeof value === 'string' && tuneIdRegExp.test(value);
+}
+
+/** What we learned about one tune: the tune itself, or that Astria no longer has it (404). */
+export type Observation = { kind: 'tune'; tune: Tune } | { kind: 'gone'; tuneId: string };

@@ -1,0 +1,62 @@
+import type { Writable } from 'node:stream';
+import { runPass, type PassProgress, type PassReport } from '../reconciler/pass.js';
+import type { Runtime } from './runtime.js';
+
+export interface OnceOptions {
+  modelIds: string[];
+  stuckAfterMs: number;
+  json: boolean;
+  signal: AbortSignal;
+  stdout: Writable;
+  /** Where the live progress line goes; only when it is a terminal. */
+  progressTo: (Writable & { isTTY?: boolean }) | null;
+}
+
+/** `--once`: one pass, its report printed; exit code 3 when some models could not be checked. */
+export async function runOnce(runtime: Runtime, options: OnceOptions): Promise<number> {
+  const progressLine = options.progressTo?.isTTY ? createProgressLine(options.progressTo) : null;
+  const report = await runPass(runtime, {
+    stuckAfterMs: options.stuckAfterMs,
+    trainingTimeoutMs: runtime.config.trainingTimeoutMs,
+    modelIds: options.modelIds,
+    signal: options.signal,
+    onProgress: progressLine?.update,
+  });
+  progressLine?.clear();
+  const interrupted = options.signal.aborted;
+  options.stdout.write(options.json ? `${JSON.stringify({ ...report, interrupted })}\n` : formatSummary(report, interrupted));
+  return report.failed > 0 || interrupted ? 3 : 0;
+}
+
+export function formatSummary(report: PassReport, interrupted: boolean): string {
+  const lines: string[] = [];
+  const seconds = (report.durationMs / 1000).toFixed(1);
+  lines.push(
+    `${report.dryRun ? 'Dry run: ' : ''}checked ${report.checked} in-flight model${report.checked === 1 ? '' : 's'} in ${seconds}s ` +
+      `with ${report.apiCalls} Astria call${report.apiCalls === 1 ? '' : 's'} ` +
+      `(${report.plan.listPages} list page${report.plan.listPages === 1 ? '' : 's'}, ${report.plan.singleGets} single GET${report.plan.singleGets === 1 ? '' : 's'})`,
+  );
+  lines.push(
+    `  ${report.dryRun ? 'would transition' : 'transitioned'} ${report.transitioned}, unchanged ${report.unchanged}, could not check ${report.failed}`,
+  );
+  for (const { modelId, from, to } of report.transitions) lines.push(`  ${modelId}  ${from} → ${to}`);
+  for (const { modelId, reason } of report.failures) lines.push(`  ${modelId}  not checked: ${reason}`);
+  if (report.failed > 0) lines.push('Some models could not be checked; it is safe to run again.');
+  if (interrupted) lines.push('Interrupted before the pass finished; it is safe to run again.');
+  return `${lines.join('\n')}\n`;
+}
+
+function createProgressLine(stream: Writable) {
+  let lastWrite = 0;
+  return {
+    update(progress: PassProgress) {
+      const now = Date.now();
+      if (now - lastWrite < 100 && progress.checked < progress.total) return;
+      lastWrite = now;
+      stream.write(`\r\x1b[Kchecked ${progress.checked}/${progress.total} · ${progress.transitioned} transitioned · ${progress.failed} failed`);
+    },
+    clear() {
+      stream.write('\r\x1b[K');
+    },
+  };
+}

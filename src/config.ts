@@ -1,0 +1,144 @@
+import { z } from 'zod';
+
+const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** Parses `250ms`, `30s`, `2m`, `24h`, `7d` into milliseconds; null when the text is not one. */
+export function parseDuration(text: string): number | null {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!match) return null;
+  return Math.round(Number(match[1]) * DURATION_UNITS_MS[match[2] as keyof typeof DURATION_UNITS_MS]);
+}
+
+/** A duration variable with its default, in milliseconds. */
+const duration = (fallback: string) => z.string().default(fallback).transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (use e.g. 500ms, 30s, 2m, 24h, 7d)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const positiveInt = z.coerce.number().int().positive();
+const port = z.coerce.number().int().min(0).max(65_535);
+
+const url = z.url({ protocol: /^https?$/ });
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const BROADCAST_TRANSPORTS = ['pg', 'http', 'redis'] as const;
+export type BroadcastTransport = (typeof BROADCAST_TRANSPORTS)[number];
+
+/** The environment as SPEC.md names it. Keys are the variable names, so errors name the variable. */
+const envSchema = z
+  .object({
+    DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL'),
+    ASTRIA_API_KEY: z.string().min(1).optional(),
+    ASTRIA_API_URL: url.default('https://api.astria.ai'),
+    RECONCILER_INTERVAL: duration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
+    RECONCILER_STUCK_AFTER: duration('2m'),
+    RECONCILER_TRAINING_TIMEOUT: duration('24h').refine((ms) => ms > 0, 'must be positive'),
+    ASTRIA_MAX_RPS: z.coerce.number().positive().max(1_000).default(5),
+    ASTRIA_CONCURRENCY: positiveInt.max(256).default(4),
+    ASTRIA_TIMEOUT: duration('30s').refine((ms) => ms > 0, 'must be positive'),
+    RECONCILER_HTTP_PORT: port.default(9464),
+    RECONCILER_HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+    WEBHOOK_SECRET: z.string().min(1).optional(),
+    LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+    SHUTDOWN_TIMEOUT: duration('25s'),
+    RECONCILER_SCHEMA: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+      .default('astria_reconciler'),
+    BROADCAST: z
+      .string()
+      .default('pg')
+      .transform((text) => [...new Set(text.split(',').map((part) => part.trim()).filter(Boolean))])
+      .pipe(z.array(z.enum(BROADCAST_TRANSPORTS)).min(1, 'must name at least one of pg, http, redis')),
+    BROADCAST_PG_CHANNEL: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a channel name of letters, digits and _')
+      .default('model_status_changed'),
+    BROADCAST_HTTP_URL: url.optional(),
+    BROADCAST_HTTP_SECRET: z.string().min(1).optional(),
+    BROADCAST_REDIS_CHANNEL: z.string().min(1).default('model_status_changed'),
+    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  })
+  .superRefine((env, ctx) => {
+    if (env.BROADCAST.includes('http') && !env.BROADCAST_HTTP_URL)
+      ctx.addIssue({ code: 'custom', path: ['BROADCAST_HTTP_URL'], message: 'is required when BROADCAST includes http' });
+    if (env.BROADCAST.includes('http') && !env.BROADCAST_HTTP_SECRET)
+      ctx.addIssue({ code: 'custom', path: ['BROADCAST_HTTP_SECRET'], message: 'is required when BROADCAST includes http' });
+    if (env.BROADCAST.includes('redis') && !env.REDIS_URL)
+      ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when BROADCAST includes redis' });
+  });
+
+export interface Config {
+  databaseUrl: string;
+  astria: { apiKey: string; apiUrl: string; maxRps: number; concurrency: number; timeoutMs: number };
+  intervalMs: number;
+  stuckAfterMs: number;
+  trainingTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  http: { port: number; host: string; webhookSecret: string | undefined };
+  logLevel: (typeof LOG_LEVELS)[number];
+  schema: string;
+  broadcast: {
+    transports: BroadcastTransport[];
+    pgChannel: string;
+    httpUrl: string | undefined;
+    httpSecret: string | undefined;
+    redisUrl: string | undefined;
+    redisChannel: string;
+  };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Reads the configuration from the environment. Empty variables count as unset so that
+ * `FOO=` in a manifest falls back to the default instead of failing obscurely.
+ * Throws a ConfigError naming every bad variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>, options: { needsAstria?: boolean } = {}): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = envSchema.safeParse(present);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => `${String(issue.path[0] ?? 'config')} ${describeIssue(issue)}`);
+  // `report` reads only our event log; everything else talks to Astria.
+  if ((options.needsAstria ?? true) && !present.ASTRIA_API_KEY) problems.unshift('ASTRIA_API_KEY is required');
+  if (!parsed.success || problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  const e = parsed.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    astria: {
+      apiKey: e.ASTRIA_API_KEY ?? '',
+      apiUrl: e.ASTRIA_API_URL.replace(/\/+$/, ''),
+      maxRps: e.ASTRIA_MAX_RPS,
+      concurrency: e.ASTRIA_CONCURRENCY,
+      timeoutMs: e.ASTRIA_TIMEOUT,
+    },
+    intervalMs: e.RECONCILER_INTERVAL,
+    stuckAfterMs: e.RECONCILER_STUCK_AFTER,
+    trainingTimeoutMs: e.RECONCILER_TRAINING_TIMEOUT,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
+    http: { port: e.RECONCILER_HTTP_PORT, host: e.RECONCILER_HTTP_HOST, webhookSecret: e.WEBHOOK_SECRET },
+    logLevel: e.LOG_LEVEL,
+    schema: e.RECONCILER_SCHEMA,
+    broadcast: {
+      transports: e.BROADCAST,
+      pgChannel: e.BROADCAST_PG_CHANNEL,
+      httpUrl: e.BROADCAST_HTTP_URL,
+      httpSecret: e.BROADCAST_HTTP_SECRET,
+      redisUrl: e.REDIS_URL,
+      redisChannel: e.BROADCAST_REDIS_CHANNEL,
+    },
+  };
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type' && issue.input === undefined) return 'is required';
+  return issue.message;
+}

@@ -1,0 +1,18 @@
+import pg from 'pg';
+import type { Logger } from '../log.js';
+
+/**
+ * A pool on the app's database. Idle connections that die (database restart, failover) are logged
+ * and replaced on next use instead of crashing the process.
+ */
+export function createPool(databaseUrl: string, log: Logger, max = 10): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max,
+    application_name: 'astria-reconciler',
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+  });
+  pool.on('error', (error) => log.warn({ err: error.message }, 'idle database connection lost'));
+  return pool;
+}

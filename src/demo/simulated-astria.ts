@@ -1,0 +1,500 @@
+/**
+ * A simulated Astria API served over real HTTP on loopback, shared by the demo, end-to-end tests and
+ * benchmarks. It speaks what the Astria API facts (astria-api.md) describe: Bearer auth, `GET /tunes/:id` (bare tune),
+ * `GET /tunes` (bare array, newest first, `limit`/`before_id`/`offset`), `{"error": "..."}` bodies.
+ * Failures are scripted with one mechanism, `injectFaults`; rate limiting and latency are options.
+ */
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+
+export interface SimulatedTuneInit {
+  id?: number;
+  title?: string;
+  createdAt?: Date;
+  startedTrainingAt?: Date | null;
+  eta?: Date | null;
+  trainedAt?: Date | null;
+  status?: string;
+  errorMessage?: string;
+  error?: string;
+}
+
+export interface Fault {
+  /** Which requests it hits; default `any` (which also hits unknown paths). */
+  endpoint?: 'get' | 'list' | 'any';
+  /** Default 500 (or the normal answer's status for `truncate`). */
+  status?: number;
+  headers?: Record<string, string>;
+  /** Default `{"error": "<reason phrase>"}` (or the normal answer's body for `truncate`). */
+  body?: string;
+  /** Extra delay before answering, on top of `latencyMs`. */
+  delayMs?: number;
+  /** Never answers; the socket is released by the client giving up or by `close()`. */
+  hang?: boolean;
+  /** Announces the full body's content-length, sends half of it, then destroys the socket. */
+  truncate?: boolean;
+}
+
+export interface SimulatedAstriaOptions {
+  apiKey: string;
+  /** Added to every response; default 0. */
+  latencyMs?: number;
+  /** More than this many requests arriving in any sliding 1000 ms window → 429; default unlimited. */
+  maxRps?: number;
+  /** When set, 429s carry `Retry-After` with this many seconds (Astria documents none). */
+  retryAfterSeconds?: number;
+  host?: string;
+  port?: number;
+  /** Clock for the timestamps written into tunes; default real time. */
+  now?: () => Date;
+}
+
+export interface SimulatedAstriaStats {
+  requests: number;
+  get: number;
+  list: number;
+  byStatus: Record<number, number>;
+  /** Peak number of requests being served at once. */
+  maxConcurrent: number;
+}
+
+export type Endpoint = 'get' | 'list' | 'other';
+
+export interface RequestEvent {
+  method: string;
+  /** Path with its query string, as sent. */
+  path: string;
+  endpoint: Endpoint;
+  /** Arrival time, epoch milliseconds. */
+  at: number;
+}
+
+export type TuneJson = Record<string, unknown> & { id: number };
+
+export interface SimulatedAstria {
+  readonly url: string;
+  readonly stats: SimulatedAstriaStats;
+  resetStats(): void;
+  addTune(init?: SimulatedTuneInit): TuneJson;
+  addTunes(count: number, init?: (index: number) => SimulatedTuneInit): TuneJson[];
+  /** The stored object itself: edits to it show in later responses. */
+  getTune(id: number): TuneJson | undefined;
+  train(id: number, at?: Date): void;
+  fail(id: number, message?: string): void;
+  remove(id: number): void;
+  injectFaults(fault: Fault, count?: number): void;
+  clearFaults(): void;
+  onRequest(listener: (event: RequestEvent) => void): () => void;
+  fireCallback(id: number, url: string, options?: { bare?: boolean }): Promise<number>;
+  close(): Promise<void>;
+}
+
+const FIRST_ID = 1000;
+const DEFAULT_LIMIT = 20;
+const MAX_LIMIT = 120;
+const MAX_OFFSET = 200;
+const RATE_WINDOW_MS = 1000;
+/** Astria deletes a tune's storage 30 days after training unless extended. */
+const STORAGE_MS = 30 * 24 * 60 * 60 * 1000;
+
+export async function startSimulatedAstria(options: SimulatedAstriaOptions): Promise<SimulatedAstria> {
+  const astria = new SimulatedAstriaServer(options);
+  await astria.listen(options.host ?? '127.0.0.1', options.port ?? 0);
+  return astria;
+}
+
+interface Answer {
+  status: number;
+  body: string;
+  headers?: Record<string, string>;
+}
+
+class SimulatedAstriaServer implements SimulatedAstria {
+  readonly stats: SimulatedAstriaStats = { requests: 0, get: 0, list: 0, byStatus: {}, maxConcurrent: 0 };
+  private readonly server: Server;
+  private readonly tunes = new TuneStore();
+  private readonly faults = new FaultQueue();
+  private readonly rate: SlidingWindowLimiter | undefined;
+  private readonly listeners = new Set<(event: RequestEvent) => void>();
+  private readonly now: () => Date;
+  private inFlight = 0;
+  private address = '';
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: SimulatedAstriaOptions) {
+    this.now = options.now ?? (() => new Date());
+    this.rate = options.maxRps === undefined ? undefined : new SlidingWindowLimiter(options.maxRps, RATE_WINDOW_MS);
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((error: unknown) => res.destroy(error as Error));
+    });
+  }
+
+  get url(): string {
+    return this.address;
+  }
+
+  listen(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const { port: bound } = this.server.address() as AddressInfo;
+        this.address = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+        resolve();
+      });
+    });
+  }
+
+  resetStats(): void {
+    // Mutated in place so callers holding `stats` keep seeing live numbers.
+    Object.assign(this.stats, { requests: 0, get: 0, list: 0, byStatus: {}, maxConcurrent: this.inFlight });
+  }
+
+  addTune(init: SimulatedTuneInit = {}): TuneJson {
+    return this.tunes.add(init, this.now());
+  }
+
+  addTunes(count: number, init?: (index: number) => SimulatedTuneInit): TuneJson[] {
+    const now = this.now(); // one clock read for the batch keeps bulk seeding fast
+    return Array.from({ length: count }, (_, index) => this.tunes.add(init?.(index) ?? {}, now));
+  }
+
+  getTune(id: number): TuneJson | undefined {
+    return this.tunes.get(id);
+  }
+
+  train(id: number, at: Date = this.now()): void {
+    markTrained(this.tunes.require(id), at);
+  }
+
+  fail(id: number, message = 'Training failed'): void {
+    const tune = this.tunes.require(id);
+    tune.status = 'failed';
+    tune.error_message = message;
+    tune.updated_at = this.now().toISOString();
+  }
+
+  remove(id: number): void {
+    this.tunes.remove(id);
+  }
+
+  injectFaults(fault: Fault, count = 1): void {
+    this.faults.push(fault, count);
+  }
+
+  clearFaults(): void {
+    this.faults.clear();
+  }
+
+  onRequest(listener: (event: RequestEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async fireCallback(id: number, url: string, options: { bare?: boolean } = {}): Promise<number> {
+    const tune = this.tunes.require(id);
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(options.bare ? tune : { tune }),
+    });
+    await response.arrayBuffer(); // drain so the connection can be reused
+    return response.status;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise((resolve, reject) => {
+      this.server.close((error) => (error ? reject(error) : resolve()));
+      // Idle keep-alive and hanging sockets would otherwise hold close() open.
+      this.server.closeAllConnections();
+    });
+    return this.closing;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Rate limiting is decided on arrival, before any latency, like a gateway in front of the API.
+    const limited = this.rate?.isOverLimit(performance.now()) ?? false;
+    this.trackInFlight(res);
+    const url = new URL(req.url ?? '/', 'http://astria.invalid');
+    const route = classify(req.method ?? 'GET', url.pathname);
+    this.count(route.endpoint);
+    this.emit({ method: req.method ?? 'GET', path: req.url ?? '/', endpoint: route.endpoint, at: Date.now() });
+
+    const fault = this.faults.take(route.endpoint);
+    await pause(this.options.latencyMs ?? 0, res);
+    if (fault) return this.sendFault(res, fault, () => this.answer(route, url.searchParams));
+    if (limited) return this.send(res, this.tooManyRequests());
+    if (req.headers.authorization !== `Bearer ${this.options.apiKey}`) {
+      return this.send(res, errorAnswer(401, 'Unauthorized'));
+    }
+    this.send(res, this.answer(route, url.searchParams));
+  }
+
+  private trackInFlight(res: ServerResponse): void {
+    this.inFlight += 1;
+    this.stats.maxConcurrent = Math.max(this.stats.maxConcurrent, this.inFlight);
+    res.once('close', () => {
+      this.inFlight -= 1;
+    });
+  }
+
+  private count(endpoint: Endpoint): void {
+    this.stats.requests += 1;
+    if (endpoint !== 'other') this.stats[endpoint] += 1;
+  }
+
+  private emit(event: RequestEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private tooManyRequests(): Answer {
+    const answer = errorAnswer(429, 'Too many requests');
+    const seconds = this.options.retryAfterSeconds;
+    return seconds === undefined ? answer : { ...answer, headers: { 'retry-after': String(seconds) } };
+  }
+
+  private answer(route: Route, query: URLSearchParams): Answer {
+    if (route.endpoint === 'get') return this.answerGet(route.id);
+    if (route.endpoint === 'list') return this.answerList(query);
+    return errorAnswer(404, 'Not found');
+  }
+
+  private answerGet(id: string): Answer {
+    const tune = /^\d+$/.test(id) ? this.tunes.get(Number(id)) : undefined;
+    return tune ? jsonAnswer(200, tune) : errorAnswer(404, 'Not found');
+  }
+
+  private answerList(query: URLSearchParams): Answer {
+    const limit = readCount(query, 'limit', DEFAULT_LIMIT, 1);
+    const offset = readCount(query, 'offset', 0, 0);
+    const beforeId = readCount(query, 'before_id', undefined, 0);
+    if (limit === null || offset === null || beforeId === null) return errorAnswer(400, 'Invalid paging parameters');
+    if (offset > MAX_OFFSET) return errorAnswer(400, `offset must be at most ${MAX_OFFSET}`);
+    return jsonAnswer(200, this.tunes.page(beforeId, offset, Math.min(limit, MAX_LIMIT)));
+  }
+
+  private async sendFault(res: ServerResponse, fault: Fault, normal: () => Answer): Promise<void> {
+    await pause(fault.delayMs ?? 0, res);
+    if (fault.hang) return;
+    const base = fault.truncate ? normal() : undefined;
+    const status = fault.status ?? base?.status ?? 500;
+    const body = fault.body ?? base?.body ?? errorBody(STATUS_CODES[status] ?? 'Error');
+    if (fault.truncate) return this.sendTruncated(res, { status, body, headers: fault.headers });
+    this.send(res, { status, body, headers: fault.headers });
+  }
+
+  private send(res: ServerResponse, answer: Answer): void {
+    if (res.destroyed) return; // the client gave up or close() ran while we waited
+    this.writeHead(res, answer, Buffer.byteLength(answer.body));
+    res.end(answer.body);
+  }
+
+  private sendTruncated(res: ServerResponse, answer: Answer): void {
+    if (res.destroyed) return;
+    const bytes = Buffer.from(answer.body);
+    this.writeHead(res, answer, bytes.length);
+    res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => res.destroy());
+  }
+
+  private writeHead(res: ServerResponse, answer: Answer, contentLength: number): void {
+    this.stats.byStatus[answer.status] = (this.stats.byStatus[answer.status] ?? 0) + 1;
+    res.writeHead(answer.status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(contentLength),
+      ...answer.headers,
+    });
+  }
+}
+
+/** Tunes by id, plus their ids in ascending order so list pages are binary searches, not sorts. */
+class TuneStore {
+  private readonly byId = new Map<number, TuneJson>();
+  private readonly ids: number[] = [];
+  private nextId = FIRST_ID;
+
+  add(init: SimulatedTuneInit, now: Date): TuneJson {
+    const id = init.id ?? this.nextId;
+    if (!Number.isSafeInteger(id) || id < 1) throw new Error(`tune id must be a positive integer: ${id}`);
+    if (this.byId.has(id)) throw new Error(`tune ${id} already exists`);
+    this.nextId = Math.max(this.nextId, id + 1);
+    const tune = buildTune(id, init, now);
+    this.byId.set(id, tune);
+    // Auto-increment ids always append; only explicit lower ids pay for an insertion.
+    const last = this.ids[this.ids.length - 1];
+    if (last === undefined || id > last) this.ids.push(id);
+    else this.ids.splice(lowerBound(this.ids, id), 0, id);
+    return tune;
+  }
+
+  get(id: number): TuneJson | undefined {
+    return this.byId.get(id);
+  }
+
+  require(id: number): TuneJson {
+    const tune = this.byId.get(id);
+    if (!tune) throw new Error(`no simulated tune ${id}`);
+    return tune;
+  }
+
+  remove(id: number): void {
+    if (!this.byId.delete(id)) return;
+    this.ids.splice(lowerBound(this.ids, id), 1);
+  }
+
+  /** Newest first: ids strictly below `beforeId` (when given), skipping `offset`, at most `limit`. */
+  page(beforeId: number | undefined, offset: number, limit: number): TuneJson[] {
+    const end = (beforeId === undefined ? this.ids.length : lowerBound(this.ids, beforeId)) - offset;
+    const page: TuneJson[] = [];
+    for (let index = end - 1; index >= 0 && page.length < limit; index -= 1) {
+      page.push(this.byId.get(this.ids[index] as number) as TuneJson);
+    }
+    return page;
+  }
+}
+
+/** Scripted faults, consumed first-in first-out by the requests they match. */
+class FaultQueue {
+  private entries: { fault: Fault; remaining: number }[] = [];
+
+  push(fault: Fault, count: number): void {
+    if (count > 0) this.entries.push({ fault, remaining: count });
+  }
+
+  take(endpoint: Endpoint): Fault | undefined {
+    const index = this.entries.findIndex(({ fault }) => (fault.endpoint ?? 'any') === 'any' || fault.endpoint === endpoint);
+    const entry = this.entries[index];
+    if (!entry) return undefined;
+    entry.remaining -= 1;
+    if (entry.remaining === 0) this.entries.splice(index, 1);
+    return entry.fault;
+  }
+
+  clear(): void {
+    this.entries = [];
+  }
+}
+
+/** Counts every arrival (refused ones too) in a sliding window, as a gateway would. */
+class SlidingWindowLimiter {
+  private readonly arrivals: number[] = [];
+
+  constructor(
+    private readonly max: number,
+    private readonly windowMs: number,
+  ) {}
+
+  isOverLimit(now: number): boolean {
+    while (this.arrivals.length > 0 && (this.arrivals[0] as number) <= now - this.windowMs) this.arrivals.shift();
+    this.arrivals.push(now);
+    return this.arrivals.length > this.max;
+  }
+}
+
+type Route = { endpoint: 'get'; id: string } | { endpoint: 'list' } | { endpoint: 'other' };
+
+function classify(method: string, pathname: string): Route {
+  if (method !== 'GET') return { endpoint: 'other' };
+  if (pathname === '/tunes') return { endpoint: 'list' };
+  const match = /^\/tunes\/([^/]+)$/.exec(pathname);
+  return match ? { endpoint: 'get', id: match[1] as string } : { endpoint: 'other' };
+}
+
+function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {
+  const createdAt = (init.createdAt ?? now).toISOString();
+  const tune: TuneJson = {
+    id,
+    title: init.title ?? `Tune ${id}`,
+    name: 'person',
+    is_api: true,
+    token: 'ohwx',
+    base_tune_id: null,
+    args: null,
+    steps: null,
+    face_crop: null,
+    ckpt_url: null,
+    ckpt_urls: [],
+    eta: init.eta?.toISOString() ?? null,
+    trained_at: null,
+    started_training_at: init.startedTrainingAt?.toISOString() ?? null,
+    expires_at: null,
+    created_at: createdAt,
+    updated_at: createdAt,
+    branch: 'flux1',
+    model_type: 'lora',
+    url: `https://www.astria.ai/tunes/${id}.json`,
+    orig_images: [`https://www.astria.ai/mock/${id}/1.jpg`],
+    callback: null,
+  };
+  // Reference tunes come back already trained at creation.
+  if (init.trainedAt) markTrained(tune, init.trainedAt);
+  // Undocumented failure fields appear only when scripted, as in the wild.
+  if (init.status !== undefined) tune.status = init.status;
+  if (init.errorMessage !== undefined) tune.error_message = init.errorMessage;
+  if (init.error !== undefined) tune.error = init.error;
+  return tune;
+}
+
+/** Finishes a tune the way Astria reports it; a scripted failure is healed. */
+function markTrained(tune: TuneJson, at: Date): void {
+  const trainedAt = at.toISOString();
+  const checkpoint = `https://www.astria.ai/mock/${tune.id}/model.safetensors`;
+  Object.assign(tune, {
+    trained_at: trainedAt,
+    started_training_at: tune.started_training_at ?? trainedAt,
+    expires_at: new Date(at.getTime() + STORAGE_MS).toISOString(),
+    updated_at: trainedAt,
+    ckpt_url: checkpoint,
+    ckpt_urls: [checkpoint],
+  });
+  if ('status' in tune) tune.status = 'trained';
+  delete tune.error;
+  delete tune.error_message;
+}
+
+/** A non-negative integer query parameter: `fallback` when absent, null when malformed or below `min`. */
+function readCount<T extends number | undefined>(query: URLSearchParams, name: string, fallback: T, min: number): number | T | null {
+  const raw = query.get(name);
+  if (raw === null) return fallback;
+  if (!/^\d+$/.test(raw)) return null;
+  const value = Number(raw);
+  return value >= min ? value : null;
+}
+
+/** Index of the first element >= target in an ascending array. */
+function lowerBound(sorted: number[], target: number): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if ((sorted[mid] as number) < target) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
+/** Waits `ms`, ending early when the response closes (client gone or server closing). */
+function pause(ms: number, res: ServerResponse): Promise<void> {
+  if (ms <= 0 || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      res.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    res.once('close', done);
+  });
+}
+
+function jsonAnswer(status: number, value: unknown): Answer {
+  return { status, body: JSON.stringify(value) };
+}
+
+function errorBody(message: string): string {
+  return JSON.stringify({ error: message });
+}
+
+function errorAnswer(status: number, message: string): Answer {
+  return { status, body: errorBody(message) };
+}

@@ -1,0 +1,155 @@
+import type { Observation, Tune } from '../astria/tune.js';
+
+export const MODEL_STATUSES = ['UPLOADING', 'PROCESSING', 'TRAINING', 'READY', 'ERROR', 'DELETED'] as const;
+export type ModelStatus = (typeof MODEL_STATUSES)[number];
+
+/** Statuses in which a model is waiting on Astria (SPEC.md "in flight"). */
+export const IN_FLIGHT_STATUSES: readonly ModelStatus[] = ['PROCESSING', 'TRAINING'];
+
+/** The columns of `ai_models` the rules read. */
+export interface ModelRow {
+  id: string;
+  userId: string;
+  status: ModelStatus;
+  progress: number;
+  trainingJobId: string | null;
+  estimatedTime: number | null;
+  createdAt: Date;
+}
+
+/** Columns a transition writes; a column absent here is left as it is. */
+export interface ModelChanges {
+  progress?: number;
+  estimatedTime?: number | null;
+  trainedAt?: Date | null;
+  modelUrl?: string | null;
+  errorMessage?: string | null;
+}
+
+/**
+ * What should happen to one model. `from` is the status the decision was made on: the write is a
+ * compare-and-set on it. `to === from` is a progress-only update.
+ */
+export interface Transition {
+  modelId: string;
+  userId: string;
+  from: ModelStatus;
+  to: ModelStatus;
+  changes: ModelChanges;
+}
+
+export interface RuleOptions {
+  /** In flight longer than this (by `createdAt`) with no result → ERROR. */
+  trainingTimeoutMs: number;
+}
+
+const MAX_TRAINING_PROGRESS = 99;
+const MAX_ERROR_MESSAGE_LENGTH = 500;
+
+/**
+ * Every status rule of SPEC.md, and the only place they live. Pure: the caller supplies the clock.
+ * Returns null when the model should stay exactly as it is.
+ */
+export function decide(model: ModelRow, observation: Observation, now: Date, options: RuleOptions): Transition | null {
+  const transition = (to: ModelStatus, changes: ModelChanges): Transition => ({
+    modelId: model.id,
+    userId: model.userId,
+    from: model.status,
+    to,
+    changes,
+  });
+  const inFlight = IN_FLIGHT_STATUSES.includes(model.status);
+
+  if (observation.kind === 'gone') {
+    return inFlight
+      ? transition('ERROR', { errorMessage: `Astria tune ${observation.tuneId} not found`, estimatedTime: null })
+      : null;
+  }
+
+  const tune = observation.tune;
+  if (tune.trained_at) {
+    // ERROR → READY heals a false failure; READY, DELETED and UPLOADING are never touched.
+    if (!inFlight && model.status !== 'ERROR') return null;
+    return transition('READY', {
+      progress: 100,
+      trainedAt: tune.trained_at,
+      modelUrl: String(tune.id),
+      errorMessage: null,
+      estimatedTime: null,
+    });
+  }
+  if (!inFlight) return null;
+
+  const failure = failureMessage(tune);
+  if (failure !== null) return transition('ERROR', { errorMessage: failure, estimatedTime: null });
+
+  if (now.getTime() - model.createdAt.getTime() > options.trainingTimeoutMs) {
+    return transition('ERROR', {
+      errorMessage: `Training did not finish within ${formatHours(options.trainingTimeoutMs)} (Astria tune ${tune.id})`,
+      estimatedTime: null,
+    });
+  }
+
+  return stillTraining(model, tune, now, transition);
+}
+
+function stillTraining(
+  model: ModelRow,
+  tune: Tune,
+  now: Date,
+  transition: (to: ModelStatus, changes: ModelChanges) => Transition,
+): Transition | null {
+  const to: ModelStatus = model.status === 'PROCESSING' && tune.started_training_at ? 'TRAINING' : model.status;
+  const changes: ModelChanges = {};
+  const progress = estimateProgress(tune, now);
+  if (progress !== null && progress > model.progress) changes.progress = progress;
+  if (tune.eta) {
+    const minutesLeft = Math.max(0, Math.ceil((tune.eta.getTime() - now.getTime()) / 60_000));
+    if (minutesLeft !== model.estimatedTime) changes.estimatedTime = minutesLeft;
+  }
+  if (to === model.status && Object.keys(changes).length === 0) return null;
+  return transition(to, changes);
+}
+
+/** Share of the time from `started_training_at` to `eta` already elapsed, as 0–99. */
+function estimateProgress(tune: Tune, now: Date): number | null {
+  if (!tune.started_training_at || !tune.eta) return null;
+  const total = tune.eta.getTime() - tune.started_training_at.getTime();
+  if (total <= 0) return null;
+  const elapsed = now.getTime() - tune.started_training_at.getTime();
+  return Math.max(0, Math.min(MAX_TRAINING_PROGRESS, Math.floor((elapsed / total) * 100)));
+}
+
+/**
+ * Astria documents no failure shape; these are the ones seen in the wild: `status` failed/cancelled,
+ * a non-empty `error_message` or `error` (a string or an object with a message).
+ */
+function failureMessage(tune: Tune): string | null {
+  const detail = describe(tune.error_message) ?? describe(tune.error);
+  const status = tune.status?.toLowerCase();
+  if (status === 'failed' || status === 'cancelled' || status === 'canceled') {
+    const verb = status === 'failed' ? 'failed' : 'was cancelled';
+    return truncate(`Astria training ${verb}${detail ? `: ${detail}` : ''}`);
+  }
+  return detail ? truncate(`Astria training failed: ${detail}`) : null;
+}
+
+function describe(value: unknown): string | null {
+  if (typeof value === 'string') return value.trim() || null;
+  if (value && typeof value === 'object') {
+    const message = (value as { message?: unknown }).message;
+    if (typeof message === 'string' && message.trim()) return message.trim();
+    const text = JSON.stringify(value);
+    return text === '{}' || text === '[]' ? null : text;
+  }
+  return null;
+}
+
+function truncate(text: string): string {
+  return text.length > MAX_ERROR_MESSAGE_LENGTH ? `${text.slice(0, MAX_ERROR_MESSAGE_LENGTH - 1)}…` : text;
+}
+
+function formatHours(ms: number): string {
+  const hours = ms / 3_600_000;
+  return Number.isInteger(hours) ? `${hours}h` : `${Math.round(ms / 60_000)}m`;
+}

@@ -1,0 +1,126 @@
+import type pg from 'pg';
+import { systemClock, type Clock } from '../clock.js';
+import { withTransaction } from '../db/transaction.js';
+import type { Metrics } from '../metrics.js';
+import {
+  progressEvent,
+  statusChangedEvent,
+  type EventSource,
+  type ModelEvent,
+  type ModelStatusChangedEvent,
+  type UpdatedModel,
+} from './event.js';
+import type { ModelChanges, Transition } from './rules.js';
+
+export type ApplyResult =
+  | { applied: true; event: ModelEvent }
+  /** The row was no longer in `transition.from`: someone else applied a change first. Nothing written. */
+  | { applied: false };
+
+export interface StatusService {
+  /**
+   * Applies one transition: a compare-and-set on the status the decision was made from, the event row
+   * and its NOTIFY, all in one transaction. Exactly one of any number of racing callers wins.
+   */
+  apply(transition: Transition, source: EventSource): Promise<ApplyResult>;
+}
+
+export interface StatusServiceOptions {
+  pool: pg.Pool;
+  /** Our own schema, holding the event log (default `astria_reconciler`). */
+  schema?: string;
+  /** NOTIFY channel (default `model_status_changed`). */
+  channel?: string;
+  clock?: Clock;
+  metrics?: Metrics;
+}
+
+/** Columns a transition may write, with the SQL that assigns a parameter to each. */
+const COLUMN_ASSIGNMENTS: { [K in keyof Required<ModelChanges>]: (param: string) => string } = {
+  // GREATEST: two racing writers can never move progress down.
+  progress: (param) => `progress = GREATEST(progress, ${param}::int)`,
+  estimatedTime: (param) => `"estimatedTime" = ${param}::int`,
+  trainedAt: (param) => `"trainedAt" = (${param}::timestamptz AT TIME ZONE 'UTC')`,
+  modelUrl: (param) => `"modelUrl" = ${param}::text`,
+  errorMessage: (param) => `"errorMessage" = ${param}::text`,
+};
+
+const RETURNING = `RETURNING id, "userId", status::text AS status, progress, "modelUrl",
+  ("trainedAt" AT TIME ZONE 'UTC') AS "trainedAt", "errorMessage", "estimatedTime"`;
+
+export function createStatusService(options: StatusServiceOptions): StatusService {
+  const schema = options.schema ?? 'astria_reconciler';
+  const channel = options.channel ?? 'model_status_changed';
+  const clock = options.clock ?? systemClock;
+
+  return {
+    async apply(transition, source) {
+      const now = new Date(clock.now());
+      const result = await withTransaction(options.pool, async (client) => {
+        const row = await compareAndSet(client, transition, now);
+        if (!row) return null;
+        const event =
+          transition.to === transition.from
+            ? progressEvent(row, source, now)
+            : statusChangedEvent(row, transition.from, source, now);
+        if (event.type === 'model_status_changed') await appendEvent(client, schema, event, now);
+        await client.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(event)]);
+        return event;
+      });
+      if (!result) return { applied: false };
+      if (result.type === 'model_status_changed') recordMetrics(options.metrics, result, source, now);
+      return { applied: true, event: result };
+    },
+  };
+}
+
+/**
+ * `UPDATE ... WHERE id = $1 AND status = $from`: zero rows means another writer got there first.
+ * A status change stamps `updatedAt` (Prisma's `@updatedAt` lives in the client, not the database);
+ * a progress-only update leaves it, so it keeps meaning "last status change".
+ */
+async function compareAndSet(client: pg.PoolClient, transition: Transition, now: Date): Promise<UpdatedModel | null> {
+  const params: unknown[] = [transition.modelId, transition.from];
+  const param = (value: unknown) => `$${params.push(value)}`;
+  const assignments: string[] = [];
+  if (transition.to !== transition.from) {
+    assignments.push(`status = ${param(transition.to)}`, `"updatedAt" = (${param(now.toISOString())}::timestamptz AT TIME ZONE 'UTC')`);
+  }
+  for (const [column, value] of Object.entries(transition.changes) as [keyof ModelChanges, unknown][]) {
+    if (value === undefined) continue;
+    assignments.push(COLUMN_ASSIGNMENTS[column](param(value instanceof Date ? value.toISOString() : value)));
+  }
+  if (assignments.length === 0) return null;
+  const { rows } = await client.query<UpdatedModel>(
+    `UPDATE ai_models SET ${assignments.join(', ')} WHERE id = $1 AND status = $2 ${RETURNING}`,
+    params,
+  );
+  return rows[0] ?? null;
+}
+
+async function appendEvent(client: pg.PoolClient, schema: string, event: ModelStatusChangedEvent, now: Date): Promise<void> {
+  await client.query(
+    `INSERT INTO ${schema}.events
+       (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [
+      event.eventId,
+      event.modelId,
+      event.userId,
+      event.previousStatus,
+      event.status,
+      event.source,
+      JSON.stringify(event),
+      event.data.trainedAt,
+      now.toISOString(),
+    ],
+  );
+}
+
+function recordMetrics(metrics: Metrics | undefined, event: ModelStatusChangedEvent, source: EventSource, now: Date): void {
+  if (!metrics) return;
+  metrics.transitions.inc({ to: event.status, source });
+  if (source === 'reconciler' && event.status === 'READY' && event.data.trainedAt) {
+    metrics.detectionLag.observe(Math.max(0, (now.getTime() - Date.parse(event.data.trainedAt)) / 1000));
+  }
+}
