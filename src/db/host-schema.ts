@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { ModelStatus } from '../status/rules.js';
 
 /**
  * A copy of the host app's tables as `prisma migrate` creates them. Used only by tests, the demo and
@@ -50,8 +51,6 @@ CREATE INDEX "ai_models_status_idx" ON "ai_models"("status");
 
 ALTER TABLE "ai_models" ADD CONSTRAINT "ai_models_userId_fkey" FOREIGN KEY ("userId") REFERENCES "users"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 `;
-
-export type ModelStatus = 'UPLOADING' | 'PROCESSING' | 'TRAINING' | 'READY' | 'ERROR' | 'DELETED';
 
 export interface SeedModel {
   id: string;

@@ -1,0 +1,362 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { tuneSchema, type Observation } from '../../src/astria/tune.js';
+import { decide, type ModelRow, type ModelStatus, type RuleOptions } from '../../src/status/rules.js';
+
+/**
+ * `now` is deliberately far from the real date: if `decide` read the clock instead of `now`, the
+ * elapsed times below would be decades and every case would turn into a timeout or progress 99.
+ */
+const NOW = new Date('2003-05-06T12:00:00.000Z');
+const minutes = (n: number) => n * 60_000;
+const hours = (n: number) => n * 3_600_000;
+const at = (offsetMs: number) => new Date(NOW.getTime() + offsetMs);
+const iso = (offsetMs: number) => at(offsetMs).toISOString();
+
+const OPTIONS: RuleOptions = { trainingTimeoutMs: hours(24) };
+const TUNE_ID = 788416;
+
+/** A tune as Astria's `GET /tunes/:id` returns it, still queued; `fields` override the raw JSON. */
+function observe(fields: Record<string, unknown> = {}): Observation {
+  const raw = JSON.parse(
+    JSON.stringify({
+      id: TUNE_ID,
+      title: 'John Doe',
+      name: 'man',
+      is_api: false,
+      token: 'ohwx',
+      base_tune_id: null,
+      args: null,
+      steps: null,
+      face_crop: null,
+      ckpt_url: null,
+      ckpt_urls: [],
+      eta: null,
+      trained_at: null,
+      started_training_at: null,
+      expires_at: null,
+      created_at: iso(-minutes(30)),
+      updated_at: iso(-minutes(30)),
+      branch: 'flux1',
+      model_type: 'lora',
+      url: `https://www.astria.ai/tunes/${TUNE_ID}.json`,
+      orig_images: ['https://example.test/1.jpg'],
+      ...fields,
+    }),
+  ) as unknown;
+  return { kind: 'tune', tune: tuneSchema.parse(raw) };
+}
+
+const trained = (fields: Record<string, unknown> = {}) =>
+  observe({
+    started_training_at: iso(-minutes(40)),
+    eta: iso(-minutes(10)),
+    trained_at: iso(-minutes(12)),
+    ckpt_url: 'https://example.test/ckpt',
+    ...fields,
+  });
+const training = (fields: Record<string, unknown> = {}) =>
+  observe({ started_training_at: iso(-minutes(10)), eta: iso(minutes(30)), ...fields });
+const failed = () => observe({ status: 'failed', error_message: 'GPU out of memory' });
+const gone = (tuneId = String(TUNE_ID)): Observation => ({ kind: 'gone', tuneId });
+
+function model(overrides: Partial<ModelRow> = {}): ModelRow {
+  return {
+    id: 'cmodel123',
+    userId: 'cuser456',
+    status: 'TRAINING',
+    progress: 0,
+    trainingJobId: String(TUNE_ID),
+    estimatedTime: null,
+    createdAt: at(-hours(1)),
+    ...overrides,
+  };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('decide: trained', () => {
+  it.each<ModelStatus>(['TRAINING', 'PROCESSING'])('%s with trained_at → READY with every finished column', (status) => {
+    const result = decide(model({ status, progress: 40, estimatedTime: 12 }), trained(), NOW, OPTIONS);
+    expect(result).not.toBeNull();
+    expect(result!.modelId).toBe('cmodel123');
+    expect(result!.userId).toBe('cuser456');
+    expect(result!.from).toBe(status);
+    expect(result!.to).toBe('READY');
+    expect(result!.changes.progress).toBe(100);
+    expect(result!.changes.modelUrl).toBe(String(TUNE_ID));
+    expect(result!.changes.errorMessage).toBeNull();
+    expect(result!.changes.estimatedTime).toBeNull();
+  });
+
+  it("sets trainedAt to Astria's trained_at, not to now", () => {
+    const trainedAt = '2003-05-06T11:48:17.123Z';
+    const result = decide(model(), trained({ trained_at: trainedAt }), NOW, OPTIONS);
+    expect(result!.changes.trainedAt).toBeInstanceOf(Date);
+    expect(result!.changes.trainedAt!.toISOString()).toBe(trainedAt);
+    expect(result!.changes.trainedAt!.getTime()).not.toBe(NOW.getTime());
+  });
+
+  it('modelUrl is the tune id as text, also when Astria sends the id as a string', () => {
+    const result = decide(model(), trained({ id: '123456' }), NOW, OPTIONS);
+    expect(result!.changes.modelUrl).toBe('123456');
+  });
+
+  it('a tune trained at creation (reference tune, never started) still → READY', () => {
+    const result = decide(
+      model({ status: 'PROCESSING' }),
+      observe({ trained_at: iso(-minutes(1)), started_training_at: null, eta: null }),
+      NOW,
+      OPTIONS,
+    );
+    expect(result?.to).toBe('READY');
+  });
+
+  it.each([
+    ['status failed', { status: 'failed' }],
+    ['error_message', { error_message: 'something broke' }],
+    ['error string', { error: 'something broke' }],
+    ['error object', { error: { message: 'something broke' } }],
+  ])('trained_at wins over %s', (_label, fields) => {
+    const result = decide(model(), trained(fields), NOW, OPTIONS);
+    expect(result?.to).toBe('READY');
+    expect(result?.changes.errorMessage).toBeNull();
+  });
+});
+
+describe('decide: failure shapes', () => {
+  it.each([
+    ['status failed', { status: 'failed' }],
+    ['status cancelled', { status: 'cancelled' }],
+    ['error_message', { error_message: 'Training images rejected' }],
+    ['error string', { error: 'Training images rejected' }],
+    ['error object with message', { error: { message: 'Training images rejected', code: 17 } }],
+  ])('%s → ERROR with a human message', (_label, fields) => {
+    const result = decide(model(), training(fields), NOW, OPTIONS);
+    expect(result?.from).toBe('TRAINING');
+    expect(result?.to).toBe('ERROR');
+    expect(typeof result?.changes.errorMessage).toBe('string');
+    expect(result!.changes.errorMessage!.trim().length).toBeGreaterThan(0);
+    expect(result!.changes.errorMessage).not.toContain('[object Object]');
+  });
+
+  it('a PROCESSING model fails too', () => {
+    expect(decide(model({ status: 'PROCESSING' }), failed(), NOW, OPTIONS)?.to).toBe('ERROR');
+  });
+
+  it("the message carries Astria's own reason", () => {
+    expect(decide(model(), training({ error_message: 'Face not detected' }), NOW, OPTIONS)?.changes.errorMessage).toContain(
+      'Face not detected',
+    );
+    expect(decide(model(), training({ error: 'Face not detected' }), NOW, OPTIONS)?.changes.errorMessage).toContain(
+      'Face not detected',
+    );
+    expect(
+      decide(model(), training({ error: { message: 'Face not detected' } }), NOW, OPTIONS)?.changes.errorMessage,
+    ).toContain('Face not detected');
+  });
+
+  it('cancelled and failed read differently', () => {
+    const cancelled = decide(model(), observe({ status: 'cancelled' }), NOW, OPTIONS)?.changes.errorMessage;
+    const failedMessage = decide(model(), observe({ status: 'failed' }), NOW, OPTIONS)?.changes.errorMessage;
+    expect(cancelled).toMatch(/cancel/i);
+    expect(failedMessage).toMatch(/fail/i);
+  });
+
+  it.each([
+    ['empty error', { error: '' }],
+    ['empty error_message', { error_message: '' }],
+    ['null error and error_message', { error: null, error_message: null }],
+    ['status training', { status: 'training' }],
+    ['status queued', { status: 'queued' }],
+  ])('%s is not a failure', (_label, fields) => {
+    // Queued, nothing to update: the only way to get a non-null result is a (wrong) failure.
+    expect(decide(model(), observe(fields), NOW, OPTIONS)).toBeNull();
+    // And while training, the normal training update happens instead of ERROR.
+    const result = decide(model({ status: 'PROCESSING' }), training(fields), NOW, OPTIONS);
+    expect(result?.to).toBe('TRAINING');
+    expect(result?.changes.errorMessage).toBeUndefined();
+  });
+});
+
+describe('decide: tune gone (404)', () => {
+  it.each<ModelStatus>(['TRAINING', 'PROCESSING'])('%s → ERROR "Astria tune N not found"', (status) => {
+    const result = decide(model({ status, trainingJobId: '5551234' }), gone('5551234'), NOW, OPTIONS);
+    expect(result?.from).toBe(status);
+    expect(result?.to).toBe('ERROR');
+    expect(result?.changes.errorMessage).toBe('Astria tune 5551234 not found');
+  });
+});
+
+describe('decide: still training', () => {
+  it('PROCESSING stays PROCESSING before started_training_at', () => {
+    expect(decide(model({ status: 'PROCESSING' }), observe(), NOW, OPTIONS)).toBeNull();
+    // Even with an eta to report, the status does not move.
+    const result = decide(model({ status: 'PROCESSING' }), observe({ eta: iso(minutes(45)) }), NOW, OPTIONS);
+    expect(result?.from).toBe('PROCESSING');
+    expect(result?.to).toBe('PROCESSING');
+  });
+
+  it('PROCESSING → TRAINING once started_training_at is set', () => {
+    const result = decide(
+      model({ status: 'PROCESSING' }),
+      observe({ started_training_at: iso(-minutes(1)), eta: null }),
+      NOW,
+      OPTIONS,
+    );
+    expect(result?.from).toBe('PROCESSING');
+    expect(result?.to).toBe('TRAINING');
+  });
+
+  it('TRAINING with nothing new → null', () => {
+    expect(decide(model(), observe({ started_training_at: iso(-minutes(1)) }), NOW, OPTIONS)).toBeNull();
+  });
+
+  it('progress rises with the time elapsed from started_training_at to eta; estimatedTime from eta', () => {
+    // Started 10 minutes ago, due in 30: a quarter done, 30 minutes left.
+    const result = decide(model({ progress: 0 }), training(), NOW, OPTIONS);
+    expect(result?.from).toBe('TRAINING');
+    expect(result?.to).toBe('TRAINING');
+    expect(result?.changes).toEqual({ progress: 25, estimatedTime: 30 });
+  });
+
+  it('a progress-only update keeps to === from and touches no result columns', () => {
+    const result = decide(model({ progress: 10, estimatedTime: 40 }), training(), NOW, OPTIONS);
+    expect(result).not.toBeNull();
+    expect(result!.to).toBe(result!.from);
+    expect(result!.changes.trainedAt).toBeUndefined();
+    expect(result!.changes.modelUrl).toBeUndefined();
+    expect(result!.changes.errorMessage).toBeUndefined();
+  });
+
+  it('nothing changed → null', () => {
+    expect(decide(model({ progress: 25, estimatedTime: 30 }), training(), NOW, OPTIONS)).toBeNull();
+  });
+
+  it('progress never goes above 99 while not trained, and estimatedTime is 0 once eta has passed', () => {
+    const overdue = training({ started_training_at: iso(-minutes(60)), eta: iso(-minutes(20)) });
+    const result = decide(model({ progress: 50, estimatedTime: 5 }), overdue, NOW, OPTIONS);
+    expect(result?.to).toBe('TRAINING');
+    expect(result?.changes.progress).toBe(99);
+    expect(result?.changes.estimatedTime).toBe(0);
+  });
+
+  it('progress never goes down (model at 80, computed 50)', () => {
+    // Started 20 minutes ago, due in 20: 50%.
+    const halfway = training({ started_training_at: iso(-minutes(20)), eta: iso(minutes(20)) });
+    expect(decide(model({ progress: 80, estimatedTime: 20 }), halfway, NOW, OPTIONS)).toBeNull();
+    const withEta = decide(model({ progress: 80, estimatedTime: 35 }), halfway, NOW, OPTIONS);
+    expect(withEta?.changes.progress).toBeUndefined();
+    expect(withEta?.changes.estimatedTime).toBe(20);
+  });
+
+  it('estimatedTime rounds up to whole minutes', () => {
+    const result = decide(model(), training({ eta: iso(90_000) }), NOW, OPTIONS);
+    expect(result?.changes.estimatedTime).toBe(2);
+    const justUnder = decide(model(), training({ eta: iso(1_000) }), NOW, OPTIONS);
+    expect(justUnder?.changes.estimatedTime).toBe(1);
+  });
+});
+
+describe('decide: statuses that do not move', () => {
+  const observations: [string, Observation][] = [
+    ['trained', trained()],
+    ['failed', failed()],
+    ['gone', gone()],
+    ['still training', training()],
+  ];
+
+  describe.each<ModelStatus>(['READY', 'DELETED'])('never leaves %s', (status) => {
+    it.each(observations)('%s → null', (_label, observation) => {
+      expect(decide(model({ status, progress: 100 }), observation, NOW, OPTIONS)).toBeNull();
+    });
+    it('not even past the training timeout', () => {
+      expect(decide(model({ status, createdAt: at(-hours(72)) }), training(), NOW, OPTIONS)).toBeNull();
+    });
+  });
+
+  it.each(observations)('UPLOADING is untouched: %s → null', (_label, observation) => {
+    expect(decide(model({ status: 'UPLOADING' }), observation, NOW, OPTIONS)).toBeNull();
+  });
+
+  it('ERROR → READY when Astria reports the tune trained (false failure healed)', () => {
+    const result = decide(
+      model({ status: 'ERROR', progress: 30, estimatedTime: 4 }),
+      trained({ trained_at: '2003-05-06T11:30:00.000Z' }),
+      NOW,
+      OPTIONS,
+    );
+    expect(result?.from).toBe('ERROR');
+    expect(result?.to).toBe('READY');
+    expect(result?.changes.errorMessage).toBeNull();
+    expect(result?.changes.progress).toBe(100);
+    expect(result?.changes.trainedAt?.toISOString()).toBe('2003-05-06T11:30:00.000Z');
+  });
+
+  it.each([
+    ['failed', failed()],
+    ['gone', gone()],
+    ['still training', training()],
+  ])('ERROR stays ERROR when the tune is %s', (_label, observation) => {
+    expect(decide(model({ status: 'ERROR' }), observation, NOW, OPTIONS)).toBeNull();
+  });
+});
+
+describe('decide: training timeout', () => {
+  it.each<ModelStatus>(['TRAINING', 'PROCESSING'])(
+    '%s created longer ago than the timeout, still training → ERROR naming the timeout',
+    (status) => {
+      const result = decide(model({ status, createdAt: at(-hours(25)) }), training(), NOW, OPTIONS);
+      expect(result?.from).toBe(status);
+      expect(result?.to).toBe('ERROR');
+      expect(result?.changes.errorMessage).toMatch(/24 ?h/);
+    },
+  );
+
+  it('names a timeout that is not whole hours', () => {
+    const result = decide(model({ createdAt: at(-minutes(91)) }), training(), NOW, { trainingTimeoutMs: minutes(90) });
+    expect(result?.to).toBe('ERROR');
+    expect(result?.changes.errorMessage).toMatch(/90 ?m|1\.5 ?h/);
+  });
+
+  it('within the timeout → no ERROR', () => {
+    const result = decide(model({ createdAt: at(-hours(23)) }), training(), NOW, OPTIONS);
+    expect(result?.to).toBe('TRAINING');
+  });
+
+  it('a trained tune beyond the timeout still → READY', () => {
+    const result = decide(model({ createdAt: at(-hours(30)) }), trained(), NOW, OPTIONS);
+    expect(result?.to).toBe('READY');
+    expect(result?.changes.errorMessage).toBeNull();
+  });
+});
+
+describe('decide: pure', () => {
+  it('same inputs twice → equal outputs, inputs untouched', () => {
+    const row = model({ status: 'PROCESSING', progress: 5, estimatedTime: 50 });
+    const observation = training();
+    const rowBefore = structuredClone(row);
+    const observationBefore = structuredClone(observation);
+    const first = decide(row, observation, NOW, OPTIONS);
+    const second = decide(row, observation, NOW, OPTIONS);
+    expect(first).not.toBeNull();
+    expect(second).toEqual(first);
+    expect(row).toEqual(rowBefore);
+    expect(observation).toEqual(observationBefore);
+  });
+
+  it('does not read the clock: only `now` matters', () => {
+    const row = model({ createdAt: at(-hours(2)) });
+    const observation = training();
+    vi.useFakeTimers();
+    vi.setSystemTime(new Date('2099-12-31T00:00:00.000Z'));
+    const farFuture = decide(row, observation, NOW, OPTIONS);
+    vi.setSystemTime(new Date('1980-01-01T00:00:00.000Z'));
+    const farPast = decide(row, observation, NOW, OPTIONS);
+    expect(farFuture).toEqual(farPast);
+    // Computed from NOW: 10 of 40 minutes elapsed, not timed out.
+    expect(farFuture?.to).toBe('TRAINING');
+    expect(farFuture?.changes).toEqual({ progress: 25, estimatedTime: 30 });
+  });
+});
