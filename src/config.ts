@@ -62,15 +62,20 @@ const envSchema = z
     BROADCAST_HTTP_SECRET: z.string().min(1).optional(),
     BROADCAST_REDIS_CHANNEL: z.string().min(1).default('model_status_changed'),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
-  })
-  .superRefine((env, ctx) => {
-    if (env.BROADCAST.includes('http') && !env.BROADCAST_HTTP_URL)
-      ctx.addIssue({ code: 'custom', path: ['BROADCAST_HTTP_URL'], message: 'is required when BROADCAST includes http' });
-    if (env.BROADCAST.includes('http') && !env.BROADCAST_HTTP_SECRET)
-      ctx.addIssue({ code: 'custom', path: ['BROADCAST_HTTP_SECRET'], message: 'is required when BROADCAST includes http' });
-    if (env.BROADCAST.includes('redis') && !env.REDIS_URL)
-      ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when BROADCAST includes redis' });
   });
+
+/** Variables required only by some choice of another; checked after parsing so every problem is named at once. */
+function missingDependents(env: Record<string, string>): string[] {
+  const transports = (env.BROADCAST ?? 'pg').split(',').map((part) => part.trim());
+  const required: [string, boolean][] = [
+    ['BROADCAST_HTTP_URL', transports.includes('http')],
+    ['BROADCAST_HTTP_SECRET', transports.includes('http')],
+    ['REDIS_URL', transports.includes('redis')],
+  ];
+  return required
+    .filter(([name, needed]) => needed && !env[name])
+    .map(([name]) => `${name} is required when BROADCAST includes ${name === 'REDIS_URL' ? 'redis' : 'http'}`);
+}
 
 export interface Config {
   databaseUrl: string;
@@ -109,6 +114,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     : parsed.error.issues.map((issue) => `${String(issue.path[0] ?? 'config')} ${describeIssue(issue)}`);
   // `report` reads only our event log; everything else talks to Astria.
   if ((options.needsAstria ?? true) && !present.ASTRIA_API_KEY) problems.unshift('ASTRIA_API_KEY is required');
+  problems.push(...missingDependents(present as Record<string, string>));
   if (!parsed.success || problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const e = parsed.data;
   return {
