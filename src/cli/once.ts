@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { operatorFilter } from '../db/inflight.js';
 import { runPass, type PassProgress, type PassReport } from '../reconciler/pass.js';
 import type { Runtime } from './runtime.js';
 
@@ -16,9 +17,9 @@ export interface OnceOptions {
 export async function runOnce(runtime: Runtime, options: OnceOptions): Promise<number> {
   const progressLine = options.progressTo?.isTTY ? createProgressLine(options.progressTo) : null;
   const report = await runPass(runtime, {
-    stuckAfterMs: options.stuckAfterMs,
+    filter: operatorFilter(runtime.clock.now(), options.stuckAfterMs, options.modelIds),
     trainingTimeoutMs: runtime.config.trainingTimeoutMs,
-    modelIds: options.modelIds,
+    concurrency: runtime.config.astria.concurrency,
     signal: options.signal,
     onProgress: progressLine?.update,
   });

@@ -6,27 +6,31 @@ import type { ModelRow } from '../status/rules.js';
 export interface InFlightFilter {
   /** Only models whose `updatedAt` is older than this (the webhook's grace); null = all. */
   stuckBefore: Date | null;
-  /**
-   * Only these models; null = all. Named models may also be in ERROR (an operator healing a false
-   * failure) and are taken whatever their `updatedAt`.
-   */
+  /** Only these models; null = all. */
   modelIds: string[] | null;
+  /** Models in ERROR too: an operator naming a model to heal a false failure. */
+  includeError: boolean;
+}
+
+/**
+ * The filter of a pass run by an operator: named models are taken whatever their `updatedAt`, and may
+ * be in ERROR; otherwise every in-flight model past the webhook's grace.
+ */
+export function operatorFilter(now: number, stuckAfterMs: number, modelIds: string[]): InFlightFilter {
+  if (modelIds.length > 0) return { stuckBefore: null, modelIds, includeError: true };
+  return { stuckBefore: stuckAfterMs > 0 ? new Date(now - stuckAfterMs) : null, modelIds: null, includeError: false };
 }
 
 const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "estimatedTime",
   ("createdAt" AT TIME ZONE 'UTC') AS "createdAt"`;
 
-
 function where(filter: InFlightFilter, params: unknown[]): string {
   const param = (value: unknown) => `$${params.push(value)}`;
-  const conditions = [`"aiProvider" = 'astria'`, `"trainingJobId" IS NOT NULL`];
-  if (filter.modelIds) {
-    conditions.push(`status IN ('PROCESSING', 'TRAINING', 'ERROR')`, `id = ANY(${param(filter.modelIds)}::text[])`);
-  } else {
-    conditions.push(`status IN ('PROCESSING', 'TRAINING')`);
-    if (filter.stuckBefore) {
-      conditions.push(`"updatedAt" < (${param(filter.stuckBefore.toISOString())}::timestamptz AT TIME ZONE 'UTC')`);
-    }
+  const statuses = filter.includeError ? `('PROCESSING', 'TRAINING', 'ERROR')` : `('PROCESSING', 'TRAINING')`;
+  const conditions = [`"aiProvider" = 'astria'`, `"trainingJobId" IS NOT NULL`, `status IN ${statuses}`];
+  if (filter.modelIds) conditions.push(`id = ANY(${param(filter.modelIds)}::text[])`);
+  if (filter.stuckBefore) {
+    conditions.push(`"updatedAt" < (${param(filter.stuckBefore.toISOString())}::timestamptz AT TIME ZONE 'UTC')`);
   }
   return conditions.join(' AND ');
 }

@@ -1,19 +1,13 @@
 import pLimit from 'p-limit';
 import type pg from 'pg';
-import type { AstriaClient, TuneResult } from '../astria/client.js';
-import { isTuneId, type Observation } from '../astria/tune.js';
+import { MAX_LIST_LIMIT, type AstriaClient, type TuneResult } from '../astria/client.js';
+import { isTuneId, type Observation, type Tune } from '../astria/tune.js';
 import type { Clock } from '../clock.js';
-import {
-  selectInFlightByTuneIds,
-  selectInFlightPage,
-  summarizeInFlight,
-  type InFlightFilter,
-} from '../db/inflight.js';
+import { selectInFlightByTuneIds, selectInFlightPage, summarizeInFlight, type InFlightFilter } from '../db/inflight.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decide, type ModelRow, type ModelStatus } from '../status/rules.js';
 import type { StatusService } from '../status/service.js';
-import { MAX_LIST_LIMIT } from '../astria/client.js';
 import { shouldContinueListScan, shouldStartListScan } from './plan.js';
 
 export interface PassDeps {
@@ -26,14 +20,28 @@ export interface PassDeps {
   metrics: Metrics;
 }
 
+/** What one model's check came to; the daemon schedules its next look from it. */
+export type ModelOutcome =
+  /** The status changed (or would have, in a dry run). */
+  | { kind: 'transitioned'; to: ModelStatus }
+  /** Still in the same status; `tune` is what Astria said (null when another writer won the race). */
+  | { kind: 'unchanged'; tune: Tune | null }
+  | { kind: 'failed'; reason: string };
+
 export interface PassOptions {
-  stuckAfterMs: number;
+  /** Which models: in flight (optionally only these ids, optionally ERROR too), stuck for this long. */
+  filter: InFlightFilter;
   trainingTimeoutMs: number;
-  modelIds?: string[] | null;
+  /** Astria requests in flight at once. */
+  concurrency: number;
   /** Concurrent database writes (stay below the pool size). */
   writeConcurrency?: number;
+  /** `single-gets` skips the list scan (benchmarks compare the two). */
+  plan?: 'auto' | 'single-gets';
+  /** Aborting stops the pass from starting new checks; those under way finish. */
   signal?: AbortSignal;
   onProgress?: (progress: PassProgress) => void;
+  onOutcome?: (model: ModelRow, outcome: ModelOutcome) => void;
 }
 
 export interface PassProgress {
@@ -59,17 +67,14 @@ export interface PassReport {
 const MODEL_PAGE_SIZE = 500;
 
 /**
- * One reconciliation pass: every selected in-flight model is observed once (list scan where it is
- * cheaper, single GETs for the rest), decided by the status rules and applied through the status
- * service. Astria failures are counted per model; database and auth errors abort the pass.
+ * One reconciliation pass: every selected model is observed once (list scan where it is cheaper,
+ * single GETs for the rest), decided by the status rules and applied through the status service.
+ * Astria failures are counted per model; database and auth errors abort the pass.
  */
 export async function runPass(deps: PassDeps, options: PassOptions): Promise<PassReport> {
   const started = deps.clock.now();
   const callsBefore = deps.astria.calls;
-  const filter: InFlightFilter = {
-    stuckBefore: options.stuckAfterMs > 0 ? new Date(started - options.stuckAfterMs) : null,
-    modelIds: options.modelIds?.length ? options.modelIds : null,
-  };
+  const { filter } = options;
   const summary = await summarizeInFlight(deps.pool, filter);
   if (!filter.modelIds) deps.metrics.inflightModels.set(summary.count);
 
@@ -85,62 +90,77 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
     dryRun: deps.service === null,
     plan: { listPages: 0, singleGets: 0 },
   };
-  const seen = new Set<string>();
   const writes = pLimit(options.writeConcurrency ?? 8);
-  const progress = () => options.onProgress?.({ total: summary.count, checked: report.checked, transitioned: report.transitioned, failed: report.failed });
+  const stopped = () => options.signal?.aborted ?? false;
 
-  const settle = async (model: ModelRow, observation: Observation): Promise<void> => {
+  const record = (model: ModelRow, outcome: ModelOutcome, from: ModelStatus) => {
+    if (outcome.kind === 'transitioned') {
+      report.transitioned += 1;
+      report.transitions.push({ modelId: model.id, from, to: outcome.to });
+      deps.log.info({ modelId: model.id, from, to: outcome.to, dryRun: report.dryRun }, 'model status reconciled');
+    } else if (outcome.kind === 'failed') {
+      report.failed += 1;
+      report.failures.push({ modelId: model.id, reason: outcome.reason });
+      deps.log.warn({ modelId: model.id, reason: outcome.reason }, 'could not check model');
+    } else report.unchanged += 1;
+    options.onOutcome?.(model, outcome);
+    options.onProgress?.({ total: summary.count, checked: report.checked, transitioned: report.transitioned, failed: report.failed });
+  };
+
+  const settle = async (model: ModelRow, observation: Observation): Promise<ModelOutcome> => {
+    const tune = observation.kind === 'tune' ? observation.tune : null;
     const transition = decide(model, observation, new Date(deps.clock.now()), { trainingTimeoutMs: options.trainingTimeoutMs });
-    const statusChange = transition !== null && transition.to !== transition.from;
-    if (transition && deps.service) {
+    if (!transition) return { kind: 'unchanged', tune };
+    if (deps.service) {
       const result = await writes(() => deps.service!.apply(transition, 'reconciler'));
       if (!result.applied) {
         deps.log.debug({ modelId: model.id, from: transition.from }, 'model changed meanwhile; left to the writer that won');
-        report.unchanged += 1;
-        return;
+        return { kind: 'unchanged', tune: null };
       }
     }
-    if (statusChange) {
-      report.transitioned += 1;
-      report.transitions.push({ modelId: model.id, from: transition.from, to: transition.to });
-      deps.log.info({ modelId: model.id, from: transition.from, to: transition.to, dryRun: report.dryRun }, 'model status reconciled');
-    } else report.unchanged += 1;
+    return transition.to === transition.from ? { kind: 'unchanged', tune } : { kind: 'transitioned', to: transition.to };
   };
 
-  const fail = (model: ModelRow, reason: string) => {
-    report.failed += 1;
-    report.failures.push({ modelId: model.id, reason });
-    deps.log.warn({ modelId: model.id, reason }, 'could not check model');
-  };
-
+  /** Checks one model: `observe` is called only for a usable tune id. */
   const check = async (model: ModelRow, observe: () => Promise<TuneResult>): Promise<void> => {
     report.checked += 1;
-    if (!isTuneId(model.trainingJobId)) fail(model, `trainingJobId "${model.trainingJobId}" is not an Astria tune id`);
-    else {
+    let outcome: ModelOutcome;
+    if (!isTuneId(model.trainingJobId)) {
+      outcome = { kind: 'failed', reason: `trainingJobId "${model.trainingJobId}" is not an Astria tune id` };
+    } else {
       const result = await observe();
-      if (result.kind === 'failed') fail(model, result.reason);
-      else await settle(model, result.kind === 'tune' ? { kind: 'tune', tune: result.tune } : { kind: 'gone', tuneId: result.tuneId });
+      outcome =
+        result.kind === 'failed'
+          ? { kind: 'failed', reason: result.reason }
+          : await settle(model, result.kind === 'tune' ? { kind: 'tune', tune: result.tune } : { kind: 'gone', tuneId: result.tuneId });
     }
-    progress();
+    record(model, outcome, model.status);
   };
 
-  if (summary.oldestTuneId !== null && shouldStartListScan(summary.checkable)) {
-    await listScan(deps, options, filter, summary.oldestTuneId, summary.checkable, seen, check, report);
+  const seen = new Set<string>();
+  if (options.plan !== 'single-gets' && summary.oldestTuneId !== null && shouldStartListScan(summary.checkable)) {
+    await listScan(deps, options, summary.oldestTuneId, summary.checkable, seen, check, report, stopped);
   }
 
-  // Whatever the list did not show: one GET each, a keyset page of models at a time.
-  for (let afterId: string | null = null; !options.signal?.aborted; ) {
+  // Whatever the list did not show: one GET each, a keyset page of models at a time. The slots are
+  // taken here, not in the client, so a stop request leaves the queued checks unstarted.
+  const slots = pLimit(options.concurrency);
+  for (let afterId: string | null = null; !stopped(); ) {
     const models = await selectInFlightPage(deps.pool, filter, afterId, MODEL_PAGE_SIZE);
     if (models.length === 0) break;
     afterId = models.at(-1)!.id;
-    const unseen = models.filter((model) => !seen.has(model.id));
     await Promise.all(
-      unseen.map((model) =>
-        check(model, () => {
-          report.plan.singleGets += 1;
-          return deps.astria.getTune(model.trainingJobId!, options.signal);
-        }),
-      ),
+      models
+        .filter((model) => !seen.has(model.id))
+        .map((model) =>
+          slots(async () => {
+            if (stopped()) return;
+            await check(model, () => {
+              report.plan.singleGets += 1;
+              return deps.astria.getTune(model.trainingJobId!);
+            });
+          }),
+        ),
     );
   }
 
@@ -151,35 +171,35 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
 }
 
 /**
- * Pages `GET /tunes` newest first down to the oldest in-flight tune, settling each page's models while
+ * Pages `GET /tunes` newest first down to the oldest selected tune, settling each page's models while
  * the next page is fetched. Stops early when the plan says single GETs are now cheaper.
  */
 async function listScan(
   deps: PassDeps,
   options: PassOptions,
-  filter: InFlightFilter,
   oldestTuneId: number,
   checkable: number,
   seen: Set<string>,
   check: (model: ModelRow, observe: () => Promise<TuneResult>) => Promise<void>,
   report: PassReport,
+  stopped: () => boolean,
 ): Promise<void> {
   const settling: Promise<void>[] = [];
   // A write that fails (database gone) ends the scan; it is rethrown once the other writes settle.
   let writeError: unknown;
   let beforeId: number | null = null;
   let newestId: number | null = null;
-  while (!options.signal?.aborted && writeError === undefined) {
-    const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT }, options.signal);
+  while (!stopped() && writeError === undefined) {
+    const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT });
     if (page.kind === 'failed') {
       deps.log.warn({ reason: page.reason }, 'tune list failed; falling back to single GETs');
       break;
     }
     report.plan.listPages += 1;
     if (page.nextBeforeId === null) break;
-    newestId ??= Math.max(...page.tunes.map((tune) => tune.id), page.nextBeforeId);
+    newestId ??= Math.max(page.nextBeforeId, ...page.tunes.map((tune) => tune.id));
     const tunes = new Map(page.tunes.filter((tune) => tune.id >= oldestTuneId).map((tune) => [tune.id, tune]));
-    const models = await selectInFlightByTuneIds(deps.pool, filter, [...tunes.keys()]);
+    const models = await selectInFlightByTuneIds(deps.pool, options.filter, [...tunes.keys()]);
     for (const model of models) {
       if (seen.has(model.id)) continue;
       seen.add(model.id);

@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
+import { operatorFilter } from '../../src/db/inflight.js';
 import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
@@ -45,7 +46,11 @@ function pass(options: { dryRun?: boolean; modelIds?: string[]; stuckAfterMs?: n
   const service = options.dryRun ? null : createStatusService({ pool: db.pool, metrics });
   return runPass(
     { pool: db.pool, astria: client, service, log, clock: systemClock, metrics },
-    { stuckAfterMs: options.stuckAfterMs ?? 0, trainingTimeoutMs: 24 * HOUR, modelIds: options.modelIds ?? null },
+    {
+      filter: operatorFilter(Date.now(), options.stuckAfterMs ?? 0, options.modelIds ?? []),
+      trainingTimeoutMs: 24 * HOUR,
+      concurrency: 4,
+    },
   ).finally(() => client.close());
 }
 
