@@ -115,6 +115,7 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
         return { outcome: 'ok', body };
       } catch {
         count('invalid_body');
+        options.log.warn({ endpoint, path, status, bytes: text.length }, 'skipping malformed JSON from Astria');
         return { outcome: 'give_up', label: 'invalid_body', reason: `malformed JSON from Astria (HTTP ${status})` };
       }
     }
@@ -184,7 +185,8 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
     },
 
     async listTunes({ beforeId, limit: pageSize = MAX_LIST_LIMIT }, signal) {
-      const query = new URLSearchParams({ limit: String(Math.min(pageSize, MAX_LIST_LIMIT)) });
+      const limit = Math.max(1, Math.min(MAX_LIST_LIMIT, Math.floor(pageSize)));
+      const query = new URLSearchParams({ limit: String(limit) });
       if (beforeId != null) query.set('before_id', String(beforeId));
       const result = await call('list_tunes', `/tunes?${query}`, signal);
       if (result.outcome === 'not_found') return { kind: 'failed', reason: 'Astria answered 404 for the tune list' };
@@ -231,8 +233,7 @@ async function readText(response: Dispatcher.ResponseData): Promise<string> {
 export function parseRetryAfter(header: string | string[] | undefined, now: number): number | null {
   const value = Array.isArray(header) ? header[0] : header;
   if (!value) return null;
-  const seconds = Number(value);
-  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - now;
+  const ms = /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) * 1000 : Date.parse(value) - now;
   if (!Number.isFinite(ms) || ms < 0) return null;
   return Math.min(ms, MAX_RETRY_AFTER_MS);
 }

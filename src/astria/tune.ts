@@ -1,13 +1,23 @@
 import { z } from 'zod';
 
-/** ISO-8601 timestamp as Astria sends it; parsed to a Date, null when absent. */
+/**
+ * Tune ids are digits only; anything else in `trainingJobId` is reported and never sent to Astria.
+ * At most 15 digits, so every id is exact as a JavaScript number and as a Postgres bigint.
+ */
+export const TUNE_ID_PATTERN = '^[1-9][0-9]{0,14}$';
+const tuneIdRegExp = new RegExp(TUNE_ID_PATTERN);
+
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+/** ISO-8601 timestamp as Astria sends it; parsed to a Date (UTC when no offset is given), null when absent. */
 const timestamp = z
   .string()
   .nullish()
   .transform((value, ctx) => {
     if (value == null || value === '') return null;
-    const date = new Date(value);
-    if (Number.isNaN(date.getTime())) {
+    const match = ISO_TIMESTAMP.exec(value);
+    const date = new Date(match && !match[3] ? `${value}Z` : value);
+    if (!match || Number.isNaN(date.getTime())) {
       ctx.addIssue({ code: 'custom', message: `not a timestamp: ${value}` });
       return z.NEVER;
     }
@@ -20,7 +30,7 @@ const timestamp = z
  * failure shape, so `status`, `error` and `error_message` are optional and accepted in any form seen.
  */
 export const tuneSchema = z.looseObject({
-  id: z.union([z.number().int().positive(), z.string().regex(/^\d+$/).transform(Number)]),
+  id: z.union([z.number().int().positive().max(Number.MAX_SAFE_INTEGER), z.string().regex(tuneIdRegExp).transform(Number)]),
   title: z.string().nullish(),
   trained_at: timestamp,
   started_training_at: timestamp,
@@ -35,13 +45,6 @@ export type Tune = z.output<typeof tuneSchema>;
 
 /** A callback body: `{ "tune": {...} }` or the bare tune. */
 export const callbackBodySchema = z.union([z.object({ tune: tuneSchema }).transform((body) => body.tune), tuneSchema]);
-
-/**
- * Tune ids are digits only; anything else in `trainingJobId` is reported and never sent to Astria.
- * At most 15 digits, so every id is exact as a JavaScript number and as a Postgres bigint.
- */
-export const TUNE_ID_PATTERN = '^[1-9][0-9]{0,14}$';
-const tuneIdRegExp = new RegExp(TUNE_ID_PATTERN);
 
 export function isTuneId(value: string | null | undefined): value is string {
   return typeof value === 'string' && tuneIdRegExp.test(value);

@@ -132,7 +132,6 @@ interface Harness {
 
 const agents: MockAgent[] = [];
 
-
 afterEach(async () => {
   for (const agent of agents.splice(0)) await agent.close();
 });
@@ -430,6 +429,26 @@ describe('AstriaClient.getTune', () => {
     expect(h.client.calls).toBe(2);
     expect(await requestCounts(h.metrics)).toEqual({ 'get_tune:network_error': 1, 'get_tune:ok': 1 });
   });
+
+  it('times out a hung request (timeoutMs) and retries it', async () => {
+    const h = setup({ timeoutMs: 40 });
+    h.pool.intercept({ path: '/tunes/92', method: 'GET' }).reply(200, JSON.stringify(tuneBody(92))).delay(5_000);
+    h.reply('/tunes/92', 200, tuneBody(92));
+    const started = Date.now();
+    expect(await h.client.getTune('92')).toMatchObject({ kind: 'tune', tune: { id: 92 } });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(await requestCounts(h.metrics)).toEqual({ 'get_tune:timeout': 1, 'get_tune:ok': 1 });
+  });
+
+  it('stops retrying when the caller aborts', async () => {
+    const h = setup();
+    const controller = new AbortController();
+    h.reply('/tunes/93', 500, '', {}, 4);
+    const pending = h.client.getTune('93', controller.signal);
+    controller.abort(new Error('shutting down'));
+    await expect(pending).rejects.toThrow('shutting down');
+    expect(h.client.calls).toBeLessThanOrEqual(1);
+  });
 });
 
 describe('AstriaClient.listTunes', () => {
@@ -594,7 +613,7 @@ describe('AstriaClient concurrency', () => {
       .reply(200, (async (opts: { path: string }) => {
         inFlight += 1;
         max = Math.max(max, inFlight);
-        await realSleep(25);
+        await realSleep(50);
         inFlight -= 1;
         return JSON.stringify(tuneBody(Number(opts.path.split('/').pop())));
       }) as never)

@@ -1,0 +1,94 @@
+import pg from 'pg';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+
+export interface LeaderElection {
+  /** Becomes or stays the leader if it can; false when another replica leads or the database is away. */
+  refresh(): Promise<boolean>;
+  isLeader(): boolean;
+  /** Gives the leadership up (at shutdown) so another replica takes over at once. */
+  release(): Promise<void>;
+}
+
+export interface LeaderElectionOptions {
+  databaseUrl: string;
+  /** Replicas sharing this name elect one leader among them. */
+  lockName: string;
+  log: Logger;
+  metrics: Metrics;
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Leadership is a session advisory lock held on a dedicated connection (Prisma's or any pool would hand
+ * the session back and lose it). If the leader dies or its connection drops, PostgreSQL releases the
+ * lock and the next replica to try takes it. The lock only decides who spends Astria's budget:
+ * correctness rests on the compare-and-set writes, so a stale leader can never double-apply.
+ */
+export function createLeaderElection(options: LeaderElectionOptions): LeaderElection {
+  let client: pg.Client | null = null;
+  let leader = false;
+
+  const setLeader = (value: boolean) => {
+    if (value !== leader) options.log.info({ leader: value }, value ? 'became the leader' : 'no longer the leader');
+    leader = value;
+    options.metrics.isLeader.set(value ? 1 : 0);
+  };
+
+  const drop = (reason: string) => {
+    if (!client) return;
+    options.log.warn({ reason }, 'leader election connection lost');
+    const lost = client;
+    client = null;
+    setLeader(false);
+    lost.end().catch(() => undefined);
+  };
+
+  async function connect(): Promise<pg.Client> {
+    const fresh = new pg.Client({
+      connectionString: options.databaseUrl,
+      application_name: 'astria-reconciler leader',
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+      keepAlive: true,
+    });
+    fresh.on('error', (error) => {
+      if (client === fresh) drop(error.message);
+    });
+    fresh.on('end', () => {
+      if (client === fresh) drop('connection ended');
+    });
+    await fresh.connect();
+    return fresh;
+  }
+
+  return {
+    isLeader: () => leader,
+
+    async refresh() {
+      try {
+        client ??= await connect();
+        if (leader) {
+          // Proves the session (and with it the lock) is still there.
+          await client.query('SELECT 1');
+        } else {
+          const { rows } = await client.query<{ acquired: boolean }>(
+            'SELECT pg_try_advisory_lock(hashtext($1)) AS acquired',
+            [options.lockName],
+          );
+          setLeader(rows[0]?.acquired === true);
+        }
+      } catch (error) {
+        drop((error as Error).message);
+      }
+      return leader;
+    },
+
+    async release() {
+      const held = client;
+      client = null;
+      setLeader(false);
+      // Ending the session releases the lock; no unlock round trip needed.
+      await held?.end().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { callbackBodySchema, isTuneId, tuneSchema } from '../../src/astria/tune.js';
+
+/** The tune object exactly as Astria's docs show it. */
+const DOC_TUNE = {
+  id: 1,
+  title: 'John Doe',
+  name: 'woman',
+  is_api: false,
+  token: 'ohwx',
+  base_tune_id: null,
+  args: null,
+  steps: null,
+  face_crop: null,
+  ckpt_url: 'https://example.test/mock',
+  ckpt_urls: ['https://example.test/mock'],
+  eta: '2023-10-02T14:32:40.363Z',
+  trained_at: '2023-10-02T14:32:40.363Z',
+  started_training_at: '2023-10-02T14:32:05.229Z',
+  expires_at: '2023-11-01T14:32:40.363Z',
+  created_at: '2023-10-02T14:32:05.067Z',
+  updated_at: '2023-10-02T14:32:40.363Z',
+  branch: 'sdxl1',
+  model_type: 'lora',
+  url: 'https://www.astria.ai/tunes/788416.json',
+  orig_images: ['https://example.test/mock'],
+};
+
+describe('tuneSchema', () => {
+  it("parses Astria's documented tune: declared timestamps become Dates, everything else passes through", () => {
+    const tune = tuneSchema.parse(DOC_TUNE);
+    expect(tune.id).toBe(1);
+    expect(tune.trained_at).toEqual(new Date('2023-10-02T14:32:40.363Z'));
+    expect(tune.started_training_at).toEqual(new Date('2023-10-02T14:32:05.229Z'));
+    expect(tune.eta).toEqual(new Date('2023-10-02T14:32:40.363Z'));
+    expect(tune.created_at).toEqual(new Date('2023-10-02T14:32:05.067Z'));
+    expect(tune).toMatchObject({
+      title: 'John Doe',
+      branch: 'sdxl1',
+      model_type: 'lora',
+      token: 'ohwx',
+      expires_at: '2023-11-01T14:32:40.363Z', // undeclared: left as the string Astria sent
+      ckpt_urls: ['https://example.test/mock'],
+    });
+  });
+
+  it('keeps unknown and undocumented fields (callback, status, error_message, new ones)', () => {
+    const tune = tuneSchema.parse({
+      ...DOC_TUNE,
+      branch: 'flux1',
+      callback: 'https://app.test/cb?secret=s',
+      status: 'failed',
+      error_message: 'NSFW images',
+      error: { code: 3 },
+      brand_new_field: [1, 2],
+    });
+    expect(tune).toMatchObject({
+      branch: 'flux1',
+      callback: 'https://app.test/cb?secret=s',
+      status: 'failed',
+      error_message: 'NSFW images',
+      error: { code: 3 },
+      brand_new_field: [1, 2],
+    });
+  });
+
+  it('coerces a string id of digits to a number', () => {
+    expect(tuneSchema.parse({ id: '788416' }).id).toBe(788416);
+    expect(tuneSchema.parse({ id: 788416 }).id).toBe(788416);
+  });
+
+  it.each([['x'], ['12a'], [''], ['-1'], ['1.5'], [' 1'], [0], [-3], [1.5], [null], [undefined], [true], [{}]])(
+    'rejects the id %j',
+    (id) => {
+      expect(tuneSchema.safeParse({ ...DOC_TUNE, id }).success).toBe(false);
+    },
+  );
+
+  it('accepts null, absent and empty timestamps as null', () => {
+    const tune = tuneSchema.parse({ id: 5, trained_at: null, eta: '', started_training_at: undefined });
+    expect(tune.trained_at).toBeNull();
+    expect(tune.eta).toBeNull();
+    expect(tune.started_training_at).toBeNull();
+    expect(tune.created_at).toBeNull();
+  });
+
+  it.each(['trained_at', 'started_training_at', 'eta', 'created_at'])('rejects an invalid %s', (field) => {
+    expect(tuneSchema.safeParse({ ...DOC_TUNE, [field]: 'not a date' }).success).toBe(false);
+    expect(tuneSchema.safeParse({ ...DOC_TUNE, [field]: '2023-13-45T00:00:00Z' }).success).toBe(false);
+    expect(tuneSchema.safeParse({ ...DOC_TUNE, [field]: 1696257160 }).success).toBe(false);
+  });
+
+  it('accepts absent or null status/error fields and a null title', () => {
+    const tune = tuneSchema.parse({ id: 9, title: null, status: null });
+    expect(tune).toMatchObject({ id: 9, title: null, status: null });
+    expect(tune.error).toBeUndefined();
+    expect(tune.error_message).toBeUndefined();
+  });
+
+  it('rejects a body that is not an object', () => {
+    for (const body of [null, 'tune', 42, [DOC_TUNE]]) expect(tuneSchema.safeParse(body).success).toBe(false);
+  });
+});
+
+describe('callbackBodySchema', () => {
+  it('accepts {"tune": {...}} and returns the tune', () => {
+    const tune = callbackBodySchema.parse({ tune: { ...DOC_TUNE, id: 42 } });
+    expect(tune.id).toBe(42);
+    expect(tune.trained_at).toEqual(new Date('2023-10-02T14:32:40.363Z'));
+    expect((tune as Record<string, unknown>).branch).toBe('sdxl1');
+  });
+
+  it('accepts the bare tune object', () => {
+    const tune = callbackBodySchema.parse({ ...DOC_TUNE, id: 43 });
+    expect(tune.id).toBe(43);
+    expect((tune as Record<string, unknown>).model_type).toBe('lora');
+  });
+
+  it('coerces string ids in both shapes', () => {
+    expect(callbackBodySchema.parse({ tune: { id: '44', trained_at: null } }).id).toBe(44);
+    expect(callbackBodySchema.parse({ id: '45', trained_at: null }).id).toBe(45);
+  });
+
+  it('rejects bodies with no valid tune', () => {
+    for (const body of [{}, { tune: {} }, { tune: { id: 'x' } }, { tune: { id: 1, trained_at: 'nope' } }, { id: 'x' }, null, [], 'tune']) {
+      expect(callbackBodySchema.safeParse(body).success, JSON.stringify(body)).toBe(false);
+    }
+  });
+});
+
+describe('isTuneId', () => {
+  it.each(['1', '7', '788416', '123456789012345'])('accepts %j', (value) => {
+    expect(isTuneId(value)).toBe(true);
+  });
+
+  it.each(['', '0', '0012', 'abc', '12a', '-1', '+1', '1.0', '1e3', ' 12', '12 ', '12\n', '1234567890123456', '١٢٣', '１２'])(
+    'rejects %j',
+    (value) => {
+      expect(isTuneId(value)).toBe(false);
+    },
+  );
+
+  it('rejects null and undefined', () => {
+    expect(isTuneId(null)).toBe(false);
+    expect(isTuneId(undefined)).toBe(false);
+  });
+});
