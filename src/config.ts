@@ -27,6 +27,8 @@ const url = z.url({ protocol: /^https?$/ });
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const BROADCAST_TRANSPORTS = ['pg', 'http', 'redis'] as const;
 export type BroadcastTransport = (typeof BROADCAST_TRANSPORTS)[number];
+/** The transports a dispatcher delivers from the outbox (`pg` is sent inside the write's transaction). */
+export type AsyncBroadcastTransport = Exclude<BroadcastTransport, 'pg'>;
 
 /** The environment as SPEC.md names it. Keys are the variable names, so errors name the variable. */
 const envSchema = z
@@ -45,6 +47,7 @@ const envSchema = z
     WEBHOOK_SECRET: z.string().min(1).optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
     SHUTDOWN_TIMEOUT: duration('25s'),
+    RECONCILER_EVENT_RETENTION: duration('30d').refine((ms) => ms > 0, 'must be positive'),
     RECONCILER_SCHEMA: z
       .string()
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
@@ -84,6 +87,8 @@ export interface Config {
   stuckAfterMs: number;
   trainingTimeoutMs: number;
   shutdownTimeoutMs: number;
+  /** Delivered events older than this are pruned from the event log. */
+  eventRetentionMs: number;
   http: { port: number; host: string; webhookSecret: string | undefined };
   logLevel: (typeof LOG_LEVELS)[number];
   schema: string;
@@ -130,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     stuckAfterMs: e.RECONCILER_STUCK_AFTER,
     trainingTimeoutMs: e.RECONCILER_TRAINING_TIMEOUT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
+    eventRetentionMs: e.RECONCILER_EVENT_RETENTION,
     http: { port: e.RECONCILER_HTTP_PORT, host: e.RECONCILER_HTTP_HOST, webhookSecret: e.WEBHOOK_SECRET },
     logLevel: e.LOG_LEVEL,
     schema: e.RECONCILER_SCHEMA,

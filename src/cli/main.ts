@@ -4,6 +4,7 @@ import { AstriaAuthError } from '../astria/client.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { parseCommand, USAGE, UsageError, type Command } from './args.js';
+import { runDaemonCommand } from './daemon.js';
 import { runOnce } from './once.js';
 import { createRuntime, DatabaseUnreachableError } from './runtime.js';
 
@@ -51,6 +52,23 @@ async function run(command: Command): Promise<number> {
         stdout: process.stdout,
         progressTo: process.stderr,
       });
+    } finally {
+      await runtime.close();
+    }
+  }
+  if (command.kind === 'daemon') {
+    const runtime = await createRuntime(config, log, { dryRun: false, defaultMetrics: true });
+    signal.addEventListener('abort', () => {
+      log.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing in-flight work');
+      // In-flight writes are single transactions: cutting them short rolls them back, never half-applies.
+      setTimeout(() => {
+        log.warn('shutdown timeout reached; exiting with work still in flight');
+        process.exit(EXIT.ok);
+      }, config.shutdownTimeoutMs).unref();
+    });
+    try {
+      await runDaemonCommand(runtime, signal);
+      return EXIT.ok;
     } finally {
       await runtime.close();
     }

@@ -23,6 +23,23 @@ function statements(schema: string): string[] {
      )`,
     `CREATE INDEX IF NOT EXISTS events_occurred_at_idx ON ${schema}.events (occurred_at)`,
     `CREATE INDEX IF NOT EXISTS events_model_idx ON ${schema}.events (model_id, seq)`,
+    // The outbox of the asynchronous transports (http, redis): one row per event per transport, written
+    // in the same transaction as the event. `pg` needs none: its NOTIFY is part of that transaction.
+    `CREATE TABLE IF NOT EXISTS ${schema}.deliveries (
+       event_seq bigint NOT NULL REFERENCES ${schema}.events (seq) ON DELETE CASCADE,
+       transport text NOT NULL,
+       attempts int NOT NULL DEFAULT 0,
+       next_attempt_at timestamptz NOT NULL DEFAULT now(),
+       delivered_at timestamptz,
+       last_error text,
+       PRIMARY KEY (transport, event_seq)
+     )`,
+    // What the dispatcher scans: only undelivered rows, so the index stays small however long the log.
+    `CREATE INDEX IF NOT EXISTS deliveries_pending_idx ON ${schema}.deliveries (transport, next_attempt_at)
+       WHERE delivered_at IS NULL`,
+    // Retention asks "has this event an undelivered row?" per event.
+    `CREATE INDEX IF NOT EXISTS deliveries_undelivered_event_idx ON ${schema}.deliveries (event_seq)
+       WHERE delivered_at IS NULL`,
   ];
 }
 

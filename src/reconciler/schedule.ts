@@ -75,6 +75,14 @@ export class Schedule {
     return next;
   }
 
+  /** Moves these models one interval ahead; a check's outcome then sets the real next time. */
+  postpone(ids: string[], now: number): void {
+    for (const id of ids) {
+      const entry = this.entries.get(id);
+      if (entry) entry.dueAt = now + this.intervalMs;
+    }
+  }
+
   record(id: string, outcome: ModelOutcome, now: number): void {
     const entry = this.entries.get(id);
     if (!entry) return;

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { systemClock, type Clock } from '../clock.js';
+import type { BroadcastTransport } from '../config.js';
 import { withTransaction } from '../db/transaction.js';
 import type { Metrics } from '../metrics.js';
 import {
@@ -31,6 +32,13 @@ export interface StatusServiceOptions {
   schema?: string;
   /** NOTIFY channel (default `model_status_changed`). */
   channel?: string;
+  /**
+   * The transports of `BROADCAST` (default `['pg']`). `pg` NOTIFYs inside the write's transaction;
+   * `http` and `redis` get a row in `<schema>.deliveries` in that same transaction, which a dispatcher
+   * (`createDispatcher`) delivers at least once. Progress-only updates go to `pg` only: they are hints,
+   * not part of the event log.
+   */
+  transports?: readonly BroadcastTransport[];
   clock?: Clock;
   metrics?: Metrics;
 }
@@ -52,6 +60,9 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
   const schema = options.schema ?? 'astria_reconciler';
   const channel = options.channel ?? 'model_status_changed';
   const clock = options.clock ?? systemClock;
+  const transports = options.transports ?? ['pg'];
+  const notify = transports.includes('pg');
+  const outbox = transports.filter((transport) => transport !== 'pg');
 
   return {
     async apply(transition, source) {
@@ -63,8 +74,10 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
           transition.to === transition.from
             ? progressEvent(row, source, now)
             : statusChangedEvent(row, transition.from, source, now);
-        if (event.type === 'model_status_changed') await appendEvent(client, schema, event, now);
-        await client.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(event)]);
+        const seq = event.type === 'model_status_changed' ? await appendEvent(client, schema, event, now) : null;
+        // NOTIFY is queued until COMMIT: a rolled-back write sends nothing.
+        if (notify) await client.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(event)]);
+        if (seq !== null && outbox.length > 0) await enqueueDeliveries(client, schema, seq, outbox);
         return event;
       });
       if (!result) return { applied: false };
@@ -98,11 +111,13 @@ async function compareAndSet(client: pg.PoolClient, transition: Transition, now:
   return rows[0] ?? null;
 }
 
-async function appendEvent(client: pg.PoolClient, schema: string, event: ModelStatusChangedEvent, now: Date): Promise<void> {
-  await client.query(
+/** Appends the event to the log; returns its `seq` (the order deliveries follow). */
+async function appendEvent(client: pg.PoolClient, schema: string, event: ModelStatusChangedEvent, now: Date): Promise<string> {
+  const { rows } = await client.query<{ seq: string }>(
     `INSERT INTO ${schema}.events
        (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     RETURNING seq`,
     [
       event.eventId,
       event.modelId,
@@ -114,6 +129,15 @@ async function appendEvent(client: pg.PoolClient, schema: string, event: ModelSt
       event.data.trainedAt,
       now.toISOString(),
     ],
+  );
+  return rows[0]!.seq;
+}
+
+/** One pending delivery per asynchronous transport, committed (or rolled back) with the event. */
+async function enqueueDeliveries(client: pg.PoolClient, schema: string, seq: string, transports: BroadcastTransport[]): Promise<void> {
+  await client.query(
+    `INSERT INTO ${schema}.deliveries (event_seq, transport) SELECT $1::bigint, unnest($2::text[])`,
+    [seq, transports],
   );
 }
 

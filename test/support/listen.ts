@@ -5,6 +5,8 @@ export async function listen(url: string, channel = 'model_status_changed') {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const payloads: unknown[] = [];
+  // A test that cuts connections may cut this one; that must fail the waiting test, not crash the run.
+  client.on('error', () => undefined);
   client.on('notification', (message) => {
     if (message.channel === channel && message.payload) payloads.push(JSON.parse(message.payload));
   });

@@ -1,0 +1,139 @@
+/**
+ * `npm run bench`: how a backfill pass scales. N models are stuck in TRAINING (their tunes trained a
+ * minute ago, callbacks lost), spread uniformly at random (seeded) over an account of 3×N tunes, against
+ * a simulated Astria with 25 ms latency that answers 429 above 20 requests/s.
+ *
+ * Scenarios, each in a fresh scratch database and a fresh simulated Astria:
+ *   backfill-3k      N = 3,000, auto plan (list scan)
+ *   single-gets-3k   N = 3,000, one GET per model, for comparison (~150 s; BENCH_QUICK=1 skips it)
+ *   backfill-30k     N = 30,000, auto plan
+ *
+ * Per scenario: models recovered, Astria calls (as the simulated Astria counted them) per model and
+ * against the list-scan floor, 429s, wall time against the rate-limit bound, and the RSS of the process
+ * running the pass. The pass runs in a child process (bench/pass-worker.ts) so that RSS is the
+ * reconciler's alone. Exits 1 when a target of issues #2 and #5 is missed, listing which.
+ *
+ * Database: a scratch database on BENCH_DATABASE_URL's server if set, else an embedded PostgreSQL.
+ */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import type { PassJob, PassRun } from './pass-worker.js';
+import {
+  correctnessTargets,
+  formatTable,
+  formatTargets,
+  issue2Targets,
+  issue5Targets,
+  pacingLoss,
+  tightestWindow,
+  type Measurement,
+  type TargetResult,
+} from './report.js';
+import { API_KEY, LIST_PAGE_SIZE, countRecovered, createWorld } from './scenario.js';
+
+interface Scenario {
+  name: string;
+  stuck: number;
+  plan: PassJob['plan'];
+}
+
+const SEED = 20_240_601;
+const WORKER = fileURLToPath(new URL('./pass-worker.js', import.meta.url));
+
+const BACKFILL_3K: Scenario = { name: 'backfill-3k', stuck: 3_000, plan: 'auto' };
+const SINGLE_GETS_3K: Scenario = { name: 'single-gets-3k', stuck: 3_000, plan: 'single-gets' };
+const BACKFILL_30K: Scenario = { name: 'backfill-30k', stuck: 30_000, plan: 'auto' };
+
+function scenarios(quick: boolean): Scenario[] {
+  return quick ? [BACKFILL_3K, BACKFILL_30K] : [BACKFILL_3K, SINGLE_GETS_3K, BACKFILL_30K];
+}
+
+async function adminDatabase(): Promise<{ url: string; describe: string; stop(): Promise<void> }> {
+  const external = process.env.BENCH_DATABASE_URL;
+  if (external) return { url: external, describe: "scratch databases on BENCH_DATABASE_URL's server", stop: async () => undefined };
+  const server = await startEmbeddedPostgres();
+  return { url: server.url, describe: 'embedded PostgreSQL', stop: () => server.stop() };
+}
+
+/** Runs one pass in a child process and returns what it measured. */
+function runPassInWorker(job: PassJob): Promise<PassRun> {
+  return new Promise((resolve, reject) => {
+    const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let result: PassRun | undefined;
+    child.once('message', (message) => (result = message as PassRun));
+    child.once('error', reject);
+    child.once('exit', (code) => (result ? resolve(result) : reject(new Error(`pass worker exited with code ${code} and no result`))));
+    child.send(job);
+  });
+}
+
+async function measure(adminUrl: string, scenario: Scenario): Promise<Measurement> {
+  const accountTunes = 3 * scenario.stuck;
+  const world = await createWorld(adminUrl, accountTunes, scenario.stuck, SEED);
+  try {
+    const run = await runPassInWorker({ databaseUrl: world.databaseUrl, astriaUrl: world.astria.url, apiKey: API_KEY, plan: scenario.plan });
+    const { stats } = world.astria;
+    return {
+      name: scenario.name,
+      stuck: scenario.stuck,
+      accountTunes,
+      recovered: await countRecovered(world),
+      calls: stats.requests,
+      listCalls: stats.list,
+      getCalls: stats.get,
+      rateLimited: stats.byStatus[429] ?? 0,
+      floorCalls: Math.ceil(world.tunesToScan / LIST_PAGE_SIZE),
+      tightestWindowMs: tightestWindow(world.arrivals),
+      pacingLossMs: pacingLoss(world.arrivals),
+      run,
+    };
+  } finally {
+    await world.dispose();
+  }
+}
+
+function targets(measurements: Measurement[]): TargetResult[] {
+  const byName = (name: string) => measurements.find((m) => m.name === name);
+  const small = byName(BACKFILL_3K.name);
+  const large = byName(BACKFILL_30K.name);
+  return [
+    ...correctnessTargets(measurements),
+    ...(small ? issue2Targets(small) : []),
+    ...(small && large ? issue5Targets(small, large) : []),
+  ];
+}
+
+async function main(): Promise<number> {
+  const quick = process.env.BENCH_QUICK === '1';
+  const database = await adminDatabase();
+  const measurements: Measurement[] = [];
+  try {
+    console.log(`Database: ${database.describe}. Simulated Astria: 25 ms latency, 429 above 20 req/s. Seed ${SEED}.`);
+    if (quick) console.log(`BENCH_QUICK=1: skipping ${SINGLE_GETS_3K.name}.`);
+    for (const scenario of scenarios(quick)) {
+      console.error(`running ${scenario.name} (${scenario.stuck} stuck among ${3 * scenario.stuck} tunes, plan ${scenario.plan})...`);
+      measurements.push(await measure(database.url, scenario));
+    }
+  } finally {
+    await database.stop();
+  }
+
+  console.log(`\n${formatTable(measurements)}\n`);
+  const results = targets(measurements);
+  console.log(formatTargets(results));
+  for (const m of measurements) {
+    for (const failure of m.run.report.firstFailures) console.log(`  ${m.name} failure: ${failure}`);
+  }
+  const missed = results.filter((result) => !result.pass);
+  console.log(missed.length === 0 ? '\nAll targets met.' : `\n${missed.length} target(s) missed:\n${missed.map((r) => `  - ${r.label} (${r.actual})`).join('\n')}`);
+  return missed.length === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

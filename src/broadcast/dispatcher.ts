@@ -1,0 +1,232 @@
+import type pg from 'pg';
+import { systemClock, type Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { ModelEvent } from '../status/event.js';
+import type { Transport } from './transport.js';
+
+export interface DispatcherOptions {
+  pool: pg.Pool;
+  /** Our own schema, holding `events` and `deliveries` (default `astria_reconciler`). */
+  schema?: string;
+  /** The asynchronous transports to deliver (see `createTransports`). The caller closes them. */
+  transports: Transport[];
+  log: Logger;
+  metrics?: Metrics;
+  clock?: Clock;
+  /** How often each transport looks for due deliveries without a `kick()` (default 1 s). */
+  pollIntervalMs?: number;
+  /** Deliveries claimed at once per transport, delivered concurrently (default 20). */
+  batchSize?: number;
+  /** Retry delay after the first failure, doubled per attempt, with jitter (default 1 s). */
+  backoffBaseMs?: number;
+  /** Ceiling of the retry delay (default 60 s). */
+  backoffCapMs?: number;
+  /**
+   * How long a claimed delivery is reserved for this process (default 60 s). Longer than a transport's
+   * own timeout; if the process dies mid-delivery, another replica retries once it runs out.
+   */
+  leaseMs?: number;
+}
+
+export interface Dispatcher {
+  /** Delivers until `signal` aborts; resolves once the deliveries under way have finished. */
+  run(signal: AbortSignal): Promise<void>;
+  /** Something was just written: look now instead of at the next poll. Correctness never depends on it. */
+  kick(): void;
+}
+
+interface Claimed {
+  seq: string;
+  attempts: number;
+  payload: ModelEvent;
+}
+
+/**
+ * Delivers the outbox (`<schema>.deliveries`) to the asynchronous transports: at least once, in order per
+ * model, with exponential backoff and jitter per delivery. Each transport has its own loop, so a slow or
+ * dead one never holds up another, nor the status writes (which only insert the outbox row).
+ *
+ * Claiming is a single short statement: pending rows are locked with `FOR UPDATE SKIP LOCKED`, reserved
+ * for `leaseMs` (by moving `next_attempt_at` forward) and committed at once; the delivery runs outside
+ * any transaction and its outcome is written afterwards. A transaction held open across a network call
+ * would pin a pool connection (and a lock) for as long as the peer takes to answer, on the app's
+ * database; the lease costs one extra UPDATE instead. Any number of replicas may dispatch: a row is
+ * claimed by one of them, and only goes to another if the first does not report within the lease
+ * (a crash), which is what at-least-once allows.
+ *
+ * Order per model: a row is claimable only while no earlier row of the same model is undelivered on the
+ * same transport, so a model's events leave one at a time, in the order they were written (`seq`; two
+ * writes to one model are serialised by its row lock, so `seq` order is commit order).
+ */
+export function createDispatcher(options: DispatcherOptions): Dispatcher {
+  const schema = options.schema ?? 'astria_reconciler';
+  const clock = options.clock ?? systemClock;
+  const pollIntervalMs = options.pollIntervalMs ?? 1_000;
+  const batchSize = options.batchSize ?? 20;
+  const backoffBaseMs = options.backoffBaseMs ?? 1_000;
+  const backoffCapMs = options.backoffCapMs ?? 60_000;
+  const leaseMs = options.leaseMs ?? 60_000;
+  const { pool, log, metrics } = options;
+  const wakeups = new Map(options.transports.map((transport) => [transport.name, new Wakeup()]));
+
+  const claimSql = `
+    WITH claimable AS (
+      SELECT d.event_seq
+        FROM ${schema}.deliveries d
+        JOIN ${schema}.events e ON e.seq = d.event_seq
+       WHERE d.transport = $1
+         AND d.delivered_at IS NULL
+         AND d.next_attempt_at <= now()
+         AND NOT EXISTS (
+           SELECT 1
+             FROM ${schema}.events prior
+             JOIN ${schema}.deliveries pd ON pd.transport = d.transport AND pd.event_seq = prior.seq
+            WHERE prior.model_id = e.model_id
+              AND prior.seq < d.event_seq
+              AND pd.delivered_at IS NULL)
+       ORDER BY d.event_seq
+       LIMIT $2
+       FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE ${schema}.deliveries d
+       SET attempts = d.attempts + 1,
+           next_attempt_at = now() + $3 * interval '1 millisecond'
+      FROM claimable c, ${schema}.events e
+     WHERE d.transport = $1 AND d.event_seq = c.event_seq AND e.seq = d.event_seq
+    RETURNING d.event_seq::text AS seq, d.attempts, e.payload`;
+
+  async function claim(transport: Transport): Promise<Claimed[]> {
+    const { rows } = await pool.query<Claimed>(claimSql, [transport.name, batchSize, leaseMs]);
+    return rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
+  }
+
+  function backoffMs(attempts: number): number {
+    const ceiling = Math.min(backoffCapMs, backoffBaseMs * 2 ** Math.min(attempts - 1, 30));
+    // "Equal jitter": at least half the ceiling, so retries of one outage spread out but still back off.
+    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+  }
+
+  /** Delivers one claimed row and records the outcome. Never throws. */
+  async function deliverOne(transport: Transport, row: Claimed): Promise<{ ok: true } | { ok: false; error: string }> {
+    try {
+      await transport.deliver(row.payload);
+    } catch (error) {
+      const message = (error as Error).message || String(error);
+      metrics?.broadcastDeliveries.inc({ transport: transport.name, outcome: 'failed' });
+      const delay = backoffMs(row.attempts);
+      await pool
+        .query(
+          `UPDATE ${schema}.deliveries
+              SET next_attempt_at = now() + $3 * interval '1 millisecond', last_error = $4
+            WHERE transport = $1 AND event_seq = $2 AND delivered_at IS NULL AND attempts = $5`,
+          [transport.name, row.seq, delay, message.slice(0, 1_000), row.attempts],
+        )
+        // The lease runs out and the row is retried anyway.
+        .catch((dbError: Error) => log.warn({ err: dbError.message, transport: transport.name }, 'could not record a failed delivery'));
+      return { ok: false, error: message };
+    }
+    metrics?.broadcastDeliveries.inc({ transport: transport.name, outcome: 'delivered' });
+    await pool
+      .query(
+        `UPDATE ${schema}.deliveries SET delivered_at = now(), last_error = NULL
+          WHERE transport = $1 AND event_seq = $2 AND delivered_at IS NULL`,
+        [transport.name, row.seq],
+      )
+      // Delivered but not recorded: it goes again after the lease, a duplicate consumers drop by eventId.
+      .catch((dbError: Error) => log.warn({ err: dbError.message, transport: transport.name }, 'could not record a delivery'));
+    return { ok: true };
+  }
+
+  async function loop(transport: Transport, signal: AbortSignal): Promise<void> {
+    const wakeup = wakeups.get(transport.name)!;
+    while (!signal.aborted) {
+      let batch: Claimed[] = [];
+      try {
+        batch = await claim(transport);
+      } catch (error) {
+        log.warn({ err: (error as Error).message, transport: transport.name }, 'could not read the broadcast outbox');
+      }
+      if (batch.length === 0) {
+        await wakeup.wait(clock, pollIntervalMs, signal);
+        continue;
+      }
+      // One row per model at most (order per model), so the whole batch may go at once.
+      const outcomes = await Promise.all(batch.map((row) => deliverOne(transport, row)));
+      const failures = outcomes.filter((outcome) => !outcome.ok);
+      if (failures.length > 0) {
+        log.warn(
+          {
+            transport: transport.name,
+            failed: failures.length,
+            delivered: outcomes.length - failures.length,
+            err: (failures[0] as { error: string }).error,
+          },
+          'broadcast delivery failed; will retry with backoff',
+        );
+      } else {
+        log.debug({ transport: transport.name, delivered: outcomes.length }, 'broadcast delivered');
+      }
+      // The peer looks down: pause instead of burning through every pending model's first attempt.
+      if (failures.length === outcomes.length) await sleep(clock, pollIntervalMs, signal);
+    }
+  }
+
+  let running = false;
+  return {
+    async run(signal) {
+      if (running) throw new Error('dispatcher is already running');
+      running = true;
+      try {
+        await Promise.all(
+          options.transports.map((transport) =>
+            loop(transport, signal).catch((error: Error) =>
+              log.error({ err: error.message, transport: transport.name }, 'broadcast loop stopped'),
+            ),
+          ),
+        );
+      } finally {
+        running = false;
+      }
+    },
+    kick() {
+      for (const wakeup of wakeups.values()) wakeup.kick();
+    },
+  };
+}
+
+/** Sleeps `ms`, returning early (without throwing) when `signal` aborts. */
+async function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  await clock.sleep(ms, signal).catch(() => undefined);
+}
+
+/** A wait that a `kick()` ends early; a kick while nobody waits makes the next wait return at once. */
+class Wakeup {
+  private pending = false;
+  private wake: (() => void) | undefined;
+
+  kick(): void {
+    this.pending = true;
+    this.wake?.();
+  }
+
+  async wait(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+    if (this.pending || signal.aborted) {
+      this.pending = false;
+      return;
+    }
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const kicked = new Promise<void>((resolve) => (this.wake = resolve));
+    try {
+      await Promise.race([clock.sleep(ms, stop.signal).catch(() => undefined), kicked]);
+    } finally {
+      stop.abort();
+      signal.removeEventListener('abort', onAbort);
+      this.wake = undefined;
+      this.pending = false;
+    }
+  }
+}

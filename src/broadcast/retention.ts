@@ -1,0 +1,36 @@
+import type pg from 'pg';
+
+/**
+ * Deletes events older than `olderThanMs` (by `occurred_at`, against the database clock) whose every
+ * delivery is done, or that never had one (`pg` only). An event some transport still owes stays,
+ * whatever its age: retention never loses a broadcast. Works in batches of `batchSize`, each its own
+ * short statement, so it never holds many locks or a long transaction on the app's database; rows a
+ * dispatcher has locked are skipped until the next run. Returns how many events were deleted.
+ */
+export async function pruneDeliveredEvents(
+  pool: pg.Pool,
+  schema: string,
+  olderThanMs: number,
+  batchSize = 500,
+): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rowCount } = await pool.query(
+      `WITH doomed AS (
+         SELECT e.seq
+           FROM ${schema}.events e
+          WHERE e.occurred_at < now() - $1 * interval '1 millisecond'
+            AND NOT EXISTS (
+              SELECT 1 FROM ${schema}.deliveries d WHERE d.event_seq = e.seq AND d.delivered_at IS NULL)
+          ORDER BY e.occurred_at
+          LIMIT $2
+          FOR UPDATE OF e SKIP LOCKED
+       )
+       DELETE FROM ${schema}.events e USING doomed WHERE e.seq = doomed.seq`,
+      [olderThanMs, batchSize],
+    );
+    const deleted = rowCount ?? 0;
+    total += deleted;
+    if (deleted < batchSize) return total;
+  }
+}

@@ -1,0 +1,33 @@
+import type { AsyncBroadcastTransport, Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { ModelEvent } from '../status/event.js';
+import { createHttpTransport } from './http.js';
+import { createRedisTransport } from './redis.js';
+
+/**
+ * An asynchronous broadcast transport: the dispatcher hands it one event at a time from the outbox.
+ * `deliver` resolves once the peer has accepted the event and throws otherwise (the dispatcher retries
+ * with backoff); it must give up within a bounded time of its own (a timeout), never hang.
+ */
+export interface Transport {
+  name: AsyncBroadcastTransport;
+  deliver(event: ModelEvent): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The asynchronous transports `BROADCAST` names (`pg` needs none: the status service NOTIFYs inside
+ * its transaction). `loadConfig` has already required the URL and secret each one needs.
+ */
+export function createTransports(broadcast: Config['broadcast'], log: Logger): Transport[] {
+  const transports: Transport[] = [];
+  if (broadcast.transports.includes('http')) {
+    if (!broadcast.httpUrl || !broadcast.httpSecret) throw new Error('BROADCAST_HTTP_URL and BROADCAST_HTTP_SECRET are required for http');
+    transports.push(createHttpTransport({ url: broadcast.httpUrl, secret: broadcast.httpSecret }));
+  }
+  if (broadcast.transports.includes('redis')) {
+    if (!broadcast.redisUrl) throw new Error('REDIS_URL is required for redis');
+    transports.push(createRedisTransport({ url: broadcast.redisUrl, channel: broadcast.redisChannel, log }));
+  }
+  return transports;
+}

@@ -1,0 +1,39 @@
+/**
+ * astria-reconciler as a library: the status rules and the status service the daemon uses, so the
+ * app's own webhook route applies Astria's callbacks through exactly the same code (compare-and-set,
+ * event log, broadcast) instead of a copy of it.
+ */
+export {
+  createStatusService,
+  type ApplyResult,
+  type StatusService,
+  type StatusServiceOptions,
+} from './status/service.js';
+export {
+  applyObservedTune,
+  type ApplyObservedTuneOptions,
+  type ApplyObservedTuneResult,
+} from './status/apply-tune.js';
+export {
+  decide,
+  IN_FLIGHT_STATUSES,
+  MODEL_STATUSES,
+  type ModelChanges,
+  type ModelRow,
+  type ModelStatus,
+  type RuleOptions,
+  type Transition,
+} from './status/rules.js';
+export {
+  EVENT_SOURCES,
+  modelProgressEventSchema,
+  modelStatusChangedEventSchema,
+  type EventSource,
+  type ModelEvent,
+  type ModelProgressEvent,
+  type ModelStatusChangedEvent,
+} from './status/event.js';
+export { callbackBodySchema, isTuneId, tuneSchema, type Observation, type Tune } from './astria/tune.js';
+export { ensureOwnSchema } from './db/own-schema.js';
+export type { BroadcastTransport } from './config.js';
+export { signBody, verifySignature } from './broadcast/signature.js';

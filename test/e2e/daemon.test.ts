@@ -1,0 +1,236 @@
+import { spawnSync } from 'node:child_process';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { runCli } from '../support/cli.js';
+import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+import { startDaemon, waitUntil, type RunningDaemon } from '../support/daemon.js';
+import { listen } from '../support/listen.js';
+
+const API_KEY = 'sd_daemon_test_key_77';
+const SECRET = 'webhook-secret-e2e';
+const HOUR = 3_600_000;
+const ago = (ms: number) => new Date(Date.now() - ms);
+
+let db: TestDatabase;
+const fakes: SimulatedAstria[] = [];
+const daemons: RunningDaemon[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(() => db.drop());
+beforeEach(async () => {
+  await db.pool.query('DELETE FROM ai_models');
+  await db.pool.query('DROP SCHEMA IF EXISTS astria_reconciler CASCADE');
+});
+afterEach(async () => {
+  for (const daemon of daemons.splice(0)) if (!daemon.exited()) daemon.kill('SIGKILL');
+  await Promise.all(fakes.splice(0).map((fake) => fake.close()));
+});
+
+async function fake(options: { latencyMs?: number } = {}): Promise<SimulatedAstria> {
+  const astria = await startSimulatedAstria({ apiKey: API_KEY, ...options });
+  fakes.push(astria);
+  return astria;
+}
+
+async function daemon(astria: SimulatedAstria, env: Record<string, string> = {}): Promise<RunningDaemon> {
+  const running = await startDaemon({
+    DATABASE_URL: db.url,
+    ASTRIA_API_KEY: API_KEY,
+    ASTRIA_API_URL: astria.url,
+    RECONCILER_INTERVAL: '1s',
+    RECONCILER_STUCK_AFTER: '0s',
+    WEBHOOK_SECRET: SECRET,
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  daemons.push(running);
+  return running;
+}
+
+const training = (id: string, tuneId: number, extra: Partial<SeedModel> = {}): SeedModel => ({
+  id,
+  status: 'TRAINING',
+  trainingJobId: String(tuneId),
+  updatedAt: ago(HOUR),
+  ...extra,
+});
+
+async function statusOf(id: string): Promise<string> {
+  return (await readModel(db.pool, id)).status;
+}
+
+async function snapshot(): Promise<string> {
+  const models = await db.pool.query(`SELECT * FROM ai_models ORDER BY id`);
+  const events = await db.pool
+    .query(`SELECT count(*)::int AS n FROM astria_reconciler.events`)
+    .then((result) => result.rows[0].n as number, () => 0);
+  return JSON.stringify({ models: models.rows, events });
+}
+
+describe('the daemon (built CLI, real database, loopback Astria)', () => {
+  it('only the leader talks to Astria; when it is killed -9 another takes over within 2 × interval', async () => {
+    // Two fakes with the same account: each daemon talks to its own, so we can tell who polls.
+    const [a, b] = [await fake(), await fake()];
+    for (const astria of [a, b]) astria.addTune({ id: 5001, startedTrainingAt: ago(HOUR), eta: ago(60_000) });
+    await seedModels(db.pool, [training('m-1', 5001)]);
+    const first = await daemon(a);
+    const second = await daemon(b);
+
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    const counts = [a.stats.requests, b.stats.requests];
+    expect(counts.filter((count) => count > 0)).toHaveLength(1);
+    const [leader, follower, followerAstria] = a.stats.requests > 0 ? [first, second, b] : [second, first, a];
+
+    leader.kill('SIGKILL');
+    for (const astria of [a, b]) astria.train(5001);
+    const lagMs = await waitUntil(async () => (await statusOf('m-1')) === 'READY', 2 * 1_000 + 5_000, 'the survivor to recover m-1');
+
+    expect(followerAstria.stats.requests).toBeGreaterThan(0);
+    expect(follower.exited()).toBe(false);
+    expect(lagMs).toBeLessThanOrEqual(7_000);
+  }, 40_000);
+
+  it('50 webhooks fired at once, while the daemon polls and a --once runs: 50 READY, 50 events, none twice', async () => {
+    const astria = await fake({ latencyMs: 5 });
+    const tunes = astria.addTunes(50, () => ({ startedTrainingAt: ago(HOUR), eta: ago(1_000) }));
+    await seedModels(db.pool, tunes.map((tune) => training(`m-${tune.id}`, tune.id)));
+    const running = await daemon(astria, { RECONCILER_INTERVAL: '200ms' });
+    const listener = await listen(db.url);
+
+    for (const tune of tunes) astria.train(tune.id);
+    const [statuses, once] = await Promise.all([
+      Promise.all(tunes.map((tune) => astria.fireCallback(tune.id, `${running.url}/webhooks/astria?secret=${SECRET}`))),
+      runCli(['--once', '--json'], { DATABASE_URL: db.url, ASTRIA_API_KEY: API_KEY, ASTRIA_API_URL: astria.url, RECONCILER_STUCK_AFTER: '0s' }),
+    ]);
+
+    expect(statuses.every((status) => status === 200 || status === 202)).toBe(true);
+    expect([0, 3]).toContain(once.code);
+    await waitUntil(async () => {
+      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ai_models WHERE status = 'READY'`);
+      return rows[0].n === 50;
+    }, 10_000, '50 READY models');
+    const { rows } = await db.pool.query(
+      `SELECT model_id, count(*)::int AS n FROM astria_reconciler.events WHERE to_status = 'READY' GROUP BY model_id`,
+    );
+    expect(rows).toHaveLength(50);
+    expect(rows.every((row) => row.n === 1)).toBe(true);
+    const notified = ((await listener.settle(300)) as { type: string; status: string; modelId: string }[]).filter(
+      (event) => event.type === 'model_status_changed' && event.status === 'READY',
+    );
+    await listener.close();
+    expect(notified).toHaveLength(50);
+    expect(new Set(notified.map((event) => event.modelId)).size).toBe(50);
+  }, 40_000);
+
+  it('rejects bad webhooks with the SPEC.md codes and writes nothing', async () => {
+    const astria = await fake();
+    const tune = astria.addTune({ trainedAt: ago(1_000) });
+    await seedModels(db.pool, [training('m-hook', tune.id, { updatedAt: new Date() })]);
+    const running = await daemon(astria, { RECONCILER_STUCK_AFTER: '1h' });
+    const before = await snapshot();
+    const post = (query: string, body: string | Buffer) =>
+      fetch(`${running.url}/webhooks/astria${query}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).then(
+        (res) => res.status,
+        // A server may close the connection before reading a rejected body: the status still arrived first.
+        (error: Error) => error.message,
+      );
+    const valid = JSON.stringify({ tune: astria.getTune(tune.id) });
+
+    expect(await post('', valid)).toBe(401);
+    expect(await post('?secret=wrong', valid)).toBe(401);
+    expect(await post(`?secret=${SECRET}`, '{"tune": {')).toBe(400);
+    expect(await post(`?secret=${SECRET}`, JSON.stringify({ hello: 'world' }))).toBe(400);
+    expect(await post(`?secret=${SECRET}`, Buffer.alloc(2 * 1024 * 1024, 'a'))).toBe(413);
+    expect(await post(`?secret=${SECRET}`, JSON.stringify({ id: 424_242, trained_at: new Date().toISOString() }))).toBe(202);
+
+    expect(await snapshot()).toBe(before);
+    // And the good one is applied through the same service.
+    expect(await post(`?secret=${SECRET}`, valid)).toBe(200);
+    expect(await statusOf('m-hook')).toBe('READY');
+  }, 30_000);
+
+  it('serves health and Prometheus metrics with the names of SPEC.md', async () => {
+    const astria = await fake();
+    const running = await daemon(astria);
+
+    expect((await fetch(`${running.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${running.url}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${running.url}/metrics`)).text();
+    for (const name of [
+      'astria_reconciler_transitions_total',
+      'astria_reconciler_astria_requests_total',
+      'astria_reconciler_detection_lag_seconds',
+      'astria_reconciler_inflight_models',
+      'astria_reconciler_is_leader',
+      'process_cpu_seconds_total',
+    ]) {
+      expect(metrics).toContain(`# TYPE ${name}`);
+    }
+    const promtool = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+    if (promtool.error) console.log(`skipping promtool check metrics: ${promtool.error.message} (install Debian's prometheus package)`);
+    else expect({ status: promtool.status, problems: promtool.stdout + promtool.stderr }).toEqual({ status: 0, problems: '' });
+  });
+
+  it('SIGTERM during a pass with slow Astria: exits 0 within the timeout, nothing half-applied', async () => {
+    const astria = await fake({ latencyMs: 1_500 });
+    // Old tunes under many newer ones: the pass fetches them one by one, one at a time, so it is
+    // mid-way when the signal comes.
+    const tunes = astria.addTunes(8, () => ({ trainedAt: ago(60_000) }));
+    astria.addTunes(2_400);
+    await seedModels(db.pool, tunes.map((tune) => training(`m-${tune.id}`, tune.id)));
+    const running = await daemon(astria, { ASTRIA_CONCURRENCY: '1', SHUTDOWN_TIMEOUT: '10s', RECONCILER_INTERVAL: '30s' });
+    await waitUntil(() => astria.stats.get > 0, 10_000, 'the first single GET');
+
+    const signalledAt = Date.now();
+    running.kill('SIGTERM');
+    const result = await running.done;
+
+    expect(result.code).toBe(0);
+    expect(Date.now() - signalledAt).toBeLessThan(10_000 + 2_000);
+    const { rows } = await db.pool.query(
+      `SELECT m.id, m.status::text, m.progress, m."modelUrl", (SELECT count(*)::int FROM astria_reconciler.events e WHERE e.model_id = m.id) AS events
+         FROM ai_models m`,
+    );
+    for (const row of rows) {
+      if (row.status === 'READY') expect(row).toMatchObject({ progress: 100, events: 1, modelUrl: expect.any(String) });
+      else expect(row).toMatchObject({ status: 'TRAINING', events: 0 });
+    }
+    // It stopped starting new checks: not every model was reached.
+    expect(rows.filter((row) => row.status === 'TRAINING').length).toBeGreaterThan(0);
+  }, 40_000);
+
+  it('stays up while the database is away: /readyz 503, then 200 and the models recovered', async () => {
+    const astria = await fake();
+    const tune = astria.addTune({ startedTrainingAt: ago(HOUR), eta: ago(1_000) });
+    await seedModels(db.pool, [training('m-outage', tune.id)]);
+    const running = await daemon(astria, { RECONCILER_INTERVAL: '500ms' });
+    const name = new URL(db.url).pathname.slice(1);
+    const admin = new pg.Client({ connectionString: inject('adminDatabaseUrl') });
+    await admin.connect();
+    const ready = () => fetch(`${running.url}/readyz`).then((res) => res.status);
+
+    try {
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [name]);
+      await waitUntil(
+        async () => (await ready().catch((error: Error) => { throw new Error(`${error.message}\n${running.output()}`); })) === 503,
+        5_000,
+        '/readyz to answer 503',
+      );
+      astria.train(tune.id);
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      expect(running.exited()).toBe(false);
+      expect((await fetch(`${running.url}/livez`)).status).toBe(200);
+    } finally {
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+    }
+
+    await waitUntil(async () => (await ready()) === 200, 10_000, '/readyz to answer 200 again');
+    await waitUntil(async () => (await statusOf('m-outage')) === 'READY', 10_000, 'm-outage to be recovered');
+  }, 40_000);
+});
