@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatcher } from '../../src/broadcast/dispatcher.js';
@@ -134,7 +135,9 @@ describe('dispatcher', () => {
     const service = createStatusService({ pool: db.pool, schema, transports: ['pg', 'http'] });
     const transport = createHttpTransport({ url, secret: SECRET, timeoutMs: 1_000 });
     const metrics = createMetrics();
-    const dispatcher = createDispatcher({ pool: db.pool, schema, transports: [transport], log, metrics, ...FAST, batchSize: 4 });
+    const logLines: string[] = [];
+    const captured = createLogger('warn', new Writable({ write: (chunk, _, done) => done(void logLines.push(String(chunk))) }));
+    const dispatcher = createDispatcher({ pool: db.pool, schema, transports: [transport], log: captured, metrics, ...FAST, batchSize: 4 });
     const stop = new AbortController();
     const running = dispatcher.run(stop.signal);
     const models = await seedProcessing(db.pool, 'outage', 6, tuneIds(6));
@@ -171,6 +174,9 @@ describe('dispatcher', () => {
     await transport.close();
 
     expect(receiver.state.badSignatures).toBe(0);
+    // Both failure modes were met: refused connections, then 500s.
+    expect(logLines.some((line) => line.includes('ECONNREFUSED'))).toBe(true);
+    expect(logLines.some((line) => line.includes('HTTP 500'))).toBe(true);
     // The set delivered is the set written; a duplicate is a byte-identical event (same eventId).
     expect(new Set(receiver.state.accepted.map((event) => event.eventId))).toEqual(new Set(log_.payloads.keys()));
     for (const event of receiver.state.accepted) expect(event.payload).toEqual(log_.payloads.get(event.eventId));

@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDispatcher } from '../../src/broadcast/dispatcher.js';
+import { createRedisTransport } from '../../src/broadcast/redis.js';
+import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { createLogger } from '../../src/log.js';
+import { createStatusService } from '../../src/status/service.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { advance, readEventLog, seedProcessing } from '../support/events.js';
+import { eventually, freePort } from '../support/receiver.js';
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const log = createLogger('silent');
+
+/** Null when Redis answers PING within 1 s, else why not. */
+async function redisUnavailable(): Promise<string | null> {
+  const probe = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    await probe.ping();
+    return null;
+  } catch (error) {
+    return `${REDIS_URL} unreachable (${(error as Error).message})`;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+const unavailable = await redisUnavailable();
+if (unavailable) console.log(`skipping Redis transport test: ${unavailable}`);
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await ensureOwnSchema(db.pool, 'astria_reconciler');
+});
+afterAll(() => db.drop());
+
+describe('redis transport', () => {
+  it.skipIf(unavailable !== null)('PUBLISHes every event to a real Redis subscriber, in order per model', async () => {
+    const channel = `model_status_changed_${randomBytes(4).toString('hex')}`;
+    const subscriber = new Redis(REDIS_URL);
+    const received: Record<string, unknown>[] = [];
+    subscriber.on('message', (from: string, message: string) => {
+      if (from === channel) received.push(JSON.parse(message) as Record<string, unknown>);
+    });
+    await subscriber.subscribe(channel);
+    const transport = createRedisTransport({ url: REDIS_URL, channel, log });
+    const service = createStatusService({ pool: db.pool, transports: ['pg', 'redis'] });
+    const dispatcher = createDispatcher({ pool: db.pool, transports: [transport], log, pollIntervalMs: 100 });
+    const stop = new AbortController();
+    const running = dispatcher.run(stop.signal);
+
+    const models = await seedProcessing(db.pool, 'redis', 4, 50_000);
+    for (const stage of ['started', 'failed', 'trained'] as const) {
+      for (const [, tuneId] of models) await advance(db.pool, service, tuneId, stage);
+      dispatcher.kick();
+    }
+    const eventLog = await readEventLog(db.pool);
+    await eventually(() => received.length >= eventLog.payloads.size, 5_000, 'every event on the Redis channel');
+    stop.abort();
+    await running;
+    await transport.close();
+    subscriber.disconnect();
+
+    expect(eventLog.payloads.size).toBe(12);
+    expect(new Set(received.map((event) => event.eventId))).toEqual(new Set(eventLog.payloads.keys()));
+    for (const event of received) expect(event).toEqual(eventLog.payloads.get(String(event.eventId)));
+    for (const [modelId, eventIds] of eventLog.byModel) {
+      expect(received.filter((event) => event.modelId === modelId).map((event) => event.eventId)).toEqual(eventIds);
+    }
+  });
+
+  it('fails fast while Redis is unreachable (no offline queue), leaving the event in the outbox', async () => {
+    const port = await freePort();
+    const transport = createRedisTransport({ url: `redis://127.0.0.1:${port}`, channel: 'x', log, timeoutMs: 500 });
+    const event = {
+      type: 'model_status_changed' as const,
+      eventId: 'e-1',
+      modelId: 'm',
+      userId: 'u',
+      status: 'READY' as const,
+      previousStatus: 'TRAINING' as const,
+      progress: 100,
+      source: 'reconciler' as const,
+      occurredAt: new Date().toISOString(),
+      data: { modelUrl: '1', trainedAt: new Date().toISOString(), errorMessage: null },
+    };
+    const started = Date.now();
+    await expect(transport.deliver(event)).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(1_000);
+    await transport.close();
+  });
+});
