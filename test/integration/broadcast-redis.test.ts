@@ -16,13 +16,14 @@ const log = createLogger('silent');
 /** Null when Redis answers PING within 1 s, else why not. */
 async function redisUnavailable(): Promise<string | null> {
   const probe = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => undefined);
+  let cause = '';
+  probe.on('error', (error: Error) => (cause ||= error.message));
   try {
     await probe.connect();
     await probe.ping();
     return null;
   } catch (error) {
-    return `${REDIS_URL} unreachable (${(error as Error).message})`;
+    return `${REDIS_URL} unreachable (${cause || (error as Error).message})`;
   } finally {
     probe.disconnect();
   }

@@ -219,11 +219,17 @@ describe('Schedule.record: still training past eta (or none)', () => {
     expect(s.dueAt('a')).toBe(now + 32_000);
   });
 
-  it('never waits less than the interval, even when maxBackoff is set below it by default', () => {
+  it('the default cap is never below the interval', () => {
     const s = new Schedule({ intervalMs: 20 * 60_000 });
     s.sync([{ id: 'a', stuck: true }], T0);
-    s.record('a', unchanged(null), T0);
-    expect(s.dueAt('a')).toBe(T0 + 20 * 60_000);
+    let now = T0;
+    for (let i = 0; i < 6; i++) {
+      s.record('a', unchanged(null), now);
+      expect(s.dueAt('a')! - now).toBe(20 * 60_000);
+      now = s.dueAt('a')!;
+    }
+    s.record('a', failed, now);
+    expect(s.dueAt('a')! - now).toBe(20 * 60_000);
   });
 });
 
