@@ -140,6 +140,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
   async function loop(transport: Transport, signal: AbortSignal): Promise<void> {
     const wakeup = wakeups.get(transport.name)!;
+    let lastWarned: string | null = null;
     while (!signal.aborted) {
       let batch: Claimed[] = [];
       try {
@@ -153,19 +154,18 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       // One row per model at most (order per model), so the whole batch may go at once.
       const outcomes = await Promise.all(batch.map((row) => deliverOne(transport, row)));
-      const failures = outcomes.filter((outcome) => !outcome.ok);
+      const failures = outcomes.filter((outcome): outcome is { ok: false; error: string } => !outcome.ok);
+      const delivered = outcomes.length - failures.length;
       if (failures.length > 0) {
-        log.warn(
-          {
-            transport: transport.name,
-            failed: failures.length,
-            delivered: outcomes.length - failures.length,
-            err: (failures[0] as { error: string }).error,
-          },
-          'broadcast delivery failed; will retry with backoff',
-        );
+        // During an outage every retry fails the same way: say so once per kind of failure, not per batch.
+        const error = failures[0]!.error;
+        const level = error === lastWarned ? 'debug' : 'warn';
+        lastWarned = error;
+        log[level]({ transport: transport.name, failed: failures.length, delivered, err: error }, 'broadcast delivery failed; will retry with backoff');
       } else {
-        log.debug({ transport: transport.name, delivered: outcomes.length }, 'broadcast delivered');
+        if (lastWarned !== null) log.info({ transport: transport.name }, 'broadcast deliveries succeed again');
+        lastWarned = null;
+        log.debug({ transport: transport.name, delivered }, 'broadcast delivered');
       }
       // The peer looks down: pause instead of burning through every pending model's first attempt.
       if (failures.length === outcomes.length) await sleep(clock, pollIntervalMs, signal);
@@ -178,6 +178,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (running) throw new Error('dispatcher is already running');
       running = true;
       try {
+        // Nothing to deliver (BROADCAST=pg only): still a well-behaved loop that ends with the signal.
+        if (options.transports.length === 0 && !signal.aborted) {
+          await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        }
         await Promise.all(
           options.transports.map((transport) =>
             loop(transport, signal).catch((error: Error) =>

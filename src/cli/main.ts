@@ -6,6 +6,8 @@ import { createLogger } from '../log.js';
 import { parseCommand, USAGE, UsageError, type Command } from './args.js';
 import { runDaemonCommand } from './daemon.js';
 import { runOnce } from './once.js';
+import { runReport } from './report.js';
+import { createPool } from '../db/pool.js';
 import { createRuntime, DatabaseUnreachableError } from './runtime.js';
 
 export const EXIT = { ok: 0, fatal: 1, usage: 2, incomplete: 3 } as const;
@@ -73,7 +75,14 @@ async function run(command: Command): Promise<number> {
       await runtime.close();
     }
   }
-  throw new UsageError(`${command.kind} is not available yet`);
+  const pool = createPool(config.databaseUrl, log);
+  try {
+    return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout });
+  } catch (error) {
+    throw new DatabaseUnreachableError(`cannot read the event log: ${(error as Error).message}`);
+  } finally {
+    await pool.end();
+  }
 }
 
 async function main(): Promise<void> {

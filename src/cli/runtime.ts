@@ -44,7 +44,14 @@ export async function createRuntime(
   const astria = createAstriaClient({ ...config.astria, log, metrics, clock });
   const service = options.dryRun
     ? null
-    : createStatusService({ pool, schema: config.schema, channel: config.broadcast.pgChannel, clock, metrics });
+    : createStatusService({
+        pool,
+        schema: config.schema,
+        channel: config.broadcast.pgChannel,
+        transports: config.broadcast.transports,
+        clock,
+        metrics,
+      });
   return {
     config,
     pool,

@@ -20,8 +20,9 @@ export type ApplyResult =
 
 export interface StatusService {
   /**
-   * Applies one transition: a compare-and-set on the status the decision was made from, the event row
-   * and its NOTIFY, all in one transaction. Exactly one of any number of racing callers wins.
+   * Applies one transition: a compare-and-set on the status the decision was made from, the event row,
+   * its NOTIFY and its outbox rows (http, redis), all in one transaction. Exactly one of any number of
+   * racing callers wins.
    */
   apply(transition: Transition, source: EventSource): Promise<ApplyResult>;
 }

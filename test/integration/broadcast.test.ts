@@ -39,6 +39,11 @@ function tuneIds(count: number): number {
   return first;
 }
 
+async function oneModel(prefix: string): Promise<[string, number]> {
+  const [model] = await seedProcessing(db.pool, prefix, 1, tuneIds(1));
+  return model!;
+}
+
 async function pendingDeliveries(schema: string): Promise<number> {
   const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${schema}.deliveries WHERE delivered_at IS NULL`);
   return rows[0].n;
@@ -65,11 +70,11 @@ describe('own schema', () => {
 describe('status service outbox (same transaction as the status write)', () => {
   it('writes the event, one delivery row per async transport and the NOTIFY together', async () => {
     const schema = await freshSchema();
-    const [[modelId, tuneId]] = await seedProcessing(db.pool, 'tx-ok', 1, tuneIds(1));
+    const [modelId, tuneId] = await oneModel('tx-ok');
     const listener = await listen(db.url);
     const service = createStatusService({ pool: db.pool, schema, transports: ['pg', 'http', 'redis'] });
 
-    const [event] = await advance(db.pool, service, tuneId!, 'started');
+    const [event] = await advance(db.pool, service, tuneId, 'started');
 
     const notifications = await listener.waitFor(1);
     await listener.close();
@@ -94,7 +99,7 @@ describe('status service outbox (same transaction as the status write)', () => {
 
   it('rolled back → no status change, no event row, no delivery row and no notification', async () => {
     const schema = await freshSchema();
-    const [[modelId, tuneId]] = await seedProcessing(db.pool, 'tx-rollback', 1, tuneIds(1));
+    const [modelId, tuneId] = await oneModel('tx-rollback');
     // The delivery INSERT comes after the event INSERT and the NOTIFY: failing it rolls all of them back.
     await db.pool.query(`
       CREATE FUNCTION ${schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -103,11 +108,11 @@ describe('status service outbox (same transaction as the status write)', () => {
     const listener = await listen(db.url);
     const service = createStatusService({ pool: db.pool, schema, transports: ['pg', 'http'] });
 
-    await expect(advance(db.pool, service, tuneId!, 'started')).rejects.toThrow(/outbox refused/);
+    await expect(advance(db.pool, service, tuneId, 'started')).rejects.toThrow(/outbox refused/);
 
     expect(await listener.settle()).toEqual([]);
     await listener.close();
-    expect((await readModel(db.pool, modelId!)).status).toBe('PROCESSING');
+    expect((await readModel(db.pool, modelId)).status).toBe('PROCESSING');
     const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${schema}.events`);
     expect(rows[0].n).toBe(0);
     expect(await pendingDeliveries(schema)).toBe(0);
@@ -115,11 +120,11 @@ describe('status service outbox (same transaction as the status write)', () => {
 
   it('sends no NOTIFY when BROADCAST does not name pg, but still records the event', async () => {
     const schema = await freshSchema();
-    const [[, tuneId]] = await seedProcessing(db.pool, 'tx-nopg', 1, tuneIds(1));
+    const [, tuneId] = await oneModel('tx-nopg');
     const listener = await listen(db.url);
     const service = createStatusService({ pool: db.pool, schema, transports: ['http'] });
 
-    await advance(db.pool, service, tuneId!, 'started');
+    await advance(db.pool, service, tuneId, 'started');
 
     expect(await listener.settle()).toEqual([]);
     await listener.close();
@@ -305,5 +310,18 @@ describe('dispatcher', () => {
     await kickedRun;
     await http.close();
     await receiver.close();
+  });
+
+  it('with no async transport (BROADCAST=pg), run() simply waits for the signal', async () => {
+    const dispatcher = createDispatcher({ pool: db.pool, transports: [], log });
+    const stop = new AbortController();
+    let resolved = false;
+    const running = dispatcher.run(stop.signal).then(() => (resolved = true));
+    dispatcher.kick();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(resolved).toBe(false);
+    stop.abort();
+    await running;
+    expect(resolved).toBe(true);
   });
 });

@@ -238,3 +238,15 @@ describe('loadConfig without Astria (report command)', () => {
     expect(configError({ DATABASE_URL: BASE.DATABASE_URL }, {}).message).toContain('ASTRIA_API_KEY');
   });
 });
+
+describe('RECONCILER_EVENT_RETENTION', () => {
+  it('defaults to 30d and accepts any duration', () => {
+    expect(loadConfig(BASE).eventRetentionMs).toBe(30 * 86_400_000);
+    expect(loadConfig({ ...BASE, RECONCILER_EVENT_RETENTION: '90d' }).eventRetentionMs).toBe(90 * 86_400_000);
+  });
+
+  it('rejects a non-duration or zero, naming the variable', () => {
+    expect(configError({ ...BASE, RECONCILER_EVENT_RETENTION: 'forever' }).message).toContain('RECONCILER_EVENT_RETENTION');
+    expect(configError({ ...BASE, RECONCILER_EVENT_RETENTION: '0s' }).message).toContain('RECONCILER_EVENT_RETENTION');
+  });
+});

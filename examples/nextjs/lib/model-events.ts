@@ -1,0 +1,80 @@
+import pg from 'pg';
+import { modelStatusChangedEventSchema, type ModelStatusChangedEvent } from 'astria-reconciler';
+import { BROADCAST_PG_CHANNEL } from './status';
+
+export interface ModelEventSubscriber {
+  onEvent(event: ModelStatusChangedEvent): void;
+  /** The LISTEN connection dropped: close the stream, the browser reconnects and re-reads status. */
+  onLost(): void;
+}
+
+interface Hub {
+  client: Promise<pg.Client> | null;
+  subscribers: Set<ModelEventSubscriber>;
+}
+
+// One LISTEN connection per server instance, shared by every open stream on it. This is not the
+// "in-memory broadcast" that fails on serverless: every instance LISTENs to PostgreSQL itself, so an
+// event committed by any instance (or by the reconciler sidecar) reaches the streams of all of them.
+const globalForEvents = globalThis as unknown as { astriaModelEvents?: Hub };
+const hub: Hub = (globalForEvents.astriaModelEvents ??= { client: null, subscribers: new Set() });
+
+/** Ends a connection we no longer listen on, quietly. */
+function release(client: pg.Client): void {
+  client.removeAllListeners();
+  client.on('error', () => undefined);
+  void client.end().catch(() => undefined);
+}
+
+/** The LISTEN connection failed: every stream on it is told, and the next subscriber connects afresh. */
+function drop(client: pg.Client): void {
+  hub.client = null;
+  const subscribers = [...hub.subscribers];
+  hub.subscribers.clear();
+  for (const subscriber of subscribers) subscriber.onLost();
+  release(client);
+}
+
+async function connect(): Promise<pg.Client> {
+  // LISTEN needs a session of its own: a direct connection, not a transaction-mode pooler (PgBouncer,
+  // Supavisor :6543, Neon's -pooler host), which would hand the session to someone else.
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL_UNPOOLED ?? process.env.DATABASE_URL });
+  client.on('notification', (message) => {
+    if (message.channel !== BROADCAST_PG_CHANNEL || !message.payload) return;
+    let json: unknown;
+    try {
+      json = JSON.parse(message.payload);
+    } catch {
+      return;
+    }
+    // The channel also carries `model_progress` (and maybe more later): ignore types we do not know.
+    const parsed = modelStatusChangedEventSchema.safeParse(json);
+    if (!parsed.success) return;
+    for (const subscriber of hub.subscribers) subscriber.onEvent(parsed.data);
+  });
+  client.on('error', () => drop(client));
+  client.on('end', () => drop(client));
+  await client.connect();
+  await client.query(`LISTEN ${client.escapeIdentifier(BROADCAST_PG_CHANNEL)}`);
+  return client;
+}
+
+/** Receives every `model_status_changed` until the returned function is called. */
+export async function subscribeModelEvents(subscriber: ModelEventSubscriber): Promise<() => void> {
+  const pending = (hub.client ??= connect().catch((error: unknown) => {
+    hub.client = null;
+    throw error;
+  }));
+  const client = await pending;
+  // Lost while we waited: nothing to subscribe to; the caller closes and the browser reconnects.
+  if (hub.client !== pending) throw new Error('LISTEN connection lost');
+  hub.subscribers.add(subscriber);
+  return () => {
+    if (!hub.subscribers.delete(subscriber)) return;
+    // The last stream on this instance closed: give the connection back.
+    if (hub.subscribers.size === 0 && hub.client === pending) {
+      hub.client = null;
+      release(client);
+    }
+  };
+}

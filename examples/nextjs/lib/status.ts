@@ -1,0 +1,31 @@
+import { createStatusService, ensureOwnSchema, type BroadcastTransport, type StatusService } from 'astria-reconciler';
+import { pool } from './db';
+
+export const RECONCILER_SCHEMA = process.env.RECONCILER_SCHEMA ?? 'astria_reconciler';
+export const BROADCAST_PG_CHANNEL = process.env.BROADCAST_PG_CHANNEL ?? 'model_status_changed';
+export const TRAINING_TIMEOUT_MS = 24 * 3_600_000;
+
+/**
+ * Use the same BROADCAST as the reconciler sidecar. `pg` is sent by this process inside the status
+ * write's transaction; `http`/`redis` are queued in the same transaction and delivered by the sidecar's
+ * dispatcher, so the app needs no Redis client or retry loop of its own.
+ */
+function transports(): BroadcastTransport[] {
+  const names = (process.env.BROADCAST ?? 'pg').split(',').map((name) => name.trim());
+  return names.filter((name): name is BroadcastTransport => name === 'pg' || name === 'http' || name === 'redis');
+}
+
+const globalForStatus = globalThis as unknown as { astriaStatus?: Promise<StatusService> };
+
+/** The status service, created once per instance (its own schema is created idempotently first). */
+export function statusService(): Promise<StatusService> {
+  globalForStatus.astriaStatus ??= (async () => {
+    await ensureOwnSchema(pool, RECONCILER_SCHEMA);
+    return createStatusService({ pool, schema: RECONCILER_SCHEMA, channel: BROADCAST_PG_CHANNEL, transports: transports() });
+  })().catch((error: unknown) => {
+    // A failed start (database down) is retried by the next request, not cached.
+    globalForStatus.astriaStatus = undefined;
+    throw error;
+  });
+  return globalForStatus.astriaStatus;
+}

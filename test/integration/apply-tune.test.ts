@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tuneSchema } from '../../src/astria/tune.js';
+import { seedModels } from '../../src/db/host-schema.js';
+import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { applyObservedTune } from '../../src/status/apply-tune.js';
+import { createStatusService, type StatusService } from '../../src/status/service.js';
+import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+
+const NOW = new Date('2026-11-25T10:00:00.000Z');
+const clock = { now: () => NOW.getTime(), sleep: async () => undefined };
+const TIMEOUT = 24 * 3_600_000;
+const trained = (id: number) => tuneSchema.parse({ id, trained_at: '2026-11-25T09:59:00.000Z', started_training_at: '2026-11-25T09:30:00Z' });
+
+let db: TestDatabase;
+let service: StatusService;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await ensureOwnSchema(db.pool, 'astria_reconciler');
+  service = createStatusService({ pool: db.pool, clock });
+});
+afterAll(() => db.drop());
+
+describe('applyObservedTune', () => {
+  it('applies a tune to every Astria model training it, whatever its status; the rules decide', async () => {
+    const createdAt = new Date('2026-11-25T09:00:00.000Z');
+    await seedModels(db.pool, [
+      { id: 'at-training', status: 'TRAINING', trainingJobId: '701', createdAt },
+      { id: 'at-error', status: 'ERROR', trainingJobId: '701', createdAt, errorMessage: 'false failure' },
+      { id: 'at-deleted', status: 'DELETED', trainingJobId: '701', createdAt },
+      { id: 'at-replicate', status: 'TRAINING', trainingJobId: '701', aiProvider: 'replicate', createdAt },
+      { id: 'at-other', status: 'TRAINING', trainingJobId: '702', createdAt },
+    ]);
+
+    const result = await applyObservedTune({ pool: db.pool, service, tune: trained(701), source: 'webhook', now: NOW, trainingTimeoutMs: TIMEOUT });
+
+    expect(result.matched).toBe(3);
+    expect(result.applied.map((event) => [event.modelId, event.type, event.status])).toEqual([
+      ['at-error', 'model_status_changed', 'READY'],
+      ['at-training', 'model_status_changed', 'READY'],
+    ]);
+    expect((await readModel(db.pool, 'at-deleted')).status).toBe('DELETED');
+    expect((await readModel(db.pool, 'at-replicate')).status).toBe('TRAINING');
+    expect((await readModel(db.pool, 'at-other')).status).toBe('TRAINING');
+    const { rows } = await db.pool.query(`SELECT model_id, source FROM astria_reconciler.events ORDER BY model_id`);
+    expect(rows).toEqual([
+      { model_id: 'at-error', source: 'webhook' },
+      { model_id: 'at-training', source: 'webhook' },
+    ]);
+
+    // The same callback again (Astria or the poller): nothing left to apply.
+    const again = await applyObservedTune({ pool: db.pool, service, tune: trained(701), source: 'reconciler', now: NOW, trainingTimeoutMs: TIMEOUT });
+    expect(again).toEqual({ matched: 3, applied: [] });
+  });
+
+  it('matches nothing for a tune no model trains', async () => {
+    const result = await applyObservedTune({ pool: db.pool, service, tune: trained(999_999), source: 'webhook', now: NOW, trainingTimeoutMs: TIMEOUT });
+    expect(result).toEqual({ matched: 0, applied: [] });
+  });
+
+  it('decides again when another writer changed the model between the read and the write', async () => {
+    await seedModels(db.pool, [{ id: 'at-race', status: 'PROCESSING', trainingJobId: '703', createdAt: new Date('2026-11-25T09:00:00.000Z') }]);
+    let raced = false;
+    // Another writer (a poll) moves PROCESSING → TRAINING just before our compare-and-set.
+    const racing: StatusService = {
+      async apply(transition, source) {
+        if (!raced) {
+          raced = true;
+          await db.pool.query(`UPDATE ai_models SET status = 'TRAINING' WHERE id = 'at-race'`);
+        }
+        return service.apply(transition, source);
+      },
+    };
+
+    const result = await applyObservedTune({ pool: db.pool, service: racing, tune: trained(703), source: 'webhook', now: NOW, trainingTimeoutMs: TIMEOUT });
+
+    expect(result.applied).toHaveLength(1);
+    expect(result.applied[0]).toMatchObject({ modelId: 'at-race', status: 'READY', previousStatus: 'TRAINING' });
+    expect((await readModel(db.pool, 'at-race')).status).toBe('READY');
+  });
+});
