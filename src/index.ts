@@ -35,5 +35,12 @@ export {
 } from './status/event.js';
 export { callbackBodySchema, isTuneId, tuneSchema, type Observation, type Tune } from './astria/tune.js';
 export { ensureOwnSchema } from './db/own-schema.js';
+export {
+  acceptAstriaCallback,
+  MAX_CALLBACK_BODY_BYTES,
+  type CallbackDeps,
+  type CallbackRequest,
+  type CallbackResponse,
+} from './http/callback.js';
 export type { BroadcastTransport } from './config.js';
 export { signBody, verifySignature } from './broadcast/signature.js';

@@ -25,10 +25,13 @@ import { systemClock } from '../../src/clock.js';
 import { seedModels } from '../../src/db/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createHttpServer, type HttpServer } from '../../src/http/server.js';
-import { createWebhookHandler, MAX_WEBHOOK_BODY_BYTES } from '../../src/http/webhook.js';
+import { MAX_CALLBACK_BODY_BYTES as MAX_WEBHOOK_BODY_BYTES } from '../../src/http/callback.js';
+import { createWebhookHandler } from '../../src/http/webhook.js';
 import { createMetrics } from '../../src/metrics.js';
 import { decide, MODEL_STATUSES, type ModelRow } from '../../src/status/rules.js';
 import { createStatusService } from '../../src/status/service.js';
+import { operatorFilter } from '../../src/db/inflight.js';
+import { runPass } from '../../src/reconciler/pass.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 
 const SECRET = 'fuzz-webhook-secret';
@@ -189,7 +192,7 @@ const validUnknownTune = fc.record({
   title: fc.string(),
 });
 
-const deepNesting = fc.record({ depth: fc.integer({ min: 1, max: 200_000 }), kind: fc.constantFrom('[', '{"a":') }).map(({ depth, kind }) => {
+const deepNesting = fc.record({ depth: fc.integer({ min: 1, max: 30_000 }), kind: fc.constantFrom('[', '{"a":') }).map(({ depth, kind }) => {
   const close = kind === '[' ? ']' : '}';
   return `${kind.repeat(depth)}1${close.repeat(depth)}`;
 });
@@ -320,6 +323,31 @@ describe('webhook: 10,000 generated bodies over real HTTP', () => {
 // 2. Valid callbacks for a model we train: applied, never a 500
 // ---------------------------------------------------------------------------------------------------
 
+/** Marks a value nested too deep for JSON.stringify; `toJsonText` writes it from its depth instead. */
+const DEEP = Symbol('deep');
+const deepText = (depth: number) => `${'['.repeat(depth)}"deep"${']'.repeat(depth)}`;
+
+/** A JSON value nested `depth` levels deep (JSON.parse takes any depth; recursive code may not). */
+const deepValue = fc.integer({ min: 1, max: 20_000 }).map((depth) => {
+  const value = JSON.parse(deepText(depth)) as unknown[];
+  Object.defineProperty(value, DEEP, { value: depth });
+  // fast-check prints counterexamples recursively: describe this one in a few characters instead.
+  Object.defineProperty(value, fc.toStringMethod, { value: () => `<array nested ${depth} deep>` });
+  return value as unknown;
+});
+
+/** JSON.stringify, except that values from `deepValue` are written as text. */
+function toJsonText(value: unknown): string {
+  const deep: number[] = [];
+  const text = JSON.stringify(value, (_key, v: unknown) => {
+    const depth = (v as { [DEEP]?: number } | null)?.[DEEP];
+    if (depth === undefined) return v;
+    deep.push(depth);
+    return `@@DEEP${deep.length - 1}@@`;
+  });
+  return text.replace(/"@@DEEP(\d+)@@"/g, (_match, index: string) => deepText(deep[Number(index)]!));
+}
+
 const validKnownTune = fc.record(
   {
     id: fc.constantFrom(TARGET_TUNE_ID, String(TARGET_TUNE_ID)),
@@ -327,7 +355,7 @@ const validKnownTune = fc.record(
     started_training_at: fc.oneof(isoTimestamp, fc.constant(null)),
     eta: fc.oneof(isoTimestamp, fc.constant(null)),
     status: fc.oneof(fc.constantFrom('failed', 'cancelled', 'trained', 'training'), fc.string({ maxLength: 10 })),
-    error: fc.oneof(fc.string(), fc.jsonValue({ maxDepth: 2 })),
+    error: fc.oneof(fc.string(), fc.jsonValue({ maxDepth: 2 }), deepValue),
     error_message: fc.oneof(fc.string({ maxLength: 2_000 }), fc.jsonValue({ maxDepth: 2 })),
   },
   { requiredKeys: ['id'] },
@@ -343,7 +371,7 @@ describe('webhook: valid callbacks for a model we train', () => {
           [status],
         );
         await db.pool.query(`DELETE FROM astria_reconciler.events WHERE model_id = 'fuzz-target'`);
-        const got = await post({ secret: SECRET, body: Buffer.from(JSON.stringify({ tune })) });
+        const got = await post({ secret: SECRET, body: Buffer.from(toJsonText({ tune })) });
         if ('error' in got) throw got.error;
         expect(got.status, got.body).toBe(200);
         const row = await readModel(db.pool, 'fuzz-target');
@@ -545,7 +573,7 @@ const parsedTune: fc.Arbitrary<Tune> = fc
       eta: fc.oneof(isoTimestamp, fc.constant(null)),
       created_at: fc.oneof(isoTimestamp, fc.constant(null)),
       status: fc.oneof(fc.constantFrom('failed', 'cancelled', 'canceled', 'FAILED', 'Cancelled', 'trained', 'training', 'queued'), fc.string(), fc.constant(null)),
-      error: fc.oneof(fc.string(), fc.jsonValue({ maxDepth: 2 })),
+      error: fc.oneof(fc.string(), fc.jsonValue({ maxDepth: 2 }), deepValue),
       error_message: fc.oneof(fc.string({ maxLength: 1_000 }), fc.jsonValue({ maxDepth: 2 })),
     },
     { requiredKeys: ['id'] },
@@ -576,7 +604,12 @@ describe('decide(): generated tunes and model rows (20,000)', () => {
         fc.date({ min: new Date('2020-01-01T00:00:00Z'), max: new Date('2030-01-01T00:00:00Z'), noInvalidDate: true }),
         fc.constantFrom(HOUR, TRAINING_TIMEOUT_MS, 7 * 24 * HOUR),
         (model, obs, now, trainingTimeoutMs) => {
-          const transition = decide(model, obs, now, { trainingTimeoutMs });
+          let transition: ReturnType<typeof decide>;
+          try {
+            transition = decide(model, obs, now, { trainingTimeoutMs });
+          } catch (error) {
+            throw new Error(`decide() threw: ${(error as Error).message}`);
+          }
           if (transition === null) return;
           expect(transition.modelId).toBe(model.id);
           expect(transition.userId).toBe(model.userId);
@@ -612,5 +645,89 @@ describe('decide(): generated tunes and model rows (20,000)', () => {
       ),
       { numRuns: 20_000 },
     );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// 5. What the properties above found, pinned as plain examples
+// ---------------------------------------------------------------------------------------------------
+
+describe('regressions found by fuzzing', () => {
+  const DEEP_ERROR_JSON = `${'['.repeat(20_000)}"GPU on fire"${']'.repeat(20_000)}`;
+  const deepError = () => JSON.parse(DEEP_ERROR_JSON) as unknown;
+  /** JSON.stringify cannot write such a value either: splice the deep part in as text. */
+  const withDeepError = (value: Record<string, unknown>) => JSON.stringify({ ...value, error: '@DEEP@' }).replace('"@DEEP@"', DEEP_ERROR_JSON);
+  const poison = {
+    /** Year 0 passes the ISO timestamp check but PostgreSQL has no year 0: the write fails. */
+    yearZero: { trained_at: '0000-06-01T00:00:00Z' },
+    /** `estimatedTime` = minutes until eta overflows the int4 column. */
+    farEta: { started_training_at: '2026-01-01T00:00:00Z', eta: '9999-01-01T00:00:00Z' },
+    /** describe() JSON.stringify()s the error object: deep nesting overflows the stack. */
+    deepError: { status: 'failed', error: null as unknown },
+  };
+
+  it.each(Object.keys(poison) as (keyof typeof poison)[])(
+    'a callback for a model we train with %s is answered with a documented code, never 500',
+    async (kind) => {
+      const tuneId = 555_000_001 + Object.keys(poison).indexOf(kind);
+      await seedModels(db.pool, [{ id: `poison-hook-${kind}`, status: 'PROCESSING', trainingJobId: String(tuneId) }]);
+      const tune = { ...poison[kind], id: tuneId };
+      const text = kind === 'deepError' ? `{"tune":${withDeepError(tune)}}` : JSON.stringify({ tune });
+      const got = await post({ secret: SECRET, body: Buffer.from(text) });
+      if ('error' in got) throw got.error;
+      expect([200, 400], got.body).toContain(got.status);
+    },
+  );
+
+  it('decide() does not throw on a failure whose error is deeply nested', () => {
+    const tune = tuneSchema.parse({ id: 1, status: 'failed', error: deepError() });
+    const model: ModelRow = { id: 'm', userId: 'u', status: 'TRAINING', progress: 0, trainingJobId: '1', estimatedTime: null, createdAt: new Date() };
+    const transition = decide(model, { kind: 'tune', tune }, new Date(), { trainingTimeoutMs: TRAINING_TIMEOUT_MS });
+    expect(transition?.to).toBe('ERROR');
+    expect(transition?.changes.errorMessage?.length).toBeLessThanOrEqual(500);
+  });
+
+  it('estimatedTime from a far-future eta fits the int4 column', () => {
+    const tune = tuneSchema.parse({ id: 1, ...poison.farEta });
+    const model: ModelRow = { id: 'm', userId: 'u', status: 'TRAINING', progress: 0, trainingJobId: '1', estimatedTime: null, createdAt: new Date() };
+    const transition = decide(model, { kind: 'tune', tune }, new Date(), { trainingTimeoutMs: TRAINING_TIMEOUT_MS });
+    expect(transition?.changes.estimatedTime ?? 0).toBeLessThanOrEqual(INT4_MAX);
+  });
+
+  it('one tune Astria answers with such values does not abort the pass: the other models are still reconciled', async () => {
+    const tunes: Record<number, Record<string, unknown>> = {
+      556_000_001: { ...poison.yearZero },
+      556_000_002: { ...poison.farEta },
+      556_000_003: { status: 'failed', error: 'deep' },
+      556_000_004: { trained_at: '2026-11-25T09:00:00Z', started_training_at: '2026-11-25T08:00:00Z' },
+      556_000_005: { trained_at: '2026-11-25T09:30:00Z', started_training_at: '2026-11-25T08:00:00Z' },
+    };
+    await seedModels(
+      db.pool,
+      Object.keys(tunes).map((tuneId) => ({ id: `poison-pass-${tuneId}`, status: 'TRAINING' as const, trainingJobId: tuneId, updatedAt: new Date(Date.now() - HOUR) })),
+    );
+    const agent = new MockAgent();
+    agent.disableNetConnect();
+    for (const [tuneId, tune] of Object.entries(tunes)) {
+      agent.get(API_URL).intercept({ path: `/tunes/${tuneId}`, method: 'GET' }).reply(200, tune.error === 'deep' ? withDeepError({ ...tune, id: Number(tuneId) }) : JSON.stringify({ ...tune, id: Number(tuneId) }))
+        .persist();
+    }
+    const metrics = createMetrics();
+    const client = createAstriaClient({ apiUrl: API_URL, apiKey: API_KEY, maxRps: 1_000, concurrency: 1, timeoutMs: 5_000, log, metrics, clock: systemClock, dispatcher: agent });
+    const ids = Object.keys(tunes).map((tuneId) => `poison-pass-${tuneId}`);
+    try {
+      const report = await runPass(
+        { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool }), log, clock: systemClock, metrics },
+        { filter: operatorFilter(Date.now(), 0, ids), trainingTimeoutMs: 10 * 365 * 24 * HOUR, concurrency: 1, plan: 'single-gets' },
+      );
+      expect(report.checked).toBe(5);
+      // A model whose tune cannot be written is a per-model failure (exit 3), not a fatal error.
+      expect(report.transitioned + report.unchanged + report.failed).toBe(5);
+    } finally {
+      await client.close();
+      await agent.close();
+    }
+    expect((await readModel(db.pool, 'poison-pass-556000004')).status).toBe('READY');
+    expect((await readModel(db.pool, 'poison-pass-556000005')).status).toBe('READY');
   });
 });

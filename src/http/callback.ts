@@ -1,0 +1,104 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type pg from 'pg';
+import { callbackBodySchema } from '../astria/tune.js';
+import type { Logger } from '../log.js';
+import { applyObservedTune } from '../status/apply-tune.js';
+import type { StatusService } from '../status/service.js';
+
+export const MAX_CALLBACK_BODY_BYTES = 1024 * 1024;
+
+/** One Astria callback as any HTTP framework sees it: Node's request stream and a Web `Request` body both fit. */
+export interface CallbackRequest {
+  /** The `secret` query parameter, null when absent. */
+  givenSecret: string | null;
+  /** The `Content-Length` header when sent: an oversized body is refused before it is read. */
+  contentLength?: number | null;
+  body: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array> | null;
+}
+
+export interface CallbackDeps {
+  /** The expected secret; when unset every callback is refused (401). */
+  secret: string | undefined;
+  pool: pg.Pool;
+  /** Or a function giving it, called only for a valid callback (so rejections never reach the database). */
+  service: StatusService | (() => Promise<StatusService>);
+  trainingTimeoutMs: number;
+  now?: () => Date;
+  log?: Pick<Logger, 'info' | 'warn'>;
+  maxBodyBytes?: number;
+}
+
+export interface CallbackResponse {
+  /** 200 applied, 202 unknown tune, 400 malformed, 401 bad secret, 413 too large. */
+  status: 200 | 202 | 400 | 401 | 413;
+  body: Record<string, unknown>;
+}
+
+/** Compares secrets in constant time: digests first, so unequal lengths leak nothing either. */
+export function secretMatches(given: string | null, expected: string | undefined): boolean {
+  if (given === null || !expected) return false;
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** The body's bytes, or null as soon as it grows past `limit`. */
+async function readLimited(body: CallbackRequest['body'], limit: number): Promise<Buffer | null> {
+  if (body === null) return Buffer.alloc(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of 'getReader' in body ? streamChunks(body) : body) {
+    size += chunk.byteLength;
+    if (size > limit) return null;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  const reader = stream.getReader();
+  try {
+    for (let next = await reader.read(); !next.done; next = await reader.read()) yield next.value;
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+/**
+ * Astria's tune callback, whatever serves it (the sidecar's own port or the app's route). Astria
+ * signs nothing, so the secret travels in the URL given to Astria. The body is only a hint: it goes
+ * through the same rules and status service as the poller's observations. Every rejection and an
+ * unknown tune leave the database unwritten.
+ */
+export async function acceptAstriaCallback(request: CallbackRequest, deps: CallbackDeps): Promise<CallbackResponse> {
+  if (!secretMatches(request.givenSecret, deps.secret)) return { status: 401, body: { error: 'invalid or missing secret' } };
+  const limit = deps.maxBodyBytes ?? MAX_CALLBACK_BODY_BYTES;
+  const raw = (request.contentLength ?? 0) > limit ? null : await readLimited(request.body, limit);
+  if (raw === null) return { status: 413, body: { error: `body larger than ${limit} bytes` } };
+
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return { status: 400, body: { error: 'body is not JSON' } };
+  }
+  const parsed = callbackBodySchema.safeParse(json);
+  if (!parsed.success) {
+    deps.log?.warn({ issues: parsed.error.issues.slice(0, 3) }, 'rejected malformed Astria callback');
+    return { status: 400, body: { error: 'body is not an Astria tune' } };
+  }
+
+  const result = await applyObservedTune({
+    pool: deps.pool,
+    service: typeof deps.service === 'function' ? await deps.service() : deps.service,
+    tune: parsed.data,
+    source: 'webhook',
+    now: deps.now?.() ?? new Date(),
+    trainingTimeoutMs: deps.trainingTimeoutMs,
+  });
+  if (result.matched === 0) {
+    deps.log?.info({ tuneId: parsed.data.id }, 'callback for a tune no model trains; ignored');
+    return { status: 202, body: { status: 'ignored', reason: 'unknown tune' } };
+  }
+  deps.log?.info({ tuneId: parsed.data.id, matched: result.matched, applied: result.applied.length }, 'Astria callback applied');
+  return { status: 200, body: { status: 'ok', matched: result.matched, applied: result.applied.length } };
+}
