@@ -1,23 +1,16 @@
-import type pg from 'pg';
-import { createAstriaClient, type AstriaClient } from '../astria/client.js';
-import { systemClock, type Clock } from '../clock.js';
+import { createAstriaClient } from '../astria/client.js';
+import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
 import { ensureOwnSchema } from '../db/own-schema.js';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import { createMetrics, type Metrics } from '../metrics.js';
-import { createStatusService, type StatusService } from '../status/service.js';
+import { createMetrics } from '../metrics.js';
+import type { PassDeps } from '../reconciler/pass.js';
+import { createStatusService } from '../status/service.js';
 
 /** Everything a pass or the daemon needs, built once from the configuration. */
-export interface Runtime {
+export interface Runtime extends PassDeps {
   config: Config;
-  pool: pg.Pool;
-  astria: AstriaClient;
-  /** Null in a dry run: nothing may be written. */
-  service: StatusService | null;
-  log: Logger;
-  clock: Clock;
-  metrics: Metrics;
   close(): Promise<void>;
 }
 
