@@ -13,6 +13,12 @@
  * running the pass. The pass runs in a child process (bench/pass-worker.ts) so that RSS is the
  * reconciler's alone. Exits 1 when a target of issues #2 and #5 is missed, listing which.
  *
+ * Then (issue 5, bench/steady-state.ts and bench/broadcast-latency.ts):
+ *   steady           the daemon loop over 200 in-flight models in virtual time: detection lag and calls
+ *                    per model against fixed-interval polling
+ *   latency          1,000 events: commit → LISTEN receipt and commit → HTTP receipt
+ * BENCH_ONLY=backfill,steady,latency (any subset, comma separated) picks the sections; default all.
+ *
  * Database: a scratch database on BENCH_DATABASE_URL's server if set, else an embedded PostgreSQL.
  */
 import { fork } from 'node:child_process';
@@ -30,7 +36,10 @@ import {
   type Measurement,
   type TargetResult,
 } from './report.js';
+import { runBroadcastLatency } from './broadcast-latency.js';
 import { API_KEY, LIST_PAGE_SIZE, countRecovered, createWorld } from './scenario.js';
+import type { SectionResult } from './stats.js';
+import { runSteadyState } from './steady-state.js';
 
 interface Scenario {
   name: string;
@@ -104,27 +113,55 @@ function targets(measurements: Measurement[]): TargetResult[] {
   ];
 }
 
+const SECTIONS = ['backfill', 'steady', 'latency'] as const;
+type Section = (typeof SECTIONS)[number];
+
+/** BENCH_ONLY=steady,latency → those sections, in the fixed order above; unset → all of them. */
+function selectedSections(): Section[] {
+  const only = process.env.BENCH_ONLY?.trim();
+  if (!only) return [...SECTIONS];
+  const names = only.split(',').map((name) => name.trim()).filter(Boolean);
+  const unknown = names.filter((name) => !SECTIONS.includes(name as Section));
+  if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown section(s) ${unknown.join(', ')}; choose from ${SECTIONS.join(', ')}`);
+  return SECTIONS.filter((section) => names.includes(section));
+}
+
+/** The backfill scenarios: the table and targets of issues #2 and #5, printed as before. */
+async function runBackfill(adminUrl: string, quick: boolean): Promise<SectionResult> {
+  const measurements: Measurement[] = [];
+  console.log(`Simulated Astria: 25 ms latency, 429 above 20 req/s. Seed ${SEED}.`);
+  if (quick) console.log(`BENCH_QUICK=1: skipping ${SINGLE_GETS_3K.name}.`);
+  for (const scenario of scenarios(quick)) {
+    console.error(`running ${scenario.name} (${scenario.stuck} stuck among ${3 * scenario.stuck} tunes, plan ${scenario.plan})...`);
+    measurements.push(await measure(adminUrl, scenario));
+  }
+  const failures = measurements.flatMap((m) => m.run.report.firstFailures.map((failure) => `  ${m.name} failure: ${failure}`));
+  return { text: [formatTable(measurements), ...failures].join('\n'), targets: targets(measurements) };
+}
+
 async function main(): Promise<number> {
   const quick = process.env.BENCH_QUICK === '1';
+  const sections = selectedSections();
   const database = await adminDatabase();
-  const measurements: Measurement[] = [];
+  const results: TargetResult[] = [];
   try {
-    console.log(`Database: ${database.describe}. Simulated Astria: 25 ms latency, 429 above 20 req/s. Seed ${SEED}.`);
-    if (quick) console.log(`BENCH_QUICK=1: skipping ${SINGLE_GETS_3K.name}.`);
-    for (const scenario of scenarios(quick)) {
-      console.error(`running ${scenario.name} (${scenario.stuck} stuck among ${3 * scenario.stuck} tunes, plan ${scenario.plan})...`);
-      measurements.push(await measure(database.url, scenario));
+    console.log(`Database: ${database.describe}. Sections: ${sections.join(', ')}.`);
+    for (const section of sections) {
+      console.error(`running ${section}...`);
+      const result =
+        section === 'backfill'
+          ? await runBackfill(database.url, quick)
+          : section === 'steady'
+            ? await runSteadyState(database.url)
+            : await runBroadcastLatency(database.url);
+      console.log(`\n== ${section} ==\n${result.text}\n`);
+      console.log(formatTargets(result.targets));
+      results.push(...result.targets);
     }
   } finally {
     await database.stop();
   }
 
-  console.log(`\n${formatTable(measurements)}\n`);
-  const results = targets(measurements);
-  console.log(formatTargets(results));
-  for (const m of measurements) {
-    for (const failure of m.run.report.firstFailures) console.log(`  ${m.name} failure: ${failure}`);
-  }
   const missed = results.filter((result) => !result.pass);
   console.log(missed.length === 0 ? '\nAll targets met.' : `\n${missed.length} target(s) missed:\n${missed.map((r) => `  - ${r.label} (${r.actual})`).join('\n')}`);
   return missed.length === 0 ? 0 : 1;

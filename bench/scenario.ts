@@ -33,7 +33,7 @@ export interface World {
 }
 
 /** mulberry32: a tiny seeded PRNG, so every run stuck-marks the same tunes. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -84,7 +84,7 @@ async function seedHostModels(pool: pg.Pool, tuneIds: number[], stuck: Set<numbe
   }
 }
 
-async function scratchDatabase(adminUrl: string): Promise<{ url: string; pool: pg.Pool; drop(): Promise<void> }> {
+export async function scratchDatabase(adminUrl: string): Promise<{ url: string; pool: pg.Pool; drop(): Promise<void> }> {
   const name = `astria_reconciler_bench_${randomBytes(4).toString('hex')}`;
   const url = await createDatabase(adminUrl, name);
   const pool = new pg.Pool({ connectionString: url, max: 4 });

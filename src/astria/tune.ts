@@ -17,7 +17,8 @@ const timestamp = z
     if (value == null || value === '') return null;
     const match = ISO_TIMESTAMP.exec(value);
     const date = new Date(match && !match[3] ? `${value}Z` : value);
-    if (!match || Number.isNaN(date.getTime())) {
+    // Years PostgreSQL's timestamp(3) cannot hold (or no tune can have) are as bad as garbage.
+    if (!match || Number.isNaN(date.getTime()) || date.getUTCFullYear() < 1970 || date.getUTCFullYear() > 9999) {
       ctx.addIssue({ code: 'custom', message: `not a timestamp: ${value}` });
       return z.NEVER;
     }

@@ -14,5 +14,8 @@ export function createPool(databaseUrl: string, log: Logger, max = 10): pg.Pool 
     idleTimeoutMillis: 30_000,
   });
   pool.on('error', (error) => log.warn({ err: error.message }, 'idle database connection lost'));
+  // pg-pool listens for errors only on idle clients: one that dies while checked out would otherwise
+  // throw an unhandled 'error' event and kill the process. Its query rejects and the pass reports it.
+  pool.on('connect', (client) => client.on('error', (error) => log.warn({ err: error.message }, 'database connection lost')));
   return pool;
 }

@@ -91,7 +91,11 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
     plan: { listPages: 0, singleGets: 0 },
   };
   const writes = pLimit(options.writeConcurrency ?? 8);
-  const stopped = () => options.signal?.aborted ?? false;
+  // The first error a check throws (database gone, Astria 401) stops the pass: nothing new starts,
+  // the checks under way finish, then it is rethrown. No work is left running behind a failed pass.
+  let fatal: unknown;
+  const stopped = () => (options.signal?.aborted ?? false) || fatal !== undefined;
+  const guarded = (work: Promise<void>): Promise<void> => work.catch((error: unknown) => void (fatal ??= error));
 
   const record = (model: ModelRow, outcome: ModelOutcome, from: ModelStatus) => {
     if (outcome.kind === 'transitioned') {
@@ -139,7 +143,7 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
 
   const seen = new Set<string>();
   if (options.plan !== 'single-gets' && summary.oldestTuneId !== null && shouldStartListScan(summary.checkable)) {
-    await listScan(deps, options, summary.oldestTuneId, summary.checkable, seen, check, report, stopped);
+    await listScan(deps, options, summary.oldestTuneId, summary.checkable, seen, (model, observe) => guarded(check(model, observe)), report, stopped);
   }
 
   // Whatever the list did not show: one GET each, a keyset page of models at a time. The slots are
@@ -155,15 +159,18 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
         .map((model) =>
           slots(async () => {
             if (stopped()) return;
-            await check(model, () => {
-              report.plan.singleGets += 1;
-              return deps.astria.getTune(model.trainingJobId!);
-            });
+            await guarded(
+              check(model, () => {
+                report.plan.singleGets += 1;
+                return deps.astria.getTune(model.trainingJobId!);
+              }),
+            );
           }),
         ),
     );
   }
 
+  if (fatal !== undefined) throw fatal;
   report.apiCalls = deps.astria.calls - callsBefore;
   report.durationMs = deps.clock.now() - started;
   deps.metrics.passDuration.observe(report.durationMs / 1000);
@@ -172,7 +179,8 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
 
 /**
  * Pages `GET /tunes` newest first down to the oldest selected tune, settling each page's models while
- * the next page is fetched. Stops early when the plan says single GETs are now cheaper.
+ * the next page is fetched. Stops early when the plan says single GETs are now cheaper. `check` never
+ * rejects: the caller records a failure and makes `stopped()` true.
  */
 async function listScan(
   deps: PassDeps,
@@ -185,31 +193,32 @@ async function listScan(
   stopped: () => boolean,
 ): Promise<void> {
   const settling: Promise<void>[] = [];
-  // A write that fails (database gone) ends the scan; it is rethrown once the other writes settle.
-  let writeError: unknown;
   let beforeId: number | null = null;
   let newestId: number | null = null;
-  while (!stopped() && writeError === undefined) {
-    const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT });
-    if (page.kind === 'failed') {
-      deps.log.warn({ reason: page.reason }, 'tune list failed; falling back to single GETs');
-      break;
+  // Even when a page request throws (Astria 401), the writes already started finish first.
+  try {
+    while (!stopped()) {
+      const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT });
+      if (page.kind === 'failed') {
+        deps.log.warn({ reason: page.reason }, 'tune list failed; falling back to single GETs');
+        break;
+      }
+      report.plan.listPages += 1;
+      if (page.nextBeforeId === null) break;
+      newestId ??= Math.max(page.nextBeforeId, ...page.tunes.map((tune) => tune.id));
+      const tunes = new Map(page.tunes.filter((tune) => tune.id >= oldestTuneId).map((tune) => [tune.id, tune]));
+      const models = await selectInFlightByTuneIds(deps.pool, options.filter, [...tunes.keys()]);
+      for (const model of models) {
+        if (seen.has(model.id)) continue;
+        seen.add(model.id);
+        const tune = tunes.get(Number(model.trainingJobId))!;
+        settling.push(check(model, async () => ({ kind: 'tune', tune })));
+      }
+      beforeId = page.nextBeforeId;
+      const scan = { pages: report.plan.listPages, newestId, nextBeforeId: beforeId, oldestTuneId, unseenModels: checkable - seen.size };
+      if (!shouldContinueListScan(scan)) break;
     }
-    report.plan.listPages += 1;
-    if (page.nextBeforeId === null) break;
-    newestId ??= Math.max(page.nextBeforeId, ...page.tunes.map((tune) => tune.id));
-    const tunes = new Map(page.tunes.filter((tune) => tune.id >= oldestTuneId).map((tune) => [tune.id, tune]));
-    const models = await selectInFlightByTuneIds(deps.pool, options.filter, [...tunes.keys()]);
-    for (const model of models) {
-      if (seen.has(model.id)) continue;
-      seen.add(model.id);
-      const tune = tunes.get(Number(model.trainingJobId))!;
-      settling.push(check(model, async () => ({ kind: 'tune', tune })).catch((error: unknown) => void (writeError ??= error)));
-    }
-    beforeId = page.nextBeforeId;
-    const scan = { pages: report.plan.listPages, newestId, nextBeforeId: beforeId, oldestTuneId, unseenModels: checkable - seen.size };
-    if (!shouldContinueListScan(scan)) break;
+  } finally {
+    await Promise.all(settling);
   }
-  await Promise.all(settling);
-  if (writeError !== undefined) throw writeError;
 }

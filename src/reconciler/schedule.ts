@@ -5,7 +5,10 @@ import type { ModelOutcome } from './pass.js';
  * the daemon feeds it what the database and Astria said, and asks which models are due.
  *
  * - New stuck models are due at once.
- * - A tune still training with an `eta` ahead is looked at just after it (no calls before then).
+ * - A tune still training is looked at every interval, and just after its `eta` when that comes
+ *   sooner: Astria's `eta` is only an estimate and tunes often finish before it, so waiting for it
+ *   would let the lag grow past one interval. Due models are checked together, so the list scan
+ *   usually makes that one call per page, not one per model.
  * - Past its `eta` (or with none) it is looked at every interval at first, then less often the longer
  *   Astria keeps saying "still training".
  * - A model Astria could not answer for backs off exponentially, up to `maxBackoffMs`.
@@ -98,7 +101,7 @@ export class Schedule {
     const eta = outcome.kind === 'unchanged' ? outcome.tune?.eta?.getTime() : undefined;
     if (eta !== undefined && eta + this.etaGraceMs > now) {
       entry.streak = 0;
-      entry.dueAt = Math.min(eta + this.etaGraceMs, now + this.maxBackoffMs);
+      entry.dueAt = Math.min(eta + this.etaGraceMs, now + this.intervalMs);
       return;
     }
     entry.streak += 1;

@@ -45,6 +45,7 @@ export interface RuleOptions {
 
 const MAX_TRAINING_PROGRESS = 99;
 const MAX_ERROR_MESSAGE_LENGTH = 500;
+const MAX_INT = 2_147_483_647;
 
 /**
  * Every status rule of SPEC.md, and the only place they live. Pure: the caller supplies the clock.
@@ -104,7 +105,8 @@ function stillTraining(
   const progress = estimateProgress(tune, now);
   if (progress !== null && progress > model.progress) changes.progress = progress;
   if (tune.eta) {
-    const minutesLeft = Math.max(0, Math.ceil((tune.eta.getTime() - now.getTime()) / 60_000));
+    // Clamped to the int column: an absurd eta must not fail the write.
+    const minutesLeft = Math.min(MAX_INT, Math.max(0, Math.ceil((tune.eta.getTime() - now.getTime()) / 60_000)));
     if (minutesLeft !== model.estimatedTime) changes.estimatedTime = minutesLeft;
   }
   if (to === model.status && Object.keys(changes).length === 0) return null;
@@ -139,7 +141,12 @@ function describe(value: unknown): string | null {
   if (value && typeof value === 'object') {
     const message = (value as { message?: unknown }).message;
     if (typeof message === 'string' && message.trim()) return message.trim();
-    const text = JSON.stringify(value);
+    let text: string;
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      return 'unreadable error detail'; // nested too deep to print, or circular
+    }
     return text === '{}' || text === '[]' ? null : text;
   }
   return null;

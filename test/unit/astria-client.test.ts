@@ -13,6 +13,7 @@ import {
 import type { Clock } from '../../src/clock.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { documentedTune } from '../support/astria-tune.js';
 
 const API_URL = 'https://api.astria.test';
 const API_KEY = 'sd_S3CRET_k3y_do_not_log_7f4a9c';
@@ -63,33 +64,14 @@ class FakeClock implements Clock {
   }
 }
 
-/** A full tune object as Astria's docs show it, plus the optional `callback`. */
+/** Astria's documented tune object for `id`, with its own `url` and the optional `callback`. */
 function tuneBody(id: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
+  return documentedTune({
     id,
-    title: 'John Doe',
-    name: 'woman',
-    is_api: false,
-    token: 'ohwx',
-    base_tune_id: null,
-    args: null,
-    steps: null,
-    face_crop: null,
-    ckpt_url: 'https://example.test/mock',
-    ckpt_urls: ['https://example.test/mock'],
-    eta: '2023-10-02T14:32:40.363Z',
-    trained_at: '2023-10-02T14:32:40.363Z',
-    started_training_at: '2023-10-02T14:32:05.229Z',
-    expires_at: '2023-11-01T14:32:40.363Z',
-    created_at: '2023-10-02T14:32:05.067Z',
-    updated_at: '2023-10-02T14:32:40.363Z',
-    branch: 'sdxl1',
-    model_type: 'lora',
     url: `https://www.astria.ai/tunes/${id}.json`,
-    orig_images: ['https://example.test/mock'],
     callback: `https://app.test/hooks/astria?model=${id}&secret=callback-secret`,
     ...extra,
-  };
+  });
 }
 
 interface RecordedRequest {

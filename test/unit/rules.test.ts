@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { tuneSchema, type Observation } from '../../src/astria/tune.js';
 import { decide, type ModelRow, type ModelStatus, type RuleOptions } from '../../src/status/rules.js';
+import { documentedTune } from '../support/astria-tune.js';
 
 /**
  * `now` is deliberately far from the real date: if `decide` read the clock instead of `now`, the
@@ -15,33 +16,29 @@ const iso = (offsetMs: number) => at(offsetMs).toISOString();
 const OPTIONS: RuleOptions = { trainingTimeoutMs: hours(24) };
 const TUNE_ID = 788416;
 
-/** A tune as Astria's `GET /tunes/:id` returns it, still queued; `fields` override the raw JSON. */
+/**
+ * A tune as Astria's `GET /tunes/:id` returns it, still queued (created half an hour before `NOW`, not
+ * started, no checkpoint); `fields` override the raw JSON. The documented example's `url` is this id's.
+ */
 function observe(fields: Record<string, unknown> = {}): Observation {
   const raw = JSON.parse(
-    JSON.stringify({
-      id: TUNE_ID,
-      title: 'John Doe',
-      name: 'man',
-      is_api: false,
-      token: 'ohwx',
-      base_tune_id: null,
-      args: null,
-      steps: null,
-      face_crop: null,
-      ckpt_url: null,
-      ckpt_urls: [],
-      eta: null,
-      trained_at: null,
-      started_training_at: null,
-      expires_at: null,
-      created_at: iso(-minutes(30)),
-      updated_at: iso(-minutes(30)),
-      branch: 'flux1',
-      model_type: 'lora',
-      url: `https://www.astria.ai/tunes/${TUNE_ID}.json`,
-      orig_images: ['https://example.test/1.jpg'],
-      ...fields,
-    }),
+    JSON.stringify(
+      documentedTune({
+        id: TUNE_ID,
+        name: 'man',
+        ckpt_url: null,
+        ckpt_urls: [],
+        eta: null,
+        trained_at: null,
+        started_training_at: null,
+        expires_at: null,
+        created_at: iso(-minutes(30)),
+        updated_at: iso(-minutes(30)),
+        branch: 'flux1',
+        orig_images: ['https://example.test/1.jpg'],
+        ...fields,
+      }),
+    ),
   ) as unknown;
   return { kind: 'tune', tune: tuneSchema.parse(raw) };
 }

@@ -70,9 +70,9 @@ describe('Schedule.sync', () => {
 
   it('keeps a known model and its dueAt when a later sync says it is not stuck anymore (updatedAt moved)', () => {
     const s = withStuck(['a']);
-    s.record('a', unchanged(T0 + 60_000), T0);
+    s.record('a', unchanged(T0 + 6_000), T0);
     const dueAt = s.dueAt('a');
-    expect(dueAt).toBe(T0 + 60_000 + GRACE);
+    expect(dueAt).toBe(T0 + 6_000 + GRACE);
 
     // PROCESSING → TRAINING write bumped updatedAt: no longer "stuck" by the database's clock.
     s.sync([{ id: 'a', stuck: false }], T0 + 1_000);
@@ -127,9 +127,9 @@ describe('Schedule.sync', () => {
 });
 
 describe('Schedule.record: unchanged with an eta ahead', () => {
-  it('is due just after the eta (eta + grace), never earlier', () => {
+  it('is due just after the eta (eta + grace) when that is within one interval, never earlier', () => {
     const s = withStuck(['a']);
-    const eta = T0 + 45_000;
+    const eta = T0 + INTERVAL - GRACE - 1_000;
     s.record('a', unchanged(eta), T0);
     expect(s.dueAt('a')).toBe(eta + GRACE);
     expect(s.due(eta)).toEqual([]);
@@ -149,10 +149,10 @@ describe('Schedule.record: unchanged with an eta ahead', () => {
     expect(s.dueAt('a')).toBe(T0 - 500 + GRACE);
   });
 
-  it('is capped by maxBackoff when the eta is far ahead', () => {
+  it('is looked at again within one interval when the eta is further ahead (the eta is only an estimate)', () => {
     const s = withStuck(['a']);
     s.record('a', unchanged(T0 + 3_600_000), T0);
-    expect(s.dueAt('a')).toBe(T0 + MAX_BACKOFF);
+    expect(s.dueAt('a')).toBe(T0 + INTERVAL);
   });
 
   it('resets the overdue count: after an eta ahead, the next overdue looks start at the interval again', () => {
@@ -166,10 +166,10 @@ describe('Schedule.record: unchanged with an eta ahead', () => {
     }
     expect(wait).toBe(4 * INTERVAL);
     // Astria now gives a new eta ahead.
-    s.record('a', unchanged(now + 30_000), now);
-    expect(s.dueAt('a')).toBe(now + 30_000 + GRACE);
-    now = now + 30_000 + GRACE;
-    s.record('a', unchanged(now - 30_000), now);
+    s.record('a', unchanged(now + 3_000), now);
+    expect(s.dueAt('a')).toBe(now + 3_000 + GRACE);
+    now = now + 3_000 + GRACE;
+    s.record('a', unchanged(now - 3_000), now);
     expect(s.dueAt('a')).toBe(now + INTERVAL);
   });
 });
@@ -286,16 +286,16 @@ describe('Schedule.record: failures and transitions', () => {
 describe('Schedule: due, postpone, nextDueAt', () => {
   it('due() lists exactly the models due at that time', () => {
     const s = withStuck(['a', 'b', 'c', 'd']);
-    s.record('a', unchanged(T0 + 10_000), T0); // T0 + 12 s
-    s.record('b', unchanged(T0 + 30_000), T0); // T0 + 32 s
-    s.record('c', failed, T0); // T0 + 10 s
+    s.record('a', unchanged(T0 + 3_000), T0); // T0 + 5 s
+    s.record('b', unchanged(T0 + 60_000), T0); // T0 + 10 s: the interval comes before the eta
+    s.record('c', unchanged(T0 + 5_000), T0); // T0 + 7 s
     // d stays due at T0.
     expect(s.due(T0)).toEqual(['d']);
-    expect(s.due(T0 + 9_999)).toEqual(['d']);
-    expect(s.due(T0 + 10_000).sort()).toEqual(['c', 'd']);
-    expect(s.due(T0 + 12_000).sort()).toEqual(['a', 'c', 'd']);
-    expect(s.due(T0 + 31_999).sort()).toEqual(['a', 'c', 'd']);
-    expect(s.due(T0 + 32_000).sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(s.due(T0 + 4_999)).toEqual(['d']);
+    expect(s.due(T0 + 5_000).sort()).toEqual(['a', 'd']);
+    expect(s.due(T0 + 7_000).sort()).toEqual(['a', 'c', 'd']);
+    expect(s.due(T0 + 9_999).sort()).toEqual(['a', 'c', 'd']);
+    expect(s.due(T0 + 10_000).sort()).toEqual(['a', 'b', 'c', 'd']);
   });
 
   it('nextDueAt is the earliest dueAt, null when nothing is scheduled', () => {
@@ -310,12 +310,12 @@ describe('Schedule: due, postpone, nextDueAt', () => {
       T0,
     );
     expect(s.nextDueAt()).toBe(T0);
-    s.record('a', unchanged(T0 + 50_000), T0); // T0 + 52 s
-    s.record('b', failed, T0); // T0 + 10 s
-    s.record('c', unchanged(T0 + 20_000), T0); // T0 + 22 s
-    expect(s.nextDueAt()).toBe(T0 + INTERVAL);
-    s.record('b', { kind: 'transitioned', to: 'READY' }, T0 + INTERVAL);
-    expect(s.nextDueAt()).toBe(T0 + 22_000);
+    s.record('a', unchanged(T0 + 50_000), T0); // T0 + 10 s (the interval)
+    s.record('b', unchanged(T0 + 2_000), T0); // T0 + 4 s
+    s.record('c', unchanged(T0 + 5_000), T0); // T0 + 7 s
+    expect(s.nextDueAt()).toBe(T0 + 4_000);
+    s.record('b', { kind: 'transitioned', to: 'READY' }, T0 + 4_000);
+    expect(s.nextDueAt()).toBe(T0 + 7_000);
     s.clear();
     expect(s.size).toBe(0);
     expect(s.nextDueAt()).toBeNull();
@@ -342,7 +342,7 @@ describe('Schedule: due, postpone, nextDueAt', () => {
     expect(s.due(now + 500)).toEqual([]);
     // The outcome then sets the real next time.
     s.record('a', unchanged(now + 60_000), now + 700);
-    expect(s.dueAt('a')).toBe(now + 60_000 + GRACE);
+    expect(s.dueAt('a')).toBe(now + 700 + INTERVAL);
     // A check that never reported comes round again after the interval.
     expect(s.due(now + INTERVAL)).toEqual(['b']);
   });
@@ -360,7 +360,7 @@ describe('Schedule: due, postpone, nextDueAt', () => {
     const s = withStuck(['a']);
     s.record('a', unchanged(T0 + 5 * 60_000), T0);
     // A daemon tick every interval syncs; the new stuck model is due on the first tick.
-    const tick = T0 + INTERVAL;
+    const tick = T0 + INTERVAL - 1;
     s.sync(
       [
         { id: 'a', stuck: true },

@@ -1,34 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { callbackBodySchema, isTuneId, tuneSchema } from '../../src/astria/tune.js';
-
-/** The tune object exactly as Astria's docs show it. */
-const DOC_TUNE = {
-  id: 1,
-  title: 'John Doe',
-  name: 'woman',
-  is_api: false,
-  token: 'ohwx',
-  base_tune_id: null,
-  args: null,
-  steps: null,
-  face_crop: null,
-  ckpt_url: 'https://example.test/mock',
-  ckpt_urls: ['https://example.test/mock'],
-  eta: '2023-10-02T14:32:40.363Z',
-  trained_at: '2023-10-02T14:32:40.363Z',
-  started_training_at: '2023-10-02T14:32:05.229Z',
-  expires_at: '2023-11-01T14:32:40.363Z',
-  created_at: '2023-10-02T14:32:05.067Z',
-  updated_at: '2023-10-02T14:32:40.363Z',
-  branch: 'sdxl1',
-  model_type: 'lora',
-  url: 'https://www.astria.ai/tunes/788416.json',
-  orig_images: ['https://example.test/mock'],
-};
+import { documentedTune } from '../support/astria-tune.js';
 
 describe('tuneSchema', () => {
   it("parses Astria's documented tune: declared timestamps become Dates, everything else passes through", () => {
-    const tune = tuneSchema.parse(DOC_TUNE);
+    const tune = tuneSchema.parse(documentedTune());
     expect(tune.id).toBe(1);
     expect(tune.trained_at).toEqual(new Date('2023-10-02T14:32:40.363Z'));
     expect(tune.started_training_at).toEqual(new Date('2023-10-02T14:32:05.229Z'));
@@ -45,23 +21,15 @@ describe('tuneSchema', () => {
   });
 
   it('keeps unknown and undocumented fields (callback, status, error_message, new ones)', () => {
-    const tune = tuneSchema.parse({
-      ...DOC_TUNE,
+    const extra = {
       branch: 'flux1',
       callback: 'https://app.test/cb?secret=s',
       status: 'failed',
       error_message: 'NSFW images',
       error: { code: 3 },
       brand_new_field: [1, 2],
-    });
-    expect(tune).toMatchObject({
-      branch: 'flux1',
-      callback: 'https://app.test/cb?secret=s',
-      status: 'failed',
-      error_message: 'NSFW images',
-      error: { code: 3 },
-      brand_new_field: [1, 2],
-    });
+    };
+    expect(tuneSchema.parse(documentedTune(extra))).toMatchObject(extra);
   });
 
   it('coerces a string id of digits to a number', () => {
@@ -72,7 +40,7 @@ describe('tuneSchema', () => {
   it.each([['x'], ['12a'], [''], ['-1'], ['1.5'], [' 1'], [0], [-3], [1.5], [null], [undefined], [true], [{}]])(
     'rejects the id %j',
     (id) => {
-      expect(tuneSchema.safeParse({ ...DOC_TUNE, id }).success).toBe(false);
+      expect(tuneSchema.safeParse(documentedTune({ id })).success).toBe(false);
     },
   );
 
@@ -85,9 +53,9 @@ describe('tuneSchema', () => {
   });
 
   it.each(['trained_at', 'started_training_at', 'eta', 'created_at'])('rejects an invalid %s', (field) => {
-    expect(tuneSchema.safeParse({ ...DOC_TUNE, [field]: 'not a date' }).success).toBe(false);
-    expect(tuneSchema.safeParse({ ...DOC_TUNE, [field]: '2023-13-45T00:00:00Z' }).success).toBe(false);
-    expect(tuneSchema.safeParse({ ...DOC_TUNE, [field]: 1696257160 }).success).toBe(false);
+    expect(tuneSchema.safeParse(documentedTune({ [field]: 'not a date' })).success).toBe(false);
+    expect(tuneSchema.safeParse(documentedTune({ [field]: '2023-13-45T00:00:00Z' })).success).toBe(false);
+    expect(tuneSchema.safeParse(documentedTune({ [field]: 1696257160 })).success).toBe(false);
   });
 
   it('accepts absent or null status/error fields and a null title', () => {
@@ -98,20 +66,20 @@ describe('tuneSchema', () => {
   });
 
   it('rejects a body that is not an object', () => {
-    for (const body of [null, 'tune', 42, [DOC_TUNE]]) expect(tuneSchema.safeParse(body).success).toBe(false);
+    for (const body of [null, 'tune', 42, [documentedTune()]]) expect(tuneSchema.safeParse(body).success).toBe(false);
   });
 });
 
 describe('callbackBodySchema', () => {
   it('accepts {"tune": {...}} and returns the tune', () => {
-    const tune = callbackBodySchema.parse({ tune: { ...DOC_TUNE, id: 42 } });
+    const tune = callbackBodySchema.parse({ tune: documentedTune({ id: 42 }) });
     expect(tune.id).toBe(42);
     expect(tune.trained_at).toEqual(new Date('2023-10-02T14:32:40.363Z'));
     expect((tune as Record<string, unknown>).branch).toBe('sdxl1');
   });
 
   it('accepts the bare tune object', () => {
-    const tune = callbackBodySchema.parse({ ...DOC_TUNE, id: 43 });
+    const tune = callbackBodySchema.parse(documentedTune({ id: 43 }));
     expect(tune.id).toBe(43);
     expect((tune as Record<string, unknown>).model_type).toBe('lora');
   });

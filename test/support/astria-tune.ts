@@ -1,0 +1,29 @@
+/**
+ * The tune object exactly as Astria's docs show it for `GET /tunes/:id`, as raw JSON. `overrides` replace or add fields (`id` included); each call returns a fresh object.
+ */
+export function documentedTune(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id: 1,
+    title: 'John Doe',
+    name: 'woman',
+    is_api: false,
+    token: 'ohwx',
+    base_tune_id: null,
+    args: null,
+    steps: null,
+    face_crop: null,
+    ckpt_url: 'https://example.test/mock',
+    ckpt_urls: ['https://example.test/mock'],
+    eta: '2023-10-02T14:32:40.363Z',
+    trained_at: '2023-10-02T14:32:40.363Z',
+    started_training_at: '2023-10-02T14:32:05.229Z',
+    expires_at: '2023-11-01T14:32:40.363Z',
+    created_at: '2023-10-02T14:32:05.067Z',
+    updated_at: '2023-10-02T14:32:40.363Z',
+    branch: 'sdxl1',
+    model_type: 'lora',
+    url: 'https://www.astria.ai/tunes/788416.json',
+    orig_images: ['https://example.test/mock'],
+    ...overrides,
+  };
+}
