@@ -250,6 +250,7 @@ async function runDaemonOnce(adminUrl: string, specs: TuneSpec[], variant: Varia
         return election.refresh();
       },
       isLeader: () => election.isLeader(),
+      termSignal: () => election.termSignal(),
       release: () => election.release(),
     };
 

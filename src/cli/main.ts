@@ -41,9 +41,9 @@ async function run(command: Command): Promise<number> {
   const config = loadConfig(process.env, { needsAstria: command.kind !== 'report' });
   if (command.kind !== 'report' && command.stuckAfterMs !== null) config.stuckAfterMs = command.stuckAfterMs;
   const log = createLogger(config.logLevel);
-  const signal = abortOnSignals();
 
   if (command.kind === 'once') {
+    const signal = abortOnSignals();
     const runtime = await createRuntime(config, log, { dryRun: command.dryRun, defaultMetrics: false });
     try {
       return await runOnce(runtime, {
@@ -59,6 +59,7 @@ async function run(command: Command): Promise<number> {
     }
   }
   if (command.kind === 'daemon') {
+    const signal = abortOnSignals();
     const runtime = await createRuntime(config, log, { dryRun: false, defaultMetrics: true });
     signal.addEventListener('abort', () => {
       log.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing in-flight work');

@@ -32,7 +32,8 @@ export async function createRuntime(
     else await ensureOwnSchema(pool, config.schema);
   } catch (error) {
     await pool.end().catch(() => undefined);
-    throw new DatabaseUnreachableError(`database unreachable: ${(error as Error).message}`);
+    // Unreachable, or reachable but refusing us (permissions): either way nothing can work.
+    throw new DatabaseUnreachableError(`database unreachable or unusable: ${(error as Error).message}`);
   }
   const astria = createAstriaClient({ ...config.astria, log, metrics, clock });
   const service = options.dryRun

@@ -66,7 +66,7 @@ export interface SeedModel {
   name?: string;
 }
 
-type Queryable = pg.Pool | pg.Client;
+type Queryable = pg.Pool | pg.ClientBase;
 
 // One statement per batch keeps 30k rows to a handful of round trips.
 const BATCH_SIZE = 5000;

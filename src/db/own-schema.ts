@@ -43,7 +43,26 @@ function statements(schema: string): string[] {
   ];
 }
 
+/** The relations `statements` create (tables and indexes), schema-qualified. */
+function relations(schema: string): string[] {
+  return statements(schema).flatMap((statement) => {
+    const name = /^CREATE (?:TABLE|INDEX) IF NOT EXISTS (\S+)/.exec(statement)?.[1];
+    if (!name) return [];
+    return [name.includes('.') ? name : `${schema}.${name}`];
+  });
+}
+
+/**
+ * Creates our schema if anything of it is missing. When it is all there nothing is run: PostgreSQL
+ * checks privileges before `IF NOT EXISTS`, so a role that may only use the schema (created once by
+ * an administrator) could not even run the no-op DDL.
+ */
 export async function ensureOwnSchema(pool: pg.Pool, schema: string): Promise<void> {
+  const { rows } = await pool.query<{ complete: boolean }>(
+    'SELECT bool_and(to_regclass(name) IS NOT NULL) AS complete FROM unnest($1::text[]) AS name',
+    [relations(schema)],
+  );
+  if (rows[0]?.complete) return;
   await withTransaction(pool, async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1))`, [schema]);
     for (const statement of statements(schema)) await client.query(statement);

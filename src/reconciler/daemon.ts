@@ -59,7 +59,8 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       filter: { stuckBefore: null, modelIds: due, includeError: false },
       trainingTimeoutMs: options.trainingTimeoutMs,
       concurrency: options.concurrency,
-      signal,
+      // Stops on shutdown, and when leadership is lost mid-pass (another replica now polls).
+      signal: AbortSignal.any([signal, deps.leader.termSignal()]),
       onOutcome: (model, outcome) => schedule.record(model.id, outcome, clock.now()),
     });
     log.debug({ due: due.length, ...report, transitions: undefined, failures: undefined }, 'checked due models');

@@ -6,6 +6,8 @@ export interface LeaderElection {
   /** Becomes or stays the leader if it can; false when another replica leads or the database is away. */
   refresh(): Promise<boolean>;
   isLeader(): boolean;
+  /** Aborted when the current term of leadership ends: work started as leader stops starting more. */
+  termSignal(): AbortSignal;
   /** Gives the leadership up (at shutdown) so another replica takes over at once. */
   release(): Promise<void>;
 }
@@ -28,9 +30,14 @@ export interface LeaderElectionOptions {
 export function createLeaderElection(options: LeaderElectionOptions): LeaderElection {
   let client: pg.Client | null = null;
   let leader = false;
+  let term = new AbortController();
 
   const setLeader = (value: boolean) => {
-    if (value !== leader) options.log.info({ leader: value }, value ? 'became the leader' : 'no longer the leader');
+    if (value !== leader) {
+      options.log.info({ leader: value }, value ? 'became the leader' : 'no longer the leader');
+      if (value) term = new AbortController();
+      else term.abort(new Error('leadership lost'));
+    }
     leader = value;
     options.metrics.isLeader.set(value ? 1 : 0);
   };
@@ -70,6 +77,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
 
   return {
     isLeader: () => leader,
+    termSignal: () => term.signal,
 
     async refresh() {
       try {

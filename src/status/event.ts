@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { MODEL_STATUSES, type ModelStatus } from './rules.js';
 
+const MAX_EVENT_ERROR_MESSAGE_LENGTH = 1_000;
+
 export const EVENT_SOURCES = ['webhook', 'reconciler'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
 
@@ -74,7 +76,8 @@ export function statusChangedEvent(
     data: {
       modelUrl: row.modelUrl,
       trainedAt: row.trainedAt?.toISOString() ?? null,
-      errorMessage: row.errorMessage,
+      // The app may have left a long message of its own on the row: NOTIFY payloads stop at 8000 bytes.
+      errorMessage: row.errorMessage === null ? null : row.errorMessage.slice(0, MAX_EVENT_ERROR_MESSAGE_LENGTH),
     },
   };
 }
