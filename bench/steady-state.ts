@@ -23,7 +23,7 @@ import { createPool } from '../src/db/pool.js';
 import { seedModels, type SeedModel } from '../src/db/host-schema.js';
 import { startSimulatedAstria } from '../src/demo/simulated-astria.js';
 import { createMetrics } from '../src/metrics.js';
-import { runDaemon, type DaemonOptions } from '../src/reconciler/daemon.js';
+import { runDaemon } from '../src/reconciler/daemon.js';
 import { createLeaderElection, type LeaderElection } from '../src/reconciler/leader.js';
 import { createStatusService, type StatusService } from '../src/status/service.js';
 import { API_KEY, LIST_PAGE_SIZE, prng, scratchDatabase } from './scenario.js';
@@ -98,17 +98,7 @@ interface DaemonRun {
   stopReason: string;
 }
 
-interface Variant {
-  name: string;
-  schedule?: DaemonOptions['schedule'];
-}
-
-const DEFAULT_DAEMON: Variant = { name: 'reconciler daemon (measured)' };
-/**
- * What-if, not a target: the same daemon with `schedule.maxBackoffMs = interval` (a `runDaemon`
- * option the CLI does not expose), which caps the wait for an `eta` at one interval.
- */
-const CAPPED_ETA_WAIT: Variant = { name: 'what-if: schedule.maxBackoffMs = interval', schedule: { maxBackoffMs: INTERVAL_MS } };
+const DAEMON_ROW = 'reconciler daemon (measured)';
 
 /** Polls at t0 + k·I (k ≥ 1): one GET per model per interval until a poll sees it trained. */
 function fixedIntervalPolling(tunes: InFlightTune[], t0: number, interval: number): Baseline {
@@ -150,7 +140,7 @@ function tuneSpecs(): TuneSpec[] {
   });
 }
 
-async function runDaemonOnce(adminUrl: string, specs: TuneSpec[], variant: Variant): Promise<DaemonRun> {
+async function runDaemonOnce(adminUrl: string, specs: TuneSpec[]): Promise<DaemonRun> {
   const t0 = Math.floor(Date.now() / SECOND) * SECOND;
   const stop = new AbortController();
   const clock = new VirtualClock({ start: t0, stopAt: t0 + MAX_VIRTUAL_MS, onStop: () => stop.abort(new Error('virtual time limit')) });
@@ -263,7 +253,6 @@ async function runDaemonOnce(adminUrl: string, specs: TuneSpec[], variant: Varia
         trainingTimeoutMs: TRAINING_TIMEOUT_MS,
         concurrency: CLIENT_CONCURRENCY,
         signal: stop.signal,
-        ...(variant.schedule ? { schedule: variant.schedule } : {}),
       },
     );
     const realMs = performance.now() - realStart;
@@ -330,8 +319,7 @@ function abbreviate(items: string[], shown: number): string {
 
 export async function runSteadyState(adminUrl: string): Promise<SectionResult> {
   const specs = tuneSpecs();
-  const run = await runDaemonOnce(adminUrl, specs, DEFAULT_DAEMON);
-  const whatIf = await runDaemonOnce(adminUrl, specs, CAPPED_ETA_WAIT);
+  const run = await runDaemonOnce(adminUrl, specs);
 
   const measured = (r: DaemonRun): Baseline => ({
     callsPerModel: r.requests / MODELS,
@@ -354,10 +342,9 @@ export async function runSteadyState(adminUrl: string): Promise<SectionResult> {
   ];
   const grid = formatGrid([
     ['strategy', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/model', 'list/model', 'GET/model', 'total calls'],
-    strategyRow(DEFAULT_DAEMON.name, ours),
+    strategyRow(DAEMON_ROW, ours),
     strategyRow('fixed-interval GET polling (analytical)', fixed),
     strategyRow('list scan every interval (analytical, ref.)', scan),
-    strategyRow(`${CAPPED_ETA_WAIT.name} (measured)`, measured(whatIf)),
   ]);
 
   const finishedEarly = run.inFlight.filter((tune) => tune.eta + ETA_GRACE_MS >= tune.finishAt);
@@ -388,7 +375,6 @@ export async function runSteadyState(adminUrl: string): Promise<SectionResult> {
     breakdown,
     '',
     ...describeRun('daemon', run),
-    ...describeRun('what-if', whatIf),
     `calls/model: daemon ${ours.callsPerModel.toFixed(3)} vs fixed polling ${fixed.callsPerModel.toFixed(3)} (ratio ${(ours.callsPerModel / fixed.callsPerModel).toFixed(3)})`,
   ].join('\n');
   const bound = INTERVAL_MS + SECOND;
