@@ -162,9 +162,13 @@ describe('createLeaderElection', () => {
     const group = [instance(db.url, name, 'a'), instance(db.url, name, 'b'), instance(db.url, name, 'c')];
     await round(group);
     const leader = await expectSoleLeader(group, group[0]);
+    const term = leader.election.termSignal();
+    expect(term.aborted).toBe(false);
 
     await leader.election.release();
     expect(leader.election.isLeader()).toBe(false);
+    // Work started in that term (a pass under way) is told to stop starting more.
+    expect(term.aborted).toBe(true);
     expect(await gauge(leader.metrics)).toBe(0);
     expect(await lockHolders(db.pool, name)).toHaveLength(0);
 
