@@ -10,7 +10,7 @@ import { runReport } from './report.js';
 import { createPool } from '../db/pool.js';
 import { createRuntime, DatabaseUnreachableError } from './runtime.js';
 
-export const EXIT = { ok: 0, fatal: 1, usage: 2, incomplete: 3 } as const;
+const EXIT = { ok: 0, fatal: 1, usage: 2, incomplete: 3 } as const;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

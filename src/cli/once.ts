@@ -29,7 +29,7 @@ export async function runOnce(runtime: Runtime, options: OnceOptions): Promise<n
   return report.failed > 0 || interrupted ? 3 : 0;
 }
 
-export function formatSummary(report: PassReport, interrupted: boolean): string {
+function formatSummary(report: PassReport, interrupted: boolean): string {
   const lines: string[] = [];
   const seconds = (report.durationMs / 1000).toFixed(1);
   lines.push(

@@ -115,7 +115,7 @@ function statusRank(status: string): number {
 }
 
 /** `12.3s`, `4m 05s`, `2h 03m`, `1d 04h`. */
-export function formatSeconds(seconds: number | null): string {
+function formatSeconds(seconds: number | null): string {
   if (seconds === null) return '-';
   if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)}s`;
   const s = Math.round(seconds);

@@ -25,7 +25,7 @@ export function createPool(databaseUrl: string, log: Logger, max = 10): pg.Pool 
  * Connection settings from a `DATABASE_URL` as Prisma writes it: its `?schema=` (which `pg` ignores)
  * becomes the search path, so the app's `ai_models` is found in whatever schema Prisma put it.
  */
-export function connectionOptions(databaseUrl: string): pg.ClientConfig {
+function connectionOptions(databaseUrl: string): pg.ClientConfig {
   const schema = new URL(databaseUrl).searchParams.get('schema');
   const usable = schema !== null && /^[A-Za-z_][A-Za-z0-9_]*$/.test(schema);
   return { connectionString: databaseUrl, ...(usable ? { options: `-c search_path=${schema}` } : {}) };

@@ -35,7 +35,7 @@ export interface CallbackResponse {
 }
 
 /** Compares secrets in constant time: digests first, so unequal lengths leak nothing either. */
-export function secretMatches(given: string | null, expected: string | undefined): boolean {
+function secretMatches(given: string | null, expected: string | undefined): boolean {
   if (given === null || !expected) return false;
   const digest = (value: string) => createHash('sha256').update(value).digest();
   return timingSafeEqual(digest(given), digest(expected));

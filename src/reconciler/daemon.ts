@@ -32,7 +32,8 @@ const DISCOVERY_PAGE_SIZE = 2_000;
  * and retried on the next wake-up; only a rejected Astria key ends the loop.
  */
 export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promise<void> {
-  const { clock, log, signal } = { ...deps, signal: options.signal };
+  const { clock, log } = deps;
+  const { signal } = options;
   const schedule = new Schedule({ intervalMs: options.intervalMs, ...options.schedule });
   let nextDiscoveryAt = 0;
   let consecutiveErrors = 0;

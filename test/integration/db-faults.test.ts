@@ -98,17 +98,23 @@ async function expectNothingHalfApplied(pool: pg.Pool | pg.Client, prefix: strin
   return { ready: rows.filter((row) => row.status === 'READY').length, training: rows.filter((row) => row.status === 'TRAINING').length };
 }
 
+/** A test database with our schema, and a connection of its own that terminates the others' backends. */
+async function databaseWithAdmin(): Promise<{ db: TestDatabase; admin: pg.Client }> {
+  const db = await createTestDatabase();
+  await ensureOwnSchema(db.pool, 'astria_reconciler');
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  admin.on('error', () => undefined);
+  return { db, admin };
+}
+
 describe('connections killed mid-pass', () => {
   let db: TestDatabase;
   let admin: pg.Client;
   let astria: SimulatedAstria;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    await ensureOwnSchema(db.pool, 'astria_reconciler');
-    admin = new pg.Client({ connectionString: db.url });
-    await admin.connect();
-    admin.on('error', () => undefined);
+    ({ db, admin } = await databaseWithAdmin());
     astria = await startSimulatedAstria({ apiKey: API_KEY, latencyMs: 25 });
   });
   afterAll(async () => {
@@ -182,11 +188,7 @@ describe('a connection killed while its client is checked out', () => {
   let admin: pg.Client;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    await ensureOwnSchema(db.pool, 'astria_reconciler');
-    admin = new pg.Client({ connectionString: db.url });
-    await admin.connect();
-    admin.on('error', () => undefined);
+    ({ db, admin } = await databaseWithAdmin());
   });
   afterAll(async () => {
     await admin?.end();
