@@ -2,6 +2,41 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
+/** Label values known in advance: every such series exists at 0 from start (SPEC.md "Metrics"). */
+export const TRANSITION_TARGETS = ['TRAINING', 'READY', 'ERROR'] as const;
+export const TRANSITION_SOURCES = ['webhook', 'reconciler'] as const;
+export const ASTRIA_ENDPOINTS = ['get_tune', 'list_tunes'] as const;
+export const ASTRIA_OUTCOMES = [
+  'ok',
+  'not_found',
+  'rate_limited',
+  'server_error',
+  'gateway_timeout',
+  'timeout',
+  'network_error',
+  'invalid_body',
+  'client_error',
+  'forbidden',
+  'unauthorized',
+] as const;
+export const WEBHOOK_CODES = ['200', '202', '400', '401', '404', '405', '413', '500'] as const;
+export const ASYNC_TRANSPORTS = ['http', 'redis'] as const;
+export const DELIVERY_OUTCOMES = ['delivered', 'failed'] as const;
+
+/** Creates every combination of label values at 0, so `increase()` sees the first event after a restart. */
+function zeroSeries<L extends string>(counter: Counter<L>, labels: Record<L, readonly string[]>): void {
+  const names = Object.keys(labels) as L[];
+  const combine = (index: number, partial: Partial<Record<L, string>>): void => {
+    if (index === names.length) {
+      counter.inc(partial as Record<L, string>, 0);
+      return;
+    }
+    const name = names[index]!;
+    for (const value of labels[name]) combine(index + 1, { ...partial, [name]: value });
+  };
+  combine(0, {});
+}
+
 /**
  * Every metric of SPEC.md, on a registry of our own (no global state, so tests and several
  * reconcilers in one process never collide).
@@ -13,7 +48,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     // Gauges named *_total fail `promtool check metrics`; the counts live on in nodejs_active_*.
     for (const name of PROMTOOL_REJECTED_DEFAULTS) registry.removeSingleMetric(name);
   }
-  return {
+  const metrics = {
     registry,
     transitions: new Counter({
       name: 'astria_reconciler_transitions_total',
@@ -30,7 +65,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     detectionLag: new Histogram({
       name: 'astria_reconciler_detection_lag_seconds',
       help: "Seconds from Astria's trained_at to the reconciler applying the transition (recoveries only).",
-      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14_400, 86_400],
+      buckets: [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 14_400, 86_400],
       registers: [registry],
     }),
     inflightModels: new Gauge({
@@ -55,7 +90,67 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       buckets: [0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 300, 900],
       registers: [registry],
     }),
+    lostCallbacks: new Counter({
+      name: 'astria_reconciler_lost_callbacks_total',
+      help: 'Reconciler transitions whose Astria callback never arrived within RECONCILER_CALLBACK_GRACE (counted once per model, by the leader).',
+      registers: [registry],
+    }),
+    lateCallbacks: new Counter({
+      name: 'astria_reconciler_late_callbacks_total',
+      help: 'Astria callbacks that arrived after the reconciler had already applied their transition.',
+      registers: [registry],
+    }),
+    loopErrors: new Counter({
+      name: 'astria_reconciler_loop_errors_total',
+      help: 'Reconcile loop iterations that failed (database away, Astria unusable); the loop retries.',
+      registers: [registry],
+    }),
+    lastSuccess: new Gauge({
+      name: 'astria_reconciler_last_success_timestamp_seconds',
+      help: 'Unix time of the last check of due models (or --once pass) that completed.',
+      registers: [registry],
+    }),
+    astriaAuthOk: new Gauge({
+      name: 'astria_reconciler_astria_auth_ok',
+      help: '0 while Astria rejects ASTRIA_API_KEY (HTTP 401) and polling is paused, else 1.',
+      registers: [registry],
+    }),
+    webhookRequests: new Counter({
+      name: 'astria_reconciler_webhook_requests_total',
+      help: "Requests to the sidecar's Astria webhook, by HTTP status answered.",
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
+    outboxPending: new Gauge({
+      name: 'astria_reconciler_outbox_pending',
+      help: 'Broadcast deliveries not yet delivered (dead ones excluded), by transport.',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+    }),
+    outboxOldestPending: new Gauge({
+      name: 'astria_reconciler_outbox_oldest_pending_seconds',
+      help: 'Age of the oldest undelivered broadcast delivery (dead ones excluded), by transport; 0 when none.',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+    }),
+    deadDeliveries: new Counter({
+      name: 'astria_reconciler_dead_deliveries_total',
+      help: 'Broadcast deliveries parked as dead after too many rejected attempts, by transport.',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+    }),
   };
+  zeroSeries(metrics.transitions, { to: TRANSITION_TARGETS, source: TRANSITION_SOURCES });
+  zeroSeries(metrics.astriaRequests, { endpoint: ASTRIA_ENDPOINTS, outcome: ASTRIA_OUTCOMES });
+  zeroSeries(metrics.webhookRequests, { code: WEBHOOK_CODES });
+  zeroSeries(metrics.broadcastDeliveries, { transport: ASYNC_TRANSPORTS, outcome: DELIVERY_OUTCOMES });
+  zeroSeries(metrics.deadDeliveries, { transport: ASYNC_TRANSPORTS });
+  for (const transport of ASYNC_TRANSPORTS) {
+    metrics.outboxPending.set({ transport }, 0);
+    metrics.outboxOldestPending.set({ transport }, 0);
+  }
+  metrics.astriaAuthOk.set(1);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
