@@ -150,6 +150,7 @@ export async function runBroadcastLatency(adminUrl: string): Promise<SectionResu
           userId: `user-${index % 50}`,
           from: 'TRAINING',
           to: 'READY',
+          expected: { trainingJobId: String(10_000 + index), errorMessage: null },
           changes: { progress: 100, trainedAt: new Date(now - 1_000), modelUrl: String(10_000 + index), errorMessage: null, estimatedTime: null },
         },
         'reconciler',

@@ -19,6 +19,10 @@ const duration = (fallback: string) => z.string().default(fallback).transform((t
   return ms;
 });
 
+/** Node's timers hold at most 2^31-1 ms (24.8 days): a longer one fires at once, over and over. */
+export const MAX_TIMER_MS = 24 * 86_400_000;
+const timerDuration = (fallback: string) => duration(fallback).refine((ms) => ms <= MAX_TIMER_MS, 'must be at most 24d');
+
 const positiveInt = z.coerce.number().int().positive();
 const port = z.coerce.number().int().min(0).max(65_535);
 
@@ -36,17 +40,18 @@ const envSchema = z
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL'),
     ASTRIA_API_KEY: z.string().min(1).optional(),
     ASTRIA_API_URL: url.default('https://api.astria.ai'),
-    RECONCILER_INTERVAL: duration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
+    RECONCILER_INTERVAL: timerDuration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
     RECONCILER_STUCK_AFTER: duration('2m'),
     RECONCILER_TRAINING_TIMEOUT: duration('24h').refine((ms) => ms > 0, 'must be positive'),
+    RECONCILER_MAX_NOT_FOUND_SHARE: z.coerce.number().gt(0, 'must be above 0').max(1, 'must be at most 1').default(0.5),
     ASTRIA_MAX_RPS: z.coerce.number().positive().max(1_000).default(5),
     ASTRIA_CONCURRENCY: positiveInt.max(256).default(4),
-    ASTRIA_TIMEOUT: duration('30s').refine((ms) => ms > 0, 'must be positive'),
+    ASTRIA_TIMEOUT: timerDuration('30s').refine((ms) => ms > 0, 'must be positive'),
     RECONCILER_HTTP_PORT: port.default(9464),
     RECONCILER_HTTP_HOST: z.string().min(1).default('0.0.0.0'),
     WEBHOOK_SECRET: z.string().min(1).optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
-    SHUTDOWN_TIMEOUT: duration('25s'),
+    SHUTDOWN_TIMEOUT: timerDuration('25s'),
     RECONCILER_EVENT_RETENTION: duration('30d').refine((ms) => ms > 0, 'must be positive'),
     RECONCILER_SCHEMA: z
       .string()
@@ -80,12 +85,29 @@ function missingDependents(env: Record<string, string>): string[] {
     .map(([name]) => `${name} is required when BROADCAST includes ${name === 'REDIS_URL' ? 'redis' : 'http'}`);
 }
 
+/**
+ * Our tables must never land in the app's own schema: `prisma migrate` would see them as drift and
+ * offer to drop them. That is `public`, or the `?schema=` of a Prisma DATABASE_URL.
+ */
+function schemaClash(schema: string, databaseUrl: string): string[] {
+  let appSchema: string | null = null;
+  try {
+    appSchema = new URL(databaseUrl).searchParams.get('schema');
+  } catch {
+    // an unparsable URL is reported by the connection itself
+  }
+  const clashes = new Set(['public', appSchema ?? 'public']);
+  return clashes.has(schema) ? [`RECONCILER_SCHEMA must not be the app's schema ("${schema}"): use a schema of its own, e.g. astria_reconciler`] : [];
+}
+
 export interface Config {
   databaseUrl: string;
   astria: { apiKey: string; apiUrl: string; maxRps: number; concurrency: number; timeoutMs: number };
   intervalMs: number;
   stuckAfterMs: number;
   trainingTimeoutMs: number;
+  /** Above this share of a pass's models answering 404, none is marked ERROR (a wrong endpoint). */
+  maxNotFoundShare: number;
   shutdownTimeoutMs: number;
   /** Delivered events older than this are pruned from the event log. */
   eventRetentionMs: number;
@@ -120,6 +142,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
   // `report` reads only our event log; everything else talks to Astria.
   if ((options.needsAstria ?? true) && !present.ASTRIA_API_KEY) problems.unshift('ASTRIA_API_KEY is required');
   problems.push(...missingDependents(present as Record<string, string>));
+  if (parsed.success) problems.push(...schemaClash(parsed.data.RECONCILER_SCHEMA, parsed.data.DATABASE_URL));
   if (!parsed.success || problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const e = parsed.data;
   return {
@@ -134,6 +157,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     intervalMs: e.RECONCILER_INTERVAL,
     stuckAfterMs: e.RECONCILER_STUCK_AFTER,
     trainingTimeoutMs: e.RECONCILER_TRAINING_TIMEOUT,
+    maxNotFoundShare: e.RECONCILER_MAX_NOT_FOUND_SHARE,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     eventRetentionMs: e.RECONCILER_EVENT_RETENTION,
     http: { port: e.RECONCILER_HTTP_PORT, host: e.RECONCILER_HTTP_HOST, webhookSecret: e.WEBHOOK_SECRET },

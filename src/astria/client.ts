@@ -11,7 +11,8 @@ export type TuneResult = { kind: 'tune'; tune: Tune } | { kind: 'gone'; tuneId: 
 /** One page of `GET /tunes`. `nextBeforeId` is the cursor for the next page, null at the end of the list. */
 export type ListResult =
   | { kind: 'page'; tunes: Tune[]; nextBeforeId: number | null; skipped: number }
-  | { kind: 'failed'; reason: string };
+  /** `endpointMissing`: the list itself answered 404, so the base URL is wrong and no 404 of a tune can be trusted. */
+  | { kind: 'failed'; reason: string; endpointMissing?: boolean };
 
 export interface AstriaClient {
   getTune(tuneId: string, signal?: AbortSignal): Promise<TuneResult>;
@@ -21,7 +22,7 @@ export interface AstriaClient {
   close(): Promise<void>;
 }
 
-/** Astria refused our key. Nothing else can work: the process stops (exit code 1). */
+/** Astria refused our key (HTTP 401). Nothing else can work: the process stops (exit code 1). */
 export class AstriaAuthError extends Error {
   override name = 'AstriaAuthError';
 }
@@ -58,6 +59,8 @@ type Endpoint = 'get_tune' | 'list_tunes';
 type Attempt =
   | { outcome: 'ok'; body: unknown }
   | { outcome: 'not_found' }
+  /** A 404 without Astria's JSON body: whatever answered is not Astria. */
+  | { outcome: 'not_astria'; reason: string }
   | { outcome: 'retry'; label: string; reason: string; delayMs: number }
   | { outcome: 'give_up'; label: string; reason: string };
 
@@ -100,6 +103,10 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
       text = await readText(response);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
+      if (error instanceof BodyTooLargeError) {
+        count('invalid_body');
+        return { outcome: 'give_up', label: 'invalid_body', reason: error.message };
+      }
       const timedOut = timeout.aborted || error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError;
       const label = timedOut ? 'timeout' : 'network_error';
       count(label);
@@ -120,13 +127,24 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
       }
     }
     if (status === 404) {
+      // Astria answers a missing tune in JSON; an HTML page (a website, an ingress default backend, a
+      // wrong ASTRIA_API_URL path) says nothing about the tune, and must never mark a model ERROR.
+      if (!isJsonObject(text)) {
+        count('client_error');
+        return { outcome: 'not_astria', reason: `HTTP 404 without Astria's JSON body: check ASTRIA_API_URL` };
+      }
       budget.succeeded();
       count('not_found');
       return { outcome: 'not_found' };
     }
-    if (status === 401 || status === 403) {
+    if (status === 401) {
       count('unauthorized');
       throw new AstriaAuthError(`Astria rejected the API key (HTTP ${status}); check ASTRIA_API_KEY`);
+    }
+    if (status === 403) {
+      // The key works (or every call would be a 401): this one resource is off limits to it.
+      count('forbidden');
+      return { outcome: 'give_up', label: 'forbidden', reason: `Astria refused access (HTTP 403): ${errorText(text)}` };
     }
     if (status === 429) {
       count('rate_limited');
@@ -174,7 +192,7 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
       if (!isTuneId(tuneId)) return { kind: 'failed', reason: `trainingJobId "${tuneId}" is not an Astria tune id` };
       const result = await call('get_tune', `/tunes/${tuneId}`, signal);
       if (result.outcome === 'not_found') return { kind: 'gone', tuneId };
-      if (result.outcome === 'give_up') return { kind: 'failed', reason: result.reason };
+      if (result.outcome === 'give_up' || result.outcome === 'not_astria') return { kind: 'failed', reason: result.reason };
       const parsed = tuneSchema.safeParse(result.body);
       if (!parsed.success) {
         options.log.warn({ tuneId, issues: parsed.error.issues.slice(0, 3) }, 'skipping invalid tune body from Astria');
@@ -189,7 +207,9 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
       const query = new URLSearchParams({ limit: String(limit) });
       if (beforeId != null) query.set('before_id', String(beforeId));
       const result = await call('list_tunes', `/tunes?${query}`, signal);
-      if (result.outcome === 'not_found') return { kind: 'failed', reason: 'Astria answered 404 for the tune list' };
+      if (result.outcome === 'not_found' || result.outcome === 'not_astria') {
+        return { kind: 'failed', reason: 'the tune list answered HTTP 404: check ASTRIA_API_URL', endpointMissing: true };
+      }
       if (result.outcome === 'give_up') return { kind: 'failed', reason: result.reason };
       if (!Array.isArray(result.body)) return { kind: 'failed', reason: 'tune list from Astria is not an array' };
       return parseListPage(result.body, options.log);
@@ -220,13 +240,39 @@ function parseListPage(items: unknown[], log: Logger): ListResult {
   return { kind: 'page', tunes, nextBeforeId: items.length === 0 ? null : lowestId, skipped };
 }
 
+/**
+ * The body as text, counted while it arrives: a chunked (or lying) answer is cut off at the cap, not
+ * buffered whole first.
+ */
 async function readText(response: Dispatcher.ResponseData): Promise<string> {
-  const declared = Number(response.headers['content-length']);
-  if (declared > MAX_BODY_BYTES) {
+  const tooLarge = (size: number | string) => {
     response.body.destroy();
-    throw new Error(`response body of ${declared} bytes exceeds ${MAX_BODY_BYTES}`);
+    return new BodyTooLargeError(`Astria's answer of ${size} bytes exceeds ${MAX_BODY_BYTES}`);
+  };
+  const declared = Number(response.headers['content-length']);
+  if (declared > MAX_BODY_BYTES) throw tooLarge(declared);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw tooLarge(`over ${MAX_BODY_BYTES}`);
+    chunks.push(chunk);
   }
-  return response.body.text();
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Not retried: the same request would bring the same answer. */
+class BodyTooLargeError extends Error {
+  override name = 'BodyTooLargeError';
+}
+
+function isJsonObject(text: string): boolean {
+  try {
+    const body: unknown = JSON.parse(text);
+    return typeof body === 'object' && body !== null;
+  } catch {
+    return false;
+  }
 }
 
 /** `Retry-After` as seconds or an HTTP date, in milliseconds from now; null when absent or unusable. */

@@ -7,37 +7,59 @@ import { z } from 'zod';
 export const TUNE_ID_PATTERN = '^[1-9][0-9]{0,14}$';
 const tuneIdRegExp = new RegExp(TUNE_ID_PATTERN);
 
-const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$/;
+/**
+ * ISO-8601 as Astria (or a proxy re-serializing it) may write it: `T` or a space between date and
+ * time, seconds and fractions optional, an offset of `Z`, `±hh`, `±hhmm` or `±hh:mm`, or none (UTC).
+ */
+const ISO_TIMESTAMP =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*([Zz]|[+-]\d{2}(?::?\d{2})?)?$/;
 
-/** ISO-8601 timestamp as Astria sends it; parsed to a Date (UTC when no offset is given), null when absent. */
-const timestamp = z
-  .string()
-  .nullish()
-  .transform((value, ctx) => {
-    if (value == null || value === '') return null;
-    const match = ISO_TIMESTAMP.exec(value);
-    const date = new Date(match && !match[3] ? `${value}Z` : value);
-    // Years PostgreSQL's timestamp(3) cannot hold (or no tune can have) are as bad as garbage.
-    if (!match || Number.isNaN(date.getTime()) || date.getUTCFullYear() < 1970 || date.getUTCFullYear() > 9999) {
-      ctx.addIssue({ code: 'custom', message: `not a timestamp: ${value}` });
-      return z.NEVER;
-    }
-    return date;
-  });
+/** The instant an ISO-8601 text names, or null when it names none (garbage, month 13, February 30th). */
+export function parseTimestamp(text: string): Date | null {
+  const match = ISO_TIMESTAMP.exec(text.trim());
+  if (!match) return null;
+  const [, year, month, day, hour = '00', minute = '00', second = '00', fraction = '', offset = 'Z'] = match;
+  const zone = /^[+-]/.test(offset) ? `${offset.slice(0, 3)}:${offset.slice(3).replace(':', '') || '00'}` : 'Z';
+  const date = new Date(`${year}-${month}-${day}T${hour}:${minute}:${second}.${fraction.padEnd(3, '0').slice(0, 3)}${zone}`);
+  if (Number.isNaN(date.getTime())) return null;
+  // Date accepts February 31st as March 3rd: the calendar day must exist as written.
+  const calendar = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)));
+  return calendar.getUTCMonth() === Number(month) - 1 && calendar.getUTCDate() === Number(day) ? date : null;
+}
 
 /**
- * A tune as Astria returns it from `GET /tunes/:id`, `GET /tunes` and callbacks. Only the fields the
- * status rules read are declared; everything else passes through untouched. Astria documents no
- * failure shape, so `status`, `error` and `error_message` are optional and accepted in any form seen.
+ * `trained_at`: the rules write it to `trainedAt` and READY hangs on it, so a value that names no
+ * instant a timestamp(3) column and an ISO string can both hold makes the tune unusable.
+ */
+const trainedAt = z.unknown().optional().transform((value, ctx) => {
+  if (value == null || value === '') return null;
+  const date = typeof value === 'string' ? parseTimestamp(value) : null;
+  if (!date || date.getUTCFullYear() < 1 || date.getUTCFullYear() > 9999) {
+    ctx.addIssue({ code: 'custom', message: `not a timestamp: ${String(value).slice(0, 100)}` });
+    return z.NEVER;
+  }
+  return date;
+});
+
+/**
+ * `started_training_at` and `eta` only feed the progress estimate and PROCESSING → TRAINING: an
+ * unusable value counts as absent rather than costing the whole tune (its `trained_at` or failure).
+ */
+const estimateInput = z.unknown().optional().transform((value) => (typeof value === 'string' ? parseTimestamp(value) : null));
+
+/**
+ * A tune as Astria returns it from `GET /tunes/:id`, `GET /tunes` and callbacks. Only what the status
+ * rules read is declared (`id`, the three timestamps, the failure fields); everything else — `title`,
+ * `created_at`, new fields — passes through untouched in whatever shape it comes. Astria documents no
+ * failure shape, so `status`, `error` and `error_message` are accepted in any form; the rules use
+ * what they can read of them.
  */
 export const tuneSchema = z.looseObject({
   id: z.union([z.number().int().positive().max(Number.MAX_SAFE_INTEGER), z.string().regex(tuneIdRegExp).transform(Number)]),
-  title: z.string().nullish(),
-  trained_at: timestamp,
-  started_training_at: timestamp,
-  eta: timestamp,
-  created_at: timestamp,
-  status: z.string().nullish(),
+  trained_at: trainedAt,
+  started_training_at: estimateInput,
+  eta: estimateInput,
+  status: z.unknown().optional(),
   error: z.unknown().optional(),
   error_message: z.unknown().optional(),
 });

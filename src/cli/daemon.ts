@@ -34,7 +34,15 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
     metrics,
   });
   const webhook = config.http.webhookSecret
-    ? createWebhookHandler({ secret: config.http.webhookSecret, pool, service, log, clock, trainingTimeoutMs: config.trainingTimeoutMs })
+    ? createWebhookHandler({
+        secret: config.http.webhookSecret,
+        pool,
+        service,
+        log,
+        clock,
+        trainingTimeoutMs: config.trainingTimeoutMs,
+        schema: config.schema,
+      })
     : undefined;
   const server = createHttpServer({ pool, metrics, log, webhook });
   const address = await server.listen(config.http.port, config.http.host);
@@ -54,6 +62,7 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
         stuckAfterMs: config.stuckAfterMs,
         trainingTimeoutMs: config.trainingTimeoutMs,
         concurrency: config.astria.concurrency,
+        maxNotFoundShare: config.maxNotFoundShare,
         signal,
       },
     );

@@ -80,6 +80,7 @@ async function run(command: Command): Promise<number> {
   try {
     return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout });
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     throw new DatabaseUnreachableError(`cannot read the event log: ${(error as Error).message}`);
   } finally {
     await pool.end();

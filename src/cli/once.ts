@@ -20,13 +20,14 @@ export async function runOnce(runtime: Runtime, options: OnceOptions): Promise<n
     filter: operatorFilter(runtime.clock.now(), options.stuckAfterMs, options.modelIds),
     trainingTimeoutMs: runtime.config.trainingTimeoutMs,
     concurrency: runtime.config.astria.concurrency,
+    maxNotFoundShare: runtime.config.maxNotFoundShare,
     signal: options.signal,
     onProgress: progressLine?.update,
   });
   progressLine?.clear();
   const interrupted = options.signal.aborted;
   options.stdout.write(options.json ? `${JSON.stringify({ ...report, interrupted })}\n` : formatSummary(report, interrupted));
-  return report.failed > 0 || interrupted ? 3 : 0;
+  return report.failed > 0 || report.stopped !== null || interrupted ? 3 : 0;
 }
 
 function formatSummary(report: PassReport, interrupted: boolean): string {
@@ -42,6 +43,7 @@ function formatSummary(report: PassReport, interrupted: boolean): string {
   );
   for (const { modelId, from, to } of report.transitions) lines.push(`  ${modelId}  ${from} → ${to}`);
   for (const { modelId, reason } of report.failures) lines.push(`  ${modelId}  not checked: ${reason}`);
+  if (report.stopped) lines.push(`Pass stopped: ${report.stopped}`);
   if (report.failed > 0) lines.push('Some models could not be checked; it is safe to run again.');
   if (interrupted) lines.push('Interrupted before the pass finished; it is safe to run again.');
   return `${lines.join('\n')}\n`;

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { UsageError } from './args.js';
 
 /** One slow recovery: Astria finished training long before the reconciler applied READY. */
 export interface SlowRecovery {
@@ -176,7 +177,12 @@ export async function runReport(
   schema: string,
   options: { sinceMs: number; json: boolean; now?: Date | number; stdout: NodeJS.WritableStream },
 ): Promise<number> {
-  const report = await buildReport(pool, schema, options.sinceMs, options.now ?? Date.now());
+  const now = new Date(options.now ?? Date.now()).getTime();
+  // No event is older than the epoch; a window reaching further is a typo (and no valid Date).
+  if (options.sinceMs > now) {
+    throw new UsageError(`--since reaches back before 1970, older than any event: use at most ${Math.floor(now / 86_400_000)}d`);
+  }
+  const report = await buildReport(pool, schema, options.sinceMs, now);
   options.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;
 }

@@ -21,7 +21,7 @@ export function operatorFilter(now: number, stuckAfterMs: number, modelIds: stri
   return { stuckBefore: stuckAfterMs > 0 ? new Date(now - stuckAfterMs) : null, modelIds: null, includeError: false };
 }
 
-const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "estimatedTime",
+const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage", "estimatedTime",
   ("createdAt" AT TIME ZONE 'UTC') AS "createdAt"`;
 
 function where(filter: InFlightFilter, params: unknown[]): string {

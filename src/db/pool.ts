@@ -2,6 +2,16 @@ import pg from 'pg';
 import type { Logger } from '../log.js';
 
 /**
+ * Every wait on the database is bounded. A row the app holds locked (an idle interactive transaction)
+ * costs one model a lock timeout; a statement that runs away, or a server that stops answering
+ * behind a hung TCP path, costs one query, never a pass that does not end.
+ */
+export const DB_LOCK_TIMEOUT_MS = 5_000;
+export const DB_STATEMENT_TIMEOUT_MS = 30_000;
+/** Our side gives up a little after the server would have: a dead path answers nothing at all. */
+const DB_QUERY_TIMEOUT_MS = DB_STATEMENT_TIMEOUT_MS + 5_000;
+
+/**
  * A pool on the app's database. Idle connections that die (database restart, failover) are logged
  * and replaced on next use instead of crashing the process.
  */
@@ -12,6 +22,7 @@ export function createPool(databaseUrl: string, log: Logger, max = 10): pg.Pool 
     application_name: 'astria-reconciler',
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
+    query_timeout: DB_QUERY_TIMEOUT_MS,
     keepAlive: true,
   });
   pool.on('error', (error) => log.warn({ err: error.message }, 'idle database connection lost'));
@@ -23,10 +34,13 @@ export function createPool(databaseUrl: string, log: Logger, max = 10): pg.Pool 
 
 /**
  * Connection settings from a `DATABASE_URL` as Prisma writes it: its `?schema=` (which `pg` ignores)
- * becomes the search path, so the app's `ai_models` is found in whatever schema Prisma put it.
+ * becomes the search path, so the app's `ai_models` is found in whatever schema Prisma put it. The
+ * session's lock and statement timeouts bound every query of ours.
  */
 function connectionOptions(databaseUrl: string): pg.ClientConfig {
   const schema = new URL(databaseUrl).searchParams.get('schema');
   const usable = schema !== null && /^[A-Za-z_][A-Za-z0-9_]*$/.test(schema);
-  return { connectionString: databaseUrl, ...(usable ? { options: `-c search_path=${schema}` } : {}) };
+  const settings = [`-c lock_timeout=${DB_LOCK_TIMEOUT_MS}`, `-c statement_timeout=${DB_STATEMENT_TIMEOUT_MS}`];
+  if (usable) settings.push(`-c search_path=${schema}`);
+  return { connectionString: databaseUrl, options: settings.join(' ') };
 }

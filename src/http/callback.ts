@@ -11,6 +11,11 @@ export const MAX_CALLBACK_BODY_BYTES = 1024 * 1024;
 export interface CallbackRequest {
   /** The `secret` query parameter, null when absent. */
   givenSecret: string | null;
+  /**
+   * The `model` query parameter (the app's model id, put in the callback URL at tune creation): the
+   * callback then applies to that model only. Absent: every model training the tune.
+   */
+  modelId?: string | null;
   /** The `Content-Length` header when sent: an oversized body is refused before it is read. */
   contentLength?: number | null;
   body: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array> | null;
@@ -23,6 +28,8 @@ export interface CallbackDeps {
   /** Or a function giving it, called only for a valid callback (so rejections never reach the database). */
   service: StatusService | (() => Promise<StatusService>);
   trainingTimeoutMs: number;
+  /** Our own schema (default `astria_reconciler`): its event log tells our ERRORs from the app's. */
+  schema?: string;
   now?: () => Date;
   log?: Pick<Logger, 'info' | 'warn'>;
   maxBodyBytes?: number;
@@ -94,6 +101,8 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     source: 'webhook',
     now: deps.now?.() ?? new Date(),
     trainingTimeoutMs: deps.trainingTimeoutMs,
+    schema: deps.schema,
+    modelId: request.modelId,
   });
   if (result.matched === 0) {
     deps.log?.info({ tuneId: parsed.data.id }, 'callback for a tune no model trains; ignored');

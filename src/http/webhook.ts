@@ -11,7 +11,10 @@ export function createWebhookHandler(options: WebhookOptions): RouteHandler {
   const deps: CallbackDeps = { ...options, now: () => new Date(options.clock.now()) };
   return async (req, res, url) => {
     const contentLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
-    const response = await acceptAstriaCallback({ givenSecret: url.searchParams.get('secret'), contentLength, body: req }, deps);
+    const response = await acceptAstriaCallback(
+      { givenSecret: url.searchParams.get('secret'), modelId: url.searchParams.get('model'), contentLength, body: req },
+      deps,
+    );
     // A rejected body may be left unread: close the connection rather than drain it.
     if (response.status >= 400) res.setHeader('connection', 'close');
     sendJson(res, response.status, response.body);

@@ -15,6 +15,7 @@ export interface DaemonOptions {
   stuckAfterMs: number;
   trainingTimeoutMs: number;
   concurrency: number;
+  maxNotFoundShare?: number;
   /** Aborting stops the loop; a pass under way stops starting new checks and finishes the rest. */
   signal: AbortSignal;
   schedule?: Omit<ScheduleOptions, 'intervalMs'>;
@@ -60,6 +61,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       filter: { stuckBefore: null, modelIds: due, includeError: false },
       trainingTimeoutMs: options.trainingTimeoutMs,
       concurrency: options.concurrency,
+      maxNotFoundShare: options.maxNotFoundShare,
       // Stops on shutdown, and when leadership is lost mid-pass (another replica now polls).
       signal: AbortSignal.any([signal, deps.leader.termSignal()]),
       onOutcome: (model, outcome) => schedule.record(model.id, outcome, clock.now()),

@@ -19,6 +19,11 @@ export interface LeaderElectionOptions {
   log: Logger;
   metrics: Metrics;
   connectTimeoutMs?: number;
+  /**
+   * While leading, the lock is verified this often (default 2 s): a pass checks leadership between
+   * its calls, not only between passes, so a lost lock stops its Astria calls within seconds.
+   */
+  heartbeatMs?: number;
 }
 
 /**
@@ -31,16 +36,44 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   let client: pg.Client | null = null;
   let leader = false;
   let term = new AbortController();
+  let heartbeat: NodeJS.Timeout | undefined;
 
   const setLeader = (value: boolean) => {
     if (value !== leader) {
       options.log.info({ leader: value }, value ? 'became the leader' : 'no longer the leader');
-      if (value) term = new AbortController();
-      else term.abort(new Error('leadership lost'));
+      if (value) {
+        term = new AbortController();
+        heartbeat = setInterval(() => void beat(), options.heartbeatMs ?? 2_000);
+        heartbeat.unref();
+      } else {
+        clearInterval(heartbeat);
+        term.abort(new Error('leadership lost'));
+      }
     }
     leader = value;
     options.metrics.isLeader.set(value ? 1 : 0);
   };
+
+  /**
+   * Proves the lock is still ours: the session may be gone (terminated, a path that dropped it) with
+   * our side none the wiser; the query's timeout catches a path that answers nothing.
+   */
+  let beating = false;
+  async function beat(): Promise<void> {
+    const held = client;
+    if (!held || !leader || beating) return;
+    beating = true;
+    try {
+      const { rows } = await held.query<{ held: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()) AS held`,
+      );
+      if (rows[0]?.held !== true && client === held) drop('advisory lock no longer held');
+    } catch (error) {
+      if (client === held) drop((error as Error).message);
+    } finally {
+      beating = false;
+    }
+  }
 
   const drop = (reason: string) => {
     if (!client) return;

@@ -1,5 +1,5 @@
 import pLimit from 'p-limit';
-import type pg from 'pg';
+import pg from 'pg';
 import { MAX_LIST_LIMIT, type AstriaClient, type TuneResult } from '../astria/client.js';
 import { isTuneId, type Observation, type Tune } from '../astria/tune.js';
 import type { Clock } from '../clock.js';
@@ -38,8 +38,17 @@ export interface PassOptions {
   writeConcurrency?: number;
   /** `single-gets` skips the list scan (benchmarks compare the two). */
   plan?: 'auto' | 'single-gets';
-  /** Aborting stops the pass from starting new checks; those under way finish. */
+  /**
+   * Aborting stops the pass: no new check starts, and Astria calls under way or queued (budget waits,
+   * retries) are cut short; database writes under way finish.
+   */
   signal?: AbortSignal;
+  /**
+   * Share of the pass's checked models whose tunes may answer 404 before the pass refuses to mark
+   * them ERROR (RECONCILER_MAX_NOT_FOUND_SHARE): so many gone at once means a wrong endpoint, not
+   * deleted tunes. Default 0.5.
+   */
+  maxNotFoundShare?: number;
   onProgress?: (progress: PassProgress) => void;
   onOutcome?: (model: ModelRow, outcome: ModelOutcome) => void;
 }
@@ -62,9 +71,13 @@ export interface PassReport {
   failures: { modelId: string; reason: string }[];
   dryRun: boolean;
   plan: { listPages: number; singleGets: number };
+  /** Why the pass stopped before applying everything it saw (a wrong endpoint), null when it did not. */
+  stopped: string | null;
 }
 
 const MODEL_PAGE_SIZE = 500;
+/** The not-found guard needs this many 404s at least: one deleted tune among two models is no outage. */
+const MIN_NOT_FOUND_FOR_GUARD = 3;
 
 /**
  * One reconciliation pass: every selected model is observed once (list scan where it is cheaper,
@@ -89,15 +102,24 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
     failures: [],
     dryRun: deps.service === null,
     plan: { listPages: 0, singleGets: 0 },
+    stopped: null,
   };
   const writes = pLimit(options.writeConcurrency ?? 8);
   // The first error a check throws (database gone, Astria 401) stops the pass: nothing new starts,
   // the checks under way finish, then it is rethrown. No work is left running behind a failed pass.
+  // A check cut short by the pass's own signal is no error: it is simply not counted.
   let fatal: unknown;
-  const stopped = () => (options.signal?.aborted ?? false) || fatal !== undefined;
-  const guarded = (work: Promise<void>): Promise<void> => work.catch((error: unknown) => void (fatal ??= error));
+  const aborted = () => options.signal?.aborted ?? false;
+  const stopped = () => aborted() || fatal !== undefined || report.stopped !== null;
+  const guarded = (work: Promise<void>): Promise<void> =>
+    work.catch((error: unknown) => {
+      if (!aborted()) fatal ??= error;
+    });
+  // Models whose tune answered 404: marked ERROR only once the pass knows they are few (the guard).
+  const gone: { model: ModelRow; tuneId: string }[] = [];
 
   const record = (model: ModelRow, outcome: ModelOutcome, from: ModelStatus) => {
+    report.checked += 1;
     if (outcome.kind === 'transitioned') {
       report.transitioned += 1;
       report.transitions.push({ modelId: model.id, from, to: outcome.to });
@@ -113,10 +135,20 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
 
   const settle = async (model: ModelRow, observation: Observation): Promise<ModelOutcome> => {
     const tune = observation.kind === 'tune' ? observation.tune : null;
-    const transition = decide(model, observation, new Date(deps.clock.now()), { trainingTimeoutMs: options.trainingTimeoutMs });
+    const transition = decide(model, observation, new Date(deps.clock.now()), {
+      trainingTimeoutMs: options.trainingTimeoutMs,
+      // ERROR models are selected only when an operator names them.
+      healAnyError: options.filter.includeError,
+    });
     if (!transition) return { kind: 'unchanged', tune };
     if (deps.service) {
-      const result = await writes(() => deps.service!.apply(transition, 'reconciler'));
+      let result;
+      try {
+        result = await writes(() => deps.service!.apply(transition, 'reconciler'));
+      } catch (error) {
+        if (!isModelWriteFailure(error)) throw error;
+        return { kind: 'failed', reason: `database refused the write: ${(error as Error).message}` };
+      }
       if (!result.applied) {
         deps.log.debug({ modelId: model.id, from: transition.from }, 'model changed meanwhile; left to the writer that won');
         return { kind: 'unchanged', tune: null };
@@ -127,23 +159,27 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
 
   /** Checks one model: `observe` is called only for a usable tune id. */
   const check = async (model: ModelRow, observe: () => Promise<TuneResult>): Promise<void> => {
-    report.checked += 1;
     let outcome: ModelOutcome;
     if (!isTuneId(model.trainingJobId)) {
       outcome = { kind: 'failed', reason: `trainingJobId "${model.trainingJobId}" is not an Astria tune id` };
     } else {
       const result = await observe();
-      outcome =
-        result.kind === 'failed'
-          ? { kind: 'failed', reason: result.reason }
-          : await settle(model, result.kind === 'tune' ? { kind: 'tune', tune: result.tune } : { kind: 'gone', tuneId: result.tuneId });
+      if (result.kind === 'gone') {
+        gone.push({ model, tuneId: result.tuneId });
+        return;
+      }
+      outcome = result.kind === 'failed' ? { kind: 'failed', reason: result.reason } : await settle(model, { kind: 'tune', tune: result.tune });
     }
     record(model, outcome, model.status);
   };
 
   const seen = new Set<string>();
   if (options.plan !== 'single-gets' && summary.oldestTuneId !== null && shouldStartListScan(summary.checkable)) {
-    await listScan(deps, options, summary.oldestTuneId, summary.checkable, seen, (model, observe) => guarded(check(model, observe)), report, stopped);
+    await listScan(deps, options, summary.oldestTuneId, summary.checkable, seen, (model, observe) => guarded(check(model, observe)), report, stopped).catch(
+      (error: unknown) => {
+        if (!aborted()) throw error;
+      },
+    );
   }
 
   // Whatever the list did not show: one GET each, a keyset page of models at a time. The slots are
@@ -162,7 +198,7 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
             await guarded(
               check(model, () => {
                 report.plan.singleGets += 1;
-                return deps.astria.getTune(model.trainingJobId!);
+                return deps.astria.getTune(model.trainingJobId!, options.signal);
               }),
             );
           }),
@@ -171,6 +207,16 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
   }
 
   if (fatal !== undefined) throw fatal;
+  await settleGone(gone, report, options.maxNotFoundShare ?? 0.5, (model, tuneId) =>
+    guarded(
+      settle(model, { kind: 'gone', tuneId }).then(
+        (outcome) => record(model, outcome, model.status),
+      ),
+    ),
+    (model, outcome) => record(model, outcome, model.status),
+  );
+  if (fatal !== undefined) throw fatal;
+  if (report.stopped) deps.log.error({ reason: report.stopped }, 'pass stopped');
   report.apiCalls = deps.astria.calls - callsBefore;
   report.durationMs = deps.clock.now() - started;
   deps.metrics.passDuration.observe(report.durationMs / 1000);
@@ -198,8 +244,13 @@ async function listScan(
   // Even when a page request throws (Astria 401), the writes already started finish first.
   try {
     while (!stopped()) {
-      const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT });
+      const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT }, options.signal);
       if (page.kind === 'failed') {
+        // The list's own 404: the base URL is wrong, so single GETs' 404s would be no better.
+        if (page.endpointMissing) {
+          report.stopped = `${page.reason}; no model was checked`;
+          break;
+        }
         deps.log.warn({ reason: page.reason }, 'tune list failed; falling back to single GETs');
         break;
       }
@@ -221,4 +272,38 @@ async function listScan(
   } finally {
     await Promise.all(settling);
   }
+}
+
+/**
+ * The not-found guard: when more than `maxShare` of the pass's checked models (and at least a few)
+ * have tunes answering 404, the endpoint is wrong, not the tunes deleted: none is marked ERROR, each
+ * counts as failed, and the pass says why. Otherwise each becomes ERROR "Astria tune N not found".
+ */
+async function settleGone(
+  gone: { model: ModelRow; tuneId: string }[],
+  report: PassReport,
+  maxShare: number,
+  markGone: (model: ModelRow, tuneId: string) => Promise<void>,
+  refuse: (model: ModelRow, outcome: ModelOutcome) => void,
+): Promise<void> {
+  if (gone.length === 0) return;
+  const checked = report.checked + gone.length;
+  if (gone.length >= MIN_NOT_FOUND_FOR_GUARD && gone.length > maxShare * checked) {
+    report.stopped =
+      `${gone.length} of ${checked} checked models' tunes answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}: ` +
+      'none was marked ERROR; check ASTRIA_API_URL';
+    for (const { model } of gone) refuse(model, { kind: 'failed', reason: 'tune answered 404; not marked ERROR (too many 404s in this pass)' });
+    return;
+  }
+  await Promise.all(gone.map(({ model, tuneId }) => markGone(model, tuneId)));
+}
+
+/**
+ * A write PostgreSQL refused for this row (a value it rejects, a lock held past lock_timeout, a
+ * statement timeout) is that model's failure; a connection lost or refused is everyone's.
+ */
+function isModelWriteFailure(error: unknown): boolean {
+  if (!(error instanceof pg.DatabaseError) || !error.code) return false;
+  const everyone = ['08', '53', '28', '3D', '57P01', '57P02', '57P03'];
+  return !everyone.some((prefix) => error.code!.startsWith(prefix));
 }

@@ -12,6 +12,10 @@ export interface ApplyObservedTuneOptions {
   source: EventSource;
   now: Date;
   trainingTimeoutMs: number;
+  /** Our own schema, whose event log tells an ERROR we set from one the app set (default `astria_reconciler`). */
+  schema?: string;
+  /** Only this model (the callback URL's `model`); null or absent = every model training the tune. */
+  modelId?: string | null;
 }
 
 export interface ApplyObservedTuneResult {
@@ -21,8 +25,12 @@ export interface ApplyObservedTuneResult {
   applied: ModelEvent[];
 }
 
-const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "estimatedTime",
-  ("createdAt" AT TIME ZONE 'UTC') AS "createdAt"`;
+/** The rules' columns, and whether the row's ERROR is ours: our log's latest event for it set it. */
+const modelColumns = (schema: string) => `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage",
+  "estimatedTime", ("createdAt" AT TIME ZONE 'UTC') AS "createdAt",
+  status = 'ERROR' AND COALESCE((
+    SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM ai_models."errorMessage"
+      FROM ${schema}.events e WHERE e.model_id = ai_models.id ORDER BY e.seq DESC LIMIT 1), false) AS "ownError"`;
 
 /** A compare-and-set that lost to another writer is decided again on the fresh row, a few times at most. */
 const MAX_ATTEMPTS = 3;
@@ -36,9 +44,11 @@ const MAX_ATTEMPTS = 3;
  */
 export async function applyObservedTune(options: ApplyObservedTuneOptions): Promise<ApplyObservedTuneResult> {
   const { pool, service, tune, source, now, trainingTimeoutMs } = options;
+  const columns = modelColumns(options.schema ?? 'astria_reconciler');
   const { rows } = await pool.query<ModelRow>(
-    `SELECT ${MODEL_COLUMNS} FROM ai_models WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1 ORDER BY id`,
-    [String(tune.id)],
+    `SELECT ${columns} FROM ai_models
+      WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1 AND ($2::text IS NULL OR id = $2) ORDER BY id`,
+    [String(tune.id), options.modelId ?? null],
   );
   const applied: ModelEvent[] = [];
   for (const first of rows) {
@@ -51,7 +61,8 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
         applied.push(result.event);
         break;
       }
-      model = (await pool.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1`, [first.id])).rows[0];
+      // Re-pointed to another tune meanwhile (a retrain): this tune no longer says anything about it.
+      model = (await pool.query<ModelRow>(`SELECT ${columns} FROM ai_models WHERE id = $1 AND "trainingJobId" = $2`, [first.id, String(tune.id)])).rows[0];
     }
   }
   return { matched: rows.length, applied };

@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { MODEL_STATUSES, type ModelStatus } from './rules.js';
+import { safeNullableText, safeText } from './sanitize.js';
 
-const MAX_EVENT_ERROR_MESSAGE_LENGTH = 1_000;
+/**
+ * JSON bytes each app-written string may take in an event: the row's `modelUrl` and `errorMessage`
+ * may be anything the app left there, and the whole event (ids, statuses, timestamps and these,
+ * about 6.4 kB at most) must fit a NOTIFY payload (8000 bytes) and a jsonb row.
+ */
+const MAX_EVENT_TEXT_BYTES = 2_000;
+const MAX_EVENT_ID_BYTES = 1_000;
 
 export const EVENT_SOURCES = ['webhook', 'reconciler'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
@@ -66,18 +73,17 @@ export function statusChangedEvent(
   return {
     type: 'model_status_changed',
     eventId: randomUUID(),
-    modelId: row.id,
-    userId: row.userId,
+    modelId: safeText(row.id, MAX_EVENT_ID_BYTES),
+    userId: safeText(row.userId, MAX_EVENT_ID_BYTES),
     status: row.status,
     previousStatus,
     progress: row.progress,
     source,
     occurredAt: occurredAt.toISOString(),
     data: {
-      modelUrl: row.modelUrl,
+      modelUrl: safeNullableText(row.modelUrl, MAX_EVENT_TEXT_BYTES),
       trainedAt: row.trainedAt?.toISOString() ?? null,
-      // The app may have left a long message of its own on the row: NOTIFY payloads stop at 8000 bytes.
-      errorMessage: row.errorMessage === null ? null : row.errorMessage.slice(0, MAX_EVENT_ERROR_MESSAGE_LENGTH),
+      errorMessage: safeNullableText(row.errorMessage, MAX_EVENT_TEXT_BYTES),
     },
   };
 }
@@ -86,8 +92,8 @@ export function progressEvent(row: UpdatedModel, source: EventSource, occurredAt
   return {
     type: 'model_progress',
     eventId: randomUUID(),
-    modelId: row.id,
-    userId: row.userId,
+    modelId: safeText(row.id, MAX_EVENT_ID_BYTES),
+    userId: safeText(row.userId, MAX_EVENT_ID_BYTES),
     status: row.status,
     progress: row.progress,
     estimatedTime: row.estimatedTime,

@@ -1,4 +1,5 @@
 import type { Observation, Tune } from '../astria/tune.js';
+import { safeText } from './sanitize.js';
 
 export const MODEL_STATUSES = ['UPLOADING', 'PROCESSING', 'TRAINING', 'READY', 'ERROR', 'DELETED'] as const;
 export type ModelStatus = (typeof MODEL_STATUSES)[number];
@@ -13,8 +14,14 @@ export interface ModelRow {
   status: ModelStatus;
   progress: number;
   trainingJobId: string | null;
+  errorMessage: string | null;
   estimatedTime: number | null;
   createdAt: Date;
+  /**
+   * The row's ERROR was set by this product: the latest event of our own log for it is that ERROR,
+   * with the message the row still holds. Absent when unknown (counts as false).
+   */
+  ownError?: boolean;
 }
 
 /** Columns a transition writes; a column absent here is left as it is. */
@@ -27,24 +34,29 @@ export interface ModelChanges {
 }
 
 /**
- * What should happen to one model. `from` is the status the decision was made on: the write is a
- * compare-and-set on it. `to === from` is a progress-only update.
+ * What should happen to one model. `from` and `expected` are what the decision was made on: the write
+ * is a compare-and-set on them (a retrain re-points `trainingJobId` without changing the status; an
+ * app may replace an ERROR's message). `to === from` is a progress-only update.
  */
 export interface Transition {
   modelId: string;
   userId: string;
   from: ModelStatus;
   to: ModelStatus;
+  expected: { trainingJobId: string | null; errorMessage: string | null };
   changes: ModelChanges;
 }
 
 export interface RuleOptions {
   /** In flight longer than this (by `createdAt`) with no result → ERROR. */
   trainingTimeoutMs: number;
+  /** An operator named this model (`--model-id`): any ERROR may heal to READY, not only our own. */
+  healAnyError?: boolean;
 }
 
 const MAX_TRAINING_PROGRESS = 99;
-const MAX_ERROR_MESSAGE_LENGTH = 500;
+/** Bytes of the message as JSON: it travels in every event and NOTIFY of the model. */
+const MAX_ERROR_MESSAGE_BYTES = 1_000;
 const MAX_INT = 2_147_483_647;
 
 /**
@@ -57,6 +69,7 @@ export function decide(model: ModelRow, observation: Observation, now: Date, opt
     userId: model.userId,
     from: model.status,
     to,
+    expected: { trainingJobId: model.trainingJobId, errorMessage: model.errorMessage },
     changes,
   });
   const inFlight = IN_FLIGHT_STATUSES.includes(model.status);
@@ -69,8 +82,9 @@ export function decide(model: ModelRow, observation: Observation, now: Date, opt
 
   const tune = observation.tune;
   if (tune.trained_at) {
-    // ERROR → READY heals a false failure; READY, DELETED and UPLOADING are never touched.
-    if (!inFlight && model.status !== 'ERROR') return null;
+    // ERROR → READY heals a false failure, but only one we reported (or an operator names): an ERROR
+    // the app set ("Rejected by moderation") stays. READY, DELETED and UPLOADING are never touched.
+    if (!inFlight && !(model.status === 'ERROR' && (model.ownError === true || options.healAnyError === true))) return null;
     return transition('READY', {
       progress: 100,
       trainedAt: tune.trained_at,
@@ -128,7 +142,8 @@ function estimateProgress(tune: Tune, now: Date): number | null {
  */
 function failureMessage(tune: Tune): string | null {
   const detail = describe(tune.error_message) ?? describe(tune.error);
-  const status = tune.status?.toLowerCase();
+  // Astria documents no `status`: one that is not a string says nothing the rules can read.
+  const status = typeof tune.status === 'string' ? tune.status.toLowerCase() : undefined;
   if (status === 'failed' || status === 'cancelled' || status === 'canceled') {
     const verb = status === 'failed' ? 'failed' : 'was cancelled';
     return truncate(`Astria training ${verb}${detail ? `: ${detail}` : ''}`);
@@ -153,7 +168,7 @@ function describe(value: unknown): string | null {
 }
 
 function truncate(text: string): string {
-  return text.length > MAX_ERROR_MESSAGE_LENGTH ? `${text.slice(0, MAX_ERROR_MESSAGE_LENGTH - 1)}…` : text;
+  return safeText(text, MAX_ERROR_MESSAGE_BYTES);
 }
 
 function formatHours(ms: number): string {

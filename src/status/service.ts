@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { systemClock, type Clock } from '../clock.js';
 import type { BroadcastTransport } from '../config.js';
+import { DB_LOCK_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
 import { withTransaction } from '../db/transaction.js';
 import type { Metrics } from '../metrics.js';
 import {
@@ -69,6 +70,7 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
     async apply(transition, source) {
       const now = new Date(clock.now());
       const result = await withTransaction(options.pool, async (client) => {
+        await boundWaits(client);
         const row = await compareAndSet(client, transition, now);
         if (!row) return null;
         const event =
@@ -89,12 +91,21 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
 }
 
 /**
- * `UPDATE ... WHERE id = $1 AND status = $from`: zero rows means another writer got there first.
+ * A row the app keeps locked (an idle interactive transaction) costs that model one lock timeout, not
+ * the pass; SET LOCAL so the bound holds whoever's pool this runs on, and ends with the transaction.
+ */
+async function boundWaits(client: pg.PoolClient): Promise<void> {
+  await client.query(`SET LOCAL lock_timeout = '${DB_LOCK_TIMEOUT_MS}ms'; SET LOCAL statement_timeout = '${DB_STATEMENT_TIMEOUT_MS}ms'`);
+}
+
+/**
+ * `UPDATE ... WHERE id = $1 AND status = $from AND "trainingJobId" = $expected ...`: zero rows means
+ * another writer got there first (a status change, a retrain onto another tune, a new error message).
  * A status change stamps `updatedAt` (Prisma's `@updatedAt` lives in the client, not the database);
  * a progress-only update leaves it, so it keeps meaning "last status change".
  */
 async function compareAndSet(client: pg.PoolClient, transition: Transition, now: Date): Promise<UpdatedModel | null> {
-  const params: unknown[] = [transition.modelId, transition.from];
+  const params: unknown[] = [transition.modelId, transition.from, transition.expected.trainingJobId, transition.expected.errorMessage];
   const param = (value: unknown) => `$${params.push(value)}`;
   const assignments: string[] = [];
   if (transition.to !== transition.from) {
@@ -106,7 +117,9 @@ async function compareAndSet(client: pg.PoolClient, transition: Transition, now:
   }
   if (assignments.length === 0) return null;
   const { rows } = await client.query<UpdatedModel>(
-    `UPDATE ai_models SET ${assignments.join(', ')} WHERE id = $1 AND status = $2 ${RETURNING}`,
+    `UPDATE ai_models SET ${assignments.join(', ')}
+      WHERE id = $1 AND status = $2 AND "trainingJobId" IS NOT DISTINCT FROM $3::text AND "errorMessage" IS NOT DISTINCT FROM $4::text
+      ${RETURNING}`,
     params,
   );
   return rows[0] ?? null;

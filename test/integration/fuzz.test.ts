@@ -591,6 +591,7 @@ const modelRow: fc.Arbitrary<ModelRow> = fc.record({
   status: fc.constantFrom(...MODEL_STATUSES),
   progress: fc.integer({ min: 0, max: 100 }),
   trainingJobId: fc.oneof(fc.integer({ min: 1 }).map(String), fc.constant(null)),
+  errorMessage: fc.oneof(fc.string(), fc.constant(null)),
   estimatedTime: fc.oneof(fc.integer({ min: 0, max: 10_000 }), fc.constant(null)),
   createdAt: fc.date({ min: new Date('2020-01-01T00:00:00Z'), max: new Date('2030-01-01T00:00:00Z'), noInvalidDate: true }),
 });
@@ -686,7 +687,7 @@ describe('regressions found by fuzzing', () => {
 
   it('decide() does not throw on a failure whose error is deeply nested', () => {
     const tune = tuneSchema.parse({ id: 1, status: 'failed', error: deepError() });
-    const model: ModelRow = { id: 'm', userId: 'u', status: 'TRAINING', progress: 0, trainingJobId: '1', estimatedTime: null, createdAt: new Date() };
+    const model: ModelRow = { id: 'm', userId: 'u', status: 'TRAINING', progress: 0, trainingJobId: '1', errorMessage: null, estimatedTime: null, createdAt: new Date() };
     const transition = decide(model, { kind: 'tune', tune }, new Date(), { trainingTimeoutMs: TRAINING_TIMEOUT_MS });
     expect(transition?.to).toBe('ERROR');
     expect(transition?.changes.errorMessage?.length).toBeLessThanOrEqual(500);
@@ -694,7 +695,7 @@ describe('regressions found by fuzzing', () => {
 
   it('estimatedTime from a far-future eta fits the int4 column', () => {
     const tune = tuneSchema.parse({ id: 1, ...poison.farEta });
-    const model: ModelRow = { id: 'm', userId: 'u', status: 'TRAINING', progress: 0, trainingJobId: '1', estimatedTime: null, createdAt: new Date() };
+    const model: ModelRow = { id: 'm', userId: 'u', status: 'TRAINING', progress: 0, trainingJobId: '1', errorMessage: null, estimatedTime: null, createdAt: new Date() };
     const transition = decide(model, { kind: 'tune', tune }, new Date(), { trainingTimeoutMs: TRAINING_TIMEOUT_MS });
     expect(transition?.changes.estimatedTime ?? 0).toBeLessThanOrEqual(INT4_MAX);
   });

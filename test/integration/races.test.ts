@@ -213,6 +213,7 @@ describe('webhook vs poller vs --once on the same model', () => {
         status: model.status,
         progress: model.progress!,
         trainingJobId: model.trainingJobId,
+        errorMessage: model.errorMessage ?? null,
         estimatedTime: model.estimatedTime ?? null,
         createdAt: model.createdAt,
       };

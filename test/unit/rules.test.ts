@@ -63,6 +63,7 @@ function model(overrides: Partial<ModelRow> = {}): ModelRow {
     status: 'TRAINING',
     progress: 0,
     trainingJobId: String(TUNE_ID),
+    errorMessage: null,
     estimatedTime: null,
     createdAt: at(-hours(1)),
     ...overrides,

@@ -9,9 +9,9 @@ describe('tuneSchema', () => {
     expect(tune.trained_at).toEqual(new Date('2023-10-02T14:32:40.363Z'));
     expect(tune.started_training_at).toEqual(new Date('2023-10-02T14:32:05.229Z'));
     expect(tune.eta).toEqual(new Date('2023-10-02T14:32:40.363Z'));
-    expect(tune.created_at).toEqual(new Date('2023-10-02T14:32:05.067Z'));
     expect(tune).toMatchObject({
       title: 'John Doe',
+      created_at: '2023-10-02T14:32:05.067Z', // the rules never read it: left as Astria sent it
       branch: 'sdxl1',
       model_type: 'lora',
       token: 'ohwx',
@@ -49,20 +49,65 @@ describe('tuneSchema', () => {
     expect(tune.trained_at).toBeNull();
     expect(tune.eta).toBeNull();
     expect(tune.started_training_at).toBeNull();
-    expect(tune.created_at).toBeNull();
   });
 
-  it.each(['trained_at', 'started_training_at', 'eta', 'created_at'])('rejects an invalid %s', (field) => {
-    expect(tuneSchema.safeParse(documentedTune({ [field]: 'not a date' })).success).toBe(false);
-    expect(tuneSchema.safeParse(documentedTune({ [field]: '2023-13-45T00:00:00Z' })).success).toBe(false);
-    expect(tuneSchema.safeParse(documentedTune({ [field]: 1696257160 })).success).toBe(false);
+  it('rejects a trained_at that names no instant: READY and trainedAt hang on it', () => {
+    for (const value of ['not a date', '2023-13-45T00:00:00Z', '2023-02-30T10:00:00Z', 1696257160, { at: 1 }]) {
+      expect(tuneSchema.safeParse(documentedTune({ trained_at: value })).success, String(value)).toBe(false);
+    }
+  });
+
+  it.each(['started_training_at', 'eta'])('reads an unusable %s as absent: it only feeds the progress estimate', (field) => {
+    for (const value of ['not a date', '2023-13-45T00:00:00Z', 1696257160, { at: 1 }]) {
+      const tune = tuneSchema.parse(documentedTune({ [field]: value }));
+      expect(tune[field as 'eta']).toBeNull();
+      expect(tune.trained_at).toEqual(new Date('2023-10-02T14:32:40.363Z'));
+    }
   });
 
   it('accepts absent or null status/error fields and a null title', () => {
     const tune = tuneSchema.parse({ id: 9, title: null, status: null });
+    expect(tune.trained_at).toBeNull();
     expect(tune).toMatchObject({ id: 9, title: null, status: null });
     expect(tune.error).toBeUndefined();
     expect(tune.error_message).toBeUndefined();
+  });
+
+  it('reads ISO-8601 leniently: a space for T, any offset (+00, +0530, -07:00), no offset as UTC, fractions of any length', () => {
+    const cases: [string, string][] = [
+      ['2023-10-02 14:32:40.363Z', '2023-10-02T14:32:40.363Z'],
+      ['2023-10-02T14:32:40+00', '2023-10-02T14:32:40.000Z'],
+      ['2023-10-02 14:32:40.5+00', '2023-10-02T14:32:40.500Z'],
+      ['2023-10-02T20:02:40+0530', '2023-10-02T14:32:40.000Z'],
+      ['2023-10-02T07:32:40.123456-07:00', '2023-10-02T14:32:40.123Z'],
+      ['2023-10-02T14:32:40', '2023-10-02T14:32:40.000Z'],
+      ['2023-10-02T14:32', '2023-10-02T14:32:00.000Z'],
+    ];
+    for (const [text, instant] of cases) {
+      const tune = tuneSchema.parse({ id: 3, trained_at: text, eta: text, started_training_at: text });
+      expect(tune.trained_at?.toISOString(), text).toBe(instant);
+      expect(tune.eta?.toISOString(), text).toBe(instant);
+      expect(tune.started_training_at?.toISOString(), text).toBe(instant);
+    }
+  });
+
+  it('accepts a started_training_at in 1969: a start before the epoch is odd, not unusable', () => {
+    const tune = tuneSchema.parse(documentedTune({ started_training_at: '1969-12-31T23:59:00Z', trained_at: null }));
+    expect(tune.started_training_at).toEqual(new Date('1969-12-31T23:59:00Z'));
+  });
+
+  it('passes fields the rules never read through untouched, whatever their shape', () => {
+    const odd = {
+      created_at: 1696257160,
+      title: 42,
+      status: { state: 'training' },
+      updated_at: '2023-10-02 14:32:40',
+      expires_at: null,
+    };
+    const result = tuneSchema.safeParse(documentedTune(odd));
+    expect(result.success).toBe(true);
+    expect(result.data).toMatchObject(odd);
+    expect(tuneSchema.parse(documentedTune({ created_at: '2023-10-02 14:32:05' })).created_at).toBe('2023-10-02 14:32:05');
   });
 
   it('rejects a body that is not an object', () => {
