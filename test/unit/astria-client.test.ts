@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { setTimeout as realSleep } from 'node:timers/promises';
 import { MockAgent, type Interceptable } from 'undici';
@@ -179,7 +181,10 @@ function setup(overrides: Partial<AstriaClientOptions> = {}, logLevel = 'trace')
 
 async function requestCounts(metrics: Metrics): Promise<Record<string, number>> {
   const { values } = await metrics.astriaRequests.get();
-  return Object.fromEntries(values.map((value) => [`${value.labels.endpoint}:${value.labels.outcome}`, value.value]));
+  // Every series exists from the start at 0: only those that counted something say what happened.
+  return Object.fromEntries(
+    values.filter((value) => value.value > 0).map((value) => [`${value.labels.endpoint}:${value.labels.outcome}`, value.value]),
+  );
 }
 
 function gaps(requests: RecordedRequest[]): number[] {
@@ -201,7 +206,7 @@ describe('AstriaClient.getTune', () => {
     expect(tune.trained_at).toEqual(new Date('2023-10-02T14:32:40.363Z'));
     expect(tune.started_training_at).toEqual(new Date('2023-10-02T14:32:05.229Z'));
     expect(tune.eta).toBeInstanceOf(Date);
-    expect(tune.created_at).toEqual(new Date('2023-10-02T14:32:05.067Z'));
+    expect(tune.created_at).toBe('2023-10-02T14:32:05.067Z'); // the rules never read it: untouched
     // Fields the schema does not declare are kept as Astria sent them.
     expect(tune.branch).toBe('sdxl1');
     expect(tune.model_type).toBe('lora');
@@ -353,14 +358,37 @@ describe('AstriaClient.getTune', () => {
     for (const gap of spacing.slice(4)) expect(gap).toBeGreaterThan(150);
   });
 
-  it('throws AstriaAuthError on 401 and 403, without retrying', async () => {
+  it('throws AstriaAuthError on 401, without retrying', async () => {
     const h = setup();
     h.reply('/tunes/51', 401, { error: 'Unauthorized' });
-    h.reply('/tunes/52', 403, { error: 'Forbidden' });
     await expect(h.client.getTune('51')).rejects.toBeInstanceOf(AstriaAuthError);
-    await expect(h.client.getTune('52')).rejects.toBeInstanceOf(AstriaAuthError);
+    expect(h.client.calls).toBe(1);
+    expect(await requestCounts(h.metrics)).toEqual({ 'get_tune:unauthorized': 1 });
+  });
+
+  it("fails only that tune on a 403 (the key works; this tune is off limits), counted as forbidden, not retried", async () => {
+    const h = setup();
+    h.reply('/tunes/52', 403, { error: 'You do not have access to this tune' });
+    h.reply('/tunes/53', 200, tuneBody(53));
+    const result = await h.client.getTune('52');
+    expect(result.kind).toBe('failed');
+    if (result.kind === 'failed') expect(result.reason).toMatch(/403.*do not have access/);
+    expect(await h.client.getTune('53')).toMatchObject({ kind: 'tune', tune: { id: 53 } });
     expect(h.client.calls).toBe(2);
-    expect(await requestCounts(h.metrics)).toEqual({ 'get_tune:unauthorized': 2 });
+    expect(await requestCounts(h.metrics)).toEqual({ 'get_tune:forbidden': 1, 'get_tune:ok': 1 });
+  });
+
+  it("fails, never 'gone', on a 404 without Astria's JSON body (a website, an ingress default backend)", async () => {
+    const h = setup();
+    h.reply('/tunes/54', 404, '<html><body><h1>404 Not Found</h1></body></html>', { 'content-type': 'text/html' });
+    h.reply('/tunes/55', 404, '');
+    for (const id of ['54', '55']) {
+      const result = await h.client.getTune(id);
+      expect(result.kind).toBe('failed');
+      if (result.kind === 'failed') expect(result.reason).toMatch(/404.*ASTRIA_API_URL/);
+    }
+    expect(h.client.calls).toBe(2);
+    expect(await requestCounts(h.metrics)).toEqual({ 'get_tune:client_error': 2 });
   });
 
   it('fails on 422 without retrying, quoting the error body', async () => {
@@ -505,6 +533,62 @@ describe('AstriaClient.listTunes', () => {
     h.reply(isList, 401, { error: 'Unauthorized' });
     await expect(h.client.listTunes({})).rejects.toBeInstanceOf(AstriaAuthError);
   });
+
+  it('marks a 404 of the list itself, JSON or not, as a missing endpoint', async () => {
+    const h = setup();
+    h.reply(isList, 404, { error: 'Not found' });
+    h.reply(isList, 404, '<html>Not Found</html>', { 'content-type': 'text/html' });
+    expect(await h.client.listTunes({})).toMatchObject({ kind: 'failed', endpointMissing: true });
+    expect(await h.client.listTunes({})).toMatchObject({ kind: 'failed', endpointMissing: true });
+  });
+});
+
+describe('AstriaClient body cap', () => {
+  it('refuses a 64 MB chunked body at the 16 MiB cap while it arrives, without buffering or retrying it', async () => {
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    let sentMiB = 0;
+    const server = createServer((_req, res) => {
+      // No content-length: chunked, so the cap can only be enforced while reading.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const pump = () => {
+        while (sentMiB < 64) {
+          sentMiB += 1;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      res.on('error', () => undefined);
+      pump();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const metrics = createMetrics();
+    const client = createAstriaClient({
+      apiUrl: `http://127.0.0.1:${port}`,
+      apiKey: API_KEY,
+      maxRps: 100,
+      concurrency: 1,
+      timeoutMs: 30_000,
+      log: createLogger('silent'),
+      metrics,
+      clock: new FakeClock(),
+    });
+    const rssBefore = process.memoryUsage().rss;
+    try {
+      const result = await client.getTune('56');
+      expect(result.kind).toBe('failed');
+      if (result.kind === 'failed') expect(result.reason).toMatch(/exceeds 16777216/);
+      expect(client.calls).toBe(1);
+      expect(await requestCounts(metrics)).toEqual({ 'get_tune:invalid_body': 1 });
+      // Reading stopped at the cap: most of the 64 MB was never sent (socket buffers hold a few MiB).
+      expect(sentMiB).toBeLessThan(40);
+      expect(process.memoryUsage().rss - rssBefore).toBeLessThan(48 * 1024 * 1024);
+    } finally {
+      await client.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 });
 
 describe('AstriaClient metrics', () => {
@@ -512,7 +596,7 @@ describe('AstriaClient metrics', () => {
     const h = setup({ retry: { attempts: 2 } });
     const isList = (path: string) => path.startsWith('/tunes?');
     h.reply('/tunes/1', 200, tuneBody(1));
-    h.reply('/tunes/2', 404, '');
+    h.reply('/tunes/2', 404, { error: 'Not found' });
     h.reply('/tunes/3', 500, '', {}, 2); // two attempts, both 500
     h.reply('/tunes/4', 429, '', { 'retry-after': '0' });
     h.reply('/tunes/4', 200, tuneBody(4));

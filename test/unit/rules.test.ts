@@ -278,9 +278,9 @@ describe('decide: statuses that do not move', () => {
     expect(decide(model({ status: 'UPLOADING' }), observation, NOW, OPTIONS)).toBeNull();
   });
 
-  it('ERROR → READY when Astria reports the tune trained (false failure healed)', () => {
+  it('ERROR → READY when Astria reports the tune trained and the ERROR was ours (false failure healed)', () => {
     const result = decide(
-      model({ status: 'ERROR', progress: 30, estimatedTime: 4 }),
+      model({ status: 'ERROR', progress: 30, estimatedTime: 4, errorMessage: 'Astria tune 788416 not found', ownError: true }),
       trained({ trained_at: '2003-05-06T11:30:00.000Z' }),
       NOW,
       OPTIONS,
@@ -297,7 +297,42 @@ describe('decide: statuses that do not move', () => {
     ['gone', gone()],
     ['still training', training()],
   ])('ERROR stays ERROR when the tune is %s', (_label, observation) => {
-    expect(decide(model({ status: 'ERROR' }), observation, NOW, OPTIONS)).toBeNull();
+    expect(decide(model({ status: 'ERROR', ownError: true }), observation, NOW, OPTIONS)).toBeNull();
+  });
+
+  it('an ERROR the app set ("Rejected by moderation") stays, even when the tune trained', () => {
+    const moderated = model({ status: 'ERROR', errorMessage: 'Rejected by moderation', ownError: false });
+    expect(decide(moderated, trained(), NOW, OPTIONS)).toBeNull();
+    expect(decide({ ...moderated, ownError: undefined }, trained(), NOW, OPTIONS)).toBeNull();
+  });
+
+  it('an ERROR of any origin heals when an operator names the model', () => {
+    const moderated = model({ status: 'ERROR', errorMessage: 'Rejected by moderation' });
+    expect(decide(moderated, trained(), NOW, { ...OPTIONS, healAnyError: true })?.to).toBe('READY');
+  });
+});
+
+describe('decide: what the compare-and-set checks', () => {
+  it('carries the trainingJobId and errorMessage the decision was made on', () => {
+    const result = decide(model({ errorMessage: 'retrying upload' }), trained(), NOW, OPTIONS);
+    expect(result?.expected).toEqual({ trainingJobId: String(TUNE_ID), errorMessage: 'retrying upload' });
+  });
+});
+
+describe('decide: text made safe to write', () => {
+  it("strips NUL from Astria's error_message (PostgreSQL text refuses it) and bounds its length on a code-point boundary", () => {
+    const result = decide(model(), observe({ status: 'failed', error_message: 'bad\u0000 face' }), NOW, OPTIONS);
+    expect(result?.changes.errorMessage).toBe('Astria training failed: bad face');
+    const long = decide(model(), observe({ status: 'failed', error_message: '😀'.repeat(600) }), NOW, OPTIONS);
+    const message = long!.changes.errorMessage!;
+    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(1_000);
+    expect(message.endsWith('😀…')).toBe(true);
+    expect(message.isWellFormed()).toBe(true);
+  });
+
+  it('ignores a status that is not a string, and still reads the failure message', () => {
+    expect(decide(model(), observe({ status: { state: 'failed' } }), NOW, OPTIONS)).toBeNull();
+    expect(decide(model(), observe({ status: { state: 'x' }, error_message: 'GPU gone' }), NOW, OPTIONS)?.to).toBe('ERROR');
   });
 });
 

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+const BASE = { DATABASE_URL: 'postgres://app:pw@db.internal:5432/app', ASTRIA_API_KEY: 'sd_key' };
+
+function problem(env: Record<string, string>): string {
+  try {
+    loadConfig({ ...BASE, ...env });
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error(`accepted ${JSON.stringify(env)}`);
+}
+
+describe('durations a timer takes are at most 24 days', () => {
+  it.each(['RECONCILER_INTERVAL', 'ASTRIA_TIMEOUT', 'SHUTDOWN_TIMEOUT'])('%s=25d is refused, naming the variable; 24d is accepted', (name) => {
+    expect(problem({ [name]: '25d' })).toMatch(new RegExp(`${name} must be at most 24d`));
+    expect(() => loadConfig({ ...BASE, [name]: '24d' })).not.toThrow();
+  });
+});
+
+describe('RECONCILER_SCHEMA', () => {
+  it("must not be the app's schema: public, or the ?schema= of DATABASE_URL", () => {
+    expect(problem({ RECONCILER_SCHEMA: 'public' })).toMatch(/RECONCILER_SCHEMA must not be the app's schema/);
+    const prisma = { DATABASE_URL: 'postgresql://app:pw@db:5432/app?schema=shop' };
+    expect(problem({ ...prisma, RECONCILER_SCHEMA: 'shop' })).toMatch(/RECONCILER_SCHEMA must not be the app's schema \("shop"\)/);
+    expect(loadConfig({ ...BASE, ...prisma, RECONCILER_SCHEMA: 'astria' }).schema).toBe('astria');
+  });
+});
+
+describe('RECONCILER_MAX_NOT_FOUND_SHARE', () => {
+  it('defaults to 0.5 and takes a share in (0, 1]', () => {
+    expect(loadConfig(BASE).maxNotFoundShare).toBe(0.5);
+    expect(loadConfig({ ...BASE, RECONCILER_MAX_NOT_FOUND_SHARE: '1' }).maxNotFoundShare).toBe(1);
+    expect(loadConfig({ ...BASE, RECONCILER_MAX_NOT_FOUND_SHARE: '0.1' }).maxNotFoundShare).toBe(0.1);
+    for (const value of ['0', '1.5', '-0.2', 'half']) expect(problem({ RECONCILER_MAX_NOT_FOUND_SHARE: value })).toMatch(/RECONCILER_MAX_NOT_FOUND_SHARE/);
+  });
+});
