@@ -16,6 +16,7 @@ WORKDIR /app
 COPY --from=build --chown=root:root /app/package.json ./
 COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist/src ./dist/src
+COPY --chown=root:root LICENSE ./
 # Numeric, so Kubernetes runAsNonRoot can verify it (1000 is the image's `node` user).
 USER 1000:1000
 EXPOSE 9464

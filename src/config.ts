@@ -70,6 +70,8 @@ const envSchema = z
     BROADCAST_HTTP_SECRET: z.string().min(1).optional(),
     BROADCAST_REDIS_CHANNEL: z.string().min(1).default('model_status_changed'),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+    BROADCAST_DEAD_AFTER: duration('6h').refine((ms) => ms > 0, 'must be positive'),
+    BROADCAST_DEAD_AFTER_ATTEMPTS: positiveInt.default(100),
   });
 
 /** Variables required only by some choice of another; checked after parsing so every problem is named at once. */
@@ -121,6 +123,9 @@ export interface Config {
     httpSecret: string | undefined;
     redisUrl: string | undefined;
     redisChannel: string;
+    /** A delivery still rejected this long after it was queued, or after this many attempts, is parked as dead. */
+    deadAfterMs: number;
+    deadAfterAttempts: number;
   };
 }
 
@@ -170,6 +175,8 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
       httpSecret: e.BROADCAST_HTTP_SECRET,
       redisUrl: e.REDIS_URL,
       redisChannel: e.BROADCAST_REDIS_CHANNEL,
+      deadAfterMs: e.BROADCAST_DEAD_AFTER,
+      deadAfterAttempts: e.BROADCAST_DEAD_AFTER_ATTEMPTS,
     },
   };
 }

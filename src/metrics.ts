@@ -19,7 +19,7 @@ export const ASTRIA_OUTCOMES = [
   'forbidden',
   'unauthorized',
 ] as const;
-export const WEBHOOK_CODES = ['200', '202', '400', '401', '404', '405', '413', '500'] as const;
+export const WEBHOOK_CODES = ['200', '202', '400', '401', '404', '405', '413', '500', '503'] as const;
 export const ASYNC_TRANSPORTS = ['http', 'redis'] as const;
 export const DELIVERY_OUTCOMES = ['delivered', 'failed'] as const;
 

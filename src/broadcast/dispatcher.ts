@@ -27,6 +27,12 @@ export interface DispatcherOptions {
    * own timeout; if the process dies mid-delivery, another replica retries once it runs out.
    */
   leaseMs?: number;
+  /** A delivery still rejected after this many attempts is parked as dead (default 100). */
+  deadAfterAttempts?: number;
+  /** ... or once this long has passed since it was queued, whichever comes first (default 6 h). */
+  deadAfterMs?: number;
+  /** How often each transport refreshes its outbox gauges (default 5 s). */
+  gaugeIntervalMs?: number;
 }
 
 export interface Dispatcher {
@@ -55,9 +61,17 @@ interface Claimed {
  * claimed by one of them, and only goes to another if the first does not report within the lease
  * (a crash), which is what at-least-once allows.
  *
- * Order per model: a row is claimable only while no earlier row of the same model is undelivered on the
- * same transport, so a model's events leave one at a time, in the order they were written (`seq`; two
- * writes to one model are serialised by its row lock, so `seq` order is commit order).
+ * Order per model: a row is claimable only while it is the earliest undelivered row of its model on its
+ * transport, so a model's events leave one at a time, in the order they were written (`seq`; two writes
+ * to one model are serialised by its row lock, so `seq` order is commit order). The claim finds those
+ * heads with one scan of the transport's undelivered rows and a sort (DISTINCT ON), then locks a few of
+ * them by key: no join the planner could turn quadratic, whatever statistics it has. An anti-join per
+ * row ("no earlier undelivered row") did, on fresh tables (5,000 pending: 40 delivered in 60 s).
+ *
+ * Dead letter: a delivery still rejected after `deadAfterAttempts` attempts, or `deadAfterMs` after it
+ * was queued, is parked (`dead_at`): kept, counted in `dead_deliveries_total`, left out of the pending
+ * gauges and of the order (the model's later events go on), listed by `report`, sent again after
+ * `requeue-dead`.
  */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const schema = options.schema ?? 'astria_reconciler';
@@ -67,24 +81,35 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const backoffBaseMs = options.backoffBaseMs ?? 1_000;
   const backoffCapMs = options.backoffCapMs ?? 60_000;
   const leaseMs = options.leaseMs ?? 60_000;
+  const deadAfterAttempts = options.deadAfterAttempts ?? 100;
+  const deadAfterMs = options.deadAfterMs ?? 6 * 3_600_000;
+  const gaugeIntervalMs = options.gaugeIntervalMs ?? 5_000;
   const { pool, log, metrics } = options;
   const wakeups = new Map(options.transports.map((transport) => [transport.name, new Wakeup()]));
 
+  // The heads (one per model) come from one scan and a sort; only the first few due ones, in `seq`
+  // order, are handed to the locking scan, so its filter stays cheap however long the backlog. The
+  // conditions are repeated there: a row another dispatcher claimed meanwhile is re-checked on its
+  // latest version when it is locked. (FOR UPDATE cannot be combined with DISTINCT ON.)
   const claimSql = `
     WITH claimable AS (
       SELECT d.event_seq
         FROM ${schema}.deliveries d
-        JOIN ${schema}.events e ON e.seq = d.event_seq
        WHERE d.transport = $1
+         AND d.event_seq = ANY (ARRAY(
+               SELECT h.event_seq
+                 FROM (SELECT DISTINCT ON (e.model_id) hd.event_seq, hd.next_attempt_at
+                         FROM ${schema}.deliveries hd
+                         JOIN ${schema}.events e ON e.seq = hd.event_seq
+                        WHERE hd.transport = $1 AND hd.delivered_at IS NULL AND hd.dead_at IS NULL
+                        ORDER BY e.model_id, hd.event_seq) AS h
+                WHERE h.next_attempt_at <= now()
+                ORDER BY h.event_seq
+                -- Room for the rows other replicas hold locked right now.
+                LIMIT $2 * 4))
          AND d.delivered_at IS NULL
+         AND d.dead_at IS NULL
          AND d.next_attempt_at <= now()
-         AND NOT EXISTS (
-           SELECT 1
-             FROM ${schema}.events prior
-             JOIN ${schema}.deliveries pd ON pd.transport = d.transport AND pd.event_seq = prior.seq
-            WHERE prior.model_id = e.model_id
-              AND prior.seq < d.event_seq
-              AND pd.delivered_at IS NULL)
        ORDER BY d.event_seq
        LIMIT $2
        FOR UPDATE OF d SKIP LOCKED
@@ -115,15 +140,27 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       const message = (error as Error).message || String(error);
       metrics?.broadcastDeliveries.inc({ transport: transport.name, outcome: 'failed' });
       const delay = backoffMs(row.attempts);
-      await pool
-        .query(
+      const recorded = await pool
+        .query<{ dead: boolean }>(
           `UPDATE ${schema}.deliveries
-              SET next_attempt_at = now() + $3 * interval '1 millisecond', last_error = $4
-            WHERE transport = $1 AND event_seq = $2 AND delivered_at IS NULL AND attempts = $5`,
-          [transport.name, row.seq, delay, message.slice(0, 1_000), row.attempts],
+              SET next_attempt_at = now() + $3 * interval '1 millisecond', last_error = $4,
+                  dead_at = CASE WHEN attempts >= $6 OR queued_at <= now() - $7 * interval '1 millisecond' THEN now() END
+            WHERE transport = $1 AND event_seq = $2 AND delivered_at IS NULL AND attempts = $5
+           RETURNING dead_at IS NOT NULL AS dead`,
+          [transport.name, row.seq, delay, message.slice(0, 1_000), row.attempts, deadAfterAttempts, deadAfterMs],
         )
         // The lease runs out and the row is retried anyway.
-        .catch((dbError: Error) => log.warn({ err: dbError.message, transport: transport.name }, 'could not record a failed delivery'));
+        .catch((dbError: Error) => {
+          log.warn({ err: dbError.message, transport: transport.name }, 'could not record a failed delivery');
+          return null;
+        });
+      if (recorded?.rows[0]?.dead) {
+        metrics?.deadDeliveries.inc({ transport: transport.name });
+        log.error(
+          { transport: transport.name, eventId: row.payload.eventId, modelId: row.payload.modelId, attempts: row.attempts, err: message },
+          'broadcast delivery parked as dead after repeated rejections; `astria-reconciler requeue-dead` sends it again',
+        );
+      }
       return { ok: false, error: message };
     }
     metrics?.broadcastDeliveries.inc({ transport: transport.name, outcome: 'delivered' });
@@ -138,10 +175,32 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return { ok: true };
   }
 
+  /** `outbox_pending` and `outbox_oldest_pending_seconds` of one transport (dead deliveries left out). */
+  async function refreshGauges(transport: Transport): Promise<void> {
+    if (!metrics) return;
+    try {
+      const { rows } = await pool.query<{ pending: number; oldest: number }>(
+        `SELECT count(*)::int AS pending, coalesce(extract(epoch FROM now() - min(queued_at)), 0)::float8 AS oldest
+           FROM ${schema}.deliveries
+          WHERE transport = $1 AND delivered_at IS NULL AND dead_at IS NULL`,
+        [transport.name],
+      );
+      metrics.outboxPending.set({ transport: transport.name }, rows[0]!.pending);
+      metrics.outboxOldestPending.set({ transport: transport.name }, Math.max(0, rows[0]!.oldest));
+    } catch (error) {
+      log.debug({ err: (error as Error).message, transport: transport.name }, 'could not measure the broadcast outbox');
+    }
+  }
+
   async function loop(transport: Transport, signal: AbortSignal): Promise<void> {
     const wakeup = wakeups.get(transport.name)!;
     let lastWarned: string | null = null;
+    let gaugesAt = -Infinity;
     while (!signal.aborted) {
+      if (clock.now() - gaugesAt >= gaugeIntervalMs) {
+        gaugesAt = clock.now();
+        await refreshGauges(transport);
+      }
       let batch: Claimed[] = [];
       try {
         batch = await claim(transport);

@@ -19,7 +19,10 @@ export interface Transport {
  * The asynchronous transports `BROADCAST` names (`pg` needs none: the status service NOTIFYs inside
  * its transaction). `loadConfig` has already required the URL and secret each one needs.
  */
-export function createTransports(broadcast: Config['broadcast'], log: Logger): Transport[] {
+export function createTransports(
+  broadcast: Pick<Config['broadcast'], 'transports' | 'pgChannel' | 'httpUrl' | 'httpSecret' | 'redisUrl' | 'redisChannel'>,
+  log: Logger,
+): Transport[] {
   const transports: Transport[] = [];
   if (broadcast.transports.includes('http')) {
     if (!broadcast.httpUrl || !broadcast.httpSecret) throw new Error('BROADCAST_HTTP_URL and BROADCAST_HTTP_SECRET are required for http');

@@ -1,12 +1,13 @@
 import { parseArgs } from 'node:util';
-import { parseDuration } from '../config.js';
+import { parseDuration, type AsyncBroadcastTransport } from '../config.js';
 
 export type Command =
   | { kind: 'help' }
   | { kind: 'version' }
   | { kind: 'daemon'; stuckAfterMs: number | null }
   | { kind: 'once'; dryRun: boolean; modelIds: string[]; stuckAfterMs: number | null; json: boolean }
-  | { kind: 'report'; sinceMs: number; json: boolean };
+  | { kind: 'report'; sinceMs: number; json: boolean }
+  | { kind: 'requeue-dead'; transport: AsyncBroadcastTransport | null };
 
 /** Wrong flags or arguments: exit code 2 with the usage text. */
 export class UsageError extends Error {
@@ -17,7 +18,9 @@ export const USAGE = `Usage:
   astria-reconciler                      run the daemon (until SIGTERM/SIGINT)
   astria-reconciler --once [options]     one pass over every in-flight model, then exit
   astria-reconciler report [--since 7d] [--json]
-                                         what was applied, from the event log
+                                         what was applied, from the event log, and the dead deliveries
+  astria-reconciler requeue-dead [--transport http|redis]
+                                         send the parked (dead) broadcast deliveries again
 
 Options for --once:
   --dry-run              report what would change; write nothing, send no event
@@ -30,8 +33,19 @@ Options for --once:
   -v, --version          the version
 
 Configuration comes from the environment (DATABASE_URL, ASTRIA_API_KEY, ...): see the README.
-Exit codes: 0 done, 1 fatal (bad config, database unreachable, Astria 401), 2 usage error,
-3 pass finished but some models could not be checked (safe to re-run).`;
+report and requeue-dead need only DATABASE_URL.
+Exit codes: 0 done, 1 fatal (bad config, database unreachable or without ai_models, Astria 401),
+2 usage error, 3 pass finished but some models could not be checked (safe to re-run).`;
+
+const SUBCOMMANDS = ['report', 'requeue-dead'] as const;
+const TRANSPORTS: readonly AsyncBroadcastTransport[] = ['http', 'redis'];
+
+/** parseArgs' own message, without its hint about positionals after '--' (nobody here needs one). */
+function describeParseError(error: Error & { code?: string }): string {
+  const unknown = /^Unknown option '([^']+)'/.exec(error.message);
+  if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) return `unknown option ${unknown[1]}`;
+  return error.message;
+}
 
 function duration(flag: string, text: string): number {
   const ms = parseDuration(text);
@@ -53,31 +67,42 @@ export function parseCommand(argv: string[]): Command {
         'stuck-after': { type: 'string' },
         json: { type: 'boolean' },
         since: { type: 'string' },
+        transport: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
     });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(describeParseError(error as Error));
   }
   const { values, positionals } = parsed;
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
 
   const [subcommand, ...extra] = positionals;
-  if (extra.length > 0 || (subcommand !== undefined && subcommand !== 'report')) {
-    throw new UsageError(`unexpected argument "${subcommand === 'report' ? extra[0] : subcommand}"`);
+  const known = SUBCOMMANDS.find((name) => name === subcommand);
+  if (extra.length > 0 || (subcommand !== undefined && !known)) {
+    throw new UsageError(`unexpected argument "${known ? extra[0] : subcommand}"`);
   }
   const reject = (flags: (keyof typeof values)[], context: string) => {
     const given = flags.filter((flag) => values[flag] !== undefined);
     if (given.length > 0) throw new UsageError(`--${given[0]} cannot be used ${context}`);
   };
 
-  if (subcommand === 'report') {
-    reject(['once', 'dry-run', 'model-id', 'stuck-after'], 'with report');
+  if (known === 'report') {
+    reject(['once', 'dry-run', 'model-id', 'stuck-after', 'transport'], 'with report');
     return { kind: 'report', sinceMs: duration('--since', values.since ?? '7d'), json: values.json ?? false };
   }
+  if (known === 'requeue-dead') {
+    reject(['once', 'dry-run', 'model-id', 'stuck-after', 'since', 'json'], 'with requeue-dead');
+    const transport = TRANSPORTS.find((name) => name === values.transport) ?? null;
+    if (values.transport !== undefined && transport === null) {
+      throw new UsageError(`--transport: "${values.transport}" is not one of ${TRANSPORTS.join(', ')}`);
+    }
+    return { kind: 'requeue-dead', transport };
+  }
   reject(['since'], 'without report');
+  reject(['transport'], 'without requeue-dead');
   const stuckAfterMs = values['stuck-after'] === undefined ? null : duration('--stuck-after', values['stuck-after']);
   if (!values.once) {
     reject(['dry-run', 'model-id', 'json'], 'without --once');

@@ -1,24 +1,39 @@
 import { createDispatcher } from '../broadcast/dispatcher.js';
 import { pruneDeliveredEvents } from '../broadcast/retention.js';
 import { createTransports } from '../broadcast/transport.js';
-import { createHttpServer } from '../http/server.js';
+import { createHttpServer, sendJson } from '../http/server.js';
 import { createWebhookHandler } from '../http/webhook.js';
 import { runDaemon } from '../reconciler/daemon.js';
 import { createLeaderElection } from '../reconciler/leader.js';
 import type { StatusService } from '../status/service.js';
-import type { Runtime } from './runtime.js';
+import { prepareDatabase, type Runtime } from './runtime.js';
 
 const PRUNE_EVERY_MS = 60 * 60_000;
+/** Retries of a database that is not usable yet: quick at first, then every 5 s. */
+const DATABASE_RETRY_FIRST_MS = 500;
+const DATABASE_RETRY_MAX_MS = 5_000;
+/** The same database problem is logged again at most this often. */
+const DATABASE_WARN_EVERY_MS = 60_000;
 
 /**
  * The sidecar: on every replica the HTTP endpoints, the broadcast dispatcher and the event-log pruning;
- * the reconcile loop does work only while this replica leads. Resolves once the signal aborted and
- * in-flight work finished; rejects on a fatal error (Astria 401).
+ * the reconcile loop does work only while this replica leads. HTTP comes up first, so `/livez` answers
+ * even while the database is down or is the wrong one (`/readyz` says why); everything else starts
+ * once the database is usable. Resolves once the signal aborted and in-flight work finished.
  */
 export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): Promise<void> {
   const { config, log, pool, metrics, clock } = runtime;
   const transports = createTransports(config.broadcast, log);
-  const dispatcher = createDispatcher({ pool, schema: config.schema, transports, log, metrics, clock });
+  const dispatcher = createDispatcher({
+    pool,
+    schema: config.schema,
+    transports,
+    log,
+    metrics,
+    clock,
+    deadAfterAttempts: config.broadcast.deadAfterAttempts,
+    deadAfterMs: config.broadcast.deadAfterMs,
+  });
   // Every applied transition wakes the dispatcher at once; its poll is only the safety net.
   const service: StatusService = {
     async apply(transition, source) {
@@ -33,7 +48,8 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
     log,
     metrics,
   });
-  const webhook = config.http.webhookSecret
+  let notReady: string | null = 'connecting to the database';
+  const applyCallback = config.http.webhookSecret
     ? createWebhookHandler({
         secret: config.http.webhookSecret,
         pool,
@@ -44,36 +60,75 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
         schema: config.schema,
       })
     : undefined;
-  const server = createHttpServer({ pool, metrics, log, webhook });
+  const webhook: typeof applyCallback = applyCallback && (async (req, res, url) => {
+    // Before our schema exists a callback cannot be recorded; say so rather than fail on the write.
+    if (notReady !== null) sendJson(res, 503, { error: `not ready: ${notReady}` });
+    else await applyCallback(req, res, url);
+  });
+  const server = createHttpServer({ pool, metrics, log, webhook, notReadyReason: () => notReady });
   const address = await server.listen(config.http.port, config.http.host);
   log.info(
     { host: address.address, port: address.port, webhook: webhook !== undefined, intervalMs: config.intervalMs, broadcast: config.broadcast.transports },
     'astria-reconciler daemon started',
   );
-  // A fatal error in the loop must stop the dispatcher and pruning too.
-  const stop = new AbortController();
-  const stopAll = AbortSignal.any([signal, stop.signal]);
-  const background = Promise.all([dispatcher.run(stopAll), pruneEvery(runtime, PRUNE_EVERY_MS, stopAll)]);
   try {
-    await runDaemon(
-      { ...runtime, service, leader },
-      {
-        intervalMs: config.intervalMs,
-        stuckAfterMs: config.stuckAfterMs,
-        trainingTimeoutMs: config.trainingTimeoutMs,
-        concurrency: config.astria.concurrency,
-        maxNotFoundShare: config.maxNotFoundShare,
-        signal,
-      },
-    );
+    if (!(await untilDatabaseReady(runtime, signal, (reason) => (notReady = reason)))) return;
+    notReady = null;
+    // Should the loop end with an error, the dispatcher and pruning must stop too.
+    const stop = new AbortController();
+    const stopAll = AbortSignal.any([signal, stop.signal]);
+    const background = Promise.all([dispatcher.run(stopAll), pruneEvery(runtime, PRUNE_EVERY_MS, stopAll)]);
+    try {
+      await runDaemon(
+        { ...runtime, service, leader },
+        {
+          intervalMs: config.intervalMs,
+          stuckAfterMs: config.stuckAfterMs,
+          trainingTimeoutMs: config.trainingTimeoutMs,
+          concurrency: config.astria.concurrency,
+          maxNotFoundShare: config.maxNotFoundShare,
+          signal,
+        },
+      );
+    } finally {
+      stop.abort();
+      await background;
+    }
   } finally {
-    stop.abort();
-    await background;
     await Promise.allSettled(transports.map((transport) => transport.close()));
     await leader.release();
     await server.close();
     log.info('astria-reconciler daemon stopped');
   }
+}
+
+/**
+ * Retries `prepareDatabase` until it succeeds (true) or the signal aborts (false). Each failure is
+ * counted as a loop error and becomes the `/readyz` reason; a repeated one is logged once a minute.
+ */
+async function untilDatabaseReady(runtime: Runtime, signal: AbortSignal, setReason: (reason: string) => void): Promise<boolean> {
+  const { log, metrics, clock } = runtime;
+  let delayMs = DATABASE_RETRY_FIRST_MS;
+  let lastLogged: { reason: string; at: number } | null = null;
+  while (!signal.aborted) {
+    try {
+      await prepareDatabase(runtime, { dryRun: false });
+      if (lastLogged) log.info('database usable; starting');
+      return true;
+    } catch (error) {
+      const reason = (error as Error).message;
+      setReason(reason);
+      metrics.loopErrors.inc();
+      const now = clock.now();
+      if (!lastLogged || lastLogged.reason !== reason || now - lastLogged.at >= DATABASE_WARN_EVERY_MS) {
+        log.error({ err: reason, retryInMs: delayMs }, 'database not usable; serving /livez and retrying');
+        lastLogged = { reason, at: now };
+      }
+    }
+    await clock.sleep(delayMs, signal).catch(() => undefined);
+    delayMs = Math.min(DATABASE_RETRY_MAX_MS, delayMs * 2);
+  }
+  return false;
 }
 
 /** Drops delivered events older than the retention, now and then; failures wait for the next round. */

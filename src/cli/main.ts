@@ -1,16 +1,22 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { AstriaAuthError } from '../astria/client.js';
+import { requeueDeadDeliveries } from '../broadcast/dead-letter.js';
 import { ConfigError, loadConfig } from '../config.js';
+import { HostTableMissingError } from '../db/host-check.js';
+import { createPool } from '../db/pool.js';
+import { ListenError } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { parseCommand, USAGE, UsageError, type Command } from './args.js';
 import { runDaemonCommand } from './daemon.js';
 import { runOnce } from './once.js';
 import { runReport } from './report.js';
-import { createPool } from '../db/pool.js';
-import { createRuntime, DatabaseUnreachableError } from './runtime.js';
+import { buildRuntime, createRuntime, DatabaseUnreachableError } from './runtime.js';
 
 const EXIT = { ok: 0, fatal: 1, usage: 2, incomplete: 3 } as const;
+
+/** Fatal conditions an operator fixes from the message alone: no stack trace for them. */
+const KNOWN_FATAL = [ConfigError, DatabaseUnreachableError, HostTableMissingError, AstriaAuthError, ListenError];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -38,8 +44,9 @@ async function run(command: Command): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return EXIT.ok;
   }
-  const config = loadConfig(process.env, { needsAstria: command.kind !== 'report' });
-  if (command.kind !== 'report' && command.stuckAfterMs !== null) config.stuckAfterMs = command.stuckAfterMs;
+  const needsAstria = command.kind === 'once' || command.kind === 'daemon';
+  const config = loadConfig(process.env, { needsAstria });
+  if ((command.kind === 'once' || command.kind === 'daemon') && command.stuckAfterMs !== null) config.stuckAfterMs = command.stuckAfterMs;
   const log = createLogger(config.logLevel);
 
   if (command.kind === 'once') {
@@ -60,7 +67,8 @@ async function run(command: Command): Promise<number> {
   }
   if (command.kind === 'daemon') {
     const signal = abortOnSignals();
-    const runtime = await createRuntime(config, log, { dryRun: false, defaultMetrics: true });
+    // Nothing connects yet: the daemon serves /livez first and waits for a usable database itself.
+    const runtime = buildRuntime(config, log, { dryRun: false, defaultMetrics: true });
     signal.addEventListener('abort', () => {
       log.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing in-flight work');
       // In-flight writes are single transactions: cutting them short rolls them back, never half-applies.
@@ -78,10 +86,16 @@ async function run(command: Command): Promise<number> {
   }
   const pool = createPool(config.databaseUrl, log);
   try {
+    if (command.kind === 'requeue-dead') {
+      const requeued = await requeueDeadDeliveries(pool, config.schema, command.transport);
+      const total = requeued.http + requeued.redis;
+      process.stdout.write(`re-queued ${total} dead deliver${total === 1 ? 'y' : 'ies'} (http ${requeued.http}, redis ${requeued.redis}); running daemons send them within a second\n`);
+      return EXIT.ok;
+    }
     return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout });
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    throw new DatabaseUnreachableError(`cannot read the event log: ${(error as Error).message}`);
+    throw new DatabaseUnreachableError(`cannot use the event log: ${(error as Error).message}`);
   } finally {
     await pool.end();
   }
@@ -98,16 +112,22 @@ async function main(): Promise<void> {
   process.stdout.write('', () => process.exit(code));
 }
 
+/**
+ * A usage error: one plain line and where to look. A fatal error: one JSON log line (for the log
+ * pipeline) and one plain line (for the person at the terminal); a stack trace only for the unexpected.
+ */
 function reportFailure(error: unknown): number {
   if (error instanceof UsageError) {
-    process.stderr.write(`astria-reconciler: ${error.message}\n\n${USAGE}\n`);
+    process.stderr.write(`astria-reconciler: ${error.message}\nRun "astria-reconciler --help" for usage.\n`);
     return EXIT.usage;
   }
-  if (error instanceof ConfigError || error instanceof DatabaseUnreachableError || error instanceof AstriaAuthError) {
-    process.stderr.write(`astria-reconciler: ${error.message}\n`);
-    return EXIT.fatal;
-  }
-  process.stderr.write(`astria-reconciler: fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  // Written whatever LOG_LEVEL says (it may be the variable that is wrong).
+  const log = createLogger('fatal');
+  const known = KNOWN_FATAL.some((kind) => error instanceof kind);
+  const message = error instanceof Error ? error.message : String(error);
+  if (known) log.fatal({ kind: (error as Error).name, exitCode: EXIT.fatal }, message);
+  else log.fatal({ err: error, exitCode: EXIT.fatal }, `unexpected error: ${message}`);
+  process.stderr.write(`astria-reconciler: ${known ? message : `unexpected error: ${message} (details in the log line above)`}\n`);
   return EXIT.fatal;
 }
 

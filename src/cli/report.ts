@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { UsageError } from './args.js';
+import { listDeadDeliveries, type DeadDeliveries } from '../broadcast/dead-letter.js';
 
 /** One slow recovery: Astria finished training long before the reconciler applied READY. */
 export interface SlowRecovery {
@@ -24,6 +25,8 @@ export interface Report {
   recoveries: number;
   /** The 10 slowest of them, slowest first. */
   slowest: SlowRecovery[];
+  /** Broadcast deliveries parked as dead (whenever they were), re-queued by `requeue-dead`. */
+  deadDeliveries: DeadDeliveries;
 }
 
 const SLOWEST = 10;
@@ -46,6 +49,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
     lagSeconds: { p50: null, p90: null, p99: null, max: null },
     recoveries: 0,
     slowest: [],
+    deadDeliveries: await listDeadDeliveries(pool, schema),
   };
   // A database the daemon never ran on has no event log yet: nothing was applied. (A report writes nothing.)
   const exists = await pool.query<{ found: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS found`, [`${schema}.events`]);
@@ -103,6 +107,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
       trainedAt: row.trained_at.toISOString(),
       occurredAt: row.occurred_at.toISOString(),
     })),
+    deadDeliveries: empty.deadDeliveries,
   };
 }
 
@@ -165,7 +170,23 @@ export function formatReport(report: Report): string {
       ).map((l) => `  ${l}`),
     );
   }
+  lines.push('', ...formatDeadDeliveries(report.deadDeliveries));
   return `${lines.join('\n')}\n`;
+}
+
+function formatDeadDeliveries(dead: DeadDeliveries): string[] {
+  if (dead.total === 0) return ['Dead broadcast deliveries: none'];
+  const byTransport = Object.entries(dead.byTransport).map(([transport, n]) => `${transport} ${n}`).join(', ');
+  return [
+    `Dead broadcast deliveries: ${dead.total} (${byTransport}); send them again with: astria-reconciler requeue-dead`,
+    ...table(
+      [
+        ['transport', 'model', 'event', 'attempts', 'parked at', 'last error'],
+        ...dead.recent.map((d) => [d.transport, d.modelId, d.eventId, String(d.attempts), d.deadAt, (d.lastError ?? '-').slice(0, 80)]),
+      ],
+      [false, false, false, true, false, false],
+    ).map((l) => `  ${l}`),
+  ];
 }
 
 /**

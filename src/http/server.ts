@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
+import { assertHostTable, HostTableMissingError } from '../db/host-check.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 
@@ -14,11 +15,33 @@ export interface HttpServerOptions {
   webhook?: RouteHandler;
   /** How long /readyz waits for the database before answering 503. */
   readinessTimeoutMs?: number;
+  /** Why the process is not ready besides the database (e.g. its schema not set up yet); null when nothing. */
+  notReadyReason?: () => string | null;
 }
 
 export interface HttpServer {
   listen(port: number, host: string): Promise<AddressInfo>;
   close(): Promise<void>;
+}
+
+/** The port cannot be bound (in use, not permitted, no such address): a configuration problem. */
+export class ListenError extends Error {
+  override name = 'ListenError';
+  constructor(host: string, port: number, cause: NodeJS.ErrnoException) {
+    const why = cause.code === 'EADDRINUSE' ? 'the address is already in use' : cause.message;
+    super(`cannot listen on ${host}:${port}: ${why} (RECONCILER_HTTP_PORT, RECONCILER_HTTP_HOST)`);
+  }
+}
+
+const WEBHOOK_PATH = '/webhooks/astria';
+
+/** The request target as a URL, or null when it is not one (`//[`, `http://a:99999/`, `http://%zz/`). */
+function parseTarget(target: string | undefined): URL | null {
+  try {
+    return new URL(target ?? '/', 'http://localhost');
+  } catch {
+    return null;
+  }
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -34,15 +57,20 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const readinessTimeoutMs = options.readinessTimeoutMs ?? 2_000;
 
-  async function databaseReachable(): Promise<boolean> {
+  /** Null when ready, else the reason: the database must answer, within the timeout, and hold `ai_models`. */
+  async function notReadyReason(): Promise<string | null> {
+    const own = options.notReadyReason?.() ?? null;
+    if (own !== null) return own;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), readinessTimeoutMs)));
-    const query = options.pool.query('SELECT 1').then(
-      () => true,
-      () => false,
+    const timeout = new Promise<string>(
+      (resolve) => (timer = setTimeout(() => resolve(`database did not answer within ${readinessTimeoutMs} ms`), readinessTimeoutMs)),
+    );
+    const check = assertHostTable(options.pool).then(
+      () => null,
+      (error: Error) => (error instanceof HostTableMissingError ? error.message : `database unreachable: ${error.message}`),
     );
     try {
-      return await Promise.race([query, timeout]);
+      return await Promise.race([check, timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -50,10 +78,11 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   const routes: Record<string, RouteHandler> = {
     'GET /livez': async (_req, res) => sendJson(res, 200, { status: 'alive' }),
-    'GET /readyz': async (_req, res) =>
-      (await databaseReachable())
-        ? sendJson(res, 200, { status: 'ready' })
-        : sendJson(res, 503, { status: 'database unreachable' }),
+    'GET /readyz': async (_req, res) => {
+      const reason = await notReadyReason();
+      if (reason === null) sendJson(res, 200, { ready: true });
+      else sendJson(res, 503, { ready: false, reason });
+    },
     'GET /metrics': async (_req, res) => {
       const body = await options.metrics.registry.metrics();
       res.writeHead(200, { 'content-type': options.metrics.registry.contentType });
@@ -61,10 +90,22 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     },
   };
   routes['GET /healthz'] = routes['GET /livez']!;
-  if (options.webhook) routes['POST /webhooks/astria'] = options.webhook;
+  if (options.webhook) routes[`POST ${WEBHOOK_PATH}`] = options.webhook;
 
   const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    // The port faces the internet (Astria calls it): whatever the request target, answer, never throw.
+    const url = parseTarget(req.url);
+    if (url === null) {
+      res.setHeader('connection', 'close');
+      sendJson(res, 400, { error: 'malformed request target' });
+      return;
+    }
+    // Every request to the webhook's path is counted by the status it got, whoever answered it.
+    if (url.pathname === WEBHOOK_PATH) {
+      res.once('close', () => {
+        if (res.headersSent) options.metrics.webhookRequests.inc({ code: String(res.statusCode) });
+      });
+    }
     const route = routes[`${req.method} ${url.pathname}`];
     if (!route) {
       const known = Object.keys(routes).some((key) => key.endsWith(` ${url.pathname}`));
@@ -82,7 +123,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   return {
     listen(port, host) {
       return new Promise((resolve, reject) => {
-        server.once('error', reject);
+        server.once('error', (error: NodeJS.ErrnoException) => reject(new ListenError(host, port, error)));
         server.listen(port, host, () => resolve(server.address() as AddressInfo));
       });
     },

@@ -15,8 +15,15 @@ export function createWebhookHandler(options: WebhookOptions): RouteHandler {
       { givenSecret: url.searchParams.get('secret'), modelId: url.searchParams.get('model'), contentLength, body: req },
       deps,
     );
-    // A rejected body may be left unread: close the connection rather than drain it.
-    if (response.status >= 400) res.setHeader('connection', 'close');
+    if (response.status >= 400) {
+      // A wrong secret in the callback URL must show up somewhere; the URL itself (the secret) never does.
+      options.log?.warn(
+        { status: response.status, reason: response.body.error, remoteAddress: req.socket.remoteAddress, userAgent: req.headers['user-agent'] },
+        'Astria webhook request rejected',
+      );
+      // A rejected body may be left unread: close the connection rather than drain it.
+      res.setHeader('connection', 'close');
+    }
     sendJson(res, response.status, response.body);
   };
 }

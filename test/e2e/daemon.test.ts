@@ -1,12 +1,25 @@
 import { spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { createDatabase, dropDatabase } from '../../src/db/embedded.js';
 import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import {
+  ASTRIA_ENDPOINTS,
+  ASTRIA_OUTCOMES,
+  ASYNC_TRANSPORTS,
+  DELIVERY_OUTCOMES,
+  TRANSITION_SOURCES,
+  TRANSITION_TARGETS,
+  WEBHOOK_CODES,
+} from '../../src/metrics.js';
 import { runCli } from '../support/cli.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
-import { startDaemon, waitUntil, type RunningDaemon } from '../support/daemon.js';
+import { freePort, startDaemon, waitUntil, type RunningDaemon } from '../support/daemon.js';
 import { listen } from '../support/listen.js';
+import { createTcpProxy } from '../support/tcp-proxy.js';
 
 const API_KEY = 'sd_daemon_test_key_77';
 const SECRET = 'webhook-secret-e2e';
@@ -36,7 +49,7 @@ async function fake(options: { latencyMs?: number } = {}): Promise<SimulatedAstr
   return astria;
 }
 
-async function daemon(astria: SimulatedAstria, env: Record<string, string> = {}): Promise<RunningDaemon> {
+async function daemon(astria: SimulatedAstria, env: Record<string, string> = {}, options: { waitForReady?: boolean } = {}): Promise<RunningDaemon> {
   const running = await startDaemon({
     DATABASE_URL: db.url,
     ASTRIA_API_KEY: API_KEY,
@@ -46,7 +59,7 @@ async function daemon(astria: SimulatedAstria, env: Record<string, string> = {})
     WEBHOOK_SECRET: SECRET,
     LOG_LEVEL: 'info',
     ...env,
-  });
+  }, options);
   daemons.push(running);
   return running;
 }
@@ -233,4 +246,124 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
     await waitUntil(async () => (await ready()) === 200, 10_000, '/readyz to answer 200 again');
     await waitUntil(async () => (await statusOf('m-outage')) === 'READY', 10_000, 'm-outage to be recovered');
   }, 40_000);
+
+  it('a database that comes up 10 s after the daemon: /livez 200 throughout, /readyz 503 with a reason, then 200 and stuck models recovered', async () => {
+    const astria = await fake();
+    const tune = astria.addTune({ trainedAt: ago(60_000) });
+    await seedModels(db.pool, [training('m-late-db', tune.id)]);
+    const real = new URL(db.url);
+    const proxy = await createTcpProxy({ host: real.hostname, port: Number(real.port || 5432) }, await freePort());
+    const proxied = new URL(db.url);
+    proxied.port = String(proxy.port);
+    try {
+      const running = await daemon(astria, { DATABASE_URL: proxied.toString(), RECONCILER_INTERVAL: '500ms' }, { waitForReady: false });
+      const startedAt = Date.now();
+      const reasons = new Set<string>();
+      while (Date.now() - startedAt < 10_000) {
+        expect((await fetch(`${running.url}/livez`)).status).toBe(200);
+        const ready = await fetch(`${running.url}/readyz`);
+        expect(ready.status).toBe(503);
+        const body = (await ready.json()) as { ready: boolean; reason: string };
+        expect(body.ready).toBe(false);
+        reasons.add(body.reason);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      expect([...reasons].join('\n')).toMatch(/database unreachable/);
+      expect(running.exited()).toBe(false);
+
+      await proxy.open();
+      await waitUntil(async () => (await fetch(`${running.url}/readyz`)).status === 200, 15_000, '/readyz 200 once the database is up');
+      await waitUntil(async () => (await statusOf('m-late-db')) === 'READY', 15_000, 'the stuck model recovered');
+      const metrics = await (await fetch(`${running.url}/metrics`)).text();
+      expect(Number(/^astria_reconciler_loop_errors_total (\d+)/m.exec(metrics)![1])).toBeGreaterThan(0);
+    } finally {
+      await proxy.close();
+    }
+  }, 60_000);
+
+  it('a database without ai_models: /readyz 503 naming it, --once exits 1 with one line naming DATABASE_URL and ?schema=, our schema never created', async () => {
+    const adminUrl = inject('adminDatabaseUrl');
+    const name = `t_wrong_${randomBytes(4).toString('hex')}`;
+    const wrongUrl = await createDatabase(adminUrl, name);
+    const wrong = new pg.Pool({ connectionString: wrongUrl, max: 1 });
+    try {
+      const astria = await fake();
+      const running = await daemon(astria, { DATABASE_URL: wrongUrl }, { waitForReady: false });
+      await waitUntil(
+        async () => ((await (await fetch(`${running.url}/readyz`)).json()) as { reason?: string }).reason?.includes('ai_models') ?? false,
+        10_000,
+        '/readyz to name ai_models',
+      );
+      const ready = await fetch(`${running.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ ready: false, reason: expect.stringMatching(/ai_models.*DATABASE_URL.*\?schema=/) });
+      expect((await fetch(`${running.url}/livez`)).status).toBe(200);
+
+      const once = await runCli(['--once'], { DATABASE_URL: wrongUrl, ASTRIA_API_KEY: API_KEY, ASTRIA_API_URL: astria.url });
+      expect(once.code).toBe(1);
+      const plain = once.stderr.split('\n').filter((line) => line !== '' && !line.startsWith('{'));
+      expect(plain).toHaveLength(1);
+      expect(plain[0]).toMatch(/ai_models.*DATABASE_URL.*\?schema=/);
+      expect(once.stderr).not.toMatch(/\n\s+at /);
+
+      const { rows } = await wrong.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'astria_reconciler'`);
+      expect(rows[0].n).toBe(0);
+      expect(running.exited()).toBe(false);
+    } finally {
+      await wrong.end();
+      for (const running of daemons.splice(0)) if (!running.exited()) running.kill('SIGKILL');
+      await dropDatabase(adminUrl, name);
+    }
+  }, 40_000);
+
+  it('a fresh start shows every known counter series at 0 before any work', async () => {
+    const astria = await fake();
+    const running = await daemon(astria);
+    const metrics = await (await fetch(`${running.url}/metrics`)).text();
+    const series = (name: string, labels: Record<string, string>) =>
+      `${name}{${Object.entries(labels).map(([key, value]) => `${key}="${value}"`).join(',')}} 0`;
+    const expected = [
+      ...TRANSITION_TARGETS.flatMap((to) => TRANSITION_SOURCES.map((source) => series('astria_reconciler_transitions_total', { to, source }))),
+      ...ASTRIA_ENDPOINTS.flatMap((endpoint) => ASTRIA_OUTCOMES.map((outcome) => series('astria_reconciler_astria_requests_total', { endpoint, outcome }))),
+      ...WEBHOOK_CODES.map((code) => series('astria_reconciler_webhook_requests_total', { code })),
+      ...ASYNC_TRANSPORTS.flatMap((transport) => DELIVERY_OUTCOMES.map((outcome) => series('astria_reconciler_broadcast_deliveries_total', { transport, outcome }))),
+      ...ASYNC_TRANSPORTS.map((transport) => series('astria_reconciler_dead_deliveries_total', { transport })),
+      ...ASYNC_TRANSPORTS.map((transport) => series('astria_reconciler_outbox_pending', { transport })),
+      'astria_reconciler_lost_callbacks_total 0',
+      'astria_reconciler_late_callbacks_total 0',
+      'astria_reconciler_loop_errors_total 0',
+    ];
+    const lines = new Set(metrics.split('\n'));
+    expect(expected.filter((line) => !lines.has(line))).toEqual([]);
+  });
+
+  it('malformed request targets get a 400 and the daemon keeps serving', async () => {
+    const astria = await fake();
+    const running = await daemon(astria);
+    const { port } = new URL(running.url);
+    for (const target of ['//[', 'http://[', 'http://a:99999/', 'http://%zz/']) {
+      const answer = await new Promise<string>((resolve) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk.toString()));
+        socket.on('close', () => resolve(text));
+        socket.on('error', () => resolve(text));
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    }
+    expect((await fetch(`${running.url}/livez`)).status).toBe(200);
+    expect(running.exited()).toBe(false);
+  });
+
+  it('a webhook with a wrong secret is logged (never the secret) and counted', async () => {
+    const astria = await fake();
+    const running = await daemon(astria);
+    const status = await fetch(`${running.url}/webhooks/astria?secret=guessed-secret-123`, { method: 'POST', body: '{}' }).then((res) => res.status);
+    expect(status).toBe(401);
+    await waitUntil(() => running.output().includes('Astria webhook request rejected'), 5_000, 'the rejection logged');
+    expect(running.output()).not.toContain('guessed-secret-123');
+    expect(running.output()).not.toContain(SECRET);
+    const metrics = await (await fetch(`${running.url}/metrics`)).text();
+    expect(metrics).toContain('astria_reconciler_webhook_requests_total{code="401"} 1');
+  });
 });

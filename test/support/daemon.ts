@@ -30,8 +30,12 @@ export interface RunningDaemon {
   kill(signal: NodeJS.Signals): void;
 }
 
-/** Starts the built CLI as a daemon on a free loopback port and waits for /livez. */
-export async function startDaemon(env: Record<string, string>): Promise<RunningDaemon> {
+/**
+ * Starts the built CLI as a daemon on a free loopback port and waits for /livez, then (unless
+ * `waitForReady` is false: a database that is down or wrong) for /readyz: HTTP is up before the
+ * daemon has checked its database.
+ */
+export async function startDaemon(env: Record<string, string>, options: { waitForReady?: boolean } = {}): Promise<RunningDaemon> {
   const port = await freePort();
   const { child, done } = startCli([], { RECONCILER_HTTP_HOST: '127.0.0.1', RECONCILER_HTTP_PORT: String(port), ...env });
   let output = '';
@@ -51,5 +55,12 @@ export async function startDaemon(env: Record<string, string>): Promise<RunningD
     15_000,
     'the daemon to answer /livez',
   );
+  if (options.waitForReady ?? true) {
+    await waitUntil(
+      () => fetch(`${url}/readyz`).then((res) => res.status === 200, () => false),
+      15_000,
+      'the daemon to answer /readyz 200',
+    );
+  }
   return { url, pid: child.pid!, done, output: () => output, exited: () => exited, kill: (signal) => child.kill(signal) };
 }

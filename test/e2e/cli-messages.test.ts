@@ -1,0 +1,61 @@
+import { createServer, type Server } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, type CliResult } from '../support/cli.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+const env = { ASTRIA_API_KEY: 'sd_messages_test', LOG_LEVEL: 'info' };
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(() => db.drop());
+
+/** A fatal exit: exactly one JSON log line (level fatal) and one plain line, no stack trace. */
+function expectFatal(result: CliResult, plain: RegExp): void {
+  expect(result.code).toBe(1);
+  const lines = result.stderr.split('\n').filter((line) => line !== '');
+  const json = lines.filter((line) => line.startsWith('{'));
+  const human = lines.filter((line) => !line.startsWith('{'));
+  expect(json.length, result.stderr).toBeGreaterThanOrEqual(1);
+  const last = JSON.parse(json.at(-1)!) as { level: number; msg: string };
+  expect(last.level).toBe(60);
+  expect(last.msg).toMatch(plain);
+  expect(human, result.stderr).toHaveLength(1);
+  expect(human[0]).toMatch(/^astria-reconciler: /);
+  expect(human[0]).toMatch(plain);
+  expect(result.stderr).not.toMatch(/\n\s+at |stack/);
+}
+
+describe('messages of the CLI', () => {
+  it('an unknown flag: names the flag, points at --help, no Node hint about positionals (exit 2)', async () => {
+    const result = await runCli(['--once', '--frobnicate'], env);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/unknown option --frobnicate/);
+    expect(result.stderr).toMatch(/astria-reconciler --help/);
+    expect(result.stderr).not.toMatch(/positional|'--'/);
+  });
+
+  it('port in use: one JSON line and one plain line naming the port variable', async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as { port: number };
+    try {
+      const result = await runCli([], { ...env, DATABASE_URL: db.url, RECONCILER_HTTP_HOST: '127.0.0.1', RECONCILER_HTTP_PORT: String(port) });
+      expectFatal(result, new RegExp(`127\\.0\\.0\\.1:${port}.*already in use.*RECONCILER_HTTP_PORT`));
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    }
+  });
+
+  it('database unreachable (--once): one JSON line and one plain line, no password', async () => {
+    const result = await runCli(['--once'], { ...env, DATABASE_URL: 'postgresql://nobody:hunter2@127.0.0.1:1/none' });
+    expectFatal(result, /database unreachable/);
+    expect(result.stderr).not.toContain('hunter2');
+  });
+
+  it('bad configuration: one JSON line and one plain line naming the variable', async () => {
+    const result = await runCli(['--once'], { ...env, DATABASE_URL: db.url, RECONCILER_INTERVAL: 'soon' });
+    expectFatal(result, /RECONCILER_INTERVAL/);
+  });
+});

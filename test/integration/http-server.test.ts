@@ -1,0 +1,113 @@
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
+import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { createHttpServer, type HttpServer } from '../../src/http/server.js';
+import { createWebhookHandler } from '../../src/http/webhook.js';
+import { createLogger } from '../../src/log.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { createStatusService } from '../../src/status/service.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+const SECRET = 'http-server-test-secret';
+const log = createLogger('silent');
+
+let db: TestDatabase;
+let server: HttpServer;
+let metrics: Metrics;
+let port: number;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await ensureOwnSchema(db.pool, 'astria_reconciler');
+  metrics = createMetrics();
+  const service = createStatusService({ pool: db.pool });
+  server = createHttpServer({
+    pool: db.pool,
+    metrics,
+    log,
+    webhook: createWebhookHandler({ secret: SECRET, pool: db.pool, service, log, clock: systemClock, trainingTimeoutMs: 86_400_000 }),
+  });
+  port = ((await server.listen(0, '127.0.0.1')) as AddressInfo).port;
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close();
+  await db?.drop();
+});
+
+/** Sends raw bytes on a fresh connection; resolves with the status code answered (null when none). */
+function rawRequest(bytes: Buffer | string, timeoutMs = 2_000): Promise<number | null> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(answer);
+      resolve(status ? Number(status[1]) : null);
+    };
+    const timer = setTimeout(done, timeoutMs);
+    socket.on('data', (chunk) => (answer += chunk.toString('latin1')));
+    socket.on('close', done);
+    socket.on('error', done);
+    socket.write(bytes);
+  });
+}
+
+const request = (method: string, target: string, headers: [string, string][] = []) =>
+  rawRequest(`${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.map(([n, v]) => `${n}: ${v}\r\n`).join('')}Connection: close\r\n\r\n`);
+
+async function alive(): Promise<boolean> {
+  return (await fetch(`http://127.0.0.1:${port}/livez`)).status === 200;
+}
+
+describe('the HTTP server against hostile requests', () => {
+  it.each(['//[', 'http://[', 'http://a:99999/', 'http://%zz/', '//[/webhooks/astria'])('request target %s: 400, and it keeps serving', async (target) => {
+    expect(await request('GET', target)).toBe(400);
+    expect(await request('POST', target)).toBe(400);
+    expect(await alive()).toBe(true);
+  });
+
+  it('arbitrary request targets, methods and headers: never a 5xx, never down (fast-check, 400 runs)', async () => {
+    const token = fc.stringMatching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,12}$/);
+    const target = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 60 }),
+      fc.webUrl({ withQueryParameters: true, withFragments: true }),
+      fc.constantFrom('/', '*', '/livez', '/readyz', '/metrics', '/webhooks/astria', `/webhooks/astria?secret=${SECRET}`, '//', '/%', '/%zz', '//[', 'http://[::1', 'http://a:99999/', 'http://%zz/'),
+      fc.tuple(fc.constantFrom('/', '//', 'http://', 'http://a:', '/webhooks/astria?'), fc.string({ unit: 'grapheme', maxLength: 30 })).map(([a, b]) => a + b),
+    );
+    const method = fc.oneof(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE', 'get'), token);
+    // A body announced but never sent would only make the server wait for it.
+    const header = fc
+      .tuple(fc.oneof(token, fc.string({ maxLength: 12 })), fc.string({ unit: 'binary', maxLength: 40 }))
+      .filter(([name]) => !/^(content-length|transfer-encoding)$/i.test(name.trim()));
+    await fc.assert(
+      fc.asyncProperty(method, target, fc.array(header, { maxLength: 4 }), async (m, t, h) => {
+        const status = await request(m, t, h);
+        // Every request gets an answer (CONNECT asks for a tunnel: Node hangs up on it) and none is a 5xx.
+        if (m.toUpperCase() === 'CONNECT') return;
+        expect(status).not.toBeNull();
+        expect(status).toBeLessThan(500);
+      }),
+      { numRuns: 400 },
+    );
+    expect(await alive()).toBe(true);
+  }, 120_000);
+});
+
+describe('webhook requests in metrics and logs', () => {
+  it('counts every request to the webhook path by the status it got', async () => {
+    const counted = async (code: string) =>
+      (await metrics.webhookRequests.get()).values.find((value) => value.labels.code === code)?.value ?? 0;
+    const before = { '401': await counted('401'), '405': await counted('405'), '400': await counted('400') };
+    expect((await fetch(`http://127.0.0.1:${port}/webhooks/astria?secret=wrong`, { method: 'POST', body: '{}' })).status).toBe(401);
+    expect((await fetch(`http://127.0.0.1:${port}/webhooks/astria`, { method: 'GET' })).status).toBe(405);
+    expect((await fetch(`http://127.0.0.1:${port}/webhooks/astria?secret=${SECRET}`, { method: 'POST', body: 'not json' })).status).toBe(400);
+    expect(await counted('401')).toBe(before['401'] + 1);
+    expect(await counted('405')).toBe(before['405'] + 1);
+    expect(await counted('400')).toBe(before['400'] + 1);
+  });
+});
