@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { quoteIdentifier } from './identifier.js';
 import { withTransaction } from './transaction.js';
 
 /**
@@ -60,11 +61,11 @@ function relations(schema: string): string[] {
 export async function ensureOwnSchema(pool: pg.Pool, schema: string): Promise<void> {
   const { rows } = await pool.query<{ complete: boolean }>(
     'SELECT bool_and(to_regclass(name) IS NOT NULL) AS complete FROM unnest($1::text[]) AS name',
-    [relations(schema)],
+    [relations(quoteIdentifier(schema))],
   );
   if (rows[0]?.complete) return;
   await withTransaction(pool, async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1))`, [schema]);
-    for (const statement of statements(schema)) await client.query(statement);
+    for (const statement of statements(quoteIdentifier(schema))) await client.query(statement);
   });
 }

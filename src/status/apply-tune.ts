@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Tune } from '../astria/tune.js';
+import { quoteIdentifier } from '../db/identifier.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
 import type { StatusService } from './service.js';
@@ -44,7 +45,7 @@ const MAX_ATTEMPTS = 3;
  */
 export async function applyObservedTune(options: ApplyObservedTuneOptions): Promise<ApplyObservedTuneResult> {
   const { pool, service, tune, source, now, trainingTimeoutMs } = options;
-  const columns = modelColumns(options.schema ?? 'astria_reconciler');
+  const columns = modelColumns(quoteIdentifier(options.schema ?? 'astria_reconciler'));
   const { rows } = await pool.query<ModelRow>(
     `SELECT ${columns} FROM ai_models
       WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1 AND ($2::text IS NULL OR id = $2) ORDER BY id`,

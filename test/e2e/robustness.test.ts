@@ -139,6 +139,27 @@ describe('the daemon', () => {
   }, 40_000);
 });
 
+describe('RECONCILER_SCHEMA', () => {
+  it.each(['user', 'Reconciler_Log'])('any valid identifier works, a reserved word or mixed case too (%s)', async (schema) => {
+    const tune = astria.addTune({ trainedAt: ago(60_000) });
+    await seedModels(db.pool, [stuck(`m-${schema}`, tune.id)]);
+    const once = await runCli(['--once'], { ...env, RECONCILER_SCHEMA: schema });
+    expect(once.stderr).not.toMatch(/unreachable|fatal/);
+    expect(once.code).toBe(0);
+    const { rows } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".events`);
+    expect(rows[0]!.n).toBe(1);
+    const report = await runCli(['report', '--json'], { ...env, RECONCILER_SCHEMA: schema });
+    expect(report.code).toBe(0);
+    expect(JSON.parse(report.stdout).transitions.READY.reconciler).toBe(1);
+  });
+
+  it("refuses the app's own schema at start, naming the variable", async () => {
+    const result = await runCli(['--once'], { ...env, RECONCILER_SCHEMA: 'public' });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/RECONCILER_SCHEMA must not be the app's schema/);
+  });
+});
+
 describe('report', () => {
   it('--since reaching before any event: exit 2 with a message, no "Invalid time value"', async () => {
     const result = await runCli(['report', '--since', '999999999d'], env);
