@@ -55,7 +55,8 @@ const envSchema = z
     RECONCILER_EVENT_RETENTION: duration('30d').refine((ms) => ms > 0, 'must be positive'),
     RECONCILER_SCHEMA: z
       .string()
-      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+      // Quoted wherever it is used: a reserved word (`user`) or mixed case names the schema as written.
+      .regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, 'must be an SQL identifier: a letter or _, then letters, digits, _ or $ (at most 63)')
       .default('astria_reconciler'),
     BROADCAST: z
       .string()

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { AsyncBroadcastTransport } from '../config.js';
+import { quoteIdentifier } from '../db/identifier.js';
 
 /** A delivery the dispatcher parked after the receiver kept rejecting it. */
 export interface DeadDelivery {
@@ -24,7 +25,7 @@ const RECENT = 10;
 async function deliveriesTableExists(db: pg.Pool, schema: string): Promise<boolean> {
   const { rows } = await db.query<{ found: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'dead_at' AND NOT attisdropped) AS found`,
-    [`${schema}.deliveries`],
+    [`${quoteIdentifier(schema)}.deliveries`],
   );
   return rows[0]?.found ?? false;
 }
@@ -35,7 +36,7 @@ export async function listDeadDeliveries(db: pg.Pool, schema: string): Promise<D
   // A database the daemon never ran on (or ran on before dead letters existed) has none.
   if (!(await deliveriesTableExists(db, schema))) return result;
   const counts = await db.query<{ transport: AsyncBroadcastTransport; n: number }>(
-    `SELECT transport, count(*)::int AS n FROM ${schema}.deliveries WHERE dead_at IS NOT NULL AND delivered_at IS NULL GROUP BY transport`,
+    `SELECT transport, count(*)::int AS n FROM ${quoteIdentifier(schema)}.deliveries WHERE dead_at IS NOT NULL AND delivered_at IS NULL GROUP BY transport`,
   );
   for (const { transport, n } of counts.rows) {
     result.byTransport[transport] = n;
@@ -44,7 +45,7 @@ export async function listDeadDeliveries(db: pg.Pool, schema: string): Promise<D
   const recent = await db.query<{ transport: string; event_id: string; model_id: string; attempts: number; last_error: string | null; dead_at: string }>(
     `SELECT d.transport, e.event_id::text, e.model_id, d.attempts, d.last_error,
             to_char(d.dead_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS dead_at
-       FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
+       FROM ${quoteIdentifier(schema)}.deliveries d JOIN ${quoteIdentifier(schema)}.events e ON e.seq = d.event_seq
       WHERE d.dead_at IS NOT NULL AND d.delivered_at IS NULL
       ORDER BY d.dead_at DESC, d.event_seq DESC
       LIMIT ${RECENT}`,
@@ -74,7 +75,7 @@ export async function requeueDeadDeliveries(
   if (!(await deliveriesTableExists(db, schema))) return requeued;
   const { rows } = await db.query<{ transport: AsyncBroadcastTransport; n: number }>(
     `WITH requeued AS (
-       UPDATE ${schema}.deliveries
+       UPDATE ${quoteIdentifier(schema)}.deliveries
           SET dead_at = NULL, attempts = 0, next_attempt_at = now(), queued_at = now()
         WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND ($1::text IS NULL OR transport = $1)
        RETURNING transport)

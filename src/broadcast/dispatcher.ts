@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { systemClock, type Clock } from '../clock.js';
+import { quoteIdentifier } from '../db/identifier.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelEvent } from '../status/event.js';
@@ -74,7 +75,7 @@ interface Claimed {
  * `requeue-dead`.
  */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
-  const schema = options.schema ?? 'astria_reconciler';
+  const schema = quoteIdentifier(options.schema ?? 'astria_reconciler');
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const batchSize = options.batchSize ?? 20;

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { quoteIdentifier } from '../db/identifier.js';
 
 /**
  * Deletes events older than `olderThanMs` (by `occurred_at`, against the database clock) whose every
@@ -18,15 +19,15 @@ export async function pruneDeliveredEvents(
     const { rowCount } = await pool.query(
       `WITH doomed AS (
          SELECT e.seq
-           FROM ${schema}.events e
+           FROM ${quoteIdentifier(schema)}.events e
           WHERE e.occurred_at < now() - $1 * interval '1 millisecond'
             AND NOT EXISTS (
-              SELECT 1 FROM ${schema}.deliveries d WHERE d.event_seq = e.seq AND d.delivered_at IS NULL)
+              SELECT 1 FROM ${quoteIdentifier(schema)}.deliveries d WHERE d.event_seq = e.seq AND d.delivered_at IS NULL)
           ORDER BY e.occurred_at
           LIMIT $2
           FOR UPDATE OF e SKIP LOCKED
        )
-       DELETE FROM ${schema}.events e USING doomed WHERE e.seq = doomed.seq`,
+       DELETE FROM ${quoteIdentifier(schema)}.events e USING doomed WHERE e.seq = doomed.seq`,
       [olderThanMs, batchSize],
     );
     const deleted = rowCount ?? 0;

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { quoteIdentifier } from '../db/identifier.js';
 import { UsageError } from './args.js';
 import { listDeadDeliveries, type DeadDeliveries } from '../broadcast/dead-letter.js';
 
@@ -51,13 +52,14 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
     slowest: [],
     deadDeliveries: await listDeadDeliveries(pool, schema),
   };
+  const events = `${quoteIdentifier(schema)}.events`;
   // A database the daemon never ran on has no event log yet: nothing was applied. (A report writes nothing.)
-  const exists = await pool.query<{ found: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS found`, [`${schema}.events`]);
+  const exists = await pool.query<{ found: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS found`, [events]);
   if (!exists.rows[0]?.found) return empty;
 
   const counts = await pool.query<{ to_status: string; source: string; n: number }>(
     `SELECT to_status, source, count(*)::int AS n
-       FROM ${schema}.events
+       FROM ${events}
       WHERE occurred_at >= $1 AND occurred_at <= $2
       GROUP BY to_status, source`,
     window,
@@ -71,7 +73,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
   }
 
   const recoveries = `
-    FROM ${schema}.events
+    FROM ${events}
    WHERE occurred_at >= $1 AND occurred_at <= $2
      AND source = 'reconciler' AND to_status = 'READY' AND trained_at IS NOT NULL`;
   const lagExpression = `GREATEST(0, extract(epoch FROM occurred_at - trained_at))::float8`;

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { assertHostTable } from './host-check.js';
+import { quoteIdentifier } from './identifier.js';
 import { withTransaction } from './transaction.js';
 
 /**
@@ -75,17 +76,17 @@ function addedColumns(schema: string): [string, string][] {
  */
 export async function ensureOwnSchema(pool: pg.Pool, schema: string): Promise<void> {
   await assertHostTable(pool);
-  const columns = addedColumns(schema);
+  const columns = addedColumns(quoteIdentifier(schema));
   const { rows } = await pool.query<{ complete: boolean }>(
     `SELECT (SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest($1::text[]) AS name)
         AND (SELECT coalesce(bool_and(EXISTS (
                SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(c.tbl) AND a.attname = c.col AND NOT a.attisdropped)), true)
                FROM unnest($2::text[], $3::text[]) AS c(tbl, col)) AS complete`,
-    [relations(schema), columns.map(([table]) => table), columns.map(([, column]) => column)],
+    [relations(quoteIdentifier(schema)), columns.map(([table]) => table), columns.map(([, column]) => column)],
   );
   if (rows[0]?.complete) return;
   await withTransaction(pool, async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1))`, [schema]);
-    for (const statement of statements(schema)) await client.query(statement);
+    for (const statement of statements(quoteIdentifier(schema))) await client.query(statement);
   });
 }

@@ -207,14 +207,12 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
   }
 
   if (fatal !== undefined) throw fatal;
-  await settleGone(gone, report, options.maxNotFoundShare ?? 0.5, (model, tuneId) =>
-    guarded(
-      settle(model, { kind: 'gone', tuneId }).then(
-        (outcome) => record(model, outcome, model.status),
-      ),
-    ),
-    (model, outcome) => record(model, outcome, model.status),
-  );
+  // A stopped pass writes nothing more: its 404s are looked at again by the next one.
+  if (!aborted()) {
+    const markGone = (model: ModelRow, tuneId: string) =>
+      guarded(settle(model, { kind: 'gone', tuneId }).then((outcome) => record(model, outcome, model.status)));
+    await settleGone(gone, report, options.maxNotFoundShare ?? 0.5, markGone, (model, outcome) => record(model, outcome, model.status));
+  }
   if (fatal !== undefined) throw fatal;
   if (report.stopped) deps.log.error({ reason: report.stopped }, 'pass stopped');
   report.apiCalls = deps.astria.calls - callsBefore;

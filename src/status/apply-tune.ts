@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Tune } from '../astria/tune.js';
+import { quoteIdentifier } from '../db/identifier.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
 import type { StatusService } from './service.js';
@@ -25,12 +26,8 @@ export interface ApplyObservedTuneResult {
   applied: ModelEvent[];
 }
 
-/** The rules' columns, and whether the row's ERROR is ours: our log's latest event for it set it. */
-const modelColumns = (schema: string) => `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage",
-  "estimatedTime", ("createdAt" AT TIME ZONE 'UTC') AS "createdAt",
-  status = 'ERROR' AND COALESCE((
-    SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM ai_models."errorMessage"
-      FROM ${schema}.events e WHERE e.model_id = ai_models.id ORDER BY e.seq DESC LIMIT 1), false) AS "ownError"`;
+const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage", "estimatedTime",
+  ("createdAt" AT TIME ZONE 'UTC') AS "createdAt"`;
 
 /** A compare-and-set that lost to another writer is decided again on the fresh row, a few times at most. */
 const MAX_ATTEMPTS = 3;
@@ -44,9 +41,9 @@ const MAX_ATTEMPTS = 3;
  */
 export async function applyObservedTune(options: ApplyObservedTuneOptions): Promise<ApplyObservedTuneResult> {
   const { pool, service, tune, source, now, trainingTimeoutMs } = options;
-  const columns = modelColumns(options.schema ?? 'astria_reconciler');
+  const events = `${quoteIdentifier(options.schema ?? 'astria_reconciler')}.events`;
   const { rows } = await pool.query<ModelRow>(
-    `SELECT ${columns} FROM ai_models
+    `SELECT ${MODEL_COLUMNS} FROM ai_models
       WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1 AND ($2::text IS NULL OR id = $2) ORDER BY id`,
     [String(tune.id), options.modelId ?? null],
   );
@@ -54,6 +51,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   for (const first of rows) {
     let model: ModelRow | undefined = first;
     for (let attempt = 1; model && attempt <= MAX_ATTEMPTS; attempt++) {
+      if (model.status === 'ERROR') model = { ...model, ownError: await isOwnError(pool, events, model) };
       const transition = decide(model, { kind: 'tune', tune }, now, { trainingTimeoutMs });
       if (!transition) break;
       const result = await service.apply(transition, source);
@@ -62,8 +60,21 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
         break;
       }
       // Re-pointed to another tune meanwhile (a retrain): this tune no longer says anything about it.
-      model = (await pool.query<ModelRow>(`SELECT ${columns} FROM ai_models WHERE id = $1 AND "trainingJobId" = $2`, [first.id, String(tune.id)])).rows[0];
+      model = (await pool.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1 AND "trainingJobId" = $2`, [first.id, String(tune.id)])).rows[0];
     }
   }
   return { matched: rows.length, applied };
+}
+
+/**
+ * Whether this product set the model's ERROR: the latest event of our log for it is that ERROR, with
+ * the message the row still holds (an app rewriting the message makes the ERROR its own).
+ */
+async function isOwnError(pool: pg.Pool, events: string, model: ModelRow): Promise<boolean> {
+  const { rows } = await pool.query<{ own: boolean }>(
+    `SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM $2::text AS own
+       FROM ${events} e WHERE e.model_id = $1 ORDER BY e.seq DESC LIMIT 1`,
+    [model.id, model.errorMessage],
+  );
+  return rows[0]?.own === true;
 }

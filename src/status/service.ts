@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { systemClock, type Clock } from '../clock.js';
 import type { BroadcastTransport } from '../config.js';
+import { quoteIdentifier } from '../db/identifier.js';
 import { DB_LOCK_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
 import { withTransaction } from '../db/transaction.js';
 import type { Metrics } from '../metrics.js';
@@ -59,7 +60,7 @@ const RETURNING = `RETURNING id, "userId", status::text AS status, progress, "mo
   ("trainedAt" AT TIME ZONE 'UTC') AS "trainedAt", "errorMessage", "estimatedTime"`;
 
 export function createStatusService(options: StatusServiceOptions): StatusService {
-  const schema = options.schema ?? 'astria_reconciler';
+  const schema = quoteIdentifier(options.schema ?? 'astria_reconciler');
   const channel = options.channel ?? 'model_status_changed';
   const clock = options.clock ?? systemClock;
   const transports = options.transports ?? ['pg'];

@@ -29,27 +29,36 @@ describe('applyObservedTune', () => {
       { id: 'at-deleted', status: 'DELETED', trainingJobId: '701', createdAt },
       { id: 'at-replicate', status: 'TRAINING', trainingJobId: '701', aiProvider: 'replicate', createdAt },
       { id: 'at-other', status: 'TRAINING', trainingJobId: '702', createdAt },
+      { id: 'at-app-error', status: 'ERROR', trainingJobId: '701', createdAt, errorMessage: 'Rejected by moderation' },
     ]);
+    // at-error's ERROR is ours (our event log set it, with the message the row holds); at-app-error's is the app's.
+    await db.pool.query(
+      `INSERT INTO astria_reconciler.events (event_id, model_id, user_id, from_status, to_status, source, payload, occurred_at)
+       VALUES (gen_random_uuid(), 'at-error', 'user-1', 'TRAINING', 'ERROR', 'reconciler', $1, now())`,
+      [JSON.stringify({ data: { errorMessage: 'false failure' } })],
+    );
 
     const result = await applyObservedTune({ pool: db.pool, service, tune: trained(701), source: 'webhook', now: NOW, trainingTimeoutMs: TIMEOUT });
 
-    expect(result.matched).toBe(3);
+    expect(result.matched).toBe(4);
     expect(result.applied.map((event) => [event.modelId, event.type, event.status])).toEqual([
       ['at-error', 'model_status_changed', 'READY'],
       ['at-training', 'model_status_changed', 'READY'],
     ]);
     expect((await readModel(db.pool, 'at-deleted')).status).toBe('DELETED');
+    expect((await readModel(db.pool, 'at-app-error')).status).toBe('ERROR');
     expect((await readModel(db.pool, 'at-replicate')).status).toBe('TRAINING');
     expect((await readModel(db.pool, 'at-other')).status).toBe('TRAINING');
-    const { rows } = await db.pool.query(`SELECT model_id, source FROM astria_reconciler.events ORDER BY model_id`);
+    const { rows } = await db.pool.query(`SELECT model_id, source FROM astria_reconciler.events ORDER BY model_id, seq`);
     expect(rows).toEqual([
+      { model_id: 'at-error', source: 'reconciler' },
       { model_id: 'at-error', source: 'webhook' },
       { model_id: 'at-training', source: 'webhook' },
     ]);
 
     // The same callback again (Astria or the poller): nothing left to apply.
     const again = await applyObservedTune({ pool: db.pool, service, tune: trained(701), source: 'reconciler', now: NOW, trainingTimeoutMs: TIMEOUT });
-    expect(again).toEqual({ matched: 3, applied: [] });
+    expect(again).toEqual({ matched: 4, applied: [] });
   });
 
   it('matches nothing for a tune no model trains', async () => {

@@ -158,7 +158,7 @@ describe('dispatcher', () => {
     await at(5_000);
     const receiver = await startReceiver({ secret: SECRET, port, status: 500 });
     await at(5_300);
-    for (const [, tuneId] of models.slice(0, 2)) await advance(db.pool, service, tuneId, STAGES[2]);
+    for (const [, tuneId] of models.slice(0, 2)) await advance(db.pool, service, tuneId, STAGES[2], { schema });
     dispatcher.kick();
     await at(6_000);
     expect(receiver.state.accepted).toEqual([]);

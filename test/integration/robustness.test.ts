@@ -20,6 +20,9 @@ import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
 
+/** No lone surrogate (what jsonb refuses): with the u flag a paired one is a single code point, not Cs. */
+const isWellFormed = (text: string) => !/\p{Cs}/u.test(text);
+
 const API_KEY = 'sd_robustness_key';
 const SECRET = 'callback-secret';
 const HOUR = 3_600_000;
@@ -68,7 +71,7 @@ function pass(options: { plan?: 'auto' | 'single-gets'; apiUrl?: string; modelId
 function callback(body: unknown, modelId?: string): Promise<CallbackResponse> {
   const service = createStatusService({ pool: db.pool });
   return acceptAstriaCallback(
-    { givenSecret: SECRET, modelId, body: [Buffer.from(JSON.stringify(body))] },
+    { givenSecret: SECRET, modelId, body: (async function* () { yield Buffer.from(JSON.stringify(body)); })() },
     { secret: SECRET, pool: db.pool, service, trainingTimeoutMs: 24 * HOUR },
   );
 }
@@ -144,7 +147,7 @@ describe('poison strings', () => {
     expect(events).toHaveLength(40);
     const url = events.find((event) => event.modelId === 'p-url')!;
     expect(Buffer.byteLength(url.data.modelUrl!)).toBeLessThanOrEqual(2_000);
-    expect(events.find((event) => event.modelId === 'p-surrogate')!.data.errorMessage!.isWellFormed()).toBe(true);
+    expect(isWellFormed(events.find((event) => event.modelId === 'p-surrogate')!.data.errorMessage!)).toBe(true);
     const { rows: logged } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM astria_reconciler.events');
     expect(logged[0]!.n).toBe(40);
   });

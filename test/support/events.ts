@@ -26,7 +26,8 @@ export async function advance(
   service: StatusService,
   tuneId: number,
   stage: (typeof STAGES)[number],
-  options: { source?: EventSource; now?: Date; trainedAt?: Date } = {},
+  /** `schema`: the service's own schema, whose event log tells the ERRORs it set (for `trained` after `failed`). */
+  options: { source?: EventSource; now?: Date; trainedAt?: Date; schema?: string } = {},
 ): Promise<ModelEvent[]> {
   const now = options.now ?? new Date();
   const tune = tuneSchema.parse({
@@ -42,6 +43,7 @@ export async function advance(
     source: options.source ?? 'reconciler',
     now,
     trainingTimeoutMs: 24 * 3_600_000,
+    schema: options.schema,
   });
   return result.applied;
 }

@@ -1,0 +1,7 @@
+/**
+ * An SQL identifier quoted for interpolation: `RECONCILER_SCHEMA` may be a reserved word (`user`,
+ * `order`) or mixed case, which only a quoted identifier names as written.
+ */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
