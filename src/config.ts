@@ -38,6 +38,9 @@ const envSchema = z
     ASTRIA_API_URL: url.default('https://api.astria.ai'),
     RECONCILER_INTERVAL: duration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
     RECONCILER_STUCK_AFTER: duration('2m'),
+    RECONCILER_OBSERVE_EVERY: duration('2s').refine((ms) => ms >= 100 && ms <= 10 * 60_000, 'must be between 100ms and 10m'),
+    RECONCILER_CALLBACK_GRACE: duration('10m').refine((ms) => ms > 0, 'must be positive'),
+    RECONCILER_AUTH_RETRY: duration('2m').refine((ms) => ms >= 100, 'must be at least 100ms'),
     RECONCILER_TRAINING_TIMEOUT: duration('24h').refine((ms) => ms > 0, 'must be positive'),
     ASTRIA_MAX_RPS: z.coerce.number().positive().max(1_000).default(5),
     ASTRIA_CONCURRENCY: positiveInt.max(256).default(4),
@@ -85,6 +88,12 @@ export interface Config {
   astria: { apiKey: string; apiUrl: string; maxRps: number; concurrency: number; timeoutMs: number };
   intervalMs: number;
   stuckAfterMs: number;
+  /** How often the daemon observes in-flight tunes (the list pages covering them): lag against calls. */
+  observeEveryMs: number;
+  /** A reconciler transition with no callback this long after it is a lost callback. */
+  callbackGraceMs: number;
+  /** While Astria rejects the key, how often the daemon tries it again. */
+  authRetryMs: number;
   trainingTimeoutMs: number;
   shutdownTimeoutMs: number;
   /** Delivered events older than this are pruned from the event log. */
@@ -133,6 +142,9 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     },
     intervalMs: e.RECONCILER_INTERVAL,
     stuckAfterMs: e.RECONCILER_STUCK_AFTER,
+    observeEveryMs: e.RECONCILER_OBSERVE_EVERY,
+    callbackGraceMs: e.RECONCILER_CALLBACK_GRACE,
+    authRetryMs: e.RECONCILER_AUTH_RETRY,
     trainingTimeoutMs: e.RECONCILER_TRAINING_TIMEOUT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     eventRetentionMs: e.RECONCILER_EVENT_RETENTION,

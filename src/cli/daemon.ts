@@ -13,7 +13,7 @@ const PRUNE_EVERY_MS = 60 * 60_000;
 /**
  * The sidecar: on every replica the HTTP endpoints, the broadcast dispatcher and the event-log pruning;
  * the reconcile loop does work only while this replica leads. Resolves once the signal aborted and
- * in-flight work finished; rejects on a fatal error (Astria 401).
+ * in-flight work finished. An Astria 401 only pauses polling (the loop retries the key).
  */
 export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): Promise<void> {
   const { config, log, pool, metrics, clock } = runtime;
@@ -34,7 +34,7 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
     metrics,
   });
   const webhook = config.http.webhookSecret
-    ? createWebhookHandler({ secret: config.http.webhookSecret, pool, service, log, clock, trainingTimeoutMs: config.trainingTimeoutMs })
+    ? createWebhookHandler({ secret: config.http.webhookSecret, pool, service, log, clock, trainingTimeoutMs: config.trainingTimeoutMs, schema: config.schema })
     : undefined;
   const server = createHttpServer({ pool, metrics, log, webhook });
   const address = await server.listen(config.http.port, config.http.host);
@@ -52,6 +52,10 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
       {
         intervalMs: config.intervalMs,
         stuckAfterMs: config.stuckAfterMs,
+        observeEveryMs: config.observeEveryMs,
+        callbackGraceMs: config.callbackGraceMs,
+        authRetryMs: config.authRetryMs,
+        schema: config.schema,
         trainingTimeoutMs: config.trainingTimeoutMs,
         concurrency: config.astria.concurrency,
         signal,

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import { callbackBodySchema } from '../astria/tune.js';
+import { recordCallbackArrival } from '../db/callbacks.js';
 import type { Logger } from '../log.js';
 import { applyObservedTune } from '../status/apply-tune.js';
 import type { StatusService } from '../status/service.js';
@@ -23,6 +24,8 @@ export interface CallbackDeps {
   /** Or a function giving it, called only for a valid callback (so rejections never reach the database). */
   service: StatusService | (() => Promise<StatusService>);
   trainingTimeoutMs: number;
+  /** Our own schema, where callback arrivals are recorded (default `astria_reconciler`). */
+  schema?: string;
   now?: () => Date;
   log?: Pick<Logger, 'info' | 'warn'>;
   maxBodyBytes?: number;
@@ -87,6 +90,8 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     return { status: 400, body: { error: 'body is not an Astria tune' } };
   }
 
+  // Recorded before it is applied: a reconciler write racing it must find it (lost vs late).
+  await recordCallbackArrival(deps.pool, deps.schema ?? 'astria_reconciler', parsed.data.id, deps.now?.() ?? new Date(), deps.log);
   const result = await applyObservedTune({
     pool: deps.pool,
     service: typeof deps.service === 'function' ? await deps.service() : deps.service,

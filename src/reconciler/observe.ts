@@ -1,0 +1,173 @@
+import pLimit from 'p-limit';
+import type pg from 'pg';
+import { MAX_LIST_LIMIT, type AstriaClient, type TuneResult } from '../astria/client.js';
+import type { Observation } from '../astria/tune.js';
+import type { Clock } from '../clock.js';
+import { selectInFlightByTuneIds, type InFlightFilter } from '../db/inflight.js';
+import type { Logger } from '../log.js';
+import { decide, type ModelStatus } from '../status/rules.js';
+import type { StatusService } from '../status/service.js';
+import { planPages, type PagePlanItem } from './plan.js';
+
+export interface RoundDeps {
+  pool: pg.Pool;
+  astria: AstriaClient;
+  service: StatusService;
+  log: Logger;
+  clock: Clock;
+}
+
+/** What one look at one in-flight model came to. */
+export type RoundOutcome =
+  /** Astria answered; `status` is the model's status after this look, `wrote` what was written. */
+  | { kind: 'observed'; status: ModelStatus; eta: number | null; wrote: 'status' | 'progress' | null }
+  /** Another writer changed the row between our read and our write: nothing written by us. */
+  | { kind: 'raced' }
+  /** The write failed (that model's failure alone). */
+  | { kind: 'failed'; reason: string };
+
+export interface RoundOptions {
+  /** The tunes of the in-flight models: weight 1 must be seen this round, weight 0 only if on a page anyway. */
+  items: PagePlanItem[];
+  /** Tune ids one list page spans, as last measured (120 when the account's tunes are dense in id). */
+  idsPerPage: number;
+  trainingTimeoutMs: number;
+  /** Single GETs in flight at once. */
+  concurrency: number;
+  signal: AbortSignal;
+  /** Whether a progress-only write (no status change) is due for this model. */
+  progressWriteDue(modelId: string): boolean;
+  onOutcome(modelId: string, outcome: RoundOutcome): void;
+  /** A tune that was to be seen and could not be (list or GET failed after retries). */
+  onUnobserved(tuneId: number, reason: string): void;
+  /** A tune seen with no in-flight model any more (the webhook or the app got there first). */
+  onVacant(tuneId: number): void;
+}
+
+export interface RoundReport {
+  listPages: number;
+  singleGets: number;
+  /** Requests sent, retries included. */
+  calls: number;
+  /** Some request needed a retry (429, 5xx, timeout): the cadence should slow down. */
+  retried: boolean;
+  /** Tune ids one page spanned this round (the estimate handed back when no full page was seen). */
+  idsPerPage: number;
+  /** Why the round could not see every tune it should have; null when it did. */
+  incomplete: string | null;
+}
+
+const IN_FLIGHT: InFlightFilter = { stuckBefore: null, modelIds: null, includeError: false };
+const WRITE_CONCURRENCY = 8;
+
+/**
+ * One observation round: list pages from just above the newest in-flight tune down as far as the plan
+ * says (re-planned after each page with the density measured), then single GETs for the tunes that
+ * must be seen and were not (stragglers below the pages, and tunes the list did not show: deleted or
+ * unreadable ones, which the GET answers with a 404 or the tune). Each page's models are settled while
+ * the next page is fetched: decided by the status rules and written through the status service.
+ * A database error ends the round (after the writes under way); Astria's 401 and an abort propagate.
+ */
+export async function observeRound(deps: RoundDeps, options: RoundOptions): Promise<RoundReport> {
+  const callsBefore = deps.astria.calls;
+  const report: RoundReport = { listPages: 0, singleGets: 0, calls: 0, retried: false, idsPerPage: options.idsPerPage, incomplete: null };
+  const wanted = new Map(options.items.map((item) => [item.tuneId, item]));
+  const seen = new Set<number>();
+  const writes = pLimit(WRITE_CONCURRENCY);
+  const settling: Promise<void>[] = [];
+  let fatal: unknown;
+  const settle = (observations: Map<number, Observation>) =>
+    settling.push(settleObservations(deps, options, observations, wanted, writes).catch((error: unknown) => void (fatal ??= error)));
+
+  let spanSum = 0;
+  let fullPages = 0;
+  try {
+    let beforeId = options.items.reduce((newest, item) => Math.max(newest, item.tuneId), 0) + 1;
+    while (fatal === undefined) {
+      const below = options.items.filter((item) => item.tuneId < beforeId && !seen.has(item.tuneId));
+      const plan = planPages(below, beforeId, fullPages > 0 ? spanSum / fullPages : options.idsPerPage);
+      if (plan.pagesDownTo === null) break;
+      const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT }, options.signal);
+      if (page.kind === 'failed') {
+        report.incomplete = `tune list failed: ${page.reason}`;
+        break;
+      }
+      report.listPages += 1;
+      const observations = new Map<number, Observation>();
+      for (const tune of page.tunes) {
+        seen.add(tune.id);
+        if (wanted.has(tune.id)) observations.set(tune.id, { kind: 'tune', tune });
+      }
+      if (observations.size > 0) settle(observations);
+      const shown = page.tunes.length + page.skipped;
+      // The end of the account's list: a tune below the cursor not shown is gone (its GET says so).
+      if (page.nextBeforeId === null || shown < MAX_LIST_LIMIT) break;
+      spanSum += beforeId - page.nextBeforeId;
+      fullPages += 1;
+      beforeId = page.nextBeforeId;
+    }
+    if (fullPages > 0) report.idsPerPage = spanSum / fullPages;
+
+    const missing = options.items.filter((item) => item.weight === 1 && !seen.has(item.tuneId));
+    if (report.incomplete !== null) {
+      for (const item of missing) options.onUnobserved(item.tuneId, report.incomplete);
+    } else if (fatal === undefined) {
+      const slots = pLimit(options.concurrency);
+      await Promise.all(
+        missing.map((item) =>
+          slots(async () => {
+            if (fatal !== undefined) return;
+            report.singleGets += 1;
+            const result: TuneResult = await deps.astria.getTune(String(item.tuneId), options.signal);
+            if (result.kind === 'failed') options.onUnobserved(item.tuneId, result.reason);
+            else settle(new Map([[item.tuneId, result.kind === 'tune' ? { kind: 'tune', tune: result.tune } : { kind: 'gone', tuneId: result.tuneId }]]));
+          }),
+        ),
+      );
+    }
+  } finally {
+    await Promise.all(settling);
+  }
+  if (fatal !== undefined) throw fatal;
+  report.calls = deps.astria.calls - callsBefore;
+  report.retried = report.calls > report.listPages + report.singleGets;
+  return report;
+}
+
+/** Decides and applies what was observed for the in-flight models training these tunes. */
+async function settleObservations(
+  deps: RoundDeps,
+  options: RoundOptions,
+  observations: Map<number, Observation>,
+  wanted: Map<number, PagePlanItem>,
+  writes: <T>(work: () => Promise<T>) => Promise<T>,
+): Promise<void> {
+  const models = await selectInFlightByTuneIds(deps.pool, IN_FLIGHT, [...observations.keys()]);
+  const occupied = new Set(models.map((model) => Number(model.trainingJobId)));
+  for (const tuneId of observations.keys()) if (wanted.has(tuneId) && !occupied.has(tuneId)) options.onVacant(tuneId);
+  await Promise.all(
+    models.map((model) =>
+      writes(async () => {
+        const observation = observations.get(Number(model.trainingJobId))!;
+        const eta = observation.kind === 'tune' ? (observation.tune.eta?.getTime() ?? null) : null;
+        const transition = decide(model, observation, new Date(deps.clock.now()), { trainingTimeoutMs: options.trainingTimeoutMs });
+        const progressOnly = transition !== null && transition.to === transition.from;
+        if (transition === null || (progressOnly && !options.progressWriteDue(model.id))) {
+          options.onOutcome(model.id, { kind: 'observed', status: model.status, eta, wrote: null });
+          return;
+        }
+        let outcome: RoundOutcome;
+        try {
+          const result = await deps.service.apply(transition, 'reconciler');
+          outcome = result.applied ? { kind: 'observed', status: transition.to, eta, wrote: progressOnly ? 'progress' : 'status' } : { kind: 'raced' };
+        } catch (error) {
+          outcome = { kind: 'failed', reason: (error as Error).message };
+        }
+        if (outcome.kind === 'observed' && outcome.wrote === 'status') {
+          deps.log.info({ modelId: model.id, from: transition.from, to: transition.to }, 'model status reconciled');
+        } else if (outcome.kind === 'failed') deps.log.warn({ modelId: model.id, reason: outcome.reason }, 'could not write model');
+        options.onOutcome(model.id, outcome);
+      }),
+    ),
+  );
+}
