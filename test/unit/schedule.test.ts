@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import { ObservationSchedule, type InFlightModel } from '../../src/reconciler/schedule.js';
+
+const EVERY = 2_000;
+const LONGEST = 30_000;
+const STUCK_AFTER = 120_000;
+const LEAD = 30_000;
+const T0 = Date.parse('2025-01-01T00:00:00.000Z');
+const HOUR = 3_600_000;
+
+function schedule(stuckAfterMs = STUCK_AFTER): ObservationSchedule {
+  return new ObservationSchedule({ observeEveryMs: EVERY, longestWaitMs: LONGEST, stuckAfterMs, etaLeadMs: LEAD });
+}
+
+const model = (id: string, tuneId: number, updatedAt = T0 - HOUR): InFlightModel => ({ id, tuneId, updatedAt });
+
+/** Runs rounds as the daemon would, the tune still training with this eta; returns when each round started. */
+function roundsWhileTraining(s: ObservationSchedule, id: string, eta: number | null, from: number, until: number): number[] {
+  const starts: number[] = [];
+  for (let now = s.nextRoundAt()!; now <= until; now = s.nextRoundAt()!) {
+    expect(now).toBeGreaterThanOrEqual(from);
+    s.roundStarted(now);
+    if (s.roundItems(now).some((item) => item.weight === 1)) starts.push(now);
+    s.stillTraining(id, eta, now);
+    s.roundFinished({ retried: false });
+  }
+  return starts;
+}
+
+const gaps = (times: number[]) => times.slice(1).map((time, index) => time - times[index]!);
+
+describe('ObservationSchedule: nothing in flight', () => {
+  it('schedules no round at all, so no Astria call is made', () => {
+    const s = schedule();
+    expect(s.nextRoundAt()).toBeNull();
+    s.sync([], T0);
+    expect(s.nextRoundAt()).toBeNull();
+    expect(s.roundItems(T0)).toEqual([]);
+  });
+
+  it('forgets models that left flight; the last one gone means no round', () => {
+    const s = schedule();
+    s.sync([model('a', 1), model('b', 2)], T0);
+    s.sync([model('b', 2)], T0 + 1_000);
+    expect(s.size).toBe(1);
+    s.forget('b');
+    expect(s.nextRoundAt()).toBeNull();
+  });
+});
+
+describe('ObservationSchedule: the webhook grace', () => {
+  it('a model stuck long ago is due at once', () => {
+    const s = schedule();
+    s.sync([model('a', 1)], T0);
+    expect(s.nextRoundAt()).toBe(T0);
+    expect(s.roundItems(T0)).toEqual([{ tuneId: 1, weight: 1 }]);
+  });
+
+  it('a model in its grace only rides along (weight 0) until the grace ends', () => {
+    const s = schedule();
+    s.sync([model('fresh', 7, T0 - 30_000)], T0);
+    expect(s.roundItems(T0)).toEqual([{ tuneId: 7, weight: 0 }]);
+    expect(s.nextRoundAt()).toBe(T0 - 30_000 + STUCK_AFTER);
+  });
+
+  it('a row the app touches every 3 s is still stuck STUCK_AFTER after the leader first saw it', () => {
+    const s = schedule();
+    for (let now = T0; now <= T0 + STUCK_AFTER; now += 3_000) s.sync([model('touched', 9, now)], now);
+    expect(s.stuckAt('touched')).toBe(T0 + STUCK_AFTER);
+    expect(s.roundItems(T0 + STUCK_AFTER)).toEqual([{ tuneId: 9, weight: 1 }]);
+  });
+
+  it('a retrain (new tune id on the row) starts over', () => {
+    const s = schedule();
+    s.sync([model('a', 1)], T0);
+    s.sync([model('a', 2, T0 + 5_000)], T0 + 5_000);
+    expect(s.stuckAt('a')).toBe(T0 + 5_000 + STUCK_AFTER);
+  });
+});
+
+describe('ObservationSchedule: eta never pushes a look minutes away', () => {
+  it('past its eta (a tune finishing 1–30 min late) it is looked at every round, for as long as it trains', () => {
+    const s = schedule();
+    s.sync([model('late', 1)], T0);
+    const starts = roundsWhileTraining(s, 'late', T0 - 60_000, T0, T0 + 30 * 60_000);
+    expect(starts.length).toBeGreaterThan(800);
+    expect(Math.max(...gaps(starts))).toBe(EVERY);
+  });
+
+  it('with no eta, likewise every round', () => {
+    const s = schedule();
+    s.sync([model('none', 1)], T0);
+    const starts = roundsWhileTraining(s, 'none', null, T0, T0 + 10 * 60_000);
+    expect(Math.max(...gaps(starts))).toBe(EVERY);
+  });
+
+  it('an eta far ahead spares its calls, never longer than the longest wait, and every round from eta − lead', () => {
+    const s = schedule();
+    s.sync([model('early', 1)], T0);
+    const eta = T0 + 10 * 60_000;
+    const starts = roundsWhileTraining(s, 'early', eta, T0, eta + 60_000);
+    const before = starts.filter((at) => at < eta - LEAD);
+    expect(Math.max(...gaps(before))).toBe(LONGEST);
+    const near = starts.filter((at) => at >= eta - LEAD);
+    expect(near[0]).toBe(eta - LEAD);
+    expect(Math.max(...gaps(near))).toBe(EVERY);
+  });
+});
+
+describe('ObservationSchedule: many models, one round', () => {
+  it('gives each tune once, weight 1 when any of its models is due', () => {
+    const s = schedule();
+    const models = Array.from({ length: 120 }, (_, index) => model(`m-${index}`, 1_000 + index));
+    s.sync([...models, model('twin', 1_000), model('fresh', 2_000, T0)], T0);
+    const items = s.roundItems(T0);
+    expect(items).toHaveLength(121);
+    expect(items.find((item) => item.tuneId === 1_000)).toEqual({ tuneId: 1_000, weight: 1 });
+    expect(items.find((item) => item.tuneId === 2_000)).toEqual({ tuneId: 2_000, weight: 0 });
+    expect(s.modelsOfTune(1_000).sort()).toEqual(['m-0', 'twin']);
+  });
+
+  it('a model nothing was learned about stays due next round', () => {
+    const s = schedule();
+    s.sync([model('a', 1)], T0);
+    s.roundStarted(T0);
+    s.unobserved('a', T0);
+    s.roundFinished({ retried: false });
+    expect(s.nextRoundAt()).toBe(T0 + EVERY);
+  });
+});
+
+describe('ObservationSchedule: 429 slow-down', () => {
+  it('rounds that needed retries double the cadence up to the longest wait; clean rounds bring it back', () => {
+    const s = schedule();
+    s.sync([model('a', 1)], T0);
+    const cadences: number[] = [];
+    for (let round = 0; round < 6; round += 1) {
+      s.roundFinished({ retried: true });
+      cadences.push(s.cadenceMs);
+    }
+    expect(cadences).toEqual([4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+    s.roundStarted(T0);
+    expect(s.nextRoundAt()).toBe(T0 + LONGEST);
+    for (let round = 0; round < 5; round += 1) s.roundFinished({ retried: false });
+    expect(s.cadenceMs).toBe(EVERY);
+  });
+});
+
+describe('ObservationSchedule: progress writes', () => {
+  it('at most one progress-only write per longest wait per model', () => {
+    const s = schedule();
+    s.sync([model('a', 1)], T0);
+    expect(s.progressWriteDue('a', T0)).toBe(true);
+    s.progressWritten('a', T0);
+    expect(s.progressWriteDue('a', T0 + LONGEST - 1)).toBe(false);
+    expect(s.progressWriteDue('a', T0 + LONGEST)).toBe(true);
+  });
+});
