@@ -79,12 +79,27 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
   const settle = (observations: Map<number, Observation>) =>
     settling.push(settleObservations(deps, options, observations, wanted, writes).catch((error: unknown) => void (fatal ??= error)));
 
+  // Single GETs start as soon as a tune is known to need one, alongside the pages still to come.
+  const slots = pLimit(options.concurrency);
+  const gets: Promise<void>[] = [];
+  const getOne = (tuneId: number) =>
+    gets.push(
+      slots(async () => {
+        if (fatal !== undefined) return;
+        report.singleGets += 1;
+        const result: TuneResult = await deps.astria.getTune(String(tuneId), options.signal);
+        if (result.kind === 'failed') options.onUnobserved(tuneId, result.reason);
+        else settle(new Map([[tuneId, result.kind === 'tune' ? { kind: 'tune', tune: result.tune } : { kind: 'gone', tuneId: result.tuneId }]]));
+      }).catch((error: unknown) => void (fatal ??= error)),
+    );
+
   let spanSum = 0;
   let fullPages = 0;
   try {
     let beforeId = options.items.reduce((newest, item) => Math.max(newest, item.tuneId), 0) + 1;
+    let below = options.items;
     while (fatal === undefined) {
-      const below = options.items.filter((item) => item.tuneId < beforeId && !seen.has(item.tuneId));
+      below = below.filter((item) => item.tuneId < beforeId);
       const plan = planPages(below, beforeId, fullPages > 0 ? spanSum / fullPages : options.idsPerPage);
       if (plan.pagesDownTo === null) break;
       const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT }, options.signal);
@@ -99,33 +114,28 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
         if (wanted.has(tune.id)) observations.set(tune.id, { kind: 'tune', tune });
       }
       if (observations.size > 0) settle(observations);
-      const shown = page.tunes.length + page.skipped;
-      // The end of the account's list: a tune below the cursor not shown is gone (its GET says so).
-      if (page.nextBeforeId === null || shown < MAX_LIST_LIMIT) break;
-      spanSum += beforeId - page.nextBeforeId;
+      // The end of the account's list: every tune below the cursor was on this page.
+      const end = page.nextBeforeId === null || page.tunes.length + page.skipped < MAX_LIST_LIMIT;
+      const lowest = end ? 0 : page.nextBeforeId!;
+      // Wanted on this page's stretch of ids and not shown: deleted (404) or unreadable; its GET says which.
+      for (const item of below) if (item.weight === 1 && item.tuneId >= lowest && !seen.has(item.tuneId)) getOne(item.tuneId);
+      if (end) {
+        below = [];
+        break;
+      }
+      spanSum += beforeId - lowest;
       fullPages += 1;
-      beforeId = page.nextBeforeId;
+      beforeId = lowest;
     }
     if (fullPages > 0) report.idsPerPage = spanSum / fullPages;
 
-    const missing = options.items.filter((item) => item.weight === 1 && !seen.has(item.tuneId));
-    if (report.incomplete !== null) {
-      for (const item of missing) options.onUnobserved(item.tuneId, report.incomplete);
-    } else if (fatal === undefined) {
-      const slots = pLimit(options.concurrency);
-      await Promise.all(
-        missing.map((item) =>
-          slots(async () => {
-            if (fatal !== undefined) return;
-            report.singleGets += 1;
-            const result: TuneResult = await deps.astria.getTune(String(item.tuneId), options.signal);
-            if (result.kind === 'failed') options.onUnobserved(item.tuneId, result.reason);
-            else settle(new Map([[item.tuneId, result.kind === 'tune' ? { kind: 'tune', tune: result.tune } : { kind: 'gone', tuneId: result.tuneId }]]));
-          }),
-        ),
-      );
-    }
+    // Stragglers below the pages (or everything, when the list failed: they count as unobserved).
+    const rest = below.filter((item) => item.weight === 1 && item.tuneId < beforeId && !seen.has(item.tuneId));
+    if (report.incomplete !== null) for (const item of rest) options.onUnobserved(item.tuneId, report.incomplete);
+    else for (const item of rest) getOne(item.tuneId);
+    await Promise.all(gets);
   } finally {
+    await Promise.all(gets);
     await Promise.all(settling);
   }
   if (fatal !== undefined) throw fatal;
