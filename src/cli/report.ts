@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { countCallbackOutcomes, type CallbackCounts } from '../db/callbacks.js';
 
 /** One slow recovery: Astria finished training long before the reconciler applied READY. */
 export interface SlowRecovery {
@@ -23,6 +24,12 @@ export interface Report {
   recoveries: number;
   /** The 10 slowest of them, slowest first. */
   slowest: SlowRecovery[];
+  /**
+   * Lost means lost: reconciler recoveries to READY whose callback never came within
+   * RECONCILER_CALLBACK_GRACE (`lost`) or came after (`late`); READY the callback applied itself
+   * (`webhookFirst`). `pending`: not judged yet; `unrecorded`: from before callbacks were recorded.
+   */
+  callbacks: CallbackCounts;
 }
 
 const SLOWEST = 10;
@@ -45,6 +52,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
     lagSeconds: { p50: null, p90: null, p99: null, max: null },
     recoveries: 0,
     slowest: [],
+    callbacks: { lost: 0, late: 0, webhookFirst: 0, pending: 0, unrecorded: 0 },
   };
   // A database the daemon never ran on has no event log yet: nothing was applied. (A report writes nothing.)
   const exists = await pool.query<{ found: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS found`, [`${schema}.events`]);
@@ -88,6 +96,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
   );
 
   const stats = lag.rows[0]!;
+  const callbacks = await countCallbackOutcomes(pool, schema, since, until);
   return {
     since: since.toISOString(),
     until: until.toISOString(),
@@ -102,6 +111,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
       trainedAt: row.trained_at.toISOString(),
       occurredAt: row.occurred_at.toISOString(),
     })),
+    callbacks,
   };
 }
 
@@ -164,7 +174,16 @@ export function formatReport(report: Report): string {
       ).map((l) => `  ${l}`),
     );
   }
+  lines.push('', ...formatCallbacks(report.callbacks));
   return `${lines.join('\n')}\n`;
+}
+
+function formatCallbacks({ lost, late, webhookFirst, pending, unrecorded }: CallbackCounts): string[] {
+  const lines = [`Astria callbacks (READY): lost ${lost}, late ${late}, webhook first ${webhookFirst}`];
+  if (lost > 0) lines.push('  lost: the reconciler applied READY and no callback came within RECONCILER_CALLBACK_GRACE: check the callback URL');
+  if (pending > 0) lines.push(`  ${pending} recent recoveries not judged yet (their grace is still running)`);
+  if (unrecorded > 0) lines.push(`  ${unrecorded} recoveries from before callbacks were recorded: neither lost nor late`);
+  return lines;
 }
 
 /**
