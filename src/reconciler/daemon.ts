@@ -84,11 +84,12 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     if (judged.lost > 0) log.warn({ lost: judged.lost }, 'Astria callbacks lost: the reconciler applied these and no callback came');
   };
 
-  const record = (modelId: string, outcome: RoundOutcome) => {
-    const now = clock.now();
+  /** `roundAt`: when the round started, so a look late in the round still keeps the next one on the cadence. */
+  const record = (roundAt: number, modelId: string, outcome: RoundOutcome) => {
+    const now = roundAt;
     if (outcome.kind !== 'observed') return schedule.unobserved(modelId, now);
     if (outcome.status !== 'PROCESSING' && outcome.status !== 'TRAINING') return schedule.forget(modelId);
-    if (outcome.wrote === 'progress') schedule.progressWritten(modelId, now);
+    if (outcome.wrote === 'progress') schedule.progressWritten(modelId, clock.now());
     schedule.stillTraining(modelId, outcome.eta, now);
   };
 
@@ -102,10 +103,10 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       // Stops on shutdown, and when leadership is lost mid-round (another replica now polls).
       signal: AbortSignal.any([signal, leader.termSignal()]),
       progressWriteDue: (modelId) => schedule.progressWriteDue(modelId, clock.now()),
-      onOutcome: record,
+      onOutcome: (modelId, outcome) => record(now, modelId, outcome),
       onUnobserved: (tuneId, reason) => {
         log.warn({ tuneId, reason }, 'could not observe tune');
-        for (const modelId of schedule.modelsOfTune(tuneId)) schedule.unobserved(modelId, clock.now());
+        for (const modelId of schedule.modelsOfTune(tuneId)) schedule.unobserved(modelId, now);
       },
       onVacant: (tuneId) => schedule.modelsOfTune(tuneId).forEach((modelId) => schedule.forget(modelId)),
     });
