@@ -380,6 +380,13 @@ const DENSITY: [Scenario, Scenario] = [
 ];
 const CADENCES_MS = [1_000, 2_000, 5_000, 10_000];
 
+/** Account tunes from the oldest to the newest tune in flight. */
+function spanTunes(run: Run): number {
+  const ids = run.finishes.map((finish) => finish.tuneId);
+  const [low, high] = [Math.min(...ids), Math.max(...ids)];
+  return run.accountTuneIds.filter((id) => id >= low && id <= high).length;
+}
+
 export async function runSteadyState(adminUrl: string): Promise<SectionResult> {
   const texts: string[] = [
     `Defaults: RECONCILER_INTERVAL ${INTERVAL_MS / SECOND} s, RECONCILER_STUCK_AFTER ${STUCK_AFTER_MS / MINUTE} min, RECONCILER_OBSERVE_EVERY ${DAEMON_DEFAULTS.observeEveryMs / SECOND} s, ` +
@@ -398,7 +405,7 @@ export async function runSteadyState(adminUrl: string): Promise<SectionResult> {
   const ratio = many.requests.length / Math.max(1, few.requests.length);
   texts.push(
     '',
-    `-- cost follows pages: ${few.scenario.models} vs ${many.scenario.models} models inside the same id span (${few.accountTuneIds.length} vs ${many.accountTuneIds.length} account tunes), 3 min`,
+    `-- cost follows pages: ${few.scenario.models} vs ${many.scenario.models} models inside the same id span (${spanTunes(few)} vs ${spanTunes(many)} account tunes from the oldest to the newest in flight), 3 min`,
     formatGrid([
       ['models in the span', 'Astria calls', 'lag p99 (s)', 'lag max (s)'],
       ...[few, many].map((run) => [String(run.scenario.models), String(run.requests.length), seconds(percentile([...run.lagByModel.values()], 0.99)), seconds(maximum([...run.lagByModel.values()]))]),

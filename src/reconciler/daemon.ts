@@ -150,6 +150,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
           // Nothing to observe, but the key must be proved before the gauge can say it works.
           const probe = await deps.astria.listTunes({ limit: 1 }, signal);
           if (probe.kind === 'page') restoreAuth();
+          else authRetryAt = now + settings.authRetryMs; // Astria is failing otherwise: try again later
         }
         // While the key is rejected only its retry (and the next discovery) wakes the loop.
         const next = authRetryAt === null ? schedule.nextRoundAt() : authRetryAt;
