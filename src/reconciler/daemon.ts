@@ -84,9 +84,8 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     if (judged.lost > 0) log.warn({ lost: judged.lost }, 'Astria callbacks lost: the reconciler applied these and no callback came');
   };
 
-  /** `roundAt`: when the round started, so a look late in the round still keeps the next one on the cadence. */
-  const record = (roundAt: number, modelId: string, outcome: RoundOutcome) => {
-    const now = roundAt;
+  /** `now`: when the round started, so a look late in the round still keeps the next one on the cadence. */
+  const record = (now: number, modelId: string, outcome: RoundOutcome) => {
     if (outcome.kind !== 'observed') return schedule.unobserved(modelId, now);
     if (outcome.status !== 'PROCESSING' && outcome.status !== 'TRAINING') return schedule.forget(modelId);
     if (outcome.wrote === 'progress') schedule.progressWritten(modelId, clock.now());
