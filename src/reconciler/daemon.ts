@@ -109,6 +109,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       },
       onVacant: (tuneId) => schedule.modelsOfTune(tuneId).forEach((modelId) => schedule.forget(modelId)),
     });
+    metrics.passDuration.observe((clock.now() - now) / 1000);
     idsPerPage = report.idsPerPage;
     schedule.roundFinished({ retried: report.retried || report.incomplete !== null });
     if (report.calls > 0) restoreAuth();
