@@ -11,11 +11,13 @@
  * Per scenario: models recovered, Astria calls (as the simulated Astria counted them) per model and
  * against the list-scan floor, 429s, wall time against the rate-limit bound, and the RSS of the process
  * running the pass. The pass runs in a child process (bench/pass-worker.ts) so that RSS is the
- * reconciler's alone. Exits 1 when a target of issues #2 and #5 is missed, listing which.
+ * reconciler's alone. Exits 1 when a target of issues #2, #5 and #8 is missed, listing which.
  *
- * Then (issue 5, bench/steady-state.ts and bench/broadcast-latency.ts):
- *   steady           the daemon loop over 200 in-flight models in virtual time: detection lag and calls
- *                    per model against fixed-interval polling
+ * Then (bench/steady-state.ts and bench/broadcast-latency.ts):
+ *   steady           the daemon loop at default settings, webhook lost, in virtual time (issue 8): 40
+ *                    models over 3 min, 200 and 1,000 over 10 min, a 12-vs-120 density pair and a
+ *                    RECONCILER_OBSERVE_EVERY sweep; lag by eta quality, calls/model, avg and peak
+ *                    req/s against three polling peers
  *   latency          1,000 events: commit → LISTEN receipt and commit → HTTP receipt
  * BENCH_ONLY=backfill,steady,latency (any subset, comma separated) picks the sections; default all.
  *

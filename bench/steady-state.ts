@@ -1,20 +1,29 @@
 /**
- * Steady state (issue 5): the real daemon loop watching 200 models in flight, no webhook at all.
+ * Steady state with the webhook lost (issue 8): the real daemon loop at default settings watching
+ * models in flight until every one of them finished, no callback at all.
  *
- * Every tune started training up to 20 minutes before t0 and truly finishes (trained_at = F) at a
- * uniformly random moment of the 10 minutes after t0; Astria's `eta` is only an estimate of F:
- * F + U(−15 s, +60 s). The account also holds 1,000 older, long-finished tunes (READY models), below
- * the in-flight ones in id order.
+ * Scenarios (seeded): 40 models finishing over 3 minutes, 200 over 10 minutes, 1,000 over 10 minutes,
+ * and a density pair (12 vs 120 models inside the same id span of one page) for "cost follows pages".
+ * Each model trains 20–40 minutes and truly finishes (trained_at = F) at a uniformly random moment of
+ * the window. Eta quality is mixed: 65 % accurate (F = eta − 20 s … eta + 40 s), 25 % late (F = eta +
+ * 1…30 min), 10 % with no eta; 3 % fail (status failed) and 2 % disappear (404) at F instead. Foreign
+ * tunes of the same account (not in flight in the app) are interleaved in the id range (0 or 1 after
+ * each of ours: a third of the range), 500 older finished tunes sit below and 30 newer foreign ones above.
  *
- * Everything is real except time: `runDaemon` with a real leader election (advisory lock), the real
- * status service on a scratch PostgreSQL database, the real Astria client over loopback HTTP against
- * the simulated Astria (25 ms latency, no rate limit). Time is a `VirtualClock`: it only moves when the
- * process is idle, to the earliest pending sleep, so the 10+ virtual minutes take a few real seconds
- * and a database write or an Astria round trip takes zero virtual time. A tune becomes trained lazily:
- * each request reaching the simulated Astria first marks every tune whose F has passed (virtual time).
+ * Everything is real except time: `runDaemon` with a real leader election, the real status service on
+ * a scratch PostgreSQL database, the real Astria client and its request budget over loopback HTTP
+ * against the simulated Astria. Time is a `VirtualClock`: it moves only when the process is idle, to
+ * the earliest pending sleep, so the budget's spacing and the daemon's cadence are in virtual time and
+ * a database write or an Astria round trip takes none (the simulated Astria answers at once; 25 ms of
+ * real latency would add 25 ms per page of a round). A tune becomes trained lazily: each request
+ * reaching the simulated Astria first applies every finish whose F has passed (virtual time).
  *
- * Measured: detection lag (event log: occurred_at − trained_at, both virtual), Astria calls per model,
- * against fixed-interval polling computed analytically from the same F values.
+ * Lag = the event's occurred_at (stamped in the transaction that NOTIFYs, so it is when LISTEN hears it,
+ * give or take the commit → LISTEN latency of the `latency` section) − F, both virtual. Peers are
+ * computed from the same F values: one GET per model every 30 s, a list scan every 30 s (pages from the
+ * newest tune down to the oldest undetected), and one GET per model every 5 s from training start
+ * (vibephoto-style). Rates are over the run (first look to last model done); peak is the busiest
+ * 1-second window.
  */
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
@@ -23,225 +32,169 @@ import { createPool } from '../src/db/pool.js';
 import { seedModels, type SeedModel } from '../src/db/host-schema.js';
 import { startSimulatedAstria } from '../src/demo/simulated-astria.js';
 import { createMetrics } from '../src/metrics.js';
-import { runDaemon } from '../src/reconciler/daemon.js';
-import { createLeaderElection, type LeaderElection } from '../src/reconciler/leader.js';
+import { DAEMON_DEFAULTS, runDaemon } from '../src/reconciler/daemon.js';
+import { createLeaderElection } from '../src/reconciler/leader.js';
 import { createStatusService, type StatusService } from '../src/status/service.js';
 import { API_KEY, LIST_PAGE_SIZE, prng, scratchDatabase } from './scenario.js';
-import { fixedOrDash, formatGrid, maximum, mean, percentile, target, type SectionResult } from './stats.js';
+import { fixedOrDash, formatGrid, maximum, percentile, target, type SectionResult } from './stats.js';
+import type { TargetResult } from './report.js';
 import { VirtualClock, trackPool, trackUndiciRequests } from './virtual-clock.js';
 
-const SEED = 20_240_605;
-const MODELS = 200;
-const HISTORY_TUNES = 1_000;
-const INTERVAL_MS = 30_000;
-const STUCK_AFTER_MS = 0;
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
-const FINISH_WINDOW_MS = 10 * MINUTE;
-const MAX_VIRTUAL_MS = 15 * MINUTE;
-const STARTED_BEFORE_T0_MS = 20 * MINUTE;
-const ETA_ERROR_MIN_MS = -15 * SECOND;
-const ETA_ERROR_MAX_MS = 60 * SECOND;
-/** Production defaults (ASTRIA_MAX_RPS, ASTRIA_CONCURRENCY); the budget's spacing runs in virtual time. */
-const CLIENT_MAX_RPS = 5;
-const CLIENT_CONCURRENCY = 4;
-const ASTRIA_LATENCY_MS = 25;
+/** Default settings (SPEC.md / src/config.ts). */
+const INTERVAL_MS = 30 * SECOND;
+const STUCK_AFTER_MS = 2 * MINUTE;
+const MAX_RPS = 5;
+const CONCURRENCY = 4;
 const TRAINING_TIMEOUT_MS = 24 * 60 * MINUTE;
-/** Real-time guard: a run that stops making progress (a tracked call that never ends) is cut off. */
 const REAL_TIME_LIMIT_MS = 10 * MINUTE;
-/** The schedule's default grace after `eta` (src/reconciler/schedule.ts), for the lag breakdown. */
-const ETA_GRACE_MS = 2_000;
 
-interface InFlightTune {
-  tuneId: number;
-  modelId: string;
-  /** Virtual epoch ms. */
-  startedAt: number;
-  finishAt: number;
-  eta: number;
-}
+const LAG_TARGETS = { p50: 2 * SECOND, p99: 5 * SECOND, max: 10 * SECOND };
 
-/** The tunes in flight, as offsets from t0 (ms): the same for every run of the section. */
-interface TuneSpec {
+type EtaQuality = 'accurate' | 'late' | 'none';
+type Ending = 'trained' | 'failed' | 'gone';
+
+interface ModelSpec {
   startedOffset: number;
   finishOffset: number;
-  etaOffset: number;
+  eta: EtaQuality;
+  etaOffset: number | null;
+  ending: Ending;
+  /** Foreign tunes created right after this one. */
+  foreignAfter: number;
 }
 
-interface Baseline {
-  callsPerModel: number;
-  lagsMs: number[];
-  listPagesPerModel: number;
-  getPerModel: number;
+export interface Scenario {
+  name: string;
+  models: number;
+  windowMs: number;
+  seed: number;
+  observeEveryMs?: number;
+  /** Foreign tunes after each of ours: 0..this (uniform; default 1). */
+  maxForeignAfter?: number;
+  /** Only accurate etas and plain trained endings (the density pair isolates the id span). */
+  plain?: boolean;
 }
 
-/** One run of the daemon over the world, with what it measured. */
-interface DaemonRun {
+interface Finish {
+  tuneId: number;
+  modelId: string;
+  startedAt: number;
+  finishAt: number;
+  eta: EtaQuality;
+  ending: Ending;
+}
+
+export interface Run {
+  scenario: Scenario;
   t0: number;
-  inFlight: InFlightTune[];
+  finishes: Finish[];
   accountTuneIds: number[];
-  recovered: number;
-  readyEvents: number;
   lagByModel: Map<string, number>;
-  requests: number;
+  events: number;
+  terminal: number;
+  requests: number[];
   list: number;
   get: number;
   nonOk: string;
-  listPagesAt: string[];
-  getsWhileTraining: number;
-  statusEvents: number;
-  progressOnly: number;
-  wakeUps: number;
-  timersFired: number;
-  virtualMs: number;
   realMs: number;
   stopReason: string;
 }
 
-const DAEMON_ROW = 'reconciler daemon (measured)';
-
-/** Polls at t0 + k·I (k ≥ 1): one GET per model per interval until a poll sees it trained. */
-function fixedIntervalPolling(tunes: InFlightTune[], t0: number, interval: number): Baseline {
-  let calls = 0;
-  const lagsMs: number[] = [];
-  for (const tune of tunes) {
-    const elapsed = tune.finishAt - t0;
-    calls += Math.floor(elapsed / interval) + 1;
-    lagsMs.push(interval - (elapsed % interval));
-  }
-  return { callsPerModel: calls / tunes.length, lagsMs, listPagesPerModel: 0, getPerModel: calls / tunes.length };
-}
-
-/**
- * At the same poll times, one list scan per interval: pages from the newest account tune down to the
- * oldest tune still undetected (120 tunes a page). Same lag as fixed polling.
- */
-function listScanEveryInterval(tunes: InFlightTune[], accountTuneIds: number[], t0: number, interval: number): Baseline {
-  let pages = 0;
-  for (let k = 1; ; k += 1) {
-    const pollAt = t0 + k * interval;
-    const undetected = tunes.filter((tune) => tune.finishAt > pollAt - interval);
-    if (undetected.length === 0) break;
-    const oldest = Math.min(...undetected.map((tune) => tune.tuneId));
-    pages += Math.ceil(accountTuneIds.filter((id) => id >= oldest).length / LIST_PAGE_SIZE);
-  }
-  const fixed = fixedIntervalPolling(tunes, t0, interval);
-  return { callsPerModel: pages / tunes.length, listPagesPerModel: pages / tunes.length, getPerModel: 0, lagsMs: fixed.lagsMs };
-}
-
-function tuneSpecs(): TuneSpec[] {
-  const random = prng(SEED);
+function specs(scenario: Scenario): ModelSpec[] {
+  const random = prng(scenario.seed);
   const uniform = (low: number, high: number) => low + random() * (high - low);
-  return Array.from({ length: MODELS }, () => {
-    const startedOffset = Math.round(-uniform(0, STARTED_BEFORE_T0_MS));
-    const finishOffset = Math.round(uniform(0, FINISH_WINDOW_MS));
-    const etaOffset = Math.round(finishOffset + uniform(ETA_ERROR_MIN_MS, ETA_ERROR_MAX_MS));
-    return { startedOffset, finishOffset, etaOffset };
+  return Array.from({ length: scenario.models }, () => {
+    const finishOffset = Math.round(uniform(0, scenario.windowMs));
+    const startedOffset = finishOffset - Math.round(uniform(20 * MINUTE, 40 * MINUTE));
+    const roll = random();
+    const eta: EtaQuality = scenario.plain || roll < 0.65 ? 'accurate' : roll < 0.9 ? 'late' : 'none';
+    const etaOffset =
+      eta === 'none' ? null : eta === 'accurate' ? finishOffset - Math.round(uniform(-20 * SECOND, 40 * SECOND)) : finishOffset - Math.round(uniform(MINUTE, 30 * MINUTE));
+    const endRoll = random();
+    const ending: Ending = scenario.plain || endRoll >= 0.05 ? 'trained' : endRoll < 0.03 ? 'failed' : 'gone';
+    const foreignAfter = Math.floor(random() * ((scenario.maxForeignAfter ?? 1) + 1));
+    return { startedOffset, finishOffset, eta, etaOffset, ending, foreignAfter };
   });
 }
 
-async function runDaemonOnce(adminUrl: string, specs: TuneSpec[]): Promise<DaemonRun> {
+export async function runScenario(adminUrl: string, scenario: Scenario): Promise<Run> {
   const t0 = Math.floor(Date.now() / SECOND) * SECOND;
   const stop = new AbortController();
-  const clock = new VirtualClock({ start: t0, stopAt: t0 + MAX_VIRTUAL_MS, onStop: () => stop.abort(new Error('virtual time limit')) });
+  const clock = new VirtualClock({ start: t0, stopAt: t0 + scenario.windowMs + 5 * MINUTE, onStop: () => stop.abort(new Error('virtual time limit')) });
   const untrackUndici = trackUndiciRequests(clock);
   const database = await scratchDatabase(adminUrl);
-  const astria = await startSimulatedAstria({ apiKey: API_KEY, latencyMs: ASTRIA_LATENCY_MS, now: () => new Date(clock.now()) });
+  const astria = await startSimulatedAstria({ apiKey: API_KEY, now: () => new Date(clock.now()) });
   const log = pino({ level: 'silent' });
   const metrics = createMetrics();
   const pool = createPool(database.url, log, 10);
-  const client = createAstriaClient({
-    apiUrl: astria.url,
-    apiKey: API_KEY,
-    maxRps: CLIENT_MAX_RPS,
-    concurrency: CLIENT_CONCURRENCY,
-    timeoutMs: 30_000,
-    log,
-    metrics,
-    clock,
-  });
-  const election = createLeaderElection({ databaseUrl: database.url, lockName: 'astria_reconciler:leader:bench', log, metrics });
+  const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: MAX_RPS, concurrency: CONCURRENCY, timeoutMs: 30_000, log, metrics, clock });
+  const leader = createLeaderElection({ databaseUrl: database.url, lockName: 'astria_reconciler:leader:bench', log, metrics });
   const guard = setTimeout(() => stop.abort(new Error('real-time limit')), REAL_TIME_LIMIT_MS);
 
   try {
-    // --- the account: 1,000 finished tunes, then the 200 in flight (F in random order of id) ---
-    const history = astria.addTunes(HISTORY_TUNES, (index) => {
-      const trainedAt = t0 - 2 * 24 * 60 * MINUTE + index * MINUTE;
+    // --- the account, in creation (id) order: history, ours with foreign ones interleaved, newer foreign ---
+    astria.addTunes(500, (index) => {
+      const trainedAt = t0 - 3 * 24 * 60 * MINUTE + index * MINUTE;
       return { createdAt: new Date(trainedAt - 40 * MINUTE), startedTrainingAt: new Date(trainedAt - 30 * MINUTE), trainedAt: new Date(trainedAt) };
     });
-    const inFlight: InFlightTune[] = specs.map((spec) => {
+    const ordered = specs(scenario).sort((a, b) => a.startedOffset - b.startedOffset);
+    const finishes: Finish[] = [];
+    const models: SeedModel[] = [];
+    for (const spec of ordered) {
       const startedAt = t0 + spec.startedOffset;
-      const eta = t0 + spec.etaOffset;
-      const tune = astria.addTune({ createdAt: new Date(startedAt - MINUTE), startedTrainingAt: new Date(startedAt), eta: new Date(eta) });
-      return { tuneId: tune.id, modelId: `model-${tune.id}`, startedAt, finishAt: t0 + spec.finishOffset, eta };
-    });
-    const accountTuneIds = [...history.map((tune) => tune.id), ...inFlight.map((tune) => tune.tuneId)];
-    const models: SeedModel[] = [
-      ...history.map((tune) => ({
-        id: `model-${tune.id}`,
+      const tune = astria.addTune({
+        createdAt: new Date(startedAt - MINUTE),
+        startedTrainingAt: new Date(startedAt),
+        eta: spec.etaOffset === null ? null : new Date(t0 + spec.etaOffset),
+      });
+      const modelId = `model-${tune.id}`;
+      finishes.push({ tuneId: tune.id, modelId, startedAt, finishAt: t0 + spec.finishOffset, eta: spec.eta, ending: spec.ending });
+      models.push({
+        id: modelId,
         userId: `user-${tune.id % 50}`,
-        status: 'READY' as const,
+        status: 'TRAINING',
         trainingJobId: String(tune.id),
-        progress: 100,
-        createdAt: new Date(Date.parse(String(tune.created_at))),
-        updatedAt: new Date(Date.parse(String(tune.trained_at))),
-      })),
-      ...inFlight.map((tune) => ({
-        id: tune.modelId,
-        userId: `user-${tune.tuneId % 50}`,
-        status: 'TRAINING' as const,
-        trainingJobId: String(tune.tuneId),
         progress: 10,
-        createdAt: new Date(tune.startedAt - MINUTE),
-        // The app set TRAINING when it created the tune: older than t0, so stuck-after 0 sees it at once.
-        updatedAt: new Date(tune.startedAt - MINUTE),
-      })),
-    ];
+        createdAt: new Date(startedAt - MINUTE),
+        updatedAt: new Date(startedAt - MINUTE),
+      });
+      // Foreign tunes: trained already (reference tunes, other apps of the account).
+      astria.addTunes(spec.foreignAfter, () => ({ createdAt: new Date(startedAt), trainedAt: new Date(startedAt) }));
+    }
+    astria.addTunes(30, () => ({ createdAt: new Date(t0), trainedAt: new Date(t0) }));
     await seedModels(database.pool, models);
+    const accountTuneIds: number[] = [];
+    const firstId = finishes[0]!.tuneId - 500;
+    const lastId = finishes.at(-1)!.tuneId + 30 + ordered.at(-1)!.foreignAfter;
+    for (let id = firstId; id <= lastId; id += 1) if (astria.getTune(id)) accountTuneIds.push(id);
 
-    // --- lazy training: every request first marks the tunes whose true finish F has passed ---
-    const byFinish = [...inFlight].sort((a, b) => a.finishAt - b.finishAt);
-    let trainedUpTo = 0;
-    const requestTimes: { at: number; endpoint: string; path: string }[] = [];
+    // --- lazy finishing: every request first applies the finishes whose F has passed ---
+    const byFinish = [...finishes].sort((a, b) => a.finishAt - b.finishAt);
+    let finishedUpTo = 0;
+    const requests: number[] = [];
     astria.resetStats();
-    astria.onRequest((event) => {
+    astria.onRequest(() => {
       const now = clock.now();
-      while (trainedUpTo < byFinish.length && byFinish[trainedUpTo]!.finishAt <= now) {
-        const tune = byFinish[trainedUpTo]!;
-        astria.train(tune.tuneId, new Date(tune.finishAt));
-        trainedUpTo += 1;
+      while (finishedUpTo < byFinish.length && byFinish[finishedUpTo]!.finishAt <= now) {
+        const finish = byFinish[finishedUpTo]!;
+        if (finish.ending === 'trained') astria.train(finish.tuneId, new Date(finish.finishAt));
+        else if (finish.ending === 'failed') astria.fail(finish.tuneId);
+        else astria.remove(finish.tuneId);
+        finishedUpTo += 1;
       }
-      requestTimes.push({ at: now, endpoint: event.endpoint, path: event.path });
+      requests.push(now);
     });
 
-    // --- the daemon, with the service and leader counted ---
     const inner = createStatusService({ pool: trackPool(pool, clock), clock, metrics });
-    let ready = 0;
-    let statusEvents = 0;
-    let progressOnly = 0;
+    let terminal = 0;
     const service: StatusService = {
       async apply(transition, source) {
         const result = await inner.apply(transition, source);
-        if (result.applied) {
-          if (transition.to === transition.from) progressOnly += 1;
-          else statusEvents += 1;
-          if (transition.to === 'READY') {
-            ready += 1;
-            if (ready === MODELS) stop.abort(new Error('all READY'));
-          }
-        }
+        if (result.applied && (transition.to === 'READY' || transition.to === 'ERROR') && ++terminal === scenario.models) stop.abort(new Error('all done'));
         return result;
       },
-    };
-    let wakeUps = 0;
-    const leader: LeaderElection = {
-      refresh: () => {
-        wakeUps += 1;
-        return election.refresh();
-      },
-      isLeader: () => election.isLeader(),
-      termSignal: () => election.termSignal(),
-      release: () => election.release(),
     };
 
     const realStart = performance.now();
@@ -250,59 +203,43 @@ async function runDaemonOnce(adminUrl: string, specs: TuneSpec[]): Promise<Daemo
       {
         intervalMs: INTERVAL_MS,
         stuckAfterMs: STUCK_AFTER_MS,
+        observeEveryMs: scenario.observeEveryMs ?? DAEMON_DEFAULTS.observeEveryMs,
         trainingTimeoutMs: TRAINING_TIMEOUT_MS,
-        concurrency: CLIENT_CONCURRENCY,
+        concurrency: CONCURRENCY,
         signal: stop.signal,
       },
     );
     const realMs = performance.now() - realStart;
 
-    const { rows: events } = await database.pool.query<{ model_id: string; lag_ms: string }>(
-      `SELECT model_id, extract(epoch FROM occurred_at - trained_at) * 1000 AS lag_ms
-         FROM astria_reconciler.events WHERE to_status = 'READY' AND source = 'reconciler'`,
+    const finishById = new Map(finishes.map((finish) => [finish.modelId, finish.finishAt]));
+    const { rows: events } = await database.pool.query<{ model_id: string; occurred_ms: string }>(
+      `SELECT model_id, (extract(epoch FROM occurred_at) * 1000)::bigint::text AS occurred_ms
+         FROM astria_reconciler.events WHERE to_status IN ('READY', 'ERROR') AND source = 'reconciler'`,
     );
-    const { rows: readyRows } = await database.pool.query<{ ready: string }>(
-      `SELECT count(*) AS ready FROM ai_models WHERE status = 'READY' AND id = ANY($1::text[])`,
-      [inFlight.map((tune) => tune.modelId)],
-    );
-    // GETs that found the tune still training (they bought nothing but a progress update).
-    const finishById = new Map(inFlight.map((tune) => [tune.tuneId, tune.finishAt]));
-    let getsWhileTraining = 0;
-    for (const request of requestTimes) {
-      const match = /^\/tunes\/(\d+)$/.exec(request.path);
-      const finishAt = match ? finishById.get(Number(match[1])) : undefined;
-      if (finishAt !== undefined && request.at < finishAt) getsWhileTraining += 1;
-    }
     const { stats } = astria;
     return {
+      scenario,
       t0,
-      inFlight,
+      finishes,
       accountTuneIds,
-      recovered: Number(readyRows[0]!.ready),
-      readyEvents: events.length,
-      lagByModel: new Map(events.map((row) => [row.model_id, Number(row.lag_ms)])),
-      requests: stats.requests,
+      lagByModel: new Map(events.map((row) => [row.model_id, Number(row.occurred_ms) - finishById.get(row.model_id)!])),
+      events: events.length,
+      terminal,
+      requests,
       list: stats.list,
       get: stats.get,
       nonOk:
         Object.entries(stats.byStatus)
-          .filter(([status]) => Number(status) >= 300)
+          .filter(([status]) => Number(status) >= 300 && Number(status) !== 404)
           .map(([status, count]) => `${status}×${count}`)
           .join(', ') || 'none',
-      listPagesAt: requestTimes.filter((request) => request.endpoint === 'list').map((request) => ((request.at - t0) / SECOND).toFixed(1)),
-      getsWhileTraining,
-      statusEvents,
-      progressOnly,
-      wakeUps,
-      timersFired: clock.advances,
-      virtualMs: clock.now() - t0,
       realMs,
       stopReason: stop.signal.aborted ? String((stop.signal.reason as Error)?.message ?? stop.signal.reason) : 'daemon returned',
     };
   } finally {
     clearTimeout(guard);
     untrackUndici();
-    await election.release();
+    await leader.release();
     await client.close();
     await pool.end();
     await astria.close();
@@ -310,82 +247,186 @@ async function runDaemonOnce(adminUrl: string, specs: TuneSpec[]): Promise<Daemo
   }
 }
 
-/** The first `shown` items, then how many more. */
-function abbreviate(items: string[], shown: number): string {
-  if (items.length === 0) return '-';
-  const head = items.slice(0, shown).join(', ');
-  return items.length > shown ? `${head}, … +${items.length - shown} more` : head;
+/** The busiest 1-second window of these request times (ms). */
+function peakPerSecond(times: readonly number[]): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let peak = 0;
+  for (let start = 0, end = 0; end < sorted.length; end += 1) {
+    while (sorted[end]! - sorted[start]! >= SECOND) start += 1;
+    peak = Math.max(peak, end - start + 1);
+  }
+  return peak;
+}
+
+interface Strategy {
+  name: string;
+  lagsMs: Map<string, number>;
+  requests: number[];
+  calls: number;
+}
+
+/** One GET per model at phase + k·interval from `from(model)` until a poll sees it finished. */
+function perModelPolling(name: string, finishes: Finish[], intervalMs: number, from: (finish: Finish) => number): Strategy {
+  const lagsMs = new Map<string, number>();
+  const requests: number[] = [];
+  for (const finish of finishes) {
+    let at = from(finish);
+    for (; at < finish.finishAt; at += intervalMs) requests.push(at);
+    requests.push(at);
+    lagsMs.set(finish.modelId, at - finish.finishAt);
+  }
+  return { name, lagsMs, requests, calls: requests.length };
+}
+
+/** A list scan every interval from t0: pages from the newest account tune to the oldest undetected one. */
+function listScanPolling(run: Run, intervalMs: number): Strategy {
+  const lagsMs = new Map<string, number>();
+  const requests: number[] = [];
+  const sortedIds = [...run.accountTuneIds].sort((a, b) => b - a);
+  let undetected = [...run.finishes];
+  for (let at = run.t0; undetected.length > 0; at += intervalMs) {
+    const oldest = Math.min(...undetected.map((finish) => finish.tuneId));
+    const pages = Math.ceil(sortedIds.filter((id) => id >= oldest).length / LIST_PAGE_SIZE);
+    for (let page = 0; page < pages; page += 1) requests.push(at + (page * SECOND) / MAX_RPS);
+    for (const finish of undetected) if (finish.finishAt <= at) lagsMs.set(finish.modelId, at - finish.finishAt);
+    undetected = undetected.filter((finish) => finish.finishAt > at);
+  }
+  return { name: 'list scan every 30 s', lagsMs, requests, calls: requests.length };
+}
+
+function strategies(run: Run): Strategy[] {
+  const ours: Strategy = { name: 'reconciler daemon (measured)', lagsMs: run.lagByModel, requests: run.requests, calls: run.requests.length };
+  // The 30 s pollers look from t0 (when the daemon starts too), each model at its own phase.
+  const phase = (finish: Finish) => run.t0 + (finish.tuneId * 7_919) % (30 * SECOND);
+  return [
+    ours,
+    perModelPolling('GET per model every 30 s', run.finishes, 30 * SECOND, phase),
+    listScanPolling(run, 30 * SECOND),
+    perModelPolling('vibephoto: GET per model every 5 s from training start', run.finishes, 5 * SECOND, (finish) => finish.startedAt),
+  ];
+}
+
+const seconds = (ms: number | null, digits = 1) => fixedOrDash(ms === null ? null : ms / SECOND, digits);
+
+function lagCells(lags: number[]): string[] {
+  return [seconds(percentile(lags, 0.5)), seconds(percentile(lags, 0.99)), seconds(maximum(lags))];
+}
+
+function durationOf(run: Run, requests: number[]): number {
+  const last = Math.max(...run.finishes.map((finish) => finish.finishAt), ...requests);
+  return Math.max(SECOND, last - run.t0);
+}
+
+export function describeRun(run: Run): { text: string; targets: TargetResult[] } {
+  const { scenario } = run;
+  const models = scenario.models;
+  const rows = strategies(run).map((strategy) => {
+    const inWindow = strategy.requests.filter((at) => at >= run.t0);
+    const durationMs = durationOf(run, inWindow);
+    return [
+      strategy.name,
+      ...lagCells([...strategy.lagsMs.values()]),
+      (strategy.calls / models).toFixed(2),
+      (inWindow.length / (durationMs / SECOND)).toFixed(2),
+      String(peakPerSecond(strategy.requests)),
+    ];
+  });
+  const groups: [string, (finish: Finish) => boolean][] = [
+    ['eta accurate (F = eta −20…+40 s)', (finish) => finish.eta === 'accurate' && finish.ending === 'trained'],
+    ['eta late (F = eta + 1…30 min)', (finish) => finish.eta === 'late' && finish.ending === 'trained'],
+    ['no eta', (finish) => finish.eta === 'none' && finish.ending === 'trained'],
+    ['failed (status failed)', (finish) => finish.ending === 'failed'],
+    ['gone (404)', (finish) => finish.ending === 'gone'],
+  ];
+  const lagsOf = (filter: (finish: Finish) => boolean) =>
+    run.finishes.filter(filter).map((finish) => run.lagByModel.get(finish.modelId)).filter((lag): lag is number => lag !== undefined);
+  const byQuality = groups
+    .map(([label, filter]) => [label, String(run.finishes.filter(filter).length), ...lagCells(lagsOf(filter))])
+    .filter((row) => row[1] !== '0');
+  const all = [...run.lagByModel.values()];
+  const durationMs = durationOf(run, run.requests);
+  const avgRps = run.requests.length / (durationMs / SECOND);
+  const peak = peakPerSecond(run.requests);
+  const text = [
+    `-- ${scenario.name}: ${models} models finishing over ${scenario.windowMs / MINUTE} min, ${run.accountTuneIds.length} account tunes, ` +
+      `RECONCILER_OBSERVE_EVERY ${(scenario.observeEveryMs ?? DAEMON_DEFAULTS.observeEveryMs) / SECOND} s (seed ${scenario.seed})`,
+    formatGrid([['strategy', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/model', 'avg req/s', 'peak req/s'], ...rows]),
+    formatGrid([['daemon lag by eta quality / ending', 'models', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)'], ...byQuality]),
+    `daemon: ${run.terminal}/${models} applied (READY or ERROR), ${run.events} terminal events; Astria calls ${run.requests.length} ` +
+      `(list ${run.list}, GET ${run.get}); non-2xx except 404: ${run.nonOk}; virtual ${(durationMs / SECOND).toFixed(0)} s in real ${(run.realMs / SECOND).toFixed(1)} s; stopped by: ${run.stopReason}`,
+  ].join('\n');
+  const p = (q: number) => percentile(all, q);
+  const label = (what: string) => `steady ${scenario.name}: ${what}`;
+  const targets = [
+    target(label(`all ${models} models applied, one event each`), run.terminal === models && run.events === models, `${run.terminal} applied, ${run.events} events`),
+    target(label('lag p50 ≤ 2 s'), all.length === models && p(0.5)! <= LAG_TARGETS.p50, `${seconds(p(0.5))} s`),
+    target(label('lag p99 ≤ 5 s'), all.length === models && p(0.99)! <= LAG_TARGETS.p99, `${seconds(p(0.99))} s`),
+    target(label('lag max ≤ 10 s (every eta quality, failures and 404s)'), all.length === models && maximum(all)! <= LAG_TARGETS.max, `${seconds(maximum(all))} s`),
+    target(label(`peak ≤ ASTRIA_MAX_RPS (${MAX_RPS}) and no 429`), peak <= MAX_RPS && run.nonOk === 'none', `peak ${peak}/s, non-2xx ${run.nonOk}`),
+  ];
+  if (models <= LIST_PAGE_SIZE) targets.push(target(label('≤ 1 req/s average (≤ 120 models in flight)'), avgRps <= 1, `${avgRps.toFixed(2)} req/s`));
+  return { text, targets };
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: '40/3min', models: 40, windowMs: 3 * MINUTE, seed: 80_040 },
+  { name: '200/10min', models: 200, windowMs: 10 * MINUTE, seed: 80_200 },
+  { name: '1000/10min', models: 1_000, windowMs: 10 * MINUTE, seed: 81_000 },
+];
+/** Same id span (one page of the account), 10× the models: 12 of ours among 108 foreign vs 120 of ours. */
+const DENSITY: [Scenario, Scenario] = [
+  { name: 'span-12', models: 12, windowMs: 3 * MINUTE, seed: 80_012, maxForeignAfter: 17, plain: true },
+  { name: 'span-120', models: 120, windowMs: 3 * MINUTE, seed: 80_012, maxForeignAfter: 0, plain: true },
+];
+const CADENCES_MS = [1_000, 2_000, 5_000, 10_000];
+
+/** Account tunes from the oldest to the newest tune in flight. */
+function spanTunes(run: Run): number {
+  const ids = run.finishes.map((finish) => finish.tuneId);
+  const [low, high] = [Math.min(...ids), Math.max(...ids)];
+  return run.accountTuneIds.filter((id) => id >= low && id <= high).length;
 }
 
 export async function runSteadyState(adminUrl: string): Promise<SectionResult> {
-  const specs = tuneSpecs();
-  const run = await runDaemonOnce(adminUrl, specs);
+  const texts: string[] = [
+    `Defaults: RECONCILER_INTERVAL ${INTERVAL_MS / SECOND} s, RECONCILER_STUCK_AFTER ${STUCK_AFTER_MS / MINUTE} min, RECONCILER_OBSERVE_EVERY ${DAEMON_DEFAULTS.observeEveryMs / SECOND} s, ` +
+      `ASTRIA_MAX_RPS ${MAX_RPS}, ASTRIA_CONCURRENCY ${CONCURRENCY}; no callback. Lag = event occurred_at − trained_at (virtual time).`,
+  ];
+  const targets: TargetResult[] = [];
+  for (const scenario of SCENARIOS) {
+    console.error(`  steady ${scenario.name}...`);
+    const described = describeRun(await runScenario(adminUrl, scenario));
+    texts.push('', described.text);
+    targets.push(...described.targets);
+  }
 
-  const measured = (r: DaemonRun): Baseline => ({
-    callsPerModel: r.requests / MODELS,
-    listPagesPerModel: r.list / MODELS,
-    getPerModel: r.get / MODELS,
-    lagsMs: [...r.lagByModel.values()],
-  });
-  const ours = measured(run);
-  const fixed = fixedIntervalPolling(run.inFlight, run.t0, INTERVAL_MS);
-  const scan = listScanEveryInterval(run.inFlight, run.accountTuneIds, run.t0, INTERVAL_MS);
-  const s = (ms: number | null) => fixedOrDash(ms === null ? null : ms / SECOND, 1);
-  const lagCells = (values: number[]) => [s(percentile(values, 0.5)), s(percentile(values, 0.99)), s(maximum(values))];
-  const strategyRow = (name: string, b: Baseline) => [
-    name,
-    ...lagCells(b.lagsMs),
-    b.callsPerModel.toFixed(3),
-    b.listPagesPerModel.toFixed(3),
-    b.getPerModel.toFixed(3),
-    String(Math.round(b.callsPerModel * MODELS)),
-  ];
-  const grid = formatGrid([
-    ['strategy', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/model', 'list/model', 'GET/model', 'total calls'],
-    strategyRow(DAEMON_ROW, ours),
-    strategyRow('fixed-interval GET polling (analytical)', fixed),
-    strategyRow('list scan every interval (analytical, ref.)', scan),
-  ]);
+  console.error('  steady density pair...');
+  const [few, many] = [await runScenario(adminUrl, DENSITY[0]), await runScenario(adminUrl, DENSITY[1])];
+  const ratio = many.requests.length / Math.max(1, few.requests.length);
+  texts.push(
+    '',
+    `-- cost follows pages: ${few.scenario.models} vs ${many.scenario.models} models inside the same id span (${spanTunes(few)} vs ${spanTunes(many)} account tunes from the oldest to the newest in flight), 3 min`,
+    formatGrid([
+      ['models in the span', 'Astria calls', 'lag p99 (s)', 'lag max (s)'],
+      ...[few, many].map((run) => [String(run.scenario.models), String(run.requests.length), seconds(percentile([...run.lagByModel.values()], 0.99)), seconds(maximum([...run.lagByModel.values()]))]),
+    ]),
+  );
+  for (const run of [few, many]) targets.push(...describeRun(run).targets);
+  targets.push(target('steady density: 10× the models in the same id span cost ≤ 1.5× the calls', ratio <= 1.5, `${ratio.toFixed(2)}×`));
 
-  const finishedEarly = run.inFlight.filter((tune) => tune.eta + ETA_GRACE_MS >= tune.finishAt);
-  const finishedLate = run.inFlight.filter((tune) => tune.eta + ETA_GRACE_MS < tune.finishAt);
-  const lagsOf = (group: InFlightTune[]) => group.map((tune) => run.lagByModel.get(tune.modelId)).filter((lag): lag is number => lag !== undefined);
-  const breakdown = formatGrid([
-    ['daemon lag by how good the eta was', 'models', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)'],
-    [`finished by eta + ${ETA_GRACE_MS / SECOND} s (eta late/accurate)`, String(finishedEarly.length), ...lagCells(lagsOf(finishedEarly))],
-    [`finished after eta + ${ETA_GRACE_MS / SECOND} s (eta early)`, String(finishedLate.length), ...lagCells(lagsOf(finishedLate))],
-  ]);
-  const etaErrorsMs = run.inFlight.map((tune) => tune.eta - tune.finishAt);
-  const describeRun = (label: string, r: DaemonRun) => [
-    `${label}: recovered (READY) ${r.recovered}/${MODELS}; READY events in the log ${r.readyEvents}; status events ${r.statusEvents}; progress-only updates ${r.progressOnly}; daemon wake-ups ${r.wakeUps}; clock timers fired ${r.timersFired}`,
-    `  Astria calls ${r.requests}: list ${r.list} (at virtual s ${abbreviate(r.listPagesAt, 12)}), GET ${r.get} (${r.getsWhileTraining} found the tune still training); non-2xx: ${r.nonOk}`,
-    `  virtual elapsed ${(r.virtualMs / SECOND).toFixed(1)} s vs real elapsed ${(r.realMs / SECOND).toFixed(1)} s (×${(r.virtualMs / Math.max(1, r.realMs)).toFixed(0)}); stopped by: ${r.stopReason}`,
-  ];
-  const p99 = percentile(ours.lagsMs, 0.99);
-  const text = [
-    `Steady state: ${MODELS} models in flight (all TRAINING, stuck-after ${STUCK_AFTER_MS / SECOND} s, no webhook) among ${run.accountTuneIds.length} account tunes; ` +
-      `RECONCILER_INTERVAL ${INTERVAL_MS / SECOND} s; client ${CLIENT_MAX_RPS} rps / concurrency ${CLIENT_CONCURRENCY}; simulated Astria ${ASTRIA_LATENCY_MS} ms latency, no rate limit. Seed ${SEED}.`,
-    `Tunes: started_training_at = t0 − U(0, 20 min); true finish F = t0 + U(0, 10 min); Astria's eta is an ESTIMATE: eta = F + U(−15 s, +60 s) ` +
-      `(here eta − F: mean ${s(mean(etaErrorsMs))} s, min ${s(Math.min(...etaErrorsMs))} s, max ${s(Math.max(...etaErrorsMs))} s).`,
-    `Fixed-interval polling model: GETs at t0 + k·${INTERVAL_MS / SECOND} s, k ≥ 1: calls = floor((F − t0)/I) + 1, lag = I − ((F − t0) mod I) (a GET at t0 too would add 1 call/model).`,
-    `Lag = event log occurred_at − trained_at, both in virtual time.`,
-    '',
-    grid,
-    '',
-    breakdown,
-    '',
-    ...describeRun('daemon', run),
-    `calls/model: daemon ${ours.callsPerModel.toFixed(3)} vs fixed polling ${fixed.callsPerModel.toFixed(3)} (ratio ${(ours.callsPerModel / fixed.callsPerModel).toFixed(3)})`,
-  ].join('\n');
-  const bound = INTERVAL_MS + SECOND;
-  const targets = [
-    target(`steady: all ${MODELS} in-flight models READY within ${MAX_VIRTUAL_MS / MINUTE} virtual min`, run.recovered === MODELS, `${run.recovered} READY`),
-    target(`steady: detection lag p99 ≤ interval + 1 s (${bound / SECOND} s)`, p99 !== null && p99 <= bound && run.recovered === MODELS, `${s(p99)} s`),
-    target(
-      'steady: calls/model < fixed-interval polling',
-      ours.callsPerModel < fixed.callsPerModel,
-      `${ours.callsPerModel.toFixed(3)} vs ${fixed.callsPerModel.toFixed(3)}`,
-    ),
-  ];
-  return { text, targets };
+  console.error('  steady cadence sweep...');
+  const sweep: string[][] = [];
+  for (const observeEveryMs of CADENCES_MS) {
+    const run = await runScenario(adminUrl, { ...SCENARIOS[1]!, name: `200/10min @${observeEveryMs / SECOND}s`, observeEveryMs });
+    const lags = [...run.lagByModel.values()];
+    const durationMs = durationOf(run, run.requests);
+    sweep.push([
+      `${observeEveryMs / SECOND} s${observeEveryMs === DAEMON_DEFAULTS.observeEveryMs ? ' (default)' : ''}`,
+      ...lagCells(lags),
+      (run.requests.length / run.scenario.models).toFixed(2),
+      (run.requests.length / (durationMs / SECOND)).toFixed(2),
+    ]);
+  }
+  texts.push('', '-- RECONCILER_OBSERVE_EVERY: lag against calls (200 models over 10 min)', formatGrid([['RECONCILER_OBSERVE_EVERY', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/model', 'avg req/s'], ...sweep]));
+  return { text: texts.join('\n'), targets };
 }

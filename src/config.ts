@@ -42,6 +42,9 @@ const envSchema = z
     ASTRIA_API_URL: url.default('https://api.astria.ai'),
     RECONCILER_INTERVAL: timerDuration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
     RECONCILER_STUCK_AFTER: duration('2m'),
+    RECONCILER_OBSERVE_EVERY: duration('2s').refine((ms) => ms >= 100 && ms <= 10 * 60_000, 'must be between 100ms and 10m'),
+    RECONCILER_CALLBACK_GRACE: duration('10m').refine((ms) => ms > 0, 'must be positive'),
+    RECONCILER_AUTH_RETRY: duration('2m').refine((ms) => ms >= 100, 'must be at least 100ms'),
     RECONCILER_TRAINING_TIMEOUT: duration('24h').refine((ms) => ms > 0, 'must be positive'),
     RECONCILER_MAX_NOT_FOUND_SHARE: z.coerce.number().gt(0, 'must be above 0').max(1, 'must be at most 1').default(0.5),
     ASTRIA_MAX_RPS: z.coerce.number().positive().max(1_000).default(5),
@@ -108,6 +111,12 @@ export interface Config {
   astria: { apiKey: string; apiUrl: string; maxRps: number; concurrency: number; timeoutMs: number };
   intervalMs: number;
   stuckAfterMs: number;
+  /** How often the daemon observes in-flight tunes (the list pages covering them): lag against calls. */
+  observeEveryMs: number;
+  /** A reconciler transition with no callback this long after it is a lost callback. */
+  callbackGraceMs: number;
+  /** While Astria rejects the key, how often the daemon tries it again. */
+  authRetryMs: number;
   trainingTimeoutMs: number;
   /** Above this share of a pass's models answering 404, none is marked ERROR (a wrong endpoint). */
   maxNotFoundShare: number;
@@ -162,6 +171,9 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     },
     intervalMs: e.RECONCILER_INTERVAL,
     stuckAfterMs: e.RECONCILER_STUCK_AFTER,
+    observeEveryMs: e.RECONCILER_OBSERVE_EVERY,
+    callbackGraceMs: e.RECONCILER_CALLBACK_GRACE,
+    authRetryMs: e.RECONCILER_AUTH_RETRY,
     trainingTimeoutMs: e.RECONCILER_TRAINING_TIMEOUT,
     maxNotFoundShare: e.RECONCILER_MAX_NOT_FOUND_SHARE,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,

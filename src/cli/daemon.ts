@@ -19,7 +19,8 @@ const DATABASE_WARN_EVERY_MS = 60_000;
  * The sidecar: on every replica the HTTP endpoints, the broadcast dispatcher and the event-log pruning;
  * the reconcile loop does work only while this replica leads. HTTP comes up first, so `/livez` answers
  * even while the database is down or is the wrong one (`/readyz` says why); everything else starts
- * once the database is usable. Resolves once the signal aborted and in-flight work finished.
+ * once the database is usable. Resolves once the signal aborted and in-flight work finished. An
+ * Astria 401 only pauses polling (the loop retries the key).
  */
 export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): Promise<void> {
   const { config, log, pool, metrics, clock } = runtime;
@@ -86,6 +87,10 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
           stuckAfterMs: config.stuckAfterMs,
           trainingTimeoutMs: config.trainingTimeoutMs,
           concurrency: config.astria.concurrency,
+          observeEveryMs: config.observeEveryMs,
+          callbackGraceMs: config.callbackGraceMs,
+          authRetryMs: config.authRetryMs,
+          schema: config.schema,
           maxNotFoundShare: config.maxNotFoundShare,
           signal,
         },

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { quoteIdentifier } from '../db/identifier.js';
 import { UsageError } from './args.js';
 import { listDeadDeliveries, type DeadDeliveries } from '../broadcast/dead-letter.js';
+import { countCallbackOutcomes, type CallbackCounts } from '../db/callbacks.js';
 
 /** One slow recovery: Astria finished training long before the reconciler applied READY. */
 export interface SlowRecovery {
@@ -28,6 +29,12 @@ export interface Report {
   slowest: SlowRecovery[];
   /** Broadcast deliveries parked as dead (whenever they were), re-queued by `requeue-dead`. */
   deadDeliveries: DeadDeliveries;
+  /**
+   * Lost means lost: reconciler recoveries to READY whose callback never came within
+   * RECONCILER_CALLBACK_GRACE (`lost`) or came after (`late`); READY the callback applied itself
+   * (`webhookFirst`). `pending`: not judged yet; `unrecorded`: from before callbacks were recorded.
+   */
+  callbacks: CallbackCounts;
 }
 
 const SLOWEST = 10;
@@ -51,6 +58,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
     recoveries: 0,
     slowest: [],
     deadDeliveries: await listDeadDeliveries(pool, schema),
+    callbacks: { lost: 0, late: 0, webhookFirst: 0, pending: 0, unrecorded: 0 },
   };
   const events = `${quoteIdentifier(schema)}.events`;
   // A database the daemon never ran on has no event log yet: nothing was applied. (A report writes nothing.)
@@ -95,6 +103,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
   );
 
   const stats = lag.rows[0]!;
+  const callbacks = await countCallbackOutcomes(pool, schema, since, until);
   return {
     since: since.toISOString(),
     until: until.toISOString(),
@@ -110,6 +119,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
       occurredAt: row.occurred_at.toISOString(),
     })),
     deadDeliveries: empty.deadDeliveries,
+    callbacks,
   };
 }
 
@@ -172,8 +182,17 @@ export function formatReport(report: Report): string {
       ).map((l) => `  ${l}`),
     );
   }
+  lines.push('', ...formatCallbacks(report.callbacks));
   lines.push('', ...formatDeadDeliveries(report.deadDeliveries));
   return `${lines.join('\n')}\n`;
+}
+
+function formatCallbacks({ lost, late, webhookFirst, pending, unrecorded }: CallbackCounts): string[] {
+  const lines = [`Astria callbacks (READY): lost ${lost}, late ${late}, webhook first ${webhookFirst}`];
+  if (lost > 0) lines.push('  lost: the reconciler applied READY and no callback came within RECONCILER_CALLBACK_GRACE: check the callback URL');
+  if (pending > 0) lines.push(`  ${pending} recent recoveries not judged yet (their grace is still running)`);
+  if (unrecorded > 0) lines.push(`  ${unrecorded} recoveries from before callbacks were recorded: neither lost nor late`);
+  return lines;
 }
 
 function formatDeadDeliveries(dead: DeadDeliveries): string[] {

@@ -47,6 +47,26 @@ function statements(schema: string): string[] {
     // Retention asks "has this event an undelivered row?" per event.
     `CREATE INDEX IF NOT EXISTS deliveries_undelivered_event_idx ON ${schema}.deliveries (event_seq)
        WHERE delivered_at IS NULL`,
+    // Every Astria callback that reached us (sidecar webhook or the app's route), so the leader can tell
+    // a lost callback from a late one (src/db/callbacks.ts).
+    `CREATE TABLE IF NOT EXISTS ${schema}.callbacks (
+       id bigserial PRIMARY KEY,
+       tune_id text NOT NULL,
+       received_at timestamptz NOT NULL
+     )`,
+    `CREATE INDEX IF NOT EXISTS callbacks_tune_idx ON ${schema}.callbacks (tune_id, received_at)`,
+    // The verdict on each reconciler READY: 'lost' or 'late', written once by the leader.
+    `CREATE TABLE IF NOT EXISTS ${schema}.callback_outcomes (
+       event_seq bigint PRIMARY KEY REFERENCES ${schema}.events (seq) ON DELETE CASCADE,
+       outcome text NOT NULL CHECK (outcome IN ('lost', 'late')),
+       classified_at timestamptz NOT NULL
+     )`,
+    // When callbacks began to be recorded: older reconciler transitions are neither lost nor late.
+    `CREATE TABLE IF NOT EXISTS ${schema}.callback_recording (
+       singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+       started_at timestamptz NOT NULL DEFAULT now()
+     )`,
+    `INSERT INTO ${schema}.callback_recording DEFAULT VALUES ON CONFLICT DO NOTHING`,
   ];
 }
 

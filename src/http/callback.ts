@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import { callbackBodySchema } from '../astria/tune.js';
+import { recordCallbackArrival } from '../db/callbacks.js';
 import type { Logger } from '../log.js';
 import { applyObservedTune } from '../status/apply-tune.js';
 import type { StatusService } from '../status/service.js';
@@ -28,7 +29,7 @@ export interface CallbackDeps {
   /** Or a function giving it, called only for a valid callback (so rejections never reach the database). */
   service: StatusService | (() => Promise<StatusService>);
   trainingTimeoutMs: number;
-  /** Our own schema (default `astria_reconciler`): its event log tells our ERRORs from the app's. */
+  /** Our own schema (default `astria_reconciler`): callback arrivals are recorded there, and its event log tells our ERRORs from the app's. */
   schema?: string;
   now?: () => Date;
   log?: Pick<Logger, 'info' | 'warn'>;
@@ -94,6 +95,8 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     return { status: 400, body: { error: 'body is not an Astria tune' } };
   }
 
+  // Recorded before it is applied: a reconciler write racing it must find it (lost vs late).
+  await recordCallbackArrival(deps.pool, deps.schema ?? 'astria_reconciler', parsed.data.id, deps.now?.() ?? new Date(), deps.log);
   const result = await applyObservedTune({
     pool: deps.pool,
     service: typeof deps.service === 'function' ? await deps.service() : deps.service,

@@ -1,9 +1,11 @@
 import { AstriaAuthError } from '../astria/client.js';
-import { selectInFlightIdsPage } from '../db/inflight.js';
+import { classifyReconcilerRecoveries } from '../db/callbacks.js';
+import { selectInFlightTunesPage, type InFlightTune } from '../db/inflight-tunes.js';
 import type { StatusService } from '../status/service.js';
 import type { LeaderElection } from './leader.js';
-import { runPass, type PassDeps } from './pass.js';
-import { Schedule, type ScheduleOptions } from './schedule.js';
+import { observeRound, type RoundOutcome } from './observe.js';
+import type { PassDeps } from './pass.js';
+import { ObservationSchedule } from './schedule.js';
 
 export interface DaemonDeps extends PassDeps {
   service: StatusService;
@@ -11,86 +13,173 @@ export interface DaemonDeps extends PassDeps {
 }
 
 export interface DaemonOptions {
+  /** How often the in-flight models are re-read and lost callbacks judged; the longest wait between two looks at a model. */
   intervalMs: number;
   stuckAfterMs: number;
   trainingTimeoutMs: number;
   concurrency: number;
+  /** `RECONCILER_MAX_NOT_FOUND_SHARE` (default 0.5). */
   maxNotFoundShare?: number;
-  /** Aborting stops the loop; a pass under way stops starting new checks and finishes the rest. */
+  /** Aborting stops the loop; a round under way stops at its next Astria call. */
   signal: AbortSignal;
-  schedule?: Omit<ScheduleOptions, 'intervalMs'>;
+  /** How often in-flight tunes are observed (`RECONCILER_OBSERVE_EVERY`). */
+  observeEveryMs?: number;
+  /** `RECONCILER_CALLBACK_GRACE`. */
+  callbackGraceMs?: number;
+  /** While Astria rejects the key, how often it is tried again (`RECONCILER_AUTH_RETRY`). */
+  authRetryMs?: number;
+  /** Our own schema (callback records). */
+  schema?: string;
 }
+
+export const DAEMON_DEFAULTS = { observeEveryMs: 2_000, callbackGraceMs: 10 * 60_000, authRetryMs: 2 * 60_000, schema: 'astria_reconciler' };
 
 /** Shortest sleep between two wake-ups, so a burst of due times cannot spin the loop. */
 const MIN_SLEEP_MS = 50;
 const DISCOVERY_PAGE_SIZE = 2_000;
+/** Tune ids one list page spans when the account's tunes are dense: the pessimistic first guess. */
+const DENSE_IDS_PER_PAGE = 120;
+/** A rejected key is logged at most this often (each retry still says whether it worked). */
+const AUTH_LOG_EVERY_MS = 60_000;
+const MAX_ERROR_BACKOFF_MS = 30_000;
 
 /**
  * The sidecar's loop. Every replica runs it; only the leader does anything but try to become leader.
- * The leader re-reads the in-flight models every interval (a newly stuck one is due at once) and
- * wakes whenever some model is due, checking only those. Each pass runs to its end before the next
- * starts, so no model is ever checked twice at once. Errors (database away, Astria down) are logged
- * and retried on the next wake-up; only a rejected Astria key ends the loop.
+ * The leader re-reads the in-flight models every interval and observes them in rounds
+ * (src/reconciler/schedule.ts says when, observe.ts how): the list pages covering the in-flight tune
+ * ids, single GETs for stragglers. Rounds run one after the other, so no model is checked twice at
+ * once. Every interval it also judges which of its recoveries were lost callbacks and which late.
+ *
+ * It never exits on an external failure: a database or Astria error is logged, counted in
+ * `loop_errors_total` and retried with backoff; Astria's 401 pauses polling (`astria_auth_ok` 0), the
+ * key is tried again every `authRetryMs` and polling resumes when Astria accepts it.
  */
 export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promise<void> {
-  const { clock, log } = deps;
+  const { clock, log, metrics, leader } = deps;
   const { signal } = options;
-  const schedule = new Schedule({ intervalMs: options.intervalMs, ...options.schedule });
+  const settings = { ...DAEMON_DEFAULTS, ...definedOnly(options) };
+  const schedule = new ObservationSchedule({
+    observeEveryMs: settings.observeEveryMs,
+    longestWaitMs: Math.max(options.intervalMs, settings.observeEveryMs),
+    stuckAfterMs: options.stuckAfterMs,
+  });
+  let idsPerPage = DENSE_IDS_PER_PAGE;
   let nextDiscoveryAt = 0;
   let consecutiveErrors = 0;
+  /** Set while Astria rejects the key: when to try it again. */
+  let authRetryAt: number | null = null;
+  let authLoggedAt = -Infinity;
 
   const discover = async (now: number) => {
-    const stuckBefore = new Date(now - options.stuckAfterMs);
-    const inFlight: { id: string; stuck: boolean }[] = [];
+    const inFlight: InFlightTune[] = [];
     for (let afterId: string | null = null; ; ) {
-      const page = await selectInFlightIdsPage(deps.pool, stuckBefore, afterId, DISCOVERY_PAGE_SIZE);
+      const page = await selectInFlightTunesPage(deps.pool, afterId, DISCOVERY_PAGE_SIZE);
       inFlight.push(...page);
       if (page.length < DISCOVERY_PAGE_SIZE) break;
       afterId = page.at(-1)!.id;
     }
     schedule.sync(inFlight, now);
-    deps.metrics.inflightModels.set(inFlight.length);
+    metrics.inflightModels.set(inFlight.length);
+    const judged = await classifyReconcilerRecoveries(deps.pool, settings.schema, settings.callbackGraceMs, new Date(now));
+    metrics.lostCallbacks.inc(judged.lost);
+    metrics.lateCallbacks.inc(judged.late);
+    if (judged.lost > 0) log.warn({ lost: judged.lost }, 'Astria callbacks lost: the reconciler applied these and no callback came');
   };
 
-  const checkDue = async (now: number) => {
-    const due = schedule.due(now);
-    if (due.length === 0) return;
-    // Due models the pass no longer selects (a webhook got there first) would otherwise stay due.
-    schedule.postpone(due, now);
-    const report = await runPass(deps, {
-      filter: { stuckBefore: null, modelIds: due, includeError: false },
+  /** `now`: when the round started, so a look late in the round still keeps the next one on the cadence. */
+  const record = (now: number, modelId: string, outcome: RoundOutcome) => {
+    if (outcome.kind !== 'observed') return schedule.unobserved(modelId, now);
+    if (outcome.status !== 'PROCESSING' && outcome.status !== 'TRAINING') return schedule.forget(modelId);
+    if (outcome.wrote === 'progress') schedule.progressWritten(modelId, clock.now());
+    schedule.stillTraining(modelId, outcome.eta, now);
+  };
+
+  const round = async (now: number) => {
+    schedule.roundStarted(now);
+    const report = await observeRound(deps, {
+      items: schedule.roundItems(now),
+      idsPerPage,
       trainingTimeoutMs: options.trainingTimeoutMs,
       concurrency: options.concurrency,
-      maxNotFoundShare: options.maxNotFoundShare,
-      // Stops on shutdown, and when leadership is lost mid-pass (another replica now polls).
-      signal: AbortSignal.any([signal, deps.leader.termSignal()]),
-      onOutcome: (model, outcome) => schedule.record(model.id, outcome, clock.now()),
+      maxNotFoundShare: options.maxNotFoundShare ?? 0.5,
+      // Stops on shutdown, and when leadership is lost mid-round (another replica now polls).
+      signal: AbortSignal.any([signal, leader.termSignal()]),
+      progressWriteDue: (modelId) => schedule.progressWriteDue(modelId, clock.now()),
+      onOutcome: (modelId, outcome) => record(now, modelId, outcome),
+      onUnobserved: (tuneId, reason) => {
+        log.warn({ tuneId, reason }, 'could not observe tune');
+        for (const modelId of schedule.modelsOfTune(tuneId)) schedule.unobserved(modelId, now);
+      },
+      onVacant: (tuneId) => schedule.modelsOfTune(tuneId).forEach((modelId) => schedule.forget(modelId)),
     });
-    log.debug({ due: due.length, ...report, transitions: undefined, failures: undefined }, 'checked due models');
+    metrics.passDuration.observe((clock.now() - now) / 1000);
+    idsPerPage = report.idsPerPage;
+    schedule.roundFinished({ retried: report.retried || report.incomplete !== null });
+    if (report.calls > 0) restoreAuth();
+    log.debug({ ...report, inFlight: schedule.size, cadenceMs: schedule.cadenceMs }, 'observation round');
+    if (report.incomplete !== null) throw new Error(report.incomplete);
+  };
+
+  const restoreAuth = () => {
+    if (authRetryAt === null) return;
+    authRetryAt = null;
+    metrics.astriaAuthOk.set(1);
+    log.info('Astria accepts the API key again; polling resumed');
+  };
+
+  const authRejected = (error: AstriaAuthError, now: number) => {
+    const first = authRetryAt === null;
+    authRetryAt = now + settings.authRetryMs;
+    metrics.astriaAuthOk.set(0);
+    if (first || now - authLoggedAt >= AUTH_LOG_EVERY_MS) {
+      authLoggedAt = now;
+      log.error({ err: error.message, retryInMs: settings.authRetryMs }, 'Astria rejected the API key; polling paused, the key will be tried again');
+    }
   };
 
   while (!signal.aborted) {
     const now = clock.now();
     let wakeAt = now + options.intervalMs;
     try {
-      if (await deps.leader.refresh()) {
+      if (await leader.refresh()) {
         if (now >= nextDiscoveryAt) {
           await discover(now);
           nextDiscoveryAt = now + options.intervalMs;
         }
-        await checkDue(now);
-        wakeAt = Math.min(nextDiscoveryAt, schedule.nextDueAt() ?? Infinity);
+        const roundAt = schedule.nextRoundAt();
+        const authOk = authRetryAt === null || now >= authRetryAt;
+        if (authOk && roundAt !== null && roundAt <= now) await round(now);
+        else if (authOk && authRetryAt !== null) {
+          // Nothing to observe, but the key must be proved before the gauge can say it works.
+          const probe = await deps.astria.listTunes({ limit: 1 }, signal);
+          if (probe.kind === 'page') restoreAuth();
+          else authRetryAt = now + settings.authRetryMs; // Astria is failing otherwise: try again later
+        }
+        // While the key is rejected only its retry (and the next discovery) wakes the loop.
+        const next = authRetryAt === null ? schedule.nextRoundAt() : authRetryAt;
+        wakeAt = Math.min(nextDiscoveryAt, next ?? Infinity);
       } else {
         // A follower forgets: if it becomes leader it starts from what the database says then.
         schedule.clear();
         nextDiscoveryAt = 0;
       }
       consecutiveErrors = 0;
+      metrics.lastSuccess.set(clock.now() / 1000);
     } catch (error) {
-      if (error instanceof AstriaAuthError) throw error;
-      consecutiveErrors += 1;
-      log.error({ err: (error as Error).message, consecutiveErrors }, 'reconcile loop failed; retrying');
-      nextDiscoveryAt = 0;
+      if (signal.aborted) break;
+      if (error instanceof AstriaAuthError) {
+        metrics.loopErrors.inc();
+        authRejected(error, clock.now());
+        wakeAt = Math.min(authRetryAt!, nextDiscoveryAt);
+      } else if (leader.termSignal().aborted) {
+        log.info('leadership lost during a round; it stopped');
+      } else {
+        metrics.loopErrors.inc();
+        consecutiveErrors += 1;
+        log.error({ err: (error as Error).message, consecutiveErrors }, 'reconcile loop failed; retrying');
+        nextDiscoveryAt = 0;
+        wakeAt = now + Math.min(MAX_ERROR_BACKOFF_MS, settings.observeEveryMs * 2 ** Math.min(consecutiveErrors - 1, 10));
+      }
     }
     try {
       await clock.sleep(Math.max(MIN_SLEEP_MS, wakeAt - clock.now()), signal);
@@ -98,4 +187,8 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       break; // aborted
     }
   }
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, entry]) => entry !== undefined)) as Partial<T>;
 }

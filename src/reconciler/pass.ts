@@ -80,6 +80,16 @@ const MODEL_PAGE_SIZE = 500;
 const MIN_NOT_FOUND_FOR_GUARD = 3;
 
 /**
+ * The not-found guard of a pass or a daemon round: that many tunes "deleted" at once is a wrong
+ * `ASTRIA_API_URL` (or something in front of it), not Astria. Returns why the 404s must not be applied,
+ * or null when they may.
+ */
+export function notFoundGuard(gone: number, checked: number, maxShare: number): string | null {
+  if (gone < MIN_NOT_FOUND_FOR_GUARD || gone <= maxShare * checked) return null;
+  return `${gone} of ${checked} checked models' tunes answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}: none was marked ERROR; check ASTRIA_API_URL`;
+}
+
+/**
  * One reconciliation pass: every selected model is observed once (list scan where it is cheaper,
  * single GETs for the rest), decided by the status rules and applied through the status service.
  * Astria failures are counted per model; database and auth errors abort the pass.
@@ -285,11 +295,9 @@ async function settleGone(
   refuse: (model: ModelRow, outcome: ModelOutcome) => void,
 ): Promise<void> {
   if (gone.length === 0) return;
-  const checked = report.checked + gone.length;
-  if (gone.length >= MIN_NOT_FOUND_FOR_GUARD && gone.length > maxShare * checked) {
-    report.stopped =
-      `${gone.length} of ${checked} checked models' tunes answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}: ` +
-      'none was marked ERROR; check ASTRIA_API_URL';
+  const refused = notFoundGuard(gone.length, report.checked + gone.length, maxShare);
+  if (refused !== null) {
+    report.stopped = refused;
     for (const { model } of gone) refuse(model, { kind: 'failed', reason: 'tune answered 404; not marked ERROR (too many 404s in this pass)' });
     return;
   }

@@ -39,3 +39,48 @@ export function shouldContinueListScan(scan: ScanProgress): boolean {
   if (scan.unseenModels === 0 || scan.nextBeforeId <= scan.oldestTuneId) return false;
   return estimatedPagesLeft(scan) <= scan.unseenModels;
 }
+
+/**
+ * The daemon's observation round. In-flight tunes are recent, so the list pages from just above the
+ * newest of them down to the oldest cover them all at a cost that follows pages, not models; a few
+ * stragglers far down the id range are cheaper one GET each. The plan picks the cut that costs the
+ * fewest calls.
+ */
+export interface PagePlanItem {
+  tuneId: number;
+  /** 1: this tune must be looked at this round (a single GET if the pages stop above it); 0: only worth seeing for free. */
+  weight: 0 | 1;
+}
+
+export interface PagePlan {
+  /** The pages walk down from the cursor until they reach this tune id; null: no list page is worth it. */
+  pagesDownTo: number | null;
+  /** Estimated pages for that. */
+  pages: number;
+  /** The tunes below the pages that must be looked at: one GET each. */
+  singleGets: number[];
+}
+
+/**
+ * The cheapest way to look at `items` (tune ids below `beforeId`) when one list page spans about
+ * `idsPerPage` tune ids: list pages down to some tune, single GETs for the tunes of weight 1 below it.
+ * Ties go to the pages (they show more tunes for the same calls).
+ */
+export function planPages(items: readonly PagePlanItem[], beforeId: number, idsPerPage: number): PagePlan {
+  const sorted = [...items].sort((a, b) => b.tuneId - a.tuneId);
+  // GETs left if the pages cover the first k tunes: the weight of the tunes from k on.
+  const getsFrom = new Array<number>(sorted.length + 1).fill(0);
+  for (let k = sorted.length - 1; k >= 0; k -= 1) getsFrom[k] = getsFrom[k + 1]! + sorted[k]!.weight;
+  const span = Math.max(1, idsPerPage);
+  let best = { k: 0, pages: 0, cost: getsFrom[0]! };
+  for (let k = 1; k <= sorted.length; k += 1) {
+    const pages = Math.max(1, Math.ceil((beforeId - sorted[k - 1]!.tuneId) / span));
+    const cost = pages + getsFrom[k]!;
+    if (cost <= best.cost) best = { k, pages, cost };
+  }
+  return {
+    pagesDownTo: best.k === 0 ? null : sorted[best.k - 1]!.tuneId,
+    pages: best.pages,
+    singleGets: sorted.slice(best.k).filter((item) => item.weight === 1).map((item) => item.tuneId),
+  };
+}

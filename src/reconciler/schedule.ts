@@ -1,120 +1,153 @@
-import type { ModelOutcome } from './pass.js';
+import type { PagePlanItem } from './plan.js';
 
 /**
- * When to look at each in-flight model next, like a controller's requeue-after. Pure bookkeeping:
- * the daemon feeds it what the database and Astria said, and asks which models are due.
+ * When the daemon looks at in-flight tunes. Pure bookkeeping: the daemon feeds it the in-flight models
+ * (from the database) and what each observation said, and asks when the next round is and which tunes
+ * it must see.
  *
- * - New stuck models are due at once.
- * - A tune still training is looked at every interval, and just after its `eta` when that comes
- *   sooner: Astria's `eta` is only an estimate and tunes often finish before it, so waiting for it
- *   would let the lag grow past one interval. Due models are checked together, so the list scan
- *   usually makes that one call per page, not one per model.
- * - Past its `eta` (or with none) it is looked at every interval at first, then less often the longer
- *   Astria keeps saying "still training".
- * - A model Astria could not answer for backs off exponentially, up to `maxBackoffMs`.
+ * - A model is *stuck* once the webhook's grace is over: `RECONCILER_STUCK_AFTER` after its `updatedAt`
+ *   or after this leader first saw it in flight, whichever comes first (an app that keeps touching the
+ *   row cannot postpone it forever; a failover restarts that clock, and it still ends).
+ * - A stuck model is looked at every `observeEveryMs` (a round). The round's list pages cost the same
+ *   for 1 tune or 120, so `eta` only spares the calls of tunes nobody else needs: a tune whose `eta`
+ *   is more than `etaLeadMs` ahead waits until then, never longer than `longestWaitMs`. Past its `eta`
+ *   or with none, it stays at the round cadence however long Astria says "still training".
+ * - Models in their grace ride along: a tune on a page fetched anyway costs nothing more to apply.
+ * - A round that needed retries (429s, 5xx) doubles the cadence, up to `longestWaitMs`; a clean round
+ *   halves it back. The request budget still caps every call on top of this.
  */
 export interface ScheduleOptions {
-  intervalMs: number;
-  /** Look this long after `eta`: Astria sets `trained_at` a moment after it. */
-  etaGraceMs?: number;
-  /** Longest wait between two looks at one model. */
-  maxBackoffMs?: number;
-  /** Looks past `eta` at the interval before backing off. */
-  overdueChecksAtInterval?: number;
+  observeEveryMs: number;
+  /** Longest wait between two looks at a stuck model (`RECONCILER_INTERVAL`). */
+  longestWaitMs: number;
+  stuckAfterMs: number;
+  /** How long before its `eta` a tune is looked at every round: accurate etas are off by −20…+40 s. */
+  etaLeadMs?: number;
+}
+
+export interface InFlightModel {
+  id: string;
+  tuneId: number;
+  /** `updatedAt`, epoch ms. */
+  updatedAt: number;
 }
 
 interface Entry {
-  dueAt: number;
-  /** Consecutive looks with no news (still training past eta, or Astria failing). */
-  streak: number;
+  tuneId: number;
+  updatedAt: number;
+  firstSeenAt: number;
+  nextLookAt: number;
+  lastProgressWriteAt: number;
 }
 
-export class Schedule {
+export class ObservationSchedule {
   private readonly entries = new Map<string, Entry>();
-  private readonly intervalMs: number;
-  private readonly etaGraceMs: number;
-  private readonly maxBackoffMs: number;
-  private readonly overdueChecksAtInterval: number;
+  private readonly etaLeadMs: number;
+  private slowdown = 1;
+  private lastRoundAt = -Infinity;
 
-  constructor(options: ScheduleOptions) {
-    this.intervalMs = options.intervalMs;
-    this.etaGraceMs = options.etaGraceMs ?? 2_000;
-    this.maxBackoffMs = options.maxBackoffMs ?? Math.max(options.intervalMs, 10 * 60_000);
-    this.overdueChecksAtInterval = options.overdueChecksAtInterval ?? 4;
+  constructor(private readonly options: ScheduleOptions) {
+    this.etaLeadMs = options.etaLeadMs ?? 30_000;
   }
 
   get size(): number {
     return this.entries.size;
   }
 
-  /**
-   * Brings the schedule in line with the database: models no longer in flight are forgotten, stuck
-   * ones not yet known are due now. Known models keep their schedule even if their `updatedAt` moved
-   * (a PROCESSING → TRAINING write must not restart the webhook's grace).
-   */
-  sync(inFlight: Iterable<{ id: string; stuck: boolean }>, now: number): void {
+  /** The wait between two rounds now: the setting, slowed after rate limiting. */
+  get cadenceMs(): number {
+    return Math.min(this.options.longestWaitMs, this.options.observeEveryMs * this.slowdown);
+  }
+
+  /** Brings the schedule in line with the database: new models are due once stuck, gone ones are forgotten. */
+  sync(inFlight: Iterable<InFlightModel>, now: number): void {
     const present = new Set<string>();
     for (const model of inFlight) {
       present.add(model.id);
-      if (model.stuck && !this.entries.has(model.id)) this.entries.set(model.id, { dueAt: now, streak: 0 });
+      const entry = this.entries.get(model.id);
+      if (!entry || entry.tuneId !== model.tuneId) {
+        this.entries.set(model.id, { tuneId: model.tuneId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity });
+      } else entry.updatedAt = model.updatedAt;
     }
     for (const id of this.entries.keys()) if (!present.has(id)) this.entries.delete(id);
   }
 
-  due(now: number): string[] {
-    const ids: string[] = [];
-    for (const [id, entry] of this.entries) if (entry.dueAt <= now) ids.push(id);
-    return ids;
+  /** When the webhook's grace for this model ends. */
+  stuckAt(id: string): number | undefined {
+    const entry = this.entries.get(id);
+    return entry && this.graceEnd(entry);
   }
 
-  dueAt(id: string): number | undefined {
-    return this.entries.get(id)?.dueAt;
-  }
-
-  /** The earliest time any model is due, or null when none is scheduled. */
-  nextDueAt(): number | null {
-    let next: number | null = null;
-    for (const entry of this.entries.values()) if (next === null || entry.dueAt < next) next = entry.dueAt;
-    return next;
-  }
-
-  /** Moves these models one interval ahead; a check's outcome then sets the real next time. */
-  postpone(ids: string[], now: number): void {
-    for (const id of ids) {
-      const entry = this.entries.get(id);
-      if (entry) entry.dueAt = now + this.intervalMs;
+  /** The tunes of every model, weight 1 for those stuck and due now, 0 for those that only ride along. */
+  roundItems(now: number): PagePlanItem[] {
+    const byTune = new Map<number, 0 | 1>();
+    for (const entry of this.entries.values()) {
+      const weight = this.graceEnd(entry) <= now && entry.nextLookAt <= now ? 1 : 0;
+      byTune.set(entry.tuneId, Math.max(byTune.get(entry.tuneId) ?? 0, weight) as 0 | 1);
     }
+    return [...byTune].map(([tuneId, weight]) => ({ tuneId, weight }));
   }
 
-  record(id: string, outcome: ModelOutcome, now: number): void {
+  /** When the next round should start; null when no model is scheduled (nothing in flight: no calls). */
+  nextRoundAt(): number | null {
+    let due = Infinity;
+    for (const entry of this.entries.values()) due = Math.min(due, Math.max(entry.nextLookAt, this.graceEnd(entry)));
+    if (due === Infinity) return null;
+    return Math.max(due, this.lastRoundAt + this.cadenceMs);
+  }
+
+  roundStarted(now: number): void {
+    this.lastRoundAt = now;
+  }
+
+  /** After a round: slower while Astria needed retries (429s, errors), back toward the setting when not. */
+  roundFinished(options: { retried: boolean }): void {
+    const most = Math.max(1, this.options.longestWaitMs / this.options.observeEveryMs);
+    this.slowdown = options.retried ? Math.min(most, this.slowdown * 2) : Math.max(1, this.slowdown / 2);
+  }
+
+  /** Astria says the tune is still training, with this `eta` (epoch ms, null when none). */
+  stillTraining(id: string, eta: number | null, now: number): void {
     const entry = this.entries.get(id);
     if (!entry) return;
-    if (outcome.kind === 'transitioned' && outcome.to !== 'TRAINING') {
-      this.entries.delete(id);
-      return;
-    }
-    if (outcome.kind === 'failed') {
-      entry.streak += 1;
-      entry.dueAt = now + this.backoff(entry.streak, 1);
-      return;
-    }
-    const eta = outcome.kind === 'unchanged' ? outcome.tune?.eta?.getTime() : undefined;
-    if (eta !== undefined && eta + this.etaGraceMs > now) {
-      entry.streak = 0;
-      entry.dueAt = Math.min(eta + this.etaGraceMs, now + this.intervalMs);
-      return;
-    }
-    entry.streak += 1;
-    entry.dueAt = now + this.backoff(entry.streak, this.overdueChecksAtInterval);
+    const soon = eta === null || eta - this.etaLeadMs <= now;
+    entry.nextLookAt = soon ? now + this.cadenceMs : Math.min(eta - this.etaLeadMs, now + this.options.longestWaitMs);
   }
 
+  /** Nothing usable was learned about the model this round: it stays due. */
+  unobserved(id: string, now: number): void {
+    const entry = this.entries.get(id);
+    if (entry) entry.nextLookAt = Math.min(entry.nextLookAt, now + this.cadenceMs);
+  }
+
+  /** The model left flight (our transition, the webhook's, the app's). */
+  forget(id: string): void {
+    this.entries.delete(id);
+  }
+
+  modelsOfTune(tuneId: number): string[] {
+    return [...this.entries].filter(([, entry]) => entry.tuneId === tuneId).map(([id]) => id);
+  }
+
+  /** A progress-only write (no status change) at most once per `longestWaitMs` per model. */
+  progressWriteDue(id: string, now: number): boolean {
+    const entry = this.entries.get(id);
+    return entry === undefined || now - entry.lastProgressWriteAt >= this.options.longestWaitMs;
+  }
+
+  progressWritten(id: string, now: number): void {
+    const entry = this.entries.get(id);
+    if (entry) entry.lastProgressWriteAt = now;
+  }
+
+  /** A follower forgets: if it becomes leader it starts from what the database says then. */
   clear(): void {
     this.entries.clear();
+    this.slowdown = 1;
+    this.lastRoundAt = -Infinity;
   }
 
-  /** The interval for the first `flat` looks, then doubling up to the cap. */
-  private backoff(streak: number, flat: number): number {
-    const doublings = Math.max(0, streak - flat);
-    return Math.min(this.maxBackoffMs, this.intervalMs * 2 ** Math.min(doublings, 20));
+  private graceEnd(entry: Entry): number {
+    return Math.min(entry.updatedAt, entry.firstSeenAt) + this.options.stuckAfterMs;
   }
 }

@@ -190,10 +190,13 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
 
   it('SIGTERM during a pass with slow Astria: exits 0 within the timeout, nothing half-applied', async () => {
     const astria = await fake({ latencyMs: 1_500 });
-    // Old tunes under many newer ones: the pass fetches them one by one, one at a time, so it is
+    // Tunes 300 account tunes apart: the round fetches them one by one, one at a time, so it is
     // mid-way when the signal comes.
-    const tunes = astria.addTunes(8, () => ({ trainedAt: ago(60_000) }));
-    astria.addTunes(2_400);
+    const tunes = Array.from({ length: 8 }, () => {
+      const tune = astria.addTune({ trainedAt: ago(60_000) });
+      astria.addTunes(300);
+      return tune;
+    });
     await seedModels(db.pool, tunes.map((tune) => training(`m-${tune.id}`, tune.id)));
     const running = await daemon(astria, { ASTRIA_CONCURRENCY: '1', SHUTDOWN_TIMEOUT: '10s', RECONCILER_INTERVAL: '30s' });
     await waitUntil(() => astria.stats.get > 0, 10_000, 'the first single GET');

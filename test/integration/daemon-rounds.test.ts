@@ -1,0 +1,181 @@
+/**
+ * The daemon loop in-process at default settings, on a fake (virtual) clock: real PostgreSQL, the
+ * real Astria client over loopback HTTP against the simulated Astria, a real leader election. Time
+ * moves only when the process is idle, so ten minutes of schedule take a second, and every figure
+ * below is in virtual time (what the schedule decided, not how fast the machine is).
+ */
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { VirtualClock, trackPool, trackUndiciRequests } from '../../bench/virtual-clock.js';
+import { createAstriaClient } from '../../src/astria/client.js';
+import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
+import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { runDaemon } from '../../src/reconciler/daemon.js';
+import { createLeaderElection } from '../../src/reconciler/leader.js';
+import { createStatusService } from '../../src/status/service.js';
+import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+
+const API_KEY = 'sd_rounds_test_key';
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const log = pino({ level: 'silent' });
+
+let db: TestDatabase;
+let astria: SimulatedAstria;
+let clock: VirtualClock;
+/** Set by `runFor`: when the run ends. */
+let clockOptions: { start: number; stopAt?: number; onStop?: () => void };
+let t0: number;
+/** Virtual arrival time of every request at the simulated Astria, with its path. */
+let requests: { at: number; path: string }[];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await ensureOwnSchema(db.pool, 'astria_reconciler');
+});
+afterAll(() => db.drop());
+beforeEach(async () => {
+  await db.pool.query('DELETE FROM ai_models');
+  t0 = Math.floor(Date.now() / SECOND) * SECOND;
+  clockOptions = { start: t0 };
+  clock = new VirtualClock(clockOptions);
+  requests = [];
+});
+afterEach(() => astria.close());
+
+/** Runs the daemon (default settings unless given) for `forMs` of virtual time; `script` schedules what happens meanwhile. */
+async function runFor(forMs: number, script: (at: (ms: number, what: () => Promise<void> | void) => void) => void): Promise<Metrics> {
+  const stop = new AbortController();
+  clockOptions.stopAt = t0 + forMs;
+  clockOptions.onStop = () => stop.abort(new Error('done'));
+  astria.onRequest((event) => void requests.push({ at: clock.now(), path: event.path }));
+  const untrack = trackUndiciRequests(clock);
+  const metrics = createMetrics();
+  const pool = trackPool(db.pool, clock);
+  const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 5, concurrency: 4, timeoutMs: 10 * SECOND, log, metrics, clock });
+  const election = createLeaderElection({ databaseUrl: db.url, lockName: `rounds-${t0}`, log, metrics });
+  const leader = { ...election, refresh: () => clock.track(election.refresh()) };
+  script((ms, what) => void clock.sleep(ms, stop.signal).then(() => clock.track(Promise.resolve(what()))).catch(() => undefined));
+  try {
+    await runDaemon(
+      { pool, astria: client, service: createStatusService({ pool, clock, metrics }), log, clock, metrics, leader },
+      { intervalMs: 30 * SECOND, stuckAfterMs: 2 * MINUTE, trainingTimeoutMs: 24 * HOUR, concurrency: 4, signal: stop.signal },
+    );
+  } finally {
+    untrack();
+    await election.release();
+    await client.close();
+  }
+  return metrics;
+}
+
+const training = (tuneId: number, extra: Partial<SeedModel> = {}): SeedModel => ({
+  id: `m-${tuneId}`,
+  status: 'TRAINING',
+  trainingJobId: String(tuneId),
+  updatedAt: new Date(t0 - HOUR),
+  ...extra,
+});
+
+/** Virtual seconds from `trainedAt` to the READY event (occurred_at is stamped with the virtual clock). */
+async function lagSeconds(modelId: string): Promise<number> {
+  const { rows } = await db.pool.query<{ lag: number }>(
+    `SELECT extract(epoch FROM occurred_at - trained_at)::float8 AS lag FROM astria_reconciler.events WHERE model_id = $1 AND to_status = 'READY'`,
+    [modelId],
+  );
+  expect(rows).toHaveLength(1);
+  return rows[0]!.lag;
+}
+
+describe('daemon rounds on a fake clock', () => {
+  beforeEach(async () => {
+    astria = await startSimulatedAstria({ apiKey: API_KEY, now: () => new Date(clock.now()) });
+  });
+
+  it('nothing in flight: no Astria call in ten minutes, and the loop keeps reporting success', async () => {
+    const done = astria.addTune({ trainedAt: new Date(t0 - HOUR) });
+    await seedModels(db.pool, [training(done.id, { id: 'ready', status: 'READY' })]);
+    const metrics = await runFor(10 * MINUTE, () => undefined);
+    expect(requests).toEqual([]);
+    const lastSuccess = (await metrics.lastSuccess.get()).values[0]!.value;
+    expect(lastSuccess * 1000).toBeGreaterThan(t0 + 9 * MINUTE);
+  });
+
+  it('a tune finishing 25 min after its eta, one with no eta, one failing and one deleted: each applied within a round or two', async () => {
+    const late = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: new Date(t0 - 20 * MINUTE) });
+    const none = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: null });
+    const failing = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: new Date(t0 - MINUTE) });
+    const deleted = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: new Date(t0 - MINUTE) });
+    astria.addTunes(5);
+    await seedModels(db.pool, [training(late.id), training(none.id), training(failing.id), training(deleted.id)]);
+    const finishedAt: Record<string, number> = {};
+    await runFor(12 * MINUTE, (at) => {
+      at(5 * MINUTE + 300, () => astria.train(late.id, new Date(t0 + 5 * MINUTE + 300)));
+      at(7 * MINUTE + 1_100, () => astria.train(none.id, new Date(t0 + 7 * MINUTE + 1_100)));
+      at(9 * MINUTE, () => void ((finishedAt.failing = clock.now()), astria.fail(failing.id, 'GPU on fire')));
+      at(10 * MINUTE, () => void ((finishedAt.deleted = clock.now()), astria.remove(deleted.id)));
+    });
+    expect(await lagSeconds(`m-${late.id}`)).toBeLessThanOrEqual(2.5);
+    expect(await lagSeconds(`m-${none.id}`)).toBeLessThanOrEqual(2.5);
+    for (const [name, tune] of [['failing', failing], ['deleted', deleted]] as const) {
+      expect((await readModel(db.pool, `m-${tune.id}`)).status).toBe('ERROR');
+      const { rows } = await db.pool.query<{ at: string }>(
+        `SELECT (extract(epoch FROM occurred_at) * 1000)::bigint::text AS at FROM astria_reconciler.events WHERE model_id = $1 AND to_status = 'ERROR'`,
+        [`m-${tune.id}`],
+      );
+      expect(Number(rows[0]!.at) - finishedAt[name]!).toBeLessThanOrEqual(2_500);
+    }
+    // One list page a round (the four share a page), single GETs only for the deleted tune.
+    const gets = requests.filter((request) => request.path.startsWith('/tunes/'));
+    expect(gets.every((request) => request.path === `/tunes/${deleted.id}`)).toBe(true);
+    expect(requests.length).toBeLessThanOrEqual(12 * 30 + 5);
+  });
+
+  it('many models on one page cost one call a round; a straggler far down costs one GET a round, not the pages to reach it', async () => {
+    const straggler = astria.addTune({ startedTrainingAt: new Date(t0 - 5 * HOUR), eta: null });
+    astria.addTunes(2_000);
+    const cluster = astria.addTunes(100, () => ({ startedTrainingAt: new Date(t0 - HOUR), eta: null }));
+    await seedModels(db.pool, [training(straggler.id), ...cluster.map((tune) => training(tune.id))]);
+    await runFor(MINUTE, () => undefined);
+    const lists = requests.filter((request) => request.path.startsWith('/tunes?'));
+    const gets = requests.filter((request) => request.path === `/tunes/${straggler.id}`);
+    expect(lists.length).toBeGreaterThanOrEqual(25);
+    expect(lists.length).toBeLessThanOrEqual(31);
+    expect(gets.length).toBeGreaterThanOrEqual(lists.length - 1); // the run may end between the two
+    expect(requests.length).toBe(lists.length + gets.length);
+  });
+
+  it('a row the app touches every 3 s is still recovered once the grace from first sight ends', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 2 * HOUR), trainedAt: new Date(t0 - HOUR) });
+    await seedModels(db.pool, [training(tune.id, { updatedAt: new Date(t0) })]);
+    const touch = async () => {
+      await db.pool.query(`UPDATE ai_models SET "updatedAt" = ($1::timestamptz AT TIME ZONE 'UTC') WHERE id = $2`, [new Date(clock.now()).toISOString(), `m-${tune.id}`]);
+    };
+    await runFor(4 * MINUTE, (at) => {
+      for (let ms = 3 * SECOND; ms < 4 * MINUTE; ms += 3 * SECOND) at(ms, touch);
+    });
+    expect((await readModel(db.pool, `m-${tune.id}`)).status).toBe('READY');
+    // Nothing was asked of Astria during the grace: it exists to save calls.
+    expect(requests[0]!.at).toBeGreaterThanOrEqual(t0 + 2 * MINUTE);
+    expect(requests[0]!.at).toBeLessThanOrEqual(t0 + 2 * MINUTE + 31 * SECOND);
+  });
+
+  it('429s slow the cadence down; clean rounds bring it back', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: null });
+    await seedModels(db.pool, [training(tune.id)]);
+    // Three rounds in a row find the list rate limited on every attempt.
+    await runFor(3 * MINUTE, (at) => at(MINUTE, () => astria.injectFaults({ status: 429, headers: { 'retry-after': '1' } }, 12)));
+    const gapsAfter = (from: number, to: number) => {
+      const times = requests.filter((request) => request.at >= from && request.at < to).map((request) => request.at);
+      return times.slice(1).map((time, index) => time - times[index]!);
+    };
+    expect(Math.max(...gapsAfter(t0, t0 + MINUTE))).toBe(2 * SECOND);
+    // The minute after: the budget's rate halved and the rounds spaced out (30 calls in a normal minute).
+    expect(Math.max(...gapsAfter(t0 + MINUTE, t0 + 2 * MINUTE))).toBeGreaterThanOrEqual(6 * SECOND);
+    expect(requests.filter((request) => request.at >= t0 + MINUTE && request.at < t0 + 2 * MINUTE).length).toBeLessThanOrEqual(15);
+    expect(Math.max(...gapsAfter(t0 + 150 * SECOND, t0 + 3 * MINUTE))).toBe(2 * SECOND);
+  });
+});
