@@ -35,7 +35,8 @@ const trainedAt = z.unknown().optional().transform((value, ctx) => {
   if (value == null || value === '') return null;
   const date = typeof value === 'string' ? parseTimestamp(value) : null;
   if (!date || date.getUTCFullYear() < 1 || date.getUTCFullYear() > 9999) {
-    ctx.addIssue({ code: 'custom', message: `not a timestamp: ${String(value).slice(0, 100)}` });
+    // Not String(value): an object whose toString is no function would throw instead of failing the parse.
+    ctx.addIssue({ code: 'custom', message: `not a timestamp: ${typeof value === 'string' ? value.slice(0, 100) : typeof value}` });
     return z.NEVER;
   }
   return date;

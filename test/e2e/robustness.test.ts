@@ -110,10 +110,11 @@ describe('the daemon', () => {
   }, 30_000);
 
   it("stops calling Astria within seconds once its lock connection is dropped mid-pass, retries included", async () => {
-    // Every GET fails with 500: each check is a chain of retries with backoff, the longest-lived calls.
+    // The list shows none of the tunes, so each needs a GET, and every GET fails with 500: each check is
+    // a chain of retries with backoff, the longest-lived calls.
     const tunes = astria.addTunes(200, () => ({ startedTrainingAt: ago(60_000), eta: new Date(Date.now() + HOUR) }));
     await seedModels(db.pool, tunes.map((tune) => stuck(`m-${tune.id}`, tune.id)));
-    astria.injectFaults({ endpoint: 'list', status: 422 }, 1_000);
+    astria.injectFaults({ endpoint: 'list', status: 200, body: '[]' }, 1_000);
     astria.injectFaults({ endpoint: 'get', status: 500 }, 100_000);
     const arrivals: number[] = [];
     astria.onRequest((request) => arrivals.push(request.at));
