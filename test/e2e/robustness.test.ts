@@ -2,6 +2,8 @@
  * One bad input costs one model at most, end to end (issue 9): the built CLI and daemon, a real
  * database, the simulated Astria over loopback.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
@@ -90,12 +92,25 @@ describe('--once', () => {
     expect((await readModel(db.pool, lockedId)).status).toBe('TRAINING');
   }, 60_000);
 
-  it('against a host answering 404 everywhere: nothing marked ERROR, exit 3 saying why', async () => {
+  it('against a host answering 404 (HTML) everywhere, or a wrong path on Astria: nothing marked ERROR, exit 3 saying why', async () => {
     await seedModels(db.pool, Array.from({ length: 20 }, (_, i) => stuck(`m-${i}`, 5_000 + i)));
-    const result = await runCli(['--once'], { ...env, ASTRIA_API_URL: `${astria.url}/v2/wrong/path` });
-    expect(result.code).toBe(3);
-    expect(result.stdout).toMatch(/Pass stopped: .*404.*ASTRIA_API_URL/);
-    expect(await countStatus('ERROR')).toBe(0);
+    const website = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/html' });
+      res.end('<html><body>404 Not Found</body></html>');
+    });
+    await new Promise<void>((resolve) => website.listen(0, '127.0.0.1', resolve));
+    try {
+      const websiteUrl = `http://127.0.0.1:${(website.address() as AddressInfo).port}`;
+      for (const apiUrl of [websiteUrl, `${astria.url}/v2/wrong/path`]) {
+        const result = await runCli(['--once'], { ...env, ASTRIA_API_URL: apiUrl });
+        expect(result.code).toBe(3);
+        expect(result.stdout).toMatch(/Pass stopped: .*404.*ASTRIA_API_URL/);
+        expect(await countStatus('ERROR')).toBe(0);
+      }
+    } finally {
+      website.closeAllConnections();
+      await new Promise((resolve) => website.close(resolve));
+    }
   });
 });
 
