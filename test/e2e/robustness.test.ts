@@ -124,6 +124,26 @@ describe('the daemon', () => {
     expect(daemon.exited()).toBe(false);
   }, 30_000);
 
+  it('webhook: a poison body answers 200, not 500; &model= applies the callback to that model only', async () => {
+    const nul = astria.addTune({ status: 'failed', errorMessage: 'bad\u0000photo' });
+    const shared = astria.addTune({ trainedAt: ago(60_000) });
+    await seedModels(db.pool, [
+      stuck('w-nul', nul.id, { updatedAt: new Date() }),
+      stuck('w-mine', shared.id, { userId: 'user-a', updatedAt: new Date() }),
+      stuck('w-other', shared.id, { userId: 'user-b', updatedAt: new Date() }),
+    ]);
+    const daemon = await startDaemon({ ...env, WEBHOOK_SECRET: 'hook-secret', RECONCILER_INTERVAL: '1h' });
+    daemons.push(daemon);
+    const post = (query: string, tune: unknown) =>
+      fetch(`${daemon.url}/webhooks/astria?secret=hook-secret${query}`, { method: 'POST', body: JSON.stringify({ tune }) });
+
+    expect((await post('', astria.getTune(nul.id))).status).toBe(200);
+    expect((await readModel(db.pool, 'w-nul')).errorMessage).toBe('Astria training failed: badphoto');
+    expect((await post('&model=w-mine', astria.getTune(shared.id))).status).toBe(200);
+    expect((await readModel(db.pool, 'w-mine')).status).toBe('READY');
+    expect((await readModel(db.pool, 'w-other')).status).toBe('TRAINING');
+  });
+
   it("stops calling Astria within seconds once its lock connection is dropped mid-pass, retries included", async () => {
     // Every GET fails with 500: each check is a chain of retries with backoff, the longest-lived calls.
     const tunes = astria.addTunes(200, () => ({ startedTrainingAt: ago(60_000), eta: new Date(Date.now() + HOUR) }));
