@@ -2,6 +2,8 @@
  * One bad input costs one model at most, end to end (issue 9): the built CLI and daemon, a real
  * database, the simulated Astria over loopback.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
@@ -90,12 +92,25 @@ describe('--once', () => {
     expect((await readModel(db.pool, lockedId)).status).toBe('TRAINING');
   }, 60_000);
 
-  it('against a host answering 404 everywhere: nothing marked ERROR, exit 3 saying why', async () => {
+  it('against a host answering 404 (HTML) everywhere, or a wrong path on Astria: nothing marked ERROR, exit 3 saying why', async () => {
     await seedModels(db.pool, Array.from({ length: 20 }, (_, i) => stuck(`m-${i}`, 5_000 + i)));
-    const result = await runCli(['--once'], { ...env, ASTRIA_API_URL: `${astria.url}/v2/wrong/path` });
-    expect(result.code).toBe(3);
-    expect(result.stdout).toMatch(/Pass stopped: .*404.*ASTRIA_API_URL/);
-    expect(await countStatus('ERROR')).toBe(0);
+    const website = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/html' });
+      res.end('<html><body>404 Not Found</body></html>');
+    });
+    await new Promise<void>((resolve) => website.listen(0, '127.0.0.1', resolve));
+    try {
+      const websiteUrl = `http://127.0.0.1:${(website.address() as AddressInfo).port}`;
+      for (const apiUrl of [websiteUrl, `${astria.url}/v2/wrong/path`]) {
+        const result = await runCli(['--once'], { ...env, ASTRIA_API_URL: apiUrl });
+        expect(result.code).toBe(3);
+        expect(result.stdout).toMatch(/Pass stopped: .*404.*ASTRIA_API_URL/);
+        expect(await countStatus('ERROR')).toBe(0);
+      }
+    } finally {
+      website.closeAllConnections();
+      await new Promise((resolve) => website.close(resolve));
+    }
   });
 });
 
@@ -108,6 +123,26 @@ describe('the daemon', () => {
     expect((await readModel(db.pool, 'p-nul')).status).toBe('ERROR');
     expect(daemon.exited()).toBe(false);
   }, 30_000);
+
+  it('webhook: a poison body answers 200, not 500; &model= applies the callback to that model only', async () => {
+    const nul = astria.addTune({ status: 'failed', errorMessage: 'bad\u0000photo' });
+    const shared = astria.addTune({ trainedAt: ago(60_000) });
+    await seedModels(db.pool, [
+      stuck('w-nul', nul.id, { updatedAt: new Date() }),
+      stuck('w-mine', shared.id, { userId: 'user-a', updatedAt: new Date() }),
+      stuck('w-other', shared.id, { userId: 'user-b', updatedAt: new Date() }),
+    ]);
+    const daemon = await startDaemon({ ...env, WEBHOOK_SECRET: 'hook-secret', RECONCILER_INTERVAL: '1h' });
+    daemons.push(daemon);
+    const post = (query: string, tune: unknown) =>
+      fetch(`${daemon.url}/webhooks/astria?secret=hook-secret${query}`, { method: 'POST', body: JSON.stringify({ tune }) });
+
+    expect((await post('', astria.getTune(nul.id))).status).toBe(200);
+    expect((await readModel(db.pool, 'w-nul')).errorMessage).toBe('Astria training failed: badphoto');
+    expect((await post('&model=w-mine', astria.getTune(shared.id))).status).toBe(200);
+    expect((await readModel(db.pool, 'w-mine')).status).toBe('READY');
+    expect((await readModel(db.pool, 'w-other')).status).toBe('TRAINING');
+  });
 
   it("stops calling Astria within seconds once its lock connection is dropped mid-pass, retries included", async () => {
     // The list shows none of the tunes, so each needs a GET, and every GET fails with 500: each check is

@@ -46,7 +46,7 @@ describe('status service', () => {
     expect(notifications).toHaveLength(1);
     const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM astria_reconciler.events WHERE model_id = 'race-1'`);
     expect(rows[0].n).toBe(1);
-    // Every series exists at 0 from the start; only the one transition counted.
+    // Every series exists from the start at 0; only the one that counted is above it.
     expect((await metrics.transitions.get()).values.filter((series) => series.value > 0)).toEqual([
       { labels: { to: 'READY', source: 'reconciler' }, value: 1 },
     ]);
