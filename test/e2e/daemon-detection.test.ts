@@ -72,7 +72,14 @@ describe('the built daemon, webhook lost', () => {
         }, 5_000 + index * 10_000),
       );
       try {
-        await waitUntil(() => heardAt.size === tunes.length, 90_000, 'every model READY on LISTEN');
+        await waitUntil(
+          () => {
+            if (running.exited()) throw new Error(`daemon exited:\n${running.output()}`);
+            return heardAt.size === tunes.length;
+          },
+          90_000,
+          'every model READY on LISTEN',
+        );
       } finally {
         clearInterval(poll);
         timers.forEach(clearTimeout);
