@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { withTransaction } from './transaction.js';
+import { executorFor, type Database } from './executor.js';
 
 /**
  * Tables of our own, in a schema of our own so the app's `prisma migrate` never sees them. Every
@@ -57,14 +57,16 @@ function relations(schema: string): string[] {
  * checks privileges before `IF NOT EXISTS`, so a role that may only use the schema (created once by
  * an administrator) could not even run the no-op DDL.
  */
-export async function ensureOwnSchema(pool: pg.Pool, schema: string): Promise<void> {
-  const { rows } = await pool.query<{ complete: boolean }>(
+export async function ensureOwnSchema(database: pg.Pool | Database, schema: string): Promise<void> {
+  // A bare pool (the sidecar's callers), or `{ pool }` / `{ prisma }` as the other entry points take.
+  const db = executorFor('pool' in database || 'prisma' in database ? (database as Database) : { pool: database as pg.Pool });
+  const rows = await db.query<{ complete: boolean }>(
     'SELECT bool_and(to_regclass(name) IS NOT NULL) AS complete FROM unnest($1::text[]) AS name',
     [relations(schema)],
   );
   if (rows[0]?.complete) return;
-  await withTransaction(pool, async (client) => {
-    await client.query(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1))`, [schema]);
-    for (const statement of statements(schema)) await client.query(statement);
+  await db.transaction(async (client) => {
+    await client.execute(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1))`, [schema]);
+    for (const statement of statements(schema)) await client.execute(statement);
   });
 }

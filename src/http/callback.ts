@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type pg from 'pg';
 import { callbackBodySchema } from '../astria/tune.js';
+import type { Database } from '../db/executor.js';
 import type { Logger } from '../log.js';
 import { applyObservedTune } from '../status/apply-tune.js';
 import type { StatusService } from '../status/service.js';
@@ -16,10 +16,9 @@ export interface CallbackRequest {
   body: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array> | null;
 }
 
-export interface CallbackDeps {
+export interface CallbackDeps extends Database {
   /** The expected secret; when unset every callback is refused (401). */
   secret: string | undefined;
-  pool: pg.Pool;
   /** Or a function giving it, called only for a valid callback (so rejections never reach the database). */
   service: StatusService | (() => Promise<StatusService>);
   trainingTimeoutMs: number;
@@ -89,6 +88,7 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
 
   const result = await applyObservedTune({
     pool: deps.pool,
+    prisma: deps.prisma,
     service: typeof deps.service === 'function' ? await deps.service() : deps.service,
     tune: parsed.data,
     source: 'webhook',

@@ -1,11 +1,10 @@
-import type pg from 'pg';
 import type { Tune } from '../astria/tune.js';
+import { executorFor, type Database } from '../db/executor.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
 import type { StatusService } from './service.js';
 
-export interface ApplyObservedTuneOptions {
-  pool: pg.Pool;
+export interface ApplyObservedTuneOptions extends Database {
   service: StatusService;
   /** What Astria said about the tune: a callback body, or a tune it returned. */
   tune: Tune;
@@ -35,8 +34,9 @@ const MAX_ATTEMPTS = 3;
  * lost), the model is read again and decided again, so a callback racing a progress poll is not lost.
  */
 export async function applyObservedTune(options: ApplyObservedTuneOptions): Promise<ApplyObservedTuneResult> {
-  const { pool, service, tune, source, now, trainingTimeoutMs } = options;
-  const { rows } = await pool.query<ModelRow>(
+  const { service, tune, source, now, trainingTimeoutMs } = options;
+  const db = executorFor(options);
+  const rows = await db.query<ModelRow>(
     `SELECT ${MODEL_COLUMNS} FROM ai_models WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1 ORDER BY id`,
     [String(tune.id)],
   );
@@ -51,7 +51,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
         applied.push(result.event);
         break;
       }
-      model = (await pool.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1`, [first.id])).rows[0];
+      model = (await db.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1`, [first.id]))[0];
     }
   }
   return { matched: rows.length, applied };
