@@ -10,6 +10,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from '@prisma/client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tuneSchema } from '../../src/astria/tune.js';
+import { systemClock } from '../../src/clock.js';
 import { seedModels } from '../../src/db/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { acceptAstriaCallback } from '../../src/http/callback.js';
@@ -102,15 +103,15 @@ describe('timestamps through Prisma, whatever the time zones', () => {
     const dbName = new URL(db.url).pathname.slice(1);
     await db.pool.query(`ALTER DATABASE "${dbName}" SET timezone TO '${databaseTz}'`);
     const prisma = prismaClient(); // connects after the ALTER: its sessions run in databaseTz
-    const [{ zone }] = await prisma.$queryRawUnsafe<{ zone: string }[]>("SELECT current_setting('TimeZone') AS zone");
-    expect(zone).toBe(databaseTz);
+    const [session] = await prisma.$queryRawUnsafe<{ zone: string }[]>("SELECT current_setting('TimeZone') AS zone");
+    expect(session?.zone).toBe(databaseTz);
 
     const id = `tz-${processTz}-${databaseTz}`.replaceAll('/', '_');
     const tuneId = 600_000 + clients.length;
     await seedModels(db.pool, [{ id, status: 'TRAINING', trainingJobId: String(tuneId) }]);
     const now = new Date('2026-06-15T02:30:00.125Z'); // a date on which the local day differs from UTC's
     const trainedAt = '2026-06-15T01:59:59.999Z';
-    const service = createStatusService({ prisma, clock: { now: () => now.getTime() } });
+    const service = createStatusService({ prisma, clock: { ...systemClock, now: () => now.getTime() } });
 
     const response = await acceptAstriaCallback(
       { givenSecret: SECRET, body: callbackBody(tuneId, { trained_at: trainedAt, ckpt_url: 'https://ckpt.test/tz' }) },

@@ -1,9 +1,9 @@
 import pg from 'pg';
-import { modelStatusChangedEventSchema, type ModelStatusChangedEvent } from 'astria-reconciler';
+import { modelProgressEventSchema, modelStatusChangedEventSchema, type ModelEvent } from 'astria-reconciler';
 import { BROADCAST_PG_CHANNEL } from './status';
 
 export interface ModelEventSubscriber {
-  onEvent(event: ModelStatusChangedEvent): void;
+  onEvent(event: ModelEvent): void;
   /** The LISTEN connection dropped: close the stream, the browser reconnects and re-reads status. */
   onLost(): void;
 }
@@ -47,8 +47,8 @@ async function connect(): Promise<pg.Client> {
     } catch {
       return;
     }
-    // The channel also carries `model_progress` (and maybe more later): ignore types we do not know.
-    const parsed = modelStatusChangedEventSchema.safeParse(json);
+    // Status changes and progress; types we do not know (added later) are ignored.
+    const parsed = modelStatusChangedEventSchema.or(modelProgressEventSchema).safeParse(json);
     if (!parsed.success) return;
     for (const subscriber of hub.subscribers) subscriber.onEvent(parsed.data);
   });
@@ -59,7 +59,7 @@ async function connect(): Promise<pg.Client> {
   return client;
 }
 
-/** Receives every `model_status_changed` until the returned function is called. */
+/** Receives every `model_status_changed` and `model_progress` until the returned function is called. */
 export async function subscribeModelEvents(subscriber: ModelEventSubscriber): Promise<() => void> {
   const pending = (hub.client ??= connect().catch((error: unknown) => {
     hub.client = null;
