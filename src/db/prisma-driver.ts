@@ -18,6 +18,9 @@ export interface PrismaLike extends PrismaRawClient {
  */
 const UTC_SESSION = `SET LOCAL TIME ZONE 'UTC'`;
 
+/** Prisma's default wait for a pooled connection (2 s) fails a burst of callbacks that a short queue absorbs. */
+const TRANSACTION_OPTIONS = { maxWait: 10_000 };
+
 function txExecutor(tx: PrismaRawClient): SqlExecutor {
   return {
     async query<Row>(sql: string, params: readonly unknown[] = []) {
@@ -44,7 +47,7 @@ export function prismaExecutor(prisma: PrismaLike): Executor {
     prisma.$transaction(async (tx: PrismaRawClient) => {
       await tx.$executeRawUnsafe(UTC_SESSION);
       return work(txExecutor(tx));
-    });
+    }, TRANSACTION_OPTIONS);
   return {
     transaction,
     query: (sql, params) => transaction((tx) => tx.query(sql, params)),

@@ -8,6 +8,9 @@ export interface ModelEventSubscriber {
   onLost(): void;
 }
 
+/** Names the LISTEN session in pg_stat_activity (operators, and the browser test, find it by this). */
+export const LISTEN_APPLICATION_NAME = 'app-model-events';
+
 interface Hub {
   client: Promise<pg.Client> | null;
   subscribers: Set<ModelEventSubscriber>;
@@ -38,7 +41,10 @@ function drop(client: pg.Client): void {
 async function connect(): Promise<pg.Client> {
   // LISTEN needs a session of its own: a direct connection, not a transaction-mode pooler (PgBouncer,
   // Supavisor :6543, Neon's -pooler host), which would hand the session to someone else.
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL_UNPOOLED ?? process.env.DATABASE_URL });
+  const client = new pg.Client({
+    connectionString: process.env.DATABASE_URL_UNPOOLED ?? process.env.DATABASE_URL,
+    application_name: LISTEN_APPLICATION_NAME,
+  });
   client.on('notification', (message) => {
     if (message.channel !== BROADCAST_PG_CHANNEL || !message.payload) return;
     let json: unknown;
