@@ -19,7 +19,10 @@
  *                    RECONCILER_OBSERVE_EVERY sweep; lag by eta quality, calls/model, avg and peak
  *                    req/s against three polling peers
  *   latency          1,000 events: commit → LISTEN receipt and commit → HTTP receipt
- * BENCH_ONLY=backfill,steady,latency (any subset, comma separated) picks the sections; default all.
+ * Then (issue 11, bench/nextjs-browser.ts):
+ *   browser          examples/nextjs in headless Chromium: webhook POST → DOM text, and a lost callback's
+ *                    trained_at → DOM text with the sidecar at its default settings
+ * BENCH_ONLY=backfill,steady,latency,browser (any subset, comma separated) picks the sections; default all.
  *
  * Database: a scratch database on BENCH_DATABASE_URL's server if set, else an embedded PostgreSQL.
  */
@@ -39,6 +42,7 @@ import {
   type TargetResult,
 } from './report.js';
 import { runBroadcastLatency } from './broadcast-latency.js';
+import { runNextjsBrowser } from './nextjs-browser.js';
 import { API_KEY, LIST_PAGE_SIZE, countRecovered, createWorld } from './scenario.js';
 import type { SectionResult } from './stats.js';
 import { runSteadyState } from './steady-state.js';
@@ -115,7 +119,7 @@ function targets(measurements: Measurement[]): TargetResult[] {
   ];
 }
 
-const SECTIONS = ['backfill', 'steady', 'latency'] as const;
+const SECTIONS = ['backfill', 'steady', 'latency', 'browser'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** BENCH_ONLY=steady,latency → those sections, in the fixed order above; unset → all of them. */
@@ -155,7 +159,9 @@ async function main(): Promise<number> {
           ? await runBackfill(database.url, quick)
           : section === 'steady'
             ? await runSteadyState(database.url)
-            : await runBroadcastLatency(database.url);
+            : section === 'latency'
+              ? await runBroadcastLatency(database.url)
+              : await runNextjsBrowser(database.url);
       console.log(`\n== ${section} ==\n${result.text}\n`);
       console.log(formatTargets(result.targets));
       results.push(...result.targets);

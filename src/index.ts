@@ -8,7 +8,10 @@ export {
   type ApplyResult,
   type StatusService,
   type StatusServiceOptions,
+  type TransitionHook,
 } from './status/service.js';
+export type { Database, SqlExecutor } from './db/executor.js';
+export type { PrismaLike, PrismaRawClient } from './db/prisma-driver.js';
 export {
   applyObservedTune,
   type ApplyObservedTuneOptions,

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { executorFor, type SqlExecutor } from './executor.js';
 
 /** The database answers but holds no `ai_models` where the search path looks: the wrong database or `?schema=`. */
 export class HostTableMissingError extends Error {
@@ -10,8 +11,9 @@ export class HostTableMissingError extends Error {
  * the database and search path it looked in and the two settings that decide them. Any other error
  * (unreachable, refused) propagates as is.
  */
-export async function assertHostTable(db: pg.Pool | pg.ClientBase): Promise<void> {
-  const { rows } = await db.query<{ database: string; search_path: string; found: boolean }>(
+export async function assertHostTable(database: pg.Pool | SqlExecutor): Promise<void> {
+  const db = 'execute' in database ? database : executorFor({ pool: database });
+  const rows = await db.query<{ database: string; search_path: string; found: boolean }>(
     `SELECT current_database() AS database, current_setting('search_path') AS search_path,
             to_regclass('ai_models') IS NOT NULL AS found`,
   );

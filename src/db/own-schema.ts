@@ -1,7 +1,7 @@
 import type pg from 'pg';
+import { executorFor, type Database } from './executor.js';
 import { assertHostTable } from './host-check.js';
 import { quoteIdentifier } from './identifier.js';
-import { withTransaction } from './transaction.js';
 
 /**
  * Tables of our own, in a schema of our own so the app's `prisma migrate` never sees them. Every
@@ -94,19 +94,22 @@ function addedColumns(schema: string): [string, string][] {
  * a role that may only use the schema (created once by an administrator) could not even run the
  * no-op DDL.
  */
-export async function ensureOwnSchema(pool: pg.Pool, schema: string): Promise<void> {
-  await assertHostTable(pool);
-  const columns = addedColumns(quoteIdentifier(schema));
-  const { rows } = await pool.query<{ complete: boolean }>(
+export async function ensureOwnSchema(database: pg.Pool | Database, schema: string): Promise<void> {
+  // A bare pool (the sidecar's callers), or `{ pool }` / `{ prisma }` as the other entry points take.
+  const db = executorFor('pool' in database || 'prisma' in database ? (database as Database) : { pool: database as pg.Pool });
+  await assertHostTable(db);
+  const quoted = quoteIdentifier(schema);
+  const columns = addedColumns(quoted);
+  const rows = await db.query<{ complete: boolean }>(
     `SELECT (SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest($1::text[]) AS name)
         AND (SELECT coalesce(bool_and(EXISTS (
                SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(c.tbl) AND a.attname = c.col AND NOT a.attisdropped)), true)
                FROM unnest($2::text[], $3::text[]) AS c(tbl, col)) AS complete`,
-    [relations(quoteIdentifier(schema)), columns.map(([table]) => table), columns.map(([, column]) => column)],
+    [relations(quoted), columns.map(([table]) => table), columns.map(([, column]) => column)],
   );
   if (rows[0]?.complete) return;
-  await withTransaction(pool, async (client) => {
-    await client.query(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1))`, [schema]);
-    for (const statement of statements(quoteIdentifier(schema))) await client.query(statement);
+  await db.transaction(async (client) => {
+    await client.execute(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1))`, [schema]);
+    for (const statement of statements(quoted)) await client.execute(statement);
   });
 }

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type pg from 'pg';
 import { callbackBodySchema } from '../astria/tune.js';
 import { recordCallbackArrival } from '../db/callbacks.js';
+import { executorFor, type Database } from '../db/executor.js';
 import type { Logger } from '../log.js';
 import { applyObservedTune } from '../status/apply-tune.js';
 import type { StatusService } from '../status/service.js';
@@ -22,10 +22,9 @@ export interface CallbackRequest {
   body: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array> | null;
 }
 
-export interface CallbackDeps {
+export interface CallbackDeps extends Database {
   /** The expected secret; when unset every callback is refused (401). */
   secret: string | undefined;
-  pool: pg.Pool;
   /** Or a function giving it, called only for a valid callback (so rejections never reach the database). */
   service: StatusService | (() => Promise<StatusService>);
   trainingTimeoutMs: number;
@@ -95,14 +94,14 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     return { status: 400, body: { error: 'body is not an Astria tune' } };
   }
 
-  // Recorded before it is applied: a reconciler write racing it must find it (lost vs late).
-  await recordCallbackArrival(deps.pool, deps.schema ?? 'astria_reconciler', parsed.data.id, deps.now?.() ?? new Date(), deps.log);
+  const receivedAt = deps.now?.() ?? new Date();
   const result = await applyObservedTune({
     pool: deps.pool,
+    prisma: deps.prisma,
     service: typeof deps.service === 'function' ? await deps.service() : deps.service,
     tune: parsed.data,
     source: 'webhook',
-    now: deps.now?.() ?? new Date(),
+    now: receivedAt,
     trainingTimeoutMs: deps.trainingTimeoutMs,
     schema: deps.schema,
     modelId: request.modelId,
@@ -111,6 +110,9 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     deps.log?.info({ tuneId: parsed.data.id }, 'callback for a tune no model trains; ignored');
     return { status: 202, body: { status: 'ignored', reason: 'unknown tune' } };
   }
+  // With its arrival time: the leader judges a reconciler READY lost only once the grace after it is
+  // over, so recording after the write loses no race, and an unknown tune leaves nothing behind.
+  await recordCallbackArrival(executorFor(deps), deps.schema ?? 'astria_reconciler', parsed.data.id, receivedAt, deps.log);
   deps.log?.info({ tuneId: parsed.data.id, matched: result.matched, applied: result.applied.length }, 'Astria callback applied');
   return { status: 200, body: { status: 'ok', matched: result.matched, applied: result.applied.length } };
 }

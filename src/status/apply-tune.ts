@@ -1,12 +1,11 @@
-import type pg from 'pg';
 import type { Tune } from '../astria/tune.js';
+import { executorFor, type Database, type SqlExecutor } from '../db/executor.js';
 import { quoteIdentifier } from '../db/identifier.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
 import type { StatusService } from './service.js';
 
-export interface ApplyObservedTuneOptions {
-  pool: pg.Pool;
+export interface ApplyObservedTuneOptions extends Database {
   service: StatusService;
   /** What Astria said about the tune: a callback body, or a tune it returned. */
   tune: Tune;
@@ -40,9 +39,10 @@ const MAX_ATTEMPTS = 3;
  * lost), the model is read again and decided again, so a callback racing a progress poll is not lost.
  */
 export async function applyObservedTune(options: ApplyObservedTuneOptions): Promise<ApplyObservedTuneResult> {
-  const { pool, service, tune, source, now, trainingTimeoutMs } = options;
+  const { service, tune, source, now, trainingTimeoutMs } = options;
+  const db = executorFor(options);
   const events = `${quoteIdentifier(options.schema ?? 'astria_reconciler')}.events`;
-  const { rows } = await pool.query<ModelRow>(
+  const rows = await db.query<ModelRow>(
     `SELECT ${MODEL_COLUMNS} FROM ai_models
       WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1 AND ($2::text IS NULL OR id = $2) ORDER BY id`,
     [String(tune.id), options.modelId ?? null],
@@ -51,7 +51,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   for (const first of rows) {
     let model: ModelRow | undefined = first;
     for (let attempt = 1; model && attempt <= MAX_ATTEMPTS; attempt++) {
-      if (model.status === 'ERROR') model = { ...model, ownError: await isOwnError(pool, events, model) };
+      if (model.status === 'ERROR') model = { ...model, ownError: await isOwnError(db, events, model) };
       const transition = decide(model, { kind: 'tune', tune }, now, { trainingTimeoutMs });
       if (!transition) break;
       const result = await service.apply(transition, source);
@@ -60,7 +60,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
         break;
       }
       // Re-pointed to another tune meanwhile (a retrain): this tune no longer says anything about it.
-      model = (await pool.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1 AND "trainingJobId" = $2`, [first.id, String(tune.id)])).rows[0];
+      model = (await db.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1 AND "trainingJobId" = $2`, [first.id, String(tune.id)]))[0];
     }
   }
   return { matched: rows.length, applied };
@@ -70,8 +70,8 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
  * Whether this product set the model's ERROR: the latest event of our log for it is that ERROR, with
  * the message the row still holds (an app rewriting the message makes the ERROR its own).
  */
-async function isOwnError(pool: pg.Pool, events: string, model: ModelRow): Promise<boolean> {
-  const { rows } = await pool.query<{ own: boolean }>(
+async function isOwnError(db: SqlExecutor, events: string, model: ModelRow): Promise<boolean> {
+  const rows = await db.query<{ own: boolean }>(
     `SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM $2::text AS own
        FROM ${events} e WHERE e.model_id = $1 ORDER BY e.seq DESC LIMIT 1`,
     [model.id, model.errorMessage],

@@ -1,9 +1,8 @@
-import type pg from 'pg';
 import { systemClock, type Clock } from '../clock.js';
 import type { BroadcastTransport } from '../config.js';
+import { executorFor, type Database, type SqlExecutor } from '../db/executor.js';
 import { quoteIdentifier } from '../db/identifier.js';
 import { DB_LOCK_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
-import { withTransaction } from '../db/transaction.js';
 import type { Metrics } from '../metrics.js';
 import {
   progressEvent,
@@ -29,8 +28,15 @@ export interface StatusService {
   apply(transition: Transition, source: EventSource): Promise<ApplyResult>;
 }
 
-export interface StatusServiceOptions {
-  pool: pg.Pool;
+/**
+ * The app's side effect of a status change (a credit refund on `ERROR`, ...). It runs inside the
+ * transition's transaction, after the compare-and-set won: once per transition, and rolled back with
+ * it if it throws. Transitions another process applies (the sidecar) reach the app through the signed
+ * `http` broadcast instead: dedupe those by `eventId` in the same transaction as the effect.
+ */
+export type TransitionHook = (event: ModelStatusChangedEvent, tx: SqlExecutor) => Promise<void>;
+
+export interface StatusServiceOptions extends Database {
   /** Our own schema, holding the event log (default `astria_reconciler`). */
   schema?: string;
   /** NOTIFY channel (default `model_status_changed`). */
@@ -44,6 +50,7 @@ export interface StatusServiceOptions {
   transports?: readonly BroadcastTransport[];
   clock?: Clock;
   metrics?: Metrics;
+  onTransition?: TransitionHook;
 }
 
 /** Columns a transition may write, with the SQL that assigns a parameter to each. */
@@ -66,11 +73,12 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
   const transports = options.transports ?? ['pg'];
   const notify = transports.includes('pg');
   const outbox = transports.filter((transport) => transport !== 'pg');
+  const db = executorFor(options);
 
   return {
     async apply(transition, source) {
       const now = new Date(clock.now());
-      const result = await withTransaction(options.pool, async (client) => {
+      const result = await db.transaction(async (client) => {
         await boundWaits(client);
         const row = await compareAndSet(client, transition, now);
         if (!row) return null;
@@ -80,8 +88,9 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
             : statusChangedEvent(row, transition.from, source, now);
         const seq = event.type === 'model_status_changed' ? await appendEvent(client, schema, event, now) : null;
         // NOTIFY is queued until COMMIT: a rolled-back write sends nothing.
-        if (notify) await client.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(event)]);
+        if (notify) await client.execute('SELECT pg_notify($1, $2)', [channel, JSON.stringify(event)]);
         if (seq !== null && outbox.length > 0) await enqueueDeliveries(client, schema, seq, outbox);
+        if (event.type === 'model_status_changed') await options.onTransition?.(event, client);
         return event;
       });
       if (!result) return { applied: false };
@@ -95,8 +104,10 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
  * A row the app keeps locked (an idle interactive transaction) costs that model one lock timeout, not
  * the pass; SET LOCAL so the bound holds whoever's pool this runs on, and ends with the transaction.
  */
-async function boundWaits(client: pg.PoolClient): Promise<void> {
-  await client.query(`SET LOCAL lock_timeout = '${DB_LOCK_TIMEOUT_MS}ms'; SET LOCAL statement_timeout = '${DB_STATEMENT_TIMEOUT_MS}ms'`);
+async function boundWaits(client: SqlExecutor): Promise<void> {
+  // One statement each: a driver that prepares statements (Prisma's) refuses two in one.
+  await client.execute(`SET LOCAL lock_timeout = '${DB_LOCK_TIMEOUT_MS}ms'`);
+  await client.execute(`SET LOCAL statement_timeout = '${DB_STATEMENT_TIMEOUT_MS}ms'`);
 }
 
 /**
@@ -105,7 +116,7 @@ async function boundWaits(client: pg.PoolClient): Promise<void> {
  * A status change stamps `updatedAt` (Prisma's `@updatedAt` lives in the client, not the database);
  * a progress-only update leaves it, so it keeps meaning "last status change".
  */
-async function compareAndSet(client: pg.PoolClient, transition: Transition, now: Date): Promise<UpdatedModel | null> {
+async function compareAndSet(client: SqlExecutor, transition: Transition, now: Date): Promise<UpdatedModel | null> {
   const params: unknown[] = [transition.modelId, transition.from, transition.expected.trainingJobId, transition.expected.errorMessage];
   const param = (value: unknown) => `$${params.push(value)}`;
   const assignments: string[] = [];
@@ -117,7 +128,7 @@ async function compareAndSet(client: pg.PoolClient, transition: Transition, now:
     assignments.push(COLUMN_ASSIGNMENTS[column](param(value instanceof Date ? value.toISOString() : value)));
   }
   if (assignments.length === 0) return null;
-  const { rows } = await client.query<UpdatedModel>(
+  const rows = await client.query<UpdatedModel>(
     `UPDATE ai_models SET ${assignments.join(', ')}
       WHERE id = $1 AND status = $2 AND "trainingJobId" IS NOT DISTINCT FROM $3::text AND "errorMessage" IS NOT DISTINCT FROM $4::text
       ${RETURNING}`,
@@ -127,8 +138,8 @@ async function compareAndSet(client: pg.PoolClient, transition: Transition, now:
 }
 
 /** Appends the event to the log; returns its `seq` (the order deliveries follow). */
-async function appendEvent(client: pg.PoolClient, schema: string, event: ModelStatusChangedEvent, now: Date): Promise<string> {
-  const { rows } = await client.query<{ seq: string }>(
+async function appendEvent(client: SqlExecutor, schema: string, event: ModelStatusChangedEvent, now: Date): Promise<string> {
+  const rows = await client.query<{ seq: string }>(
     `INSERT INTO ${schema}.events
        (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -149,8 +160,8 @@ async function appendEvent(client: pg.PoolClient, schema: string, event: ModelSt
 }
 
 /** One pending delivery per asynchronous transport, committed (or rolled back) with the event. */
-async function enqueueDeliveries(client: pg.PoolClient, schema: string, seq: string, transports: BroadcastTransport[]): Promise<void> {
-  await client.query(
+async function enqueueDeliveries(client: SqlExecutor, schema: string, seq: string, transports: BroadcastTransport[]): Promise<void> {
+  await client.execute(
     `INSERT INTO ${schema}.deliveries (event_seq, transport) SELECT $1::bigint, unnest($2::text[])`,
     [seq, transports],
   );

@@ -1,12 +1,15 @@
 import pg from 'pg';
-import { modelStatusChangedEventSchema, type ModelStatusChangedEvent } from 'astria-reconciler';
+import { modelProgressEventSchema, modelStatusChangedEventSchema, type ModelEvent } from 'astria-reconciler';
 import { BROADCAST_PG_CHANNEL } from './status';
 
 export interface ModelEventSubscriber {
-  onEvent(event: ModelStatusChangedEvent): void;
+  onEvent(event: ModelEvent): void;
   /** The LISTEN connection dropped: close the stream, the browser reconnects and re-reads status. */
   onLost(): void;
 }
+
+/** Names the LISTEN session in pg_stat_activity (operators, and the browser test, find it by this). */
+export const LISTEN_APPLICATION_NAME = 'app-model-events';
 
 interface Hub {
   client: Promise<pg.Client> | null;
@@ -38,7 +41,10 @@ function drop(client: pg.Client): void {
 async function connect(): Promise<pg.Client> {
   // LISTEN needs a session of its own: a direct connection, not a transaction-mode pooler (PgBouncer,
   // Supavisor :6543, Neon's -pooler host), which would hand the session to someone else.
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL_UNPOOLED ?? process.env.DATABASE_URL });
+  const client = new pg.Client({
+    connectionString: process.env.DATABASE_URL_UNPOOLED ?? process.env.DATABASE_URL,
+    application_name: LISTEN_APPLICATION_NAME,
+  });
   client.on('notification', (message) => {
     if (message.channel !== BROADCAST_PG_CHANNEL || !message.payload) return;
     let json: unknown;
@@ -47,8 +53,8 @@ async function connect(): Promise<pg.Client> {
     } catch {
       return;
     }
-    // The channel also carries `model_progress` (and maybe more later): ignore types we do not know.
-    const parsed = modelStatusChangedEventSchema.safeParse(json);
+    // Status changes and progress; types we do not know (added later) are ignored.
+    const parsed = modelStatusChangedEventSchema.or(modelProgressEventSchema).safeParse(json);
     if (!parsed.success) return;
     for (const subscriber of hub.subscribers) subscriber.onEvent(parsed.data);
   });
@@ -59,7 +65,7 @@ async function connect(): Promise<pg.Client> {
   return client;
 }
 
-/** Receives every `model_status_changed` until the returned function is called. */
+/** Receives every `model_status_changed` and `model_progress` until the returned function is called. */
 export async function subscribeModelEvents(subscriber: ModelEventSubscriber): Promise<() => void> {
   const pending = (hub.client ??= connect().catch((error: unknown) => {
     hub.client = null;

@@ -1,5 +1,6 @@
 import { createStatusService, ensureOwnSchema, type BroadcastTransport, type StatusService } from 'astria-reconciler';
-import { pool } from './db';
+import { prisma } from './db';
+import { refundFailedTraining } from './refunds';
 
 export const RECONCILER_SCHEMA = process.env.RECONCILER_SCHEMA ?? 'astria_reconciler';
 export const BROADCAST_PG_CHANNEL = process.env.BROADCAST_PG_CHANNEL ?? 'model_status_changed';
@@ -17,11 +18,22 @@ function transports(): BroadcastTransport[] {
 
 const globalForStatus = globalThis as unknown as { astriaStatus?: Promise<StatusService> };
 
-/** The status service, created once per instance (its own schema is created idempotently first). */
+/**
+ * The status service on the app's PrismaClient, created once per instance. Our schema is created
+ * first (idempotent, a no-op once there), so the route works before the sidecar ever started.
+ * `onTransition` refunds a failed training inside the transaction of the transition this process
+ * applies; the ones the sidecar applies arrive at /api/reconciler/events.
+ */
 export function statusService(): Promise<StatusService> {
   globalForStatus.astriaStatus ??= (async () => {
-    await ensureOwnSchema(pool, RECONCILER_SCHEMA);
-    return createStatusService({ pool, schema: RECONCILER_SCHEMA, channel: BROADCAST_PG_CHANNEL, transports: transports() });
+    await ensureOwnSchema({ prisma }, RECONCILER_SCHEMA);
+    return createStatusService({
+      prisma,
+      schema: RECONCILER_SCHEMA,
+      channel: BROADCAST_PG_CHANNEL,
+      transports: transports(),
+      onTransition: refundFailedTraining,
+    });
   })().catch((error: unknown) => {
     // A failed start (database down) is retried by the next request, not cached.
     globalForStatus.astriaStatus = undefined;

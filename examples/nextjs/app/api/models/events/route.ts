@@ -1,26 +1,27 @@
-import { auth } from '@/auth';
 import type { NextRequest } from 'next/server';
+import { currentUserId } from '@/lib/auth';
 import { subscribeModelEvents } from '@/lib/model-events';
 
 /**
- * Server-Sent Events: the signed-in user's `model_status_changed` events, as they are committed by any
- * instance of the app or by the reconciler sidecar (PostgreSQL LISTEN; see lib/model-events.ts).
+ * Server-Sent Events: the signed-in user's `model_status_changed` and `model_progress` events, as they
+ * are committed by any instance of the app or by the reconciler sidecar (PostgreSQL LISTEN; see
+ * lib/model-events.ts). When the LISTEN connection drops, every stream on it closes; the browser's
+ * EventSource reconnects (after `retry`), which opens a new LISTEN connection.
  *
- * Browser side:
+ * Browser side (app/models.tsx):
  *   const source = new EventSource('/api/models/events');
  *   source.addEventListener('ready', () => refetchModels());          // on every (re)connect
  *   source.addEventListener('model_status_changed', (e) => apply(JSON.parse(e.data)));
  * `ready` comes on every connection, reconnections included: re-read the models' status then, because
  * events committed while the stream was down (deploy, function timeout, network) are not replayed.
+ * No `runtime`/`dynamic` segment config (refused under `cacheComponents`): reading the session
+ * cookie makes this handler dynamic, and Node.js is the default runtime.
  */
-export const runtime = 'nodejs';
-export const dynamic = 'force-dynamic';
 
 const HEARTBEAT_MS = 15_000;
 
 export async function GET(request: NextRequest) {
-  const session = await auth();
-  const userId = session?.user?.id;
+  const userId = await currentUserId();
   if (!userId) return new Response('unauthorized', { status: 401 });
 
   const encoder = new TextEncoder();
@@ -54,13 +55,13 @@ export async function GET(request: NextRequest) {
       };
       request.signal.addEventListener('abort', stop);
 
-      send('retry: 3000\n\n');
+      send('retry: 1000\n\n');
       try {
         unsubscribe = await subscribeModelEvents({
           onEvent(event) {
             // Every user's events arrive on the channel; this stream forwards only the session user's.
             if (event.userId !== userId) return;
-            send(`event: model_status_changed\nid: ${event.eventId}\ndata: ${JSON.stringify(event)}\n\n`);
+            send(`event: ${event.type}\nid: ${event.eventId}\ndata: ${JSON.stringify(event)}\n\n`);
           },
           onLost: () => stop(),
         });

@@ -1,20 +1,19 @@
 import { acceptAstriaCallback } from 'astria-reconciler';
 import { NextResponse, type NextRequest } from 'next/server';
-import { pool } from '@/lib/db';
+import { prisma } from '@/lib/db';
 import { statusService, TRAINING_TIMEOUT_MS } from '@/lib/status';
 
 /**
- * Astria's tune callback, applied through the same code as the reconciler sidecar's own webhook:
- * secret checked in constant time, body capped at 1 MiB, validated, then the status rules and the
- * compare-and-set status service (one event row, broadcast in the same transaction). Whoever comes
- * first (this route, or the sidecar recovering a callback this route never got) applies it once.
- * 401 wrong secret, 413 too large, 400 malformed, 202 unknown tune: none of them writes.
+ * Astria's tune callback, applied through the same code as the reconciler sidecar's own webhook, on
+ * the app's PrismaClient: secret checked in constant time, body capped at 1 MiB, validated, then the
+ * status rules and the compare-and-set status service (one event row, broadcast and refund in the same
+ * transaction). Whoever comes first (this route, or the sidecar recovering a callback this route never
+ * got) applies it once. 401 wrong secret, 413 too large, 400 malformed, 202 unknown tune: none writes.
  *
  * Create tunes with `callback: https://<your app>/api/webhooks/astria?secret=<WEBHOOK_SECRET>`.
+ * No `runtime`/`dynamic` segment config: a POST handler is dynamic and runs on Node.js by default,
+ * and `cacheComponents` refuses both settings.
  */
-export const runtime = 'nodejs';
-export const dynamic = 'force-dynamic';
-
 export async function POST(request: NextRequest) {
   const contentLength = request.headers.get('content-length');
   const response = await acceptAstriaCallback(
@@ -25,7 +24,7 @@ export async function POST(request: NextRequest) {
     },
     {
       secret: process.env.WEBHOOK_SECRET,
-      pool,
+      prisma,
       service: statusService,
       trainingTimeoutMs: TRAINING_TIMEOUT_MS,
     },

@@ -1,0 +1,22 @@
+import type pg from 'pg';
+import type { Executor, SqlExecutor } from './executor.js';
+import { withTransaction } from './transaction.js';
+
+function clientExecutor(client: pg.Pool | pg.PoolClient): SqlExecutor {
+  return {
+    async query<Row>(sql: string, params: readonly unknown[] = []) {
+      return (await client.query(sql, params as unknown[])).rows as Row[];
+    },
+    async execute(sql, params = []) {
+      await client.query(sql, params as unknown[]);
+    },
+  };
+}
+
+/** The `pg.Pool` driver: `pg` already parses `timestamptz` to an exact `Date` and keeps `bigint` a string. */
+export function pgExecutor(pool: pg.Pool): Executor {
+  return {
+    ...clientExecutor(pool),
+    transaction: (work) => withTransaction(pool, (client) => work(clientExecutor(client))),
+  };
+}

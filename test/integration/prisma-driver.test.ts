@@ -1,0 +1,215 @@
+/**
+ * The library driven through the app's own PrismaClient (Prisma 7, `@prisma/adapter-pg`), on real
+ * PostgreSQL, with rows read back through the generated client as the app reads them:
+ * - the webhook through Prisma racing the poller through `pg` on the same models: one transition and
+ *   one event row each;
+ * - timestamps exact for every combination of process `TZ` and database time zone;
+ * - the app's hook runs inside the transition's transaction, once, and rolls back with it.
+ */
+import { PrismaPg } from '@prisma/adapter-pg';
+import { PrismaClient } from '@prisma/client';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { tuneSchema } from '../../src/astria/tune.js';
+import { systemClock } from '../../src/clock.js';
+import { seedModels } from '../../src/db/host-schema.js';
+import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { acceptAstriaCallback } from '../../src/http/callback.js';
+import { applyObservedTune } from '../../src/status/apply-tune.js';
+import { createStatusService } from '../../src/status/service.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+const SECRET = 'prisma-driver-secret';
+const TRAINING_TIMEOUT_MS = 24 * 3_600_000;
+const ZONES = ['UTC', 'America/Sao_Paulo'] as const;
+
+let db: TestDatabase;
+const clients: PrismaClient[] = [];
+const originalTz = process.env.TZ;
+
+function prismaClient(): PrismaClient {
+  const client = new PrismaClient({ adapter: new PrismaPg({ connectionString: db.url, max: 10 }) });
+  clients.push(client);
+  return client;
+}
+
+function callbackBody(tuneId: number, fields: Record<string, unknown>): ReadableStream<Uint8Array> {
+  return new Blob([JSON.stringify({ id: tuneId, ...fields })]).stream();
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await ensureOwnSchema(db.pool, 'astria_reconciler');
+});
+
+afterEach(() => {
+  if (originalTz === undefined) delete process.env.TZ;
+  else process.env.TZ = originalTz;
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.$disconnect()));
+  await db?.drop();
+});
+
+describe('the webhook through Prisma racing the poller through pg', () => {
+  it('applies each of 200 trained tunes exactly once, with one event row each', async () => {
+    const prisma = prismaClient();
+    const models = Array.from({ length: 200 }, (_, i) => ({ id: `race-${i}`, tuneId: 500_000 + i }));
+    await seedModels(
+      db.pool,
+      models.map(({ id, tuneId }) => ({ id, userId: `race-user-${id}`, status: 'TRAINING' as const, trainingJobId: String(tuneId) })),
+    );
+    const webhookService = createStatusService({ prisma });
+    const pollerService = createStatusService({ pool: db.pool });
+    const trainedAt = '2026-03-01T12:34:56.789Z';
+
+    const outcomes = await Promise.all(
+      models.flatMap(({ tuneId }) => [
+        acceptAstriaCallback(
+          { givenSecret: SECRET, body: callbackBody(tuneId, { trained_at: trainedAt, ckpt_url: `https://ckpt.test/${tuneId}` }) },
+          { secret: SECRET, prisma, service: webhookService, trainingTimeoutMs: TRAINING_TIMEOUT_MS },
+        ).then((response) => Number(response.body.applied ?? 0)),
+        applyObservedTune({
+          pool: db.pool,
+          service: pollerService,
+          tune: tuneSchema.parse({ id: tuneId, trained_at: trainedAt, ckpt_url: `https://ckpt.test/${tuneId}` }),
+          source: 'reconciler',
+          now: new Date(),
+          trainingTimeoutMs: TRAINING_TIMEOUT_MS,
+        }).then((result) => result.applied.length),
+      ]),
+    );
+    expect(outcomes.reduce((sum, applied) => sum + applied, 0)).toBe(models.length);
+
+    const rows = await prisma.aIModel.findMany({ where: { id: { startsWith: 'race-' } }, orderBy: { id: 'asc' } });
+    expect(rows).toHaveLength(models.length);
+    for (const row of rows) {
+      expect(row.status).toBe('READY');
+      expect(row.trainedAt?.toISOString()).toBe(trainedAt);
+    }
+    const events = await db.pool.query<{ model_id: string; count: number }>(
+      `SELECT model_id, count(*)::int AS count FROM astria_reconciler.events WHERE model_id LIKE 'race-%' GROUP BY model_id`,
+    );
+    expect(events.rows).toHaveLength(models.length);
+    expect(events.rows.every((row) => row.count === 1)).toBe(true);
+  }, 120_000);
+});
+
+describe('timestamps through Prisma, whatever the time zones', () => {
+  const matrix = ZONES.flatMap((processTz) => ZONES.map((databaseTz) => ({ processTz, databaseTz })));
+
+  it.each(matrix)('process TZ $processTz, database time zone $databaseTz', async ({ processTz, databaseTz }) => {
+    process.env.TZ = processTz;
+    const dbName = new URL(db.url).pathname.slice(1);
+    await db.pool.query(`ALTER DATABASE "${dbName}" SET timezone TO '${databaseTz}'`);
+    const prisma = prismaClient(); // connects after the ALTER: its sessions run in databaseTz
+    const [session] = await prisma.$queryRawUnsafe<{ zone: string }[]>("SELECT current_setting('TimeZone') AS zone");
+    expect(session?.zone).toBe(databaseTz);
+
+    const id = `tz-${processTz}-${databaseTz}`.replaceAll('/', '_');
+    const tuneId = 600_000 + clients.length;
+    await seedModels(db.pool, [{ id, status: 'TRAINING', trainingJobId: String(tuneId) }]);
+    const now = new Date('2026-06-15T02:30:00.125Z'); // a date on which the local day differs from UTC's
+    const trainedAt = '2026-06-15T01:59:59.999Z';
+    const service = createStatusService({ prisma, clock: { ...systemClock, now: () => now.getTime() } });
+
+    const response = await acceptAstriaCallback(
+      { givenSecret: SECRET, body: callbackBody(tuneId, { trained_at: trainedAt, ckpt_url: 'https://ckpt.test/tz' }) },
+      { secret: SECRET, prisma, service, trainingTimeoutMs: TRAINING_TIMEOUT_MS, now: () => now },
+    );
+    expect(response.body).toMatchObject({ applied: 1 });
+
+    const row = await prisma.aIModel.findUniqueOrThrow({ where: { id } });
+    expect(row.trainedAt?.toISOString()).toBe(trainedAt);
+    expect(row.updatedAt.toISOString()).toBe(now.toISOString());
+    const events = await db.pool.query<{ payload: { data: { trainedAt: string }; occurredAt: string }; trained_at: Date; occurred_at: Date }>(
+      'SELECT payload, trained_at, occurred_at FROM astria_reconciler.events WHERE model_id = $1',
+      [id],
+    );
+    expect(events.rows).toHaveLength(1);
+    expect(events.rows[0]!.payload.data.trainedAt).toBe(trainedAt);
+    expect(events.rows[0]!.payload.occurredAt).toBe(now.toISOString());
+    expect(events.rows[0]!.trained_at.toISOString()).toBe(trainedAt);
+    expect(events.rows[0]!.occurred_at.toISOString()).toBe(now.toISOString());
+    await db.pool.query(`ALTER DATABASE "${dbName}" RESET timezone`);
+  });
+});
+
+describe('the transition hook', () => {
+  it('runs once per transition inside its transaction, whichever of many racing callers wins', async () => {
+    const prisma = prismaClient();
+    await seedModels(db.pool, [{ id: 'hook-1', userId: 'hook-user', status: 'TRAINING', trainingJobId: '700001' }]);
+    await db.pool.query('CREATE TABLE refunds (event_id uuid PRIMARY KEY, model_id text NOT NULL)');
+    const services = [
+      createStatusService({
+        prisma,
+        onTransition: async (event, tx) => {
+          if (event.status === 'ERROR') await tx.execute('INSERT INTO refunds (event_id, model_id) VALUES ($1, $2)', [event.eventId, event.modelId]);
+        },
+      }),
+      createStatusService({
+        pool: db.pool,
+        onTransition: async (event, tx) => {
+          if (event.status === 'ERROR') await tx.execute('INSERT INTO refunds (event_id, model_id) VALUES ($1, $2)', [event.eventId, event.modelId]);
+        },
+      }),
+    ];
+    const failed = tuneSchema.parse({ id: 700001, status: 'failed', error_message: 'no faces found' });
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        applyObservedTune({
+          ...(i % 2 === 0 ? { prisma } : { pool: db.pool }),
+          service: services[i % 2]!,
+          tune: failed,
+          source: 'webhook',
+          now: new Date(),
+          trainingTimeoutMs: TRAINING_TIMEOUT_MS,
+        }),
+      ),
+    );
+    const refunds = await db.pool.query<{ event_id: string }>(`SELECT event_id FROM refunds WHERE model_id = 'hook-1'`);
+    const events = await db.pool.query<{ event_id: string }>(`SELECT event_id FROM astria_reconciler.events WHERE model_id = 'hook-1'`);
+    expect(events.rows).toHaveLength(1);
+    expect(refunds.rows).toEqual(events.rows);
+  });
+
+  it('rolls the transition back when the hook throws: status, event row and NOTIFY alike', async () => {
+    const prisma = prismaClient();
+    await seedModels(db.pool, [{ id: 'hook-2', status: 'TRAINING', trainingJobId: '700002' }]);
+    const service = createStatusService({
+      prisma,
+      onTransition: async () => {
+        throw new Error('credits service down');
+      },
+    });
+    await expect(
+      applyObservedTune({
+        prisma,
+        service,
+        tune: tuneSchema.parse({ id: 700002, status: 'failed' }),
+        source: 'webhook',
+        now: new Date(),
+        trainingTimeoutMs: TRAINING_TIMEOUT_MS,
+      }),
+    ).rejects.toThrow('credits service down');
+    const row = await prisma.aIModel.findUniqueOrThrow({ where: { id: 'hook-2' } });
+    expect(row.status).toBe('TRAINING');
+    const events = await db.pool.query(`SELECT 1 FROM astria_reconciler.events WHERE model_id = 'hook-2'`);
+    expect(events.rows).toHaveLength(0);
+  });
+});
+
+describe('ensureOwnSchema through Prisma', () => {
+  it('creates our schema on a database where the sidecar never started', async () => {
+    const fresh = await createTestDatabase();
+    const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: fresh.url }) });
+    try {
+      await ensureOwnSchema({ prisma }, 'astria_app_first');
+      const tables = await fresh.pool.query(`SELECT to_regclass('astria_app_first.events') AS events, to_regclass('astria_app_first.deliveries') AS deliveries`);
+      expect(tables.rows[0]).toEqual({ events: 'astria_app_first.events', deliveries: 'astria_app_first.deliveries' });
+    } finally {
+      await prisma.$disconnect();
+      await fresh.drop();
+    }
+  });
+});
