@@ -8,12 +8,17 @@
  */
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from '@prisma/client';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createAstriaClient } from '../../src/astria/client.js';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { systemClock } from '../../src/clock.js';
 import { seedModels } from '../../src/db/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { startSimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { acceptAstriaCallback } from '../../src/http/callback.js';
+import { createMetrics } from '../../src/metrics.js';
+import { runPass } from '../../src/reconciler/pass.js';
 import { applyObservedTune } from '../../src/status/apply-tune.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -54,44 +59,66 @@ afterAll(async () => {
 describe('the webhook through Prisma racing the poller through pg', () => {
   it('applies each of 200 trained tunes exactly once, with one event row each', async () => {
     const prisma = prismaClient();
-    const models = Array.from({ length: 200 }, (_, i) => ({ id: `race-${i}`, tuneId: 500_000 + i }));
-    await seedModels(
-      db.pool,
-      models.map(({ id, tuneId }) => ({ id, userId: `race-user-${id}`, status: 'TRAINING' as const, trainingJobId: String(tuneId) })),
-    );
-    const webhookService = createStatusService({ prisma });
-    const pollerService = createStatusService({ pool: db.pool });
-    const trainedAt = '2026-03-01T12:34:56.789Z';
+    const astria = await startSimulatedAstria({ apiKey: 'sd_prisma_race' });
+    const log = pino({ level: 'silent' });
+    const metrics = createMetrics();
+    const client = createAstriaClient({
+      apiUrl: astria.url,
+      apiKey: 'sd_prisma_race',
+      maxRps: 100_000,
+      concurrency: 32,
+      timeoutMs: 10_000,
+      log,
+      metrics,
+      clock: systemClock,
+      retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
+    });
+    try {
+      const trainedAt = new Date('2026-03-01T12:34:56.789Z');
+      const models = Array.from({ length: 200 }, (_, i) => ({
+        id: `race-${String(i).padStart(3, '0')}`,
+        tune: astria.addTune({ startedTrainingAt: new Date(trainedAt.getTime() - 600_000), trainedAt }),
+      }));
+      await seedModels(
+        db.pool,
+        models.map(({ id, tune }) => ({ id, userId: `race-user-${id}`, status: 'TRAINING' as const, trainingJobId: String(tune.id) })),
+      );
+      const webhookService = createStatusService({ prisma });
+      // The daemon's pass, on pg: asks the simulated Astria, decides, applies through its own service.
+      const poller = { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool }), log, clock: systemClock, metrics };
+      const wins = { webhook: 0, poller: 0 };
 
-    const outcomes = await Promise.all(
-      models.flatMap(({ tuneId }) => [
-        acceptAstriaCallback(
-          { givenSecret: SECRET, body: callbackBody(tuneId, { trained_at: trainedAt, ckpt_url: `https://ckpt.test/${tuneId}` }) },
-          { secret: SECRET, prisma, service: webhookService, trainingTimeoutMs: TRAINING_TIMEOUT_MS },
-        ).then((response) => Number(response.body.applied ?? 0)),
-        applyObservedTune({
-          pool: db.pool,
-          service: pollerService,
-          tune: tuneSchema.parse({ id: tuneId, trained_at: trainedAt, ckpt_url: `https://ckpt.test/${tuneId}` }),
-          source: 'reconciler',
-          now: new Date(),
-          trainingTimeoutMs: TRAINING_TIMEOUT_MS,
-        }).then((result) => result.applied.length),
-      ]),
-    );
-    expect(outcomes.reduce((sum, applied) => sum + applied, 0)).toBe(models.length);
+      await Promise.all(
+        models.flatMap(({ id, tune }) => [
+          acceptAstriaCallback(
+            { givenSecret: SECRET, body: callbackBody(tune.id, tune) },
+            { secret: SECRET, prisma, service: webhookService, trainingTimeoutMs: TRAINING_TIMEOUT_MS },
+          ).then((response) => (wins.webhook += Number(response.body.applied ?? 0))),
+          runPass(poller, {
+            trainingTimeoutMs: TRAINING_TIMEOUT_MS,
+            concurrency: 4,
+            filter: { stuckBefore: null, modelIds: [id], includeError: false },
+          }).then((report) => (wins.poller += report.transitioned)),
+        ]),
+      );
+      console.log(`[prisma race] transitions applied: ${JSON.stringify(wins)}`);
+      expect(wins.webhook + wins.poller).toBe(models.length);
 
-    const rows = await prisma.aIModel.findMany({ where: { id: { startsWith: 'race-' } }, orderBy: { id: 'asc' } });
-    expect(rows).toHaveLength(models.length);
-    for (const row of rows) {
-      expect(row.status).toBe('READY');
-      expect(row.trainedAt?.toISOString()).toBe(trainedAt);
+      const rows = await prisma.aIModel.findMany({ where: { id: { startsWith: 'race-' } }, orderBy: { id: 'asc' } });
+      expect(rows.map((row) => row.id)).toEqual(models.map((model) => model.id));
+      for (const row of rows) {
+        expect(row.status).toBe('READY');
+        expect(row.trainedAt?.toISOString()).toBe(trainedAt.toISOString());
+      }
+      const events = await db.pool.query<{ model_id: string; count: number }>(
+        `SELECT model_id, count(*)::int AS count FROM astria_reconciler.events WHERE model_id LIKE 'race-%' GROUP BY model_id`,
+      );
+      expect(events.rows).toHaveLength(models.length);
+      expect(events.rows.every((row) => row.count === 1)).toBe(true);
+    } finally {
+      await client.close();
+      await astria.close();
     }
-    const events = await db.pool.query<{ model_id: string; count: number }>(
-      `SELECT model_id, count(*)::int AS count FROM astria_reconciler.events WHERE model_id LIKE 'race-%' GROUP BY model_id`,
-    );
-    expect(events.rows).toHaveLength(models.length);
-    expect(events.rows.every((row) => row.count === 1)).toBe(true);
   }, 120_000);
 });
 
