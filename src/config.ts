@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
 const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -39,6 +40,7 @@ const envSchema = z
   .object({
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL'),
     ASTRIA_API_KEY: z.string().min(1).optional(),
+    ASTRIA_API_KEY_FILE: z.string().min(1).optional(),
     ASTRIA_API_URL: url.default('https://api.astria.ai'),
     RECONCILER_INTERVAL: timerDuration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
     RECONCILER_STUCK_AFTER: duration('2m'),
@@ -108,7 +110,15 @@ function schemaClash(schema: string, databaseUrl: string): string[] {
 
 export interface Config {
   databaseUrl: string;
-  astria: { apiKey: string; apiUrl: string; maxRps: number; concurrency: number; timeoutMs: number };
+  astria: {
+    apiKey: string;
+    /** Set when the key comes from `ASTRIA_API_KEY_FILE`: the client re-reads it when the file changes. */
+    apiKeyFile: string | undefined;
+    apiUrl: string;
+    maxRps: number;
+    concurrency: number;
+    timeoutMs: number;
+  };
   intervalMs: number;
   stuckAfterMs: number;
   /** How often the daemon observes in-flight tunes (the list pages covering them): lag against calls. */
@@ -139,6 +149,32 @@ export interface Config {
   };
 }
 
+/**
+ * The Bearer key, from `ASTRIA_API_KEY` or the file `ASTRIA_API_KEY_FILE` names (a mounted Secret, which
+ * can be rotated without a restart). Problems are added to `problems`; the key itself never is.
+ */
+function readApiKey(env: Record<string, string | undefined>, problems: string[]): string {
+  const { ASTRIA_API_KEY: value, ASTRIA_API_KEY_FILE: file } = env;
+  if (value && file) {
+    problems.unshift('ASTRIA_API_KEY and ASTRIA_API_KEY_FILE are both set: use one');
+    return '';
+  }
+  if (value) return value;
+  if (!file) {
+    problems.unshift('ASTRIA_API_KEY (or ASTRIA_API_KEY_FILE) is required');
+    return '';
+  }
+  let key = '';
+  try {
+    key = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    problems.unshift(`ASTRIA_API_KEY_FILE cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    return '';
+  }
+  if (key === '') problems.unshift('ASTRIA_API_KEY_FILE names an empty file');
+  return key;
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -155,7 +191,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     ? []
     : parsed.error.issues.map((issue) => `${String(issue.path[0] ?? 'config')} ${describeIssue(issue)}`);
   // `report` reads only our event log; everything else talks to Astria.
-  if ((options.needsAstria ?? true) && !present.ASTRIA_API_KEY) problems.unshift('ASTRIA_API_KEY is required');
+  const apiKey = (options.needsAstria ?? true) ? readApiKey(present, problems) : '';
   problems.push(...missingDependents(present as Record<string, string>));
   if (parsed.success) problems.push(...schemaClash(parsed.data.RECONCILER_SCHEMA, parsed.data.DATABASE_URL));
   if (!parsed.success || problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
@@ -163,7 +199,8 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
   return {
     databaseUrl: e.DATABASE_URL,
     astria: {
-      apiKey: e.ASTRIA_API_KEY ?? '',
+      apiKey,
+      apiKeyFile: e.ASTRIA_API_KEY_FILE,
       apiUrl: e.ASTRIA_API_URL.replace(/\/+$/, ''),
       maxRps: e.ASTRIA_MAX_RPS,
       concurrency: e.ASTRIA_CONCURRENCY,

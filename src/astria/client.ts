@@ -3,6 +3,7 @@ import { Agent, errors as undiciErrors, request, type Dispatcher } from 'undici'
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { fileApiKey, fixedApiKey } from './api-key.js';
 import { RequestBudget } from './budget.js';
 import { isTuneId, tuneSchema, type Tune } from './tune.js';
 
@@ -37,6 +38,8 @@ export interface RetryPolicy {
 export interface AstriaClientOptions {
   apiUrl: string;
   apiKey: string;
+  /** `ASTRIA_API_KEY_FILE`: the key is re-read from it whenever the file changes (`apiKey` is its first value). */
+  apiKeyFile?: string;
   maxRps: number;
   concurrency: number;
   timeoutMs: number;
@@ -78,7 +81,7 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
         connections: options.concurrency,
       });
   const dispatcher = options.dispatcher ?? ownAgent!;
-  const headers = { authorization: `Bearer ${options.apiKey}`, accept: 'application/json' };
+  const apiKey = options.apiKeyFile ? fileApiKey(options.apiKeyFile, options.apiKey, options.log) : fixedApiKey(options.apiKey);
   let calls = 0;
 
   function backoff(attempt: number): number {
@@ -91,6 +94,7 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
     calls += 1;
     const count = (outcome: string) => options.metrics.astriaRequests.inc({ endpoint, outcome });
     const timeout = AbortSignal.timeout(options.timeoutMs);
+    const headers = { authorization: `Bearer ${await apiKey.current()}`, accept: 'application/json' };
     let response: Dispatcher.ResponseData;
     let text: string;
     try {
@@ -139,7 +143,7 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
     }
     if (status === 401) {
       count('unauthorized');
-      throw new AstriaAuthError(`Astria rejected the API key (HTTP ${status}); check ASTRIA_API_KEY`);
+      throw new AstriaAuthError(`Astria rejected the API key (HTTP ${status}); check ${options.apiKeyFile ? 'ASTRIA_API_KEY_FILE' : 'ASTRIA_API_KEY'}`);
     }
     if (status === 403) {
       // The key works (or every call would be a 401): this one resource is off limits to it.

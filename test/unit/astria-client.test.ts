@@ -1,6 +1,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as realSleep } from 'node:timers/promises';
 import { MockAgent, type Interceptable } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -190,6 +193,32 @@ async function requestCounts(metrics: Metrics): Promise<Record<string, number>> 
 function gaps(requests: RecordedRequest[]): number[] {
   return requests.slice(1).map((request, index) => request.at - requests[index]!.at);
 }
+
+describe('ASTRIA_API_KEY_FILE', () => {
+  it('sends the key the file holds now: a rotated Secret is used without a restart, never logged', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'astria-key-'));
+    const file = join(dir, 'key');
+    await writeFile(file, 'sd_old_key\n');
+    const h = setup({ apiKey: 'sd_old_key', apiKeyFile: file });
+    h.reply('/tunes/1', 401, { error: 'bad key' });
+    await expect(h.client.getTune('1')).rejects.toThrow(/ASTRIA_API_KEY_FILE/);
+
+    // The kubelet swaps the file in place; a later mtime is what tells us.
+    await writeFile(file, 'sd_new_key\n');
+    await utimes(file, new Date(), new Date(Date.now() + 5_000));
+    h.reply('/tunes/1', 200, tuneBody(1));
+    expect((await h.client.getTune('1')).kind).toBe('tune');
+    expect(h.requests.map((request) => request.headers.authorization)).toEqual(['Bearer sd_old_key', 'Bearer sd_new_key']);
+
+    // A file that disappears keeps the last good key.
+    await rm(dir, { recursive: true });
+    h.reply('/tunes/1', 200, tuneBody(1));
+    expect((await h.client.getTune('1')).kind).toBe('tune');
+    expect(h.requests.at(-1)!.headers.authorization).toBe('Bearer sd_new_key');
+    expect(h.logText()).toContain('ASTRIA_API_KEY_FILE changed');
+    expect(h.logText()).not.toMatch(/sd_old_key|sd_new_key/);
+  });
+});
 
 describe('AstriaClient.getTune', () => {
   it('returns the tune with parsed dates, unknown fields passed through, sent with the Bearer key', async () => {

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseDuration } from '../../src/config.js';
 
@@ -175,6 +178,23 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
 
   it('missing ASTRIA_API_KEY', () => {
     expect(configError({ DATABASE_URL: BASE.DATABASE_URL }).message).toContain('ASTRIA_API_KEY');
+  });
+
+  it('ASTRIA_API_KEY_FILE instead of ASTRIA_API_KEY: read at start, named when missing or empty, never echoed', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'astria-key-'));
+    const file = join(dir, 'key');
+    writeFileSync(file, `${API_KEY}\n`);
+    const config = loadConfig({ DATABASE_URL: BASE.DATABASE_URL, ASTRIA_API_KEY_FILE: file });
+    expect(config.astria).toMatchObject({ apiKey: API_KEY, apiKeyFile: file });
+    expect(configError({ ...BASE, ASTRIA_API_KEY_FILE: file }).message).toMatch(/ASTRIA_API_KEY and ASTRIA_API_KEY_FILE are both set/);
+    expect(configError({ DATABASE_URL: BASE.DATABASE_URL, ASTRIA_API_KEY_FILE: join(dir, 'absent') }).message).toMatch(
+      /ASTRIA_API_KEY_FILE cannot be read \(ENOENT\)/,
+    );
+    writeFileSync(file, '  \n');
+    expect(configError({ DATABASE_URL: BASE.DATABASE_URL, ASTRIA_API_KEY_FILE: file }).message).toMatch(/ASTRIA_API_KEY_FILE names an empty file/);
+    writeFileSync(file, API_KEY);
+    expect(configError({ DATABASE_URL: BASE.DATABASE_URL, ASTRIA_API_KEY_FILE: file, LOG_LEVEL: 'loud' }).message).not.toContain(API_KEY);
+    rmSync(dir, { recursive: true });
   });
 
   it('names every bad variable in one message', () => {
