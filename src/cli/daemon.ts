@@ -1,5 +1,5 @@
 import { createDispatcher } from '../broadcast/dispatcher.js';
-import { pruneDeliveredEvents } from '../broadcast/retention.js';
+import { pruneCallbackArrivals, pruneDeliveredEvents } from '../broadcast/retention.js';
 import { createTransports } from '../broadcast/transport.js';
 import { createHttpServer, sendJson } from '../http/server.js';
 import { createWebhookHandler } from '../http/webhook.js';
@@ -136,12 +136,14 @@ async function untilDatabaseReady(runtime: Runtime, signal: AbortSignal, setReas
   return false;
 }
 
-/** Drops delivered events older than the retention, now and then; failures wait for the next round. */
+/** Drops delivered events and callback arrivals older than the retention, now and then; failures wait for the next round. */
 async function pruneEvery({ pool, config, log, clock }: Runtime, everyMs: number, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     try {
       const pruned = await pruneDeliveredEvents(pool, config.schema, config.eventRetentionMs);
       if (pruned > 0) log.info({ pruned }, 'pruned delivered events past retention');
+      const prunedCallbacks = await pruneCallbackArrivals(pool, config.schema, config.eventRetentionMs);
+      if (prunedCallbacks > 0) log.info({ pruned: prunedCallbacks }, 'pruned callback arrivals past retention');
     } catch (error) {
       log.warn({ err: (error as Error).message }, 'event pruning failed; will retry');
     }
