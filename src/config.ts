@@ -38,7 +38,11 @@ export type AsyncBroadcastTransport = Exclude<BroadcastTransport, 'pg'>;
 /** The environment as SPEC.md names it. Keys are the variable names, so errors name the variable. */
 const envSchema = z
   .object({
-    DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL'),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+      // The message never echoes the value: it carries the password.
+      .refine((text) => URL.canParse(text), 'is not a valid URL (percent-encode special characters in the user and password, e.g. / as %2F, @ as %40)'),
     ASTRIA_API_KEY: z.string().min(1).optional(),
     ASTRIA_API_KEY_FILE: z.string().min(1).optional(),
     ASTRIA_API_URL: url.default('https://api.astria.ai'),
@@ -98,12 +102,7 @@ function missingDependents(env: Record<string, string>): string[] {
  * offer to drop them. That is `public`, or the `?schema=` of a Prisma DATABASE_URL.
  */
 function schemaClash(schema: string, databaseUrl: string): string[] {
-  let appSchema: string | null = null;
-  try {
-    appSchema = new URL(databaseUrl).searchParams.get('schema');
-  } catch {
-    // an unparsable URL is reported by the connection itself
-  }
+  const appSchema = new URL(databaseUrl).searchParams.get('schema');
   const clashes = new Set(['public', appSchema ?? 'public']);
   return clashes.has(schema) ? [`RECONCILER_SCHEMA must not be the app's schema ("${schema}"): use a schema of its own, e.g. astria_reconciler`] : [];
 }

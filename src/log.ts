@@ -23,6 +23,10 @@ const REDACT_PATHS = [
   'config.http.webhookSecret',
   'config.broadcast.httpSecret',
   'config.broadcast.redisUrl',
+  // Node's URL parser puts the whole rejected text (a DATABASE_URL with its password) on the error.
+  'input',
+  'err.input',
+  'err.cause.input',
 ];
 
 /** Logs go to stderr: stdout is reserved for the `--json` report. */

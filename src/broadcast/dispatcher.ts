@@ -4,7 +4,7 @@ import { quoteIdentifier } from '../db/identifier.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelEvent } from '../status/event.js';
-import type { Transport } from './transport.js';
+import { DeliveryRejectedError, type Transport } from './transport.js';
 
 export interface DispatcherOptions {
   pool: pg.Pool;
@@ -28,7 +28,10 @@ export interface DispatcherOptions {
    * own timeout; if the process dies mid-delivery, another replica retries once it runs out.
    */
   leaseMs?: number;
-  /** A delivery still rejected after this many attempts is parked as dead (default 100). */
+  /**
+   * A delivery the peer rejects (`DeliveryRejectedError`) after this many attempts is parked as dead
+   * (default 100). A peer that is merely down never parks anything: its deliveries wait for it.
+   */
   deadAfterAttempts?: number;
   /** ... or once this long has passed since it was queued, whichever comes first (default 6 h). */
   deadAfterMs?: number;
@@ -70,7 +73,9 @@ interface Claimed {
  * row ("no earlier undelivered row") did, on fresh tables (5,000 pending: 40 delivered in 60 s).
  *
  * Dead letter: a delivery still rejected after `deadAfterAttempts` attempts, or `deadAfterMs` after it
- * was queued, is parked (`dead_at`): kept, counted in `dead_deliveries_total`, left out of the pending
+ * was queued, is parked (`dead_at`). Only a rejection parks (the peer answered and refused this event:
+ * an HTTP 4xx, a Redis error reply); a peer that refuses connections, times out or answers 5xx is
+ * retried at the capped backoff for as long as it takes, so an outage loses nothing. Parked: kept, counted in `dead_deliveries_total`, left out of the pending
  * gauges and of the order (the model's later events go on), listed by `report`, sent again after
  * `requeue-dead`.
  */
@@ -139,16 +144,17 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       await transport.deliver(row.payload);
     } catch (error) {
       const message = (error as Error).message || String(error);
+      const rejected = error instanceof DeliveryRejectedError;
       metrics?.broadcastDeliveries.inc({ transport: transport.name, outcome: 'failed' });
       const delay = backoffMs(row.attempts);
       const recorded = await pool
         .query<{ dead: boolean }>(
           `UPDATE ${schema}.deliveries
               SET next_attempt_at = now() + $3 * interval '1 millisecond', last_error = $4,
-                  dead_at = CASE WHEN attempts >= $6 OR queued_at <= now() - $7 * interval '1 millisecond' THEN now() END
+                  dead_at = CASE WHEN $8 AND (attempts >= $6 OR queued_at <= now() - $7 * interval '1 millisecond') THEN now() END
             WHERE transport = $1 AND event_seq = $2 AND delivered_at IS NULL AND attempts = $5
            RETURNING dead_at IS NOT NULL AS dead`,
-          [transport.name, row.seq, delay, message.slice(0, 1_000), row.attempts, deadAfterAttempts, deadAfterMs],
+          [transport.name, row.seq, delay, message.slice(0, 1_000), row.attempts, deadAfterAttempts, deadAfterMs, rejected],
         )
         // The lease runs out and the row is retried anyway.
         .catch((dbError: Error) => {

@@ -1,7 +1,7 @@
 import { Agent, request } from 'undici';
 import type { ModelEvent } from '../status/event.js';
 import { signBody } from './signature.js';
-import type { Transport } from './transport.js';
+import { DeliveryRejectedError, type Transport } from './transport.js';
 
 export interface HttpTransportOptions {
   url: string;
@@ -10,19 +10,19 @@ export interface HttpTransportOptions {
   timeoutMs?: number;
 }
 
-export class HttpDeliveryError extends Error {
-  override name = 'HttpDeliveryError';
-  constructor(
-    message: string,
-    readonly statusCode?: number,
-  ) {
-    super(message);
-  }
+/** 4xx answers that mean "not now" rather than "not this": timeout, too early, rate limited. */
+const RETRYABLE_4XX = new Set([408, 425, 429]);
+
+/** A non-2xx answer that is a rejection of the event: a 4xx other than 408, 425, 429. */
+export function isRejection(statusCode: number): boolean {
+  return statusCode >= 400 && statusCode < 500 && !RETRYABLE_4XX.has(statusCode);
 }
 
 /**
  * POSTs each event as JSON to `BROADCAST_HTTP_URL`, signed with `BROADCAST_HTTP_SECRET`. A 2xx answer is
  * a delivery; anything else (non-2xx, refused connection, timeout) throws and the dispatcher retries.
+ * Only a 4xx other than 408/425/429 is a rejection (may be parked as dead); a 5xx is the receiver
+ * failing and, like a refused connection, is retried for as long as it takes.
  * Receivers verify the signature over the raw body and drop duplicates by `eventId`.
  */
 export function createHttpTransport(options: HttpTransportOptions): Transport {
@@ -52,7 +52,8 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
       const text = await response.body.text().catch(() => '');
       if (response.statusCode < 200 || response.statusCode >= 300) {
         const detail = text.trim().slice(0, 200);
-        throw new HttpDeliveryError(`HTTP ${response.statusCode}${detail ? `: ${detail}` : ''}`, response.statusCode);
+        const message = `HTTP ${response.statusCode}${detail ? `: ${detail}` : ''}`;
+        throw isRejection(response.statusCode) ? new DeliveryRejectedError(message) : new Error(message);
       }
     },
     async close() {

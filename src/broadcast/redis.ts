@@ -1,7 +1,10 @@
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import type { Logger } from '../log.js';
 import type { ModelEvent } from '../status/event.js';
-import type { Transport } from './transport.js';
+import { DeliveryRejectedError, type Transport } from './transport.js';
+
+/** Error replies of a server that is starting, busy or failing over: it is away, not refusing the event. */
+const UNAVAILABLE_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN)\b/;
 
 export interface RedisTransportOptions {
   url: string;
@@ -45,7 +48,15 @@ export function createRedisTransport(options: RedisTransportOptions): Transport 
   return {
     name: 'redis',
     async deliver(event: ModelEvent) {
-      await redis.publish(options.channel, JSON.stringify(event));
+      try {
+        await redis.publish(options.channel, JSON.stringify(event));
+      } catch (error) {
+        // An error reply (NOAUTH, NOPERM, ...) is Redis refusing; no connection or a timeout is Redis away.
+        if (error instanceof ReplyError && !UNAVAILABLE_REPLY.test((error as Error).message)) {
+          throw new DeliveryRejectedError(`redis refused PUBLISH: ${(error as Error).message}`);
+        }
+        throw error;
+      }
     },
     async close() {
       // quit() waits for replies in flight; disconnect() when the server is unreachable.

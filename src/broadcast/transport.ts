@@ -7,8 +7,18 @@ import { createRedisTransport } from './redis.js';
 /**
  * An asynchronous broadcast transport: the dispatcher hands it one event at a time from the outbox.
  * `deliver` resolves once the peer has accepted the event and throws otherwise (the dispatcher retries
- * with backoff); it must give up within a bounded time of its own (a timeout), never hang.
+ * with backoff); it must give up within a bounded time of its own (a timeout), never hang. It throws a
+ * `DeliveryRejectedError` when the peer answered and refused the event; anything else thrown means the
+ * peer is away or failing, which never parks a delivery.
  */
+/**
+ * The peer answered and refused this event (an HTTP 4xx, a Redis error reply): only these count toward
+ * the dead letter. A peer that is down, unreachable or failing (5xx) is waited for, however long.
+ */
+export class DeliveryRejectedError extends Error {
+  override name = 'DeliveryRejectedError';
+}
+
 export interface Transport {
   name: AsyncBroadcastTransport;
   deliver(event: ModelEvent): Promise<void>;

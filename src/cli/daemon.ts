@@ -1,7 +1,7 @@
 import { createDispatcher } from '../broadcast/dispatcher.js';
-import { pruneDeliveredEvents } from '../broadcast/retention.js';
+import { pruneCallbackArrivals, pruneDeliveredEvents } from '../broadcast/retention.js';
 import { createTransports } from '../broadcast/transport.js';
-import { createHttpServer, sendJson } from '../http/server.js';
+import { createHttpServer } from '../http/server.js';
 import { createWebhookHandler } from '../http/webhook.js';
 import { runDaemon } from '../reconciler/daemon.js';
 import { createLeaderElection } from '../reconciler/leader.js';
@@ -50,7 +50,7 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
     metrics,
   });
   let notReady: string | null = 'connecting to the database';
-  const applyCallback = config.http.webhookSecret
+  const webhook = config.http.webhookSecret
     ? createWebhookHandler({
         secret: config.http.webhookSecret,
         pool,
@@ -59,13 +59,10 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
         clock,
         trainingTimeoutMs: config.trainingTimeoutMs,
         schema: config.schema,
+        // Before our schema exists a callback cannot be recorded; say so rather than fail on the write.
+        notReady: () => notReady,
       })
     : undefined;
-  const webhook: typeof applyCallback = applyCallback && (async (req, res, url) => {
-    // Before our schema exists a callback cannot be recorded; say so rather than fail on the write.
-    if (notReady !== null) sendJson(res, 503, { error: `not ready: ${notReady}` });
-    else await applyCallback(req, res, url);
-  });
   const server = createHttpServer({ pool, metrics, log, webhook, notReadyReason: () => notReady });
   const address = await server.listen(config.http.port, config.http.host);
   log.info(
@@ -136,12 +133,14 @@ async function untilDatabaseReady(runtime: Runtime, signal: AbortSignal, setReas
   return false;
 }
 
-/** Drops delivered events older than the retention, now and then; failures wait for the next round. */
+/** Drops delivered events and callback arrivals older than the retention, now and then; failures wait for the next round. */
 async function pruneEvery({ pool, config, log, clock }: Runtime, everyMs: number, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     try {
       const pruned = await pruneDeliveredEvents(pool, config.schema, config.eventRetentionMs);
       if (pruned > 0) log.info({ pruned }, 'pruned delivered events past retention');
+      const prunedCallbacks = await pruneCallbackArrivals(pool, config.schema, config.eventRetentionMs);
+      if (prunedCallbacks > 0) log.info({ pruned: prunedCallbacks }, 'pruned callback arrivals past retention');
     } catch (error) {
       log.warn({ err: (error as Error).message }, 'event pruning failed; will retry');
     }

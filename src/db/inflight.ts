@@ -21,7 +21,8 @@ export function operatorFilter(now: number, stuckAfterMs: number, modelIds: stri
   return { stuckBefore: stuckAfterMs > 0 ? new Date(now - stuckAfterMs) : null, modelIds: null, includeError: false };
 }
 
-const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage", "estimatedTime",
+/** The `ai_models` columns a `ModelRow` holds, `createdAt` read as UTC. */
+export const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage", "estimatedTime",
   ("createdAt" AT TIME ZONE 'UTC') AS "createdAt"`;
 
 function where(filter: InFlightFilter, params: unknown[]): string {

@@ -39,8 +39,26 @@ export function createPool(databaseUrl: string, log: Logger, max = 10): pg.Pool 
  */
 function connectionOptions(databaseUrl: string): pg.ClientConfig {
   const schema = new URL(databaseUrl).searchParams.get('schema');
-  const usable = schema !== null && /^[A-Za-z_][A-Za-z0-9_]*$/.test(schema);
   const settings = [`-c lock_timeout=${DB_LOCK_TIMEOUT_MS}`, `-c statement_timeout=${DB_STATEMENT_TIMEOUT_MS}`];
-  if (usable) settings.push(`-c search_path=${schema}`);
-  return { connectionString: databaseUrl, options: settings.join(' ') };
+  // Quoted as Prisma quotes it: `?schema=MyApp` names "MyApp", not the lower-cased myapp.
+  if (schema) settings.push(`-c search_path=${escapeStartupOption(`"${schema.replaceAll('"', '""')}"`)}`);
+  return sessionOptions(databaseUrl, settings);
+}
+
+/**
+ * `pg` lets a connection string's `?options=` replace the config's `options` whole (Neon URLs carry
+ * `options=endpoint%3D...`), which would silently drop our session settings. This keeps the URL's own
+ * options and appends ours after them, so ours win where both set the same thing.
+ */
+export function sessionOptions(databaseUrl: string, settings: string[]): { connectionString: string; options: string } {
+  const url = new URL(databaseUrl);
+  const own = url.searchParams.get('options');
+  if (own === null) return { connectionString: databaseUrl, options: settings.join(' ') };
+  url.searchParams.delete('options');
+  return { connectionString: url.toString(), options: [own, ...settings].join(' ') };
+}
+
+/** The server splits `options` on whitespace; a backslash keeps the next character (a space, a backslash) literal. */
+function escapeStartupOption(value: string): string {
+  return value.replace(/[\\\s]/g, '\\$&');
 }

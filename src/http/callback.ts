@@ -33,11 +33,16 @@ export interface CallbackDeps extends Database {
   now?: () => Date;
   log?: Pick<Logger, 'info' | 'warn'>;
   maxBodyBytes?: number;
+  /**
+   * Why a valid callback cannot be applied yet (the sidecar before its database is usable), or null.
+   * Asked only once the secret and body passed: a wrong secret is a 401 whatever the database does.
+   */
+  notReady?: () => string | null;
 }
 
 export interface CallbackResponse {
-  /** 200 applied, 202 unknown tune, 400 malformed, 401 bad secret, 413 too large. */
-  status: 200 | 202 | 400 | 401 | 413;
+  /** 200 applied, 202 unknown tune, 400 malformed, 401 bad secret, 413 too large, 503 not ready (Astria retries). */
+  status: 200 | 202 | 400 | 401 | 413 | 503;
   body: Record<string, unknown>;
 }
 
@@ -93,6 +98,8 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     deps.log?.warn({ issues: parsed.error.issues.slice(0, 3) }, 'rejected malformed Astria callback');
     return { status: 400, body: { error: 'body is not an Astria tune' } };
   }
+  const notReady = deps.notReady?.() ?? null;
+  if (notReady !== null) return { status: 503, body: { error: `not ready: ${notReady}` } };
 
   const receivedAt = deps.now?.() ?? new Date();
   const result = await applyObservedTune({

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { sessionOptions } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 
@@ -87,7 +88,8 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   async function connect(): Promise<pg.Client> {
     const timeoutMs = options.connectTimeoutMs ?? 5_000;
     const fresh = new pg.Client({
-      connectionString: options.databaseUrl,
+      // Our keepalives survive a `?options=` in the URL (pg would let it replace them).
+      ...sessionOptions(options.databaseUrl, ['-c tcp_keepalives_idle=10', '-c tcp_keepalives_interval=5', '-c tcp_keepalives_count=3']),
       application_name: 'astria-reconciler leader',
       connectionTimeoutMillis: timeoutMs,
       // A network partition closes nothing: our side gives up on a query that does not come back, and
@@ -96,7 +98,6 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
       query_timeout: timeoutMs,
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
-      options: '-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3',
     });
     fresh.on('error', (error) => {
       if (client === fresh) drop(error.message);

@@ -1,6 +1,7 @@
 import type { Tune } from '../astria/tune.js';
 import { executorFor, type Database, type SqlExecutor } from '../db/executor.js';
 import { quoteIdentifier } from '../db/identifier.js';
+import { MODEL_COLUMNS } from '../db/inflight.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
 import type { StatusService } from './service.js';
@@ -24,9 +25,6 @@ export interface ApplyObservedTuneResult {
   /** Events of the changes applied (none when nothing changed, or another writer got there first). */
   applied: ModelEvent[];
 }
-
-const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage", "estimatedTime",
-  ("createdAt" AT TIME ZONE 'UTC') AS "createdAt"`;
 
 /** A compare-and-set that lost to another writer is decided again on the fresh row, a few times at most. */
 const MAX_ATTEMPTS = 3;

@@ -54,6 +54,16 @@ describe('messages of the CLI', () => {
     expect(result.stderr).not.toContain('hunter2');
   });
 
+  it.each([
+    ['--once', ['--once']],
+    ['the daemon', []],
+  ])('a DATABASE_URL with an unescaped / in the password (%s): names the variable, never shows the password', async (_name, args) => {
+    const result = await runCli(args, { ...env, DATABASE_URL: 'postgresql://app:pa/ss@db.internal:5432/app', RECONCILER_HTTP_PORT: '0' });
+    expectFatal(result, /DATABASE_URL is not a valid URL/);
+    expect(result.stdout + result.stderr).not.toContain('pa/ss');
+    expect(result.stdout + result.stderr).not.toContain('db.internal');
+  });
+
   it('bad configuration: one JSON line and one plain line naming the variable', async () => {
     const result = await runCli(['--once'], { ...env, DATABASE_URL: db.url, RECONCILER_INTERVAL: 'soon' });
     expectFatal(result, /RECONCILER_INTERVAL/);

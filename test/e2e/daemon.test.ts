@@ -250,7 +250,7 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
     await waitUntil(async () => (await statusOf('m-outage')) === 'READY', 10_000, 'm-outage to be recovered');
   }, 40_000);
 
-  it('a database that comes up 10 s after the daemon: /livez 200 throughout, /readyz 503 with a reason, then 200 and stuck models recovered', async () => {
+  it('a database that comes up 10 s after the daemon: /livez 200 throughout, /readyz 503 with a reason, the webhook 401 to a wrong secret and 503 to a good callback, then 200 and stuck models recovered', async () => {
     const astria = await fake();
     const tune = astria.addTune({ trainedAt: ago(60_000) });
     await seedModels(db.pool, [training('m-late-db', tune.id)]);
@@ -273,6 +273,13 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
       }
       expect([...reasons].join('\n')).toMatch(/database unreachable/);
       expect(running.exited()).toBe(false);
+      // While the database is away a wrong or missing secret is still refused as such; only a
+      // callback that would be applied is told to come back later.
+      const callback = (query: string) =>
+        fetch(`${running.url}/webhooks/astria${query}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tune }) });
+      expect((await callback('?secret=guessed-secret-123')).status).toBe(401);
+      expect((await callback('')).status).toBe(401);
+      expect(await astria.fireCallback(tune.id, `${running.url}/webhooks/astria?secret=${SECRET}`)).toBe(503);
 
       await proxy.open();
       await waitUntil(async () => (await fetch(`${running.url}/readyz`)).status === 200, 15_000, '/readyz 200 once the database is up');

@@ -22,8 +22,8 @@ afterAll(async () => {
 });
 
 describe('dead letter (built CLI)', () => {
-  it('a delivery the receiver keeps rejecting is parked, counted, listed by report, and sent again after requeue-dead', async () => {
-    const receiver = await startReceiver({ secret: BROADCAST_SECRET, status: 500 });
+  it('a delivery the receiver keeps rejecting (400) is parked, counted, listed by report, and sent again after requeue-dead', async () => {
+    const receiver = await startReceiver({ secret: BROADCAST_SECRET, status: 400 });
     const tune = astria.addTune({ trainedAt: new Date(Date.now() - 60_000) });
     await seedModels(db.pool, [{ id: 'm-dead', status: 'TRAINING', trainingJobId: String(tune.id), updatedAt: new Date(Date.now() - 3_600_000) }]);
     const env = {
@@ -54,7 +54,7 @@ describe('dead letter (built CLI)', () => {
       expect(JSON.parse(report.stdout).deadDeliveries).toMatchObject({
         total: 1,
         byTransport: { http: 1, redis: 0 },
-        recent: [{ transport: 'http', modelId: 'm-dead', attempts: 2, lastError: expect.stringMatching(/HTTP 500/) }],
+        recent: [{ transport: 'http', modelId: 'm-dead', attempts: 2, lastError: expect.stringMatching(/HTTP 400/) }],
       });
       const tables = await runCli(['report'], { DATABASE_URL: db.url });
       expect(tables.stdout).toMatch(/Dead broadcast deliveries: 1/);

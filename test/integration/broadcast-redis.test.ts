@@ -3,8 +3,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatcher } from '../../src/broadcast/dispatcher.js';
 import { createRedisTransport } from '../../src/broadcast/redis.js';
+import { DeliveryRejectedError } from '../../src/broadcast/transport.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createLogger } from '../../src/log.js';
+import type { ModelEvent } from '../../src/status/event.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { advance, readEventLog, seedProcessing } from '../support/events.js';
@@ -74,24 +76,52 @@ describe('redis transport', () => {
     }
   });
 
+  it.skipIf(unavailable !== null)('a PUBLISH error reply is a rejection (may be parked); an unreachable Redis is not', async () => {
+    const admin = new Redis(REDIS_URL);
+    const user = `astria_nopub_${randomBytes(4).toString('hex')}`;
+    // A user that may connect but not PUBLISH: Redis answers -NOPERM.
+    await admin.call('ACL', 'SETUSER', user, 'on', '>pw', '~*', '&*', '-@all', '+@connection');
+    const url = new URL(REDIS_URL);
+    url.username = user;
+    url.password = 'pw';
+    const refused = createRedisTransport({ url: url.toString(), channel: 'x', log });
+    const away = createRedisTransport({ url: `redis://127.0.0.1:${await freePort()}`, channel: 'x', log, timeoutMs: 500 });
+    try {
+      await eventually(async () => {
+        const error = await refused.deliver(sampleEvent()).then(() => null, (caught: unknown) => caught);
+        return error instanceof DeliveryRejectedError && /NOPERM/.test(error.message);
+      }, 5_000, 'PUBLISH refused with NOPERM');
+      const error = await away.deliver(sampleEvent()).then(() => null, (caught: unknown) => caught);
+      expect(error).toBeInstanceOf(Error);
+      expect(error).not.toBeInstanceOf(DeliveryRejectedError);
+    } finally {
+      await Promise.all([refused.close(), away.close()]);
+      await admin.call('ACL', 'DELUSER', user);
+      admin.disconnect();
+    }
+  });
+
   it('fails fast while Redis is unreachable (no offline queue), leaving the event in the outbox', async () => {
     const port = await freePort();
     const transport = createRedisTransport({ url: `redis://127.0.0.1:${port}`, channel: 'x', log, timeoutMs: 500 });
-    const event = {
-      type: 'model_status_changed' as const,
-      eventId: 'e-1',
-      modelId: 'm',
-      userId: 'u',
-      status: 'READY' as const,
-      previousStatus: 'TRAINING' as const,
-      progress: 100,
-      source: 'reconciler' as const,
-      occurredAt: new Date().toISOString(),
-      data: { modelUrl: '1', trainedAt: new Date().toISOString(), errorMessage: null },
-    };
     const started = Date.now();
-    await expect(transport.deliver(event)).rejects.toThrow();
+    await expect(transport.deliver(sampleEvent())).rejects.toThrow();
     expect(Date.now() - started).toBeLessThan(1_000);
     await transport.close();
   });
 });
+
+function sampleEvent(): ModelEvent {
+  return {
+    type: 'model_status_changed',
+    eventId: 'e-1',
+    modelId: 'm',
+    userId: 'u',
+    status: 'READY',
+    previousStatus: 'TRAINING',
+    progress: 100,
+    source: 'reconciler',
+    occurredAt: new Date().toISOString(),
+    data: { modelUrl: '1', trainedAt: new Date().toISOString(), errorMessage: null },
+  };
+}

@@ -76,4 +76,40 @@ describe('database access as deployed', () => {
       await pool.end();
     }
   });
+
+  it('keeps its lock and statement timeouts and search path when DATABASE_URL carries its own ?options= (as Neon URLs do)', async () => {
+    const pool = createPool(`${db.url}?options=${encodeURIComponent('-c work_mem=8MB')}&schema=tenant`, log);
+    try {
+      const show = async (name: string) => ((await pool.query<Record<string, string>>(`SHOW ${name}`)).rows[0]![name]);
+      expect(await show('lock_timeout')).toBe('5s');
+      expect(await show('statement_timeout')).toBe('30s');
+      expect(await show('search_path')).toBe('"tenant"');
+      // The URL's own option still applies.
+      expect(await show('work_mem')).toBe('8MB');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('finds ai_models in a mixed-case Prisma ?schema=MyApp (quoted, not lower-cased)', async () => {
+    const client = await db.pool.connect();
+    try {
+      await client.query('CREATE SCHEMA "MyApp"');
+      await client.query('SET search_path = "MyApp"');
+      await client.query(HOST_SCHEMA_SQL);
+      await seedModels(client, [{ id: 'myapp-1', status: 'TRAINING', trainingJobId: '99' }]);
+    } finally {
+      await client.query('RESET search_path');
+      client.release();
+    }
+    const pool = createPool(`${db.url}?schema=MyApp&options=${encodeURIComponent('-c work_mem=8MB')}`, log);
+    try {
+      expect((await pool.query<{ search_path: string }>('SHOW search_path')).rows[0]!.search_path).toBe('"MyApp"');
+      expect((await pool.query<{ lock_timeout: string }>('SHOW lock_timeout')).rows[0]!.lock_timeout).toBe('5s');
+      const summary = await summarizeInFlight(pool, operatorFilter(Date.now(), 0, []));
+      expect(summary).toMatchObject({ count: 1, oldestTuneId: 99 });
+    } finally {
+      await pool.end();
+    }
+  });
 });

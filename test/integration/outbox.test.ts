@@ -9,7 +9,7 @@ import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { eventually, startReceiver } from '../support/receiver.js';
+import { eventually, freePort, startReceiver } from '../support/receiver.js';
 import pg from 'pg';
 import { inject } from 'vitest';
 
@@ -90,7 +90,7 @@ describe('dead letter', () => {
   it('parks a delivery still rejected after N attempts: kept, counted, out of the gauges, listed, re-queued', async () => {
     const schema = await freshSchema();
     await seedPending(schema, 2, 2); // one model, two events
-    const receiver = await startReceiver({ secret: SECRET, status: 500 });
+    const receiver = await startReceiver({ secret: SECRET, status: 400 });
     const transport = createHttpTransport({ url: receiver.url, secret: SECRET });
     const metrics = createMetrics();
     const value = async (name: string, transportName = 'http') =>
@@ -108,8 +108,8 @@ describe('dead letter', () => {
         const dead = await listDeadDeliveries(db.pool, schema);
         expect(dead).toMatchObject({ total: 2, byTransport: { http: 2, redis: 0 } });
         expect(dead.recent.map((d) => ({ attempts: d.attempts, lastError: d.lastError }))).toEqual([
-          { attempts: 3, lastError: 'HTTP 500: try later' },
-          { attempts: 3, lastError: 'HTTP 500: try later' },
+          { attempts: 3, lastError: 'HTTP 400: try later' },
+          { attempts: 3, lastError: 'HTTP 400: try later' },
         ]);
 
         receiver.state.status = 200;
@@ -129,7 +129,7 @@ describe('dead letter', () => {
     const schema = await freshSchema();
     await seedPending(schema, 1, 1);
     await db.pool.query(`UPDATE ${schema}.deliveries SET queued_at = now() - interval '2 hours'`);
-    const receiver = await startReceiver({ secret: SECRET, status: 503 });
+    const receiver = await startReceiver({ secret: SECRET, status: 422 });
     const transport = createHttpTransport({ url: receiver.url, secret: SECRET });
     try {
       await withDispatcher({ schema, transports: [transport], deadAfterMs: 3_600_000, ...FAST }, () =>
@@ -141,6 +141,37 @@ describe('dead letter', () => {
       await receiver.close();
     }
   });
+
+  it('never parks deliveries to a receiver that is down (refused connections, then 5xx and 429) past both limits; it gets every event once back', async () => {
+    const schema = await freshSchema();
+    await seedPending(schema, 6, 3); // two models, three events each
+    await db.pool.query(`UPDATE ${schema}.deliveries SET queued_at = now() - interval '2 hours'`);
+    const port = await freePort();
+    const transport = createHttpTransport({ url: `http://127.0.0.1:${port}/broadcast`, secret: SECRET });
+    const metrics = createMetrics();
+    const attempts = async () => (await db.pool.query(`SELECT max(attempts)::int AS n FROM ${schema}.deliveries`)).rows[0].n as number;
+    let receiver: Awaited<ReturnType<typeof startReceiver>> | undefined;
+    try {
+      await withDispatcher({ schema, transports: [transport], metrics, deadAfterAttempts: 2, deadAfterMs: 3_600_000, ...FAST }, async () => {
+        await eventually(async () => (await attempts()) >= 4, 20_000, 'attempts past the limit while nothing listens');
+        receiver = await startReceiver({ secret: SECRET, port, status: 503 });
+        const seen = receiver.state.requests;
+        await eventually(() => receiver!.state.requests >= seen + 3, 10_000, 'attempts answered 503');
+        receiver.state.status = 429;
+        await eventually(() => receiver!.state.requests >= seen + 6, 10_000, 'attempts answered 429');
+        expect((await listDeadDeliveries(db.pool, schema)).total).toBe(0);
+        receiver.state.status = 200;
+        await eventually(() => receiver!.state.accepted.length === 6, 20_000, 'every event once the receiver is back');
+      });
+      const byModel = new Map<string, number[]>();
+      for (const event of receiver!.state.accepted) byModel.set(event.modelId, [...(byModel.get(event.modelId) ?? []), Number(event.payload.n)]);
+      for (const sequence of byModel.values()) expect(sequence).toEqual([...sequence].sort((a, b) => a - b));
+      expect((await metrics.registry.getSingleMetric('astria_reconciler_dead_deliveries_total')!.get()).values.find((v) => v.labels.transport === 'http')?.value).toBe(0);
+    } finally {
+      await transport.close();
+      await receiver?.close();
+    }
+  }, 60_000);
 
   it('the outbox gauges show the pending backlog and its age while the receiver is down', async () => {
     const schema = await freshSchema();

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pruneDeliveredEvents } from '../../src/broadcast/retention.js';
+import { pruneCallbackArrivals, pruneDeliveredEvents } from '../../src/broadcast/retention.js';
+import { recordCallbackArrival } from '../../src/db/callbacks.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -53,5 +54,18 @@ describe('pruneDeliveredEvents', () => {
     );
     expect(deliveries.rows[0]).toEqual({ n: 4, pending: 2 });
     expect(await pruneDeliveredEvents(db.pool, 'astria_reconciler', 30 * DAY, 3)).toBe(0);
+  });
+});
+
+describe('pruneCallbackArrivals', () => {
+  it('deletes callback arrivals older than the retention, in batches; keeps the recent ones', async () => {
+    for (let tuneId = 1; tuneId <= 7; tuneId += 1) await recordCallbackArrival(db.pool, 'astria_reconciler', tuneId, new Date(Date.now() - 40 * DAY));
+    await recordCallbackArrival(db.pool, 'astria_reconciler', 8, new Date(Date.now() - 2 * DAY));
+    await recordCallbackArrival(db.pool, 'astria_reconciler', 9, new Date());
+
+    expect(await pruneCallbackArrivals(db.pool, 'astria_reconciler', 30 * DAY, 3)).toBe(7);
+    const { rows } = await db.pool.query(`SELECT tune_id FROM astria_reconciler.callbacks ORDER BY id`);
+    expect(rows.map((row) => row.tune_id)).toEqual(['8', '9']);
+    expect(await pruneCallbackArrivals(db.pool, 'astria_reconciler', 30 * DAY, 3)).toBe(0);
   });
 });

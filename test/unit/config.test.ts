@@ -176,6 +176,12 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     expect(configError({ ASTRIA_API_KEY: API_KEY }).message).toContain('DATABASE_URL');
   });
 
+  it('a DATABASE_URL the URL parser rejects (unescaped / in the password): names it, never echoes it', () => {
+    const error = configError({ ...BASE, DATABASE_URL: 'postgresql://app:pa/ss@db.internal:5432/app' });
+    expect(error.message).toMatch(/DATABASE_URL is not a valid URL/);
+    expect(error.message).not.toContain('pa/ss');
+  });
+
   it('missing ASTRIA_API_KEY', () => {
     expect(configError({ DATABASE_URL: BASE.DATABASE_URL }).message).toContain('ASTRIA_API_KEY');
   });
