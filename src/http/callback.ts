@@ -25,9 +25,13 @@ export interface CallbackRequest {
 export interface CallbackDeps extends Database {
   /** The expected secret; when unset every callback is refused (401). */
   secret: string | undefined;
-  /** Or a function giving it, called only for a valid callback (so rejections never reach the database). */
-  service: StatusService | (() => Promise<StatusService>);
-  trainingTimeoutMs: number;
+  /**
+   * The status service, or a function giving it, called only for a valid callback (so rejections never
+   * reach the database). Default: one on the same database and schema, NOTIFY only.
+   */
+  service?: StatusService | (() => Promise<StatusService>);
+  /** Default 24 h, as `RECONCILER_TRAINING_TIMEOUT`. */
+  trainingTimeoutMs?: number;
   /** Our own schema (default `astria_reconciler`): callback arrivals are recorded there, and its event log tells our ERRORs from the app's. */
   schema?: string;
   now?: () => Date;
@@ -41,7 +45,7 @@ export interface CallbackDeps extends Database {
 }
 
 export interface CallbackResponse {
-  /** 200 applied, 202 unknown tune, 400 malformed, 401 bad secret, 413 too large, 503 not ready (Astria retries). */
+  /** 200 applied, 202 unknown tune, 400 malformed, 401 bad secret, 413 too large, 503 not ready (Astria does not retry: the reconciler applies it once it is up). */
   status: 200 | 202 | 400 | 401 | 413 | 503;
   body: Record<string, unknown>;
 }

@@ -4,15 +4,22 @@ import { quoteIdentifier } from '../db/identifier.js';
 import { MODEL_COLUMNS } from '../db/inflight.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
-import type { StatusService } from './service.js';
+import { createStatusService, type StatusService } from './service.js';
+
+/** `RECONCILER_TRAINING_TIMEOUT`'s default, for library callers that name none. */
+export const DEFAULT_TRAINING_TIMEOUT_MS = 24 * 3_600_000;
 
 export interface ApplyObservedTuneOptions extends Database {
-  service: StatusService;
+  /** Default: a status service on the same database and schema, NOTIFY only (`transports: ['pg']`). */
+  service?: StatusService;
   /** What Astria said about the tune: a callback body, or a tune it returned. */
   tune: Tune;
-  source: EventSource;
-  now: Date;
-  trainingTimeoutMs: number;
+  /** Default `webhook`: the app's route applying Astria's callback. */
+  source?: EventSource;
+  /** Default: the current time. */
+  now?: Date;
+  /** Default 24 h, as `RECONCILER_TRAINING_TIMEOUT`. */
+  trainingTimeoutMs?: number;
   /** Our own schema, whose event log tells an ERROR we set from one the app set (default `astria_reconciler`). */
   schema?: string;
   /** Only this model (the callback URL's `model`); null or absent = every model training the tune. */
@@ -37,7 +44,8 @@ const MAX_ATTEMPTS = 3;
  * lost), the model is read again and decided again, so a callback racing a progress poll is not lost.
  */
 export async function applyObservedTune(options: ApplyObservedTuneOptions): Promise<ApplyObservedTuneResult> {
-  const { service, tune, source, now, trainingTimeoutMs } = options;
+  const { tune, source = 'webhook', now = new Date(), trainingTimeoutMs = DEFAULT_TRAINING_TIMEOUT_MS } = options;
+  const service = options.service ?? createStatusService({ pool: options.pool, prisma: options.prisma, schema: options.schema });
   const db = executorFor(options);
   const events = `${quoteIdentifier(options.schema ?? 'astria_reconciler')}.events`;
   const rows = await db.query<ModelRow>(

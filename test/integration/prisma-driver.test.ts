@@ -162,6 +162,23 @@ describe('timestamps through Prisma, whatever the time zones', () => {
   });
 });
 
+describe("SPEC.md's minimal library call", () => {
+  it('acceptAstriaCallback({ givenSecret, contentLength, body }, { secret, prisma }) applies the callback: service and timeout have defaults', async () => {
+    const prisma = prismaClient();
+    await seedModels(db.pool, [{ id: 'minimal-1', status: 'TRAINING', trainingJobId: '710001' }]);
+    const text = JSON.stringify({ tune: { id: 710001, trained_at: '2026-05-01T10:00:00.000Z' } });
+    const response = await acceptAstriaCallback(
+      { givenSecret: SECRET, contentLength: Buffer.byteLength(text), body: new Blob([text]).stream() },
+      { secret: SECRET, prisma },
+    );
+    expect(response).toMatchObject({ status: 200, body: { matched: 1, applied: 1 } });
+    const row = await prisma.aIModel.findUniqueOrThrow({ where: { id: 'minimal-1' } });
+    expect(row).toMatchObject({ status: 'READY', modelUrl: '710001' });
+    const events = await db.pool.query(`SELECT source FROM astria_reconciler.events WHERE model_id = 'minimal-1'`);
+    expect(events.rows).toEqual([{ source: 'webhook' }]);
+  });
+});
+
 describe('the transition hook', () => {
   it('runs once per transition inside its transaction, whichever of many racing callers wins', async () => {
     const prisma = prismaClient();
