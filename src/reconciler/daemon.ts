@@ -57,9 +57,10 @@ const MAX_ERROR_BACKOFF_MS = 30_000;
  * Astria accepts it. One model's failure (its write, its GET, a 404 the not-found guard holds back)
  * is no loop error: that model backs off (schedule.ts) and the round goes on.
  *
- * `last_success_timestamp_seconds` is set when a round completes having seen every tune it had to
- * (the list answered, no 404 held back), and on a leader's iteration with nothing in flight (nothing
- * to check, and the database read that says so worked) while the key is accepted.
+ * `last_success_timestamp_seconds` is set by the leader's iterations that did all that was due: no
+ * error, the key accepted, and the latest round (this one, or the last before an iteration with no
+ * round due, nothing in flight included) saw every tune it had to (the list answered, no 404 held
+ * back). So it moves at least every interval while all is well, and stands still while rounds fail.
  */
 export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promise<void> {
   const { clock, log, metrics, leader } = deps;
@@ -76,6 +77,8 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   /** Set while Astria rejects the key: when to try it again. */
   let authRetryAt: number | null = null;
   let authLoggedAt = -Infinity;
+  /** Whether the latest round of this term saw every tune it had to. */
+  let lastRoundCompleted = true;
   /** The lost/late judgement under way, if any: at most one at a time, never awaited by a round. */
   let judging: Promise<void> | null = null;
   const retryWrites = new RetryWrites();
@@ -185,9 +188,10 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
         }
         const roundAt = schedule.nextRoundAt();
         const authOk = authRetryAt === null || now >= authRetryAt;
-        let completed = false;
-        if (authOk && roundAt !== null && roundAt <= now) completed = await round(now);
-        else if (authOk && authRetryAt !== null) {
+        if (authOk && roundAt !== null && roundAt <= now) {
+          lastRoundCompleted = false;
+          lastRoundCompleted = await round(now);
+        } else if (authOk && authRetryAt !== null) {
           // Nothing to observe, but the key must be proved before the gauge can say it works.
           const probe = await deps.astria.listTunes({ limit: 1 }, signal);
           if (probe.kind === 'page') restoreAuth();
@@ -196,11 +200,12 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
         // While the key is rejected only its retry (and the next discovery) wakes the loop.
         const next = authRetryAt === null ? schedule.nextRoundAt() : authRetryAt;
         wakeAt = Math.min(nextDiscoveryAt, next ?? Infinity);
-        if (completed || (schedule.size === 0 && authRetryAt === null)) metrics.lastSuccess.set(clock.now() / 1000);
+        if (lastRoundCompleted && authRetryAt === null) metrics.lastSuccess.set(clock.now() / 1000);
       } else {
         // A follower forgets: if it becomes leader it starts from what the database says then.
         schedule.clear();
         nextDiscoveryAt = 0;
+        lastRoundCompleted = true;
       }
       consecutiveErrors = 0;
     } catch (error) {
