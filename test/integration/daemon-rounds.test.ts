@@ -2,12 +2,14 @@
  * The daemon loop in-process at default settings, on a fake (virtual) clock: real PostgreSQL, the
  * real Astria client over loopback HTTP against the simulated Astria, a real leader election. Time
  * moves only when the process is idle, so ten minutes of schedule take a second, and every figure
- * below is in virtual time (what the schedule decided, not how fast the machine is).
+ * below is in virtual time (what the schedule decided, not how fast the machine is). The last test
+ * runs on the real clock: a lock timeout is real time, which a virtual clock stands still through.
  */
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { VirtualClock, trackPool, trackUndiciRequests } from '../../bench/virtual-clock.js';
 import { createAstriaClient } from '../../src/astria/client.js';
+import { systemClock } from '../../src/clock.js';
 import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
@@ -295,5 +297,46 @@ describe('daemon rounds: one model\'s failure stays that model\'s', () => {
       any.mockRestore();
     }
   });
+});
+
+describe('daemon rounds in real time: a lock timeout is real', () => {
+  it('rows the app keeps locked are retried beside the rounds: the rounds keep their 2 s cadence meanwhile', async () => {
+    const now = Date.now();
+    astria = await startSimulatedAstria({ apiKey: API_KEY });
+    const lockedTunes = astria.addTunes(4, () => ({ startedTrainingAt: new Date(now - 2 * HOUR), trainedAt: new Date(now - HOUR) }));
+    const healthy = astria.addTune({ startedTrainingAt: new Date(now - HOUR), eta: null });
+    const seed = (tuneId: number): SeedModel => ({ id: `m-${tuneId}`, status: 'TRAINING', trainingJobId: String(tuneId), updatedAt: new Date(now - HOUR) });
+    await seedModels(db.pool, [...lockedTunes.map((tune) => seed(tune.id)), seed(healthy.id)]);
+    // An idle interactive transaction of the app holding the four rows: each write waits out the 5 s lock timeout.
+    const app = await db.pool.connect();
+    await app.query('BEGIN');
+    await app.query(`UPDATE ai_models SET name = 'renamed' WHERE id = ANY($1::text[])`, [lockedTunes.map((tune) => `m-${tune.id}`)]);
+    const lists: number[] = [];
+    astria.onRequest((event) => void (event.path.startsWith('/tunes?') && lists.push(Date.now() - now)));
+    const stop = new AbortController();
+    const metrics = createMetrics();
+    const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 5, concurrency: 4, timeoutMs: 10 * SECOND, log, metrics, clock: systemClock });
+    const election = createLeaderElection({ databaseUrl: db.url, lockName: `rounds-real-${now}`, log, metrics });
+    const service = createStatusService({ pool: db.pool, metrics });
+    const daemon = runDaemon(
+      { pool: db.pool, astria: client, service, log, clock: systemClock, metrics, leader: election },
+      { intervalMs: 30 * SECOND, stuckAfterMs: 2 * MINUTE, trainingTimeoutMs: 24 * HOUR, concurrency: 4, signal: stop.signal },
+    );
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 20 * SECOND));
+    } finally {
+      stop.abort();
+      await app.query('ROLLBACK');
+      app.release();
+      await daemon;
+      await election.release();
+      await client.close();
+    }
+    // The first round waits out the first lock timeouts (the rows were not known to fail); after it the
+    // retries (from 2 s after, two at a time, 5 s each) run beside rounds that go on every 2 s.
+    const afterFirstRound = lists.filter((at) => at >= 6 * SECOND && at < 20 * SECOND);
+    expect(afterFirstRound.length).toBeGreaterThanOrEqual(5);
+    expect(logged.filter((entry) => entry.msg === 'could not write model').length).toBeGreaterThanOrEqual(6);
+  }, 60_000);
 });
 
