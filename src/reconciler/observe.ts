@@ -104,7 +104,8 @@ export class RetryWrites {
  * unreadable ones, which the GET answers with a 404 or the tune). Each page's models are settled while
  * the next page is fetched: decided by the status rules and written through the status service.
  * A model's failed write or GET is that model's failure (reported through `onOutcome`/`onUnobserved`);
- * 404s are applied unless the not-found guard holds them back. Astria's 401 and an abort propagate.
+ * 404s are applied unless the not-found guard holds them back. A database error reading the models
+ * ends the round (after the writes under way); Astria's 401 and an abort propagate.
  */
 export async function observeRound(deps: RoundDeps, options: RoundOptions): Promise<RoundReport> {
   const callsBefore = deps.astria.calls;
