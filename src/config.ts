@@ -49,7 +49,8 @@ const envSchema = z
     RECONCILER_INTERVAL: timerDuration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
     RECONCILER_STUCK_AFTER: duration('2m'),
     RECONCILER_OBSERVE_EVERY: duration('2s').refine((ms) => ms >= 100 && ms <= 10 * 60_000, 'must be between 100ms and 10m'),
-    RECONCILER_CALLBACK_GRACE: duration('10m').refine((ms) => ms > 0, 'must be positive'),
+    // Judged in SQL as an interval: an absurd value would fail every judgement ("interval out of range").
+    RECONCILER_CALLBACK_GRACE: timerDuration('10m').refine((ms) => ms > 0, 'must be positive'),
     RECONCILER_AUTH_RETRY: duration('2m').refine((ms) => ms >= 100, 'must be at least 100ms'),
     RECONCILER_TRAINING_TIMEOUT: duration('24h').refine((ms) => ms > 0, 'must be positive'),
     RECONCILER_MAX_NOT_FOUND_SHARE: z.coerce.number().gt(0, 'must be above 0').max(1, 'must be at most 1').default(0.5),

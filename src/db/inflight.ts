@@ -87,24 +87,3 @@ export async function selectInFlightByTuneIds(pool: pg.Pool, filter: InFlightFil
   );
   return rows;
 }
-
-/**
- * One keyset page of every in-flight model, each marked stuck when its `updatedAt` is older than
- * `stuckBefore`: the daemon's view of what to schedule.
- */
-export async function selectInFlightIdsPage(
-  pool: pg.Pool,
-  stuckBefore: Date,
-  afterId: string | null,
-  limit: number,
-): Promise<{ id: string; stuck: boolean }[]> {
-  const params: unknown[] = [stuckBefore.toISOString()];
-  const conditions = where({ stuckBefore: null, modelIds: null, includeError: false }, params);
-  const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
-  const { rows } = await pool.query<{ id: string; stuck: boolean }>(
-    `SELECT id, "updatedAt" < ($1::timestamptz AT TIME ZONE 'UTC') AS stuck
-       FROM ai_models WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
-    params,
-  );
-  return rows;
-}

@@ -3,7 +3,7 @@ import { classifyReconcilerRecoveries } from '../db/callbacks.js';
 import { selectInFlightTunesPage, type InFlightTune } from '../db/inflight-tunes.js';
 import type { StatusService } from '../status/service.js';
 import type { LeaderElection } from './leader.js';
-import { observeRound, type RoundOutcome } from './observe.js';
+import { RetryWrites, observeRound, type RoundOutcome } from './observe.js';
 import type { PassDeps } from './pass.js';
 import { ObservationSchedule } from './schedule.js';
 
@@ -48,11 +48,19 @@ const MAX_ERROR_BACKOFF_MS = 30_000;
  * The leader re-reads the in-flight models every interval and observes them in rounds
  * (src/reconciler/schedule.ts says when, observe.ts how): the list pages covering the in-flight tune
  * ids, single GETs for stragglers. Rounds run one after the other, so no model is checked twice at
- * once. Every interval it also judges which of its recoveries were lost callbacks and which late.
+ * once. Every interval it also judges which of its recoveries were lost callbacks and which late,
+ * alongside the rounds: a judgement that fails or takes long never holds them up.
  *
- * It never exits on an external failure: a database or Astria error is logged, counted in
- * `loop_errors_total` and retried with backoff; Astria's 401 pauses polling (`astria_auth_ok` 0), the
- * key is tried again every `authRetryMs` and polling resumes when Astria accepts it.
+ * It never exits on an external failure: a database or Astria error that stops a round (or the
+ * judgement) is logged, counted in `loop_errors_total` and retried with backoff; Astria's 401 pauses
+ * polling (`astria_auth_ok` 0), the key is tried again every `authRetryMs` and polling resumes when
+ * Astria accepts it. One model's failure (its write, its GET, a 404 the not-found guard holds back)
+ * is no loop error: that model backs off (schedule.ts) and the round goes on.
+ *
+ * `last_success_timestamp_seconds` is set by the leader's iterations that did all that was due: no
+ * error, the key accepted, and the latest round (this one, or the last before an iteration with no
+ * round due, nothing in flight included) saw every tune it had to (the list answered, no 404 held
+ * back). So it moves at least every interval while all is well, and stands still while rounds fail.
  */
 export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promise<void> {
   const { clock, log, metrics, leader } = deps;
@@ -69,6 +77,30 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   /** Set while Astria rejects the key: when to try it again. */
   let authRetryAt: number | null = null;
   let authLoggedAt = -Infinity;
+  /** Whether the latest round of this term saw every tune it had to. */
+  let lastRoundCompleted = true;
+  /** The lost/late judgement under way, if any: at most one at a time, never awaited by a round. */
+  let judging: Promise<void> | null = null;
+  const retryWrites = new RetryWrites();
+  /** Shutdown or the end of this leader term, combined once per term (each combination costs memory for as long as `signal` lives). */
+  let roundSignal: { term: AbortSignal; combined: AbortSignal } | null = null;
+  const roundSignalNow = () => {
+    const term = leader.termSignal();
+    if (roundSignal?.term !== term) roundSignal = { term, combined: AbortSignal.any([signal, term]) };
+    return roundSignal.combined;
+  };
+
+  const judge = async (now: number) => {
+    try {
+      const judged = await classifyReconcilerRecoveries(deps.pool, settings.schema, settings.callbackGraceMs, new Date(now));
+      metrics.lostCallbacks.inc(judged.lost);
+      metrics.lateCallbacks.inc(judged.late);
+      if (judged.lost > 0) log.warn({ lost: judged.lost }, 'Astria callbacks lost: the reconciler applied these and no callback came');
+    } catch (error) {
+      metrics.loopErrors.inc();
+      log.error({ err: (error as Error).message }, 'judging lost callbacks failed; polling goes on, judged again next interval');
+    }
+  };
 
   const discover = async (now: number) => {
     const inFlight: InFlightTune[] = [];
@@ -80,21 +112,21 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     }
     schedule.sync(inFlight, now);
     metrics.inflightModels.set(inFlight.length);
-    const judged = await classifyReconcilerRecoveries(deps.pool, settings.schema, settings.callbackGraceMs, new Date(now));
-    metrics.lostCallbacks.inc(judged.lost);
-    metrics.lateCallbacks.inc(judged.late);
-    if (judged.lost > 0) log.warn({ lost: judged.lost }, 'Astria callbacks lost: the reconciler applied these and no callback came');
+    judging ??= judge(now).finally(() => (judging = null));
   };
 
   /** `now`: when the round started, so a look late in the round still keeps the next one on the cadence. */
   const record = (now: number, modelId: string, outcome: RoundOutcome) => {
+    // A retried write may end after its round: its backoff starts from when it failed.
+    if (outcome.kind === 'failed') return schedule.failed(modelId, clock.now());
     if (outcome.kind !== 'observed') return schedule.unobserved(modelId, now);
     if (outcome.status !== 'PROCESSING' && outcome.status !== 'TRAINING') return schedule.forget(modelId);
     if (outcome.wrote === 'progress') schedule.progressWritten(modelId, clock.now());
     schedule.stillTraining(modelId, outcome.eta, now);
   };
 
-  const round = async (now: number) => {
+  /** Whether the round saw every tune it had to. */
+  const round = async (now: number): Promise<boolean> => {
     schedule.roundStarted(now);
     const report = await observeRound(deps, {
       items: schedule.roundItems(now),
@@ -103,12 +135,14 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       concurrency: options.concurrency,
       maxNotFoundShare: options.maxNotFoundShare ?? 0.5,
       // Stops on shutdown, and when leadership is lost mid-round (another replica now polls).
-      signal: AbortSignal.any([signal, leader.termSignal()]),
+      signal: roundSignalNow(),
       progressWriteDue: (modelId) => schedule.progressWriteDue(modelId, clock.now()),
+      failureState: (modelId) => schedule.failureState(modelId, now),
+      retryWrites,
       onOutcome: (modelId, outcome) => record(now, modelId, outcome),
       onUnobserved: (tuneId, reason) => {
         log.warn({ tuneId, reason }, 'could not observe tune');
-        for (const modelId of schedule.modelsOfTune(tuneId)) schedule.unobserved(modelId, now);
+        for (const modelId of schedule.modelsOfTune(tuneId)) schedule.failed(modelId, now);
       },
       onVacant: (tuneId) => schedule.modelsOfTune(tuneId).forEach((modelId) => schedule.forget(modelId)),
     });
@@ -118,6 +152,12 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     if (report.calls > 0) restoreAuth();
     log.debug({ ...report, inFlight: schedule.size, cadenceMs: schedule.cadenceMs }, 'observation round');
     if (report.incomplete !== null) throw new Error(report.incomplete);
+    const refused = report.notFoundRefused;
+    if (refused === null) return true;
+    // Held back, not failed: those models back off like any model that could not be observed.
+    log.warn({ reason: refused.reason, tunes: refused.tuneIds.length }, '404s not applied');
+    for (const tuneId of refused.tuneIds) for (const modelId of schedule.modelsOfTune(tuneId)) schedule.failed(modelId, now);
+    return false;
   };
 
   const restoreAuth = () => {
@@ -148,8 +188,10 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
         }
         const roundAt = schedule.nextRoundAt();
         const authOk = authRetryAt === null || now >= authRetryAt;
-        if (authOk && roundAt !== null && roundAt <= now) await round(now);
-        else if (authOk && authRetryAt !== null) {
+        if (authOk && roundAt !== null && roundAt <= now) {
+          lastRoundCompleted = false;
+          lastRoundCompleted = await round(now);
+        } else if (authOk && authRetryAt !== null) {
           // Nothing to observe, but the key must be proved before the gauge can say it works.
           const probe = await deps.astria.listTunes({ limit: 1 }, signal);
           if (probe.kind === 'page') restoreAuth();
@@ -158,13 +200,14 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
         // While the key is rejected only its retry (and the next discovery) wakes the loop.
         const next = authRetryAt === null ? schedule.nextRoundAt() : authRetryAt;
         wakeAt = Math.min(nextDiscoveryAt, next ?? Infinity);
+        if (lastRoundCompleted && authRetryAt === null) metrics.lastSuccess.set(clock.now() / 1000);
       } else {
         // A follower forgets: if it becomes leader it starts from what the database says then.
         schedule.clear();
         nextDiscoveryAt = 0;
+        lastRoundCompleted = true;
       }
       consecutiveErrors = 0;
-      metrics.lastSuccess.set(clock.now() / 1000);
     } catch (error) {
       if (signal.aborted) break;
       if (error instanceof AstriaAuthError) {
@@ -187,6 +230,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       break; // aborted
     }
   }
+  await Promise.all([judging, retryWrites.settled()]);
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

@@ -9,6 +9,7 @@ import { decide, type ModelStatus } from '../status/rules.js';
 import type { StatusService } from '../status/service.js';
 import { notFoundGuard } from './pass.js';
 import { planPages, type PagePlanItem } from './plan.js';
+import type { FailureState } from './schedule.js';
 
 export interface RoundDeps {
   pool: pg.Pool;
@@ -35,13 +36,16 @@ export interface RoundOptions {
   trainingTimeoutMs: number;
   /** Single GETs in flight at once. */
   concurrency: number;
-  /** `RECONCILER_MAX_NOT_FOUND_SHARE`: more 404s than this share of the round's tunes are applied to none. */
+  /** `RECONCILER_MAX_NOT_FOUND_SHARE`: more 404s than this share of the round's tunes are applied to none, unless the list answered. */
   maxNotFoundShare: number;
   signal: AbortSignal;
   /** Whether a progress-only write (no status change) is due for this model. */
   progressWriteDue(modelId: string): boolean;
+  /** A model backing off after failures is not written; one retrying is written through `retryWrites`. */
+  failureState(modelId: string): FailureState;
+  retryWrites: RetryWrites;
   onOutcome(modelId: string, outcome: RoundOutcome): void;
-  /** A tune that was to be seen and could not be (list or GET failed after retries). */
+  /** A tune that was to be seen and could not be (its GET failed after retries). */
   onUnobserved(tuneId: number, reason: string): void;
   /** A tune seen with no in-flight model any more (the webhook or the app got there first). */
   onVacant(tuneId: number): void;
@@ -56,12 +60,42 @@ export interface RoundReport {
   retried: boolean;
   /** Tune ids one page spanned this round (the estimate handed back when no full page was seen). */
   idsPerPage: number;
-  /** Why the round could not see every tune it should have; null when it did. */
+  /** Why the round could not see every tune it should have (the list failed); null when it did. */
   incomplete: string | null;
+  /** The not-found guard held these 404s back (no list page proved the endpoint), and why. */
+  notFoundRefused: { reason: string; tuneIds: number[] } | null;
 }
 
 const IN_FLIGHT: InFlightFilter = { stuckBefore: null, modelIds: null, includeError: false };
 const WRITE_CONCURRENCY = 8;
+/** Retried writes at once, beside the round's 8 (the pool holds 10). */
+const RETRY_WRITE_CONCURRENCY = 2;
+
+/**
+ * Writes of models retrying after a failed write (a row the app keeps locked waits out the lock
+ * timeout each time): they run beside the rounds, not in them, so they neither take a healthy model's
+ * slot nor hold a round up; a model whose retry is under way is left out of the rounds until it ends.
+ * The daemon keeps one for its lifetime and waits for it at shutdown.
+ */
+export class RetryWrites {
+  private readonly slots = pLimit(RETRY_WRITE_CONCURRENCY);
+  private readonly underway = new Map<string, Promise<void>>();
+
+  has(modelId: string): boolean {
+    return this.underway.has(modelId);
+  }
+
+  start(modelId: string, write: () => Promise<void>): void {
+    const done = this.slots(write)
+      .catch(() => undefined) // `write` reports its own outcome
+      .finally(() => this.underway.delete(modelId));
+    this.underway.set(modelId, done);
+  }
+
+  async settled(): Promise<void> {
+    await Promise.all(this.underway.values());
+  }
+}
 
 /**
  * One observation round: list pages from just above the newest in-flight tune down as far as the plan
@@ -69,11 +103,21 @@ const WRITE_CONCURRENCY = 8;
  * must be seen and were not (stragglers below the pages, and tunes the list did not show: deleted or
  * unreadable ones, which the GET answers with a 404 or the tune). Each page's models are settled while
  * the next page is fetched: decided by the status rules and written through the status service.
- * A database error ends the round (after the writes under way); Astria's 401 and an abort propagate.
+ * A model's failed write or GET is that model's failure (reported through `onOutcome`/`onUnobserved`);
+ * 404s are applied unless the not-found guard holds them back. A database error reading the models
+ * ends the round (after the writes under way); Astria's 401 and an abort propagate.
  */
 export async function observeRound(deps: RoundDeps, options: RoundOptions): Promise<RoundReport> {
   const callsBefore = deps.astria.calls;
-  const report: RoundReport = { listPages: 0, singleGets: 0, calls: 0, retried: false, idsPerPage: options.idsPerPage, incomplete: null };
+  const report: RoundReport = {
+    listPages: 0,
+    singleGets: 0,
+    calls: 0,
+    retried: false,
+    idsPerPage: options.idsPerPage,
+    incomplete: null,
+    notFoundRefused: null,
+  };
   const wanted = new Map(options.items.map((item) => [item.tuneId, item]));
   const seen = new Set<number>();
   const writes = pLimit(WRITE_CONCURRENCY);
@@ -140,16 +184,21 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
     }
     if (fullPages > 0) report.idsPerPage = spanSum / fullPages;
 
-    // Stragglers below the pages (or everything, when the list failed: they count as unobserved).
-    const rest = below.filter((item) => item.weight === 1 && item.tuneId < beforeId && !seen.has(item.tuneId));
-    if (report.incomplete !== null) for (const item of rest) options.onUnobserved(item.tuneId, report.incomplete);
-    else for (const item of rest) getOne(item.tuneId);
+    // Stragglers below the pages. When the list failed they stay due: the round is incomplete.
+    if (report.incomplete === null) {
+      for (const item of below) if (item.weight === 1 && item.tuneId < beforeId && !seen.has(item.tuneId)) getOne(item.tuneId);
+    }
     await Promise.all(gets);
-    const refused = notFoundGuard(gone.length, observedWanted, options.maxNotFoundShare);
-    if (refused !== null) {
-      report.incomplete = refused;
-      for (const tuneId of gone) options.onUnobserved(tuneId, refused);
-    } else if (gone.length > 0) settle(new Map(gone.map((tuneId) => [tuneId, { kind: 'gone', tuneId: String(tuneId) }])));
+    if (fatal === undefined && gone.length > 0) {
+      const proveEndpoint = async () => {
+        const probe = await deps.astria.listTunes({ limit: 1 }, options.signal);
+        if (probe.kind === 'page') report.listPages += 1;
+        return probe.kind === 'page';
+      };
+      const refused = await notFoundGuard({ gone: gone.length, checked: observedWanted, listPages: report.listPages }, options.maxNotFoundShare, proveEndpoint);
+      if (refused !== null) report.notFoundRefused = { reason: refused, tuneIds: gone };
+      else settle(new Map(gone.map((tuneId) => [tuneId, { kind: 'gone', tuneId: String(tuneId) }])));
+    }
   } finally {
     await Promise.all(gets);
     await Promise.all(settling);
@@ -172,8 +221,10 @@ async function settleObservations(
   const occupied = new Set(models.map((model) => Number(model.trainingJobId)));
   for (const tuneId of observations.keys()) if (wanted.has(tuneId) && !occupied.has(tuneId)) options.onVacant(tuneId);
   await Promise.all(
-    models.map((model) =>
-      writes(async () => {
+    models.map((model) => {
+      if (options.retryWrites.has(model.id)) return; // its retried write is still under way
+      const failureState = options.failureState(model.id);
+      const settleModel = async () => {
         const observation = observations.get(Number(model.trainingJobId))!;
         const eta = observation.kind === 'tune' ? (observation.tune.eta?.getTime() ?? null) : null;
         const transition = decide(model, observation, new Date(deps.clock.now()), { trainingTimeoutMs: options.trainingTimeoutMs });
@@ -182,6 +233,8 @@ async function settleObservations(
           options.onOutcome(model.id, { kind: 'observed', status: model.status, eta, wrote: null });
           return;
         }
+        // Riding along on a page while backing off: its write waits for the backoff to end.
+        if (failureState === 'backing-off') return;
         let outcome: RoundOutcome;
         try {
           const result = await deps.service.apply(transition, 'reconciler');
@@ -193,7 +246,9 @@ async function settleObservations(
           deps.log.info({ modelId: model.id, from: transition.from, to: transition.to }, 'model status reconciled');
         } else if (outcome.kind === 'failed') deps.log.warn({ modelId: model.id, reason: outcome.reason }, 'could not write model');
         options.onOutcome(model.id, outcome);
-      }),
-    ),
+      };
+      if (failureState === 'retry') return options.retryWrites.start(model.id, settleModel);
+      return writes(settleModel);
+    }),
   );
 }

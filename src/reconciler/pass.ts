@@ -45,8 +45,8 @@ export interface PassOptions {
   signal?: AbortSignal;
   /**
    * Share of the pass's checked models whose tunes may answer 404 before the pass refuses to mark
-   * them ERROR (RECONCILER_MAX_NOT_FOUND_SHARE): so many gone at once means a wrong endpoint, not
-   * deleted tunes. Default 0.5.
+   * them ERROR (RECONCILER_MAX_NOT_FOUND_SHARE): so many gone at once, with no answer from the tune
+   * list to prove the endpoint, means a wrong endpoint, not deleted tunes. Default 0.5.
    */
   maxNotFoundShare?: number;
   onProgress?: (progress: PassProgress) => void;
@@ -80,13 +80,21 @@ const MODEL_PAGE_SIZE = 500;
 const MIN_NOT_FOUND_FOR_GUARD = 3;
 
 /**
- * The not-found guard of a pass or a daemon round: that many tunes "deleted" at once is a wrong
- * `ASTRIA_API_URL` (or something in front of it), not Astria. Returns why the 404s must not be applied,
- * or null when they may.
+ * The not-found guard of a pass or a daemon round: that many tunes "deleted" at once may be a wrong
+ * `ASTRIA_API_URL` (or something in front of it) answering Astria's JSON 404, not deleted tunes. A
+ * list page Astria answered in the same pass or round proves the endpoint, so the guard applies only
+ * when none did, and even then `proveEndpoint` (one list page asked for now) may still prove it.
+ * Returns why the 404s must not be applied, or null when they may.
  */
-export function notFoundGuard(gone: number, checked: number, maxShare: number): string | null {
-  if (gone < MIN_NOT_FOUND_FOR_GUARD || gone <= maxShare * checked) return null;
-  return `${gone} of ${checked} checked models' tunes answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}: none was marked ERROR; check ASTRIA_API_URL`;
+export async function notFoundGuard(
+  count: { gone: number; checked: number; listPages: number },
+  maxShare: number,
+  proveEndpoint: () => Promise<boolean>,
+): Promise<string | null> {
+  const { gone, checked } = count;
+  if (gone < MIN_NOT_FOUND_FOR_GUARD || gone <= maxShare * checked || count.listPages > 0) return null;
+  if (await proveEndpoint()) return null;
+  return `${gone} of ${checked} checked models' tunes answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}, and the tune list did not answer: none was marked ERROR; check ASTRIA_API_URL`;
 }
 
 /**
@@ -221,7 +229,12 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
   if (!aborted()) {
     const markGone = (model: ModelRow, tuneId: string) =>
       guarded(settle(model, { kind: 'gone', tuneId }).then((outcome) => record(model, outcome, model.status)));
-    await settleGone(gone, report, options.maxNotFoundShare ?? 0.5, markGone, (model, outcome) => record(model, outcome, model.status));
+    const proveEndpoint = async () => {
+      const probe = await deps.astria.listTunes({ limit: 1 }, options.signal);
+      if (probe.kind === 'page') report.plan.listPages += 1;
+      return probe.kind === 'page';
+    };
+    await settleGone(gone, report, options.maxNotFoundShare ?? 0.5, proveEndpoint, markGone, (model, outcome) => record(model, outcome, model.status));
   }
   if (fatal !== undefined) throw fatal;
   if (report.stopped) deps.log.error({ reason: report.stopped }, 'pass stopped');
@@ -284,18 +297,21 @@ async function listScan(
 
 /**
  * The not-found guard: when more than `maxShare` of the pass's checked models (and at least a few)
- * have tunes answering 404, the endpoint is wrong, not the tunes deleted: none is marked ERROR, each
- * counts as failed, and the pass says why. Otherwise each becomes ERROR "Astria tune N not found".
+ * have tunes answering 404 and the tune list never answered, the endpoint is wrong, not the tunes
+ * deleted: none is marked ERROR, each counts as failed, and the pass says why. Otherwise each becomes
+ * ERROR "Astria tune N not found".
  */
 async function settleGone(
   gone: { model: ModelRow; tuneId: string }[],
   report: PassReport,
   maxShare: number,
+  proveEndpoint: () => Promise<boolean>,
   markGone: (model: ModelRow, tuneId: string) => Promise<void>,
   refuse: (model: ModelRow, outcome: ModelOutcome) => void,
 ): Promise<void> {
   if (gone.length === 0) return;
-  const refused = notFoundGuard(gone.length, report.checked + gone.length, maxShare);
+  const count = { gone: gone.length, checked: report.checked + gone.length, listPages: report.plan.listPages };
+  const refused = await notFoundGuard(count, maxShare, proveEndpoint);
   if (refused !== null) {
     report.stopped = refused;
     for (const { model } of gone) refuse(model, { kind: 'failed', reason: 'tune answered 404; not marked ERROR (too many 404s in this pass)' });

@@ -1,3 +1,4 @@
+import type { InFlightTune } from '../db/inflight-tunes.js';
 import type { PagePlanItem } from './plan.js';
 
 /**
@@ -15,6 +16,9 @@ import type { PagePlanItem } from './plan.js';
  * - Models in their grace ride along: a tune on a page fetched anyway costs nothing more to apply.
  * - A round that needed retries (429s, 5xx) doubles the cadence, up to `longestWaitMs`; a clean round
  *   halves it back. The request budget still caps every call on top of this.
+ * - A model whose write or observation failed (a row the app keeps locked, a tune whose GET fails) is
+ *   that model's failure: it backs off, `observeEveryMs` doubling per failure up to `maxBackoffMs`,
+ *   and is neither looked at nor written meanwhile; one that succeeds again is back on the cadence.
  */
 export interface ScheduleOptions {
   observeEveryMs: number;
@@ -23,14 +27,12 @@ export interface ScheduleOptions {
   stuckAfterMs: number;
   /** How long before its `eta` a tune is looked at every round: accurate etas are off by −20…+40 s. */
   etaLeadMs?: number;
+  /** Longest wait after failures of the same model (default 5 min). */
+  maxBackoffMs?: number;
 }
 
-export interface InFlightModel {
-  id: string;
-  tuneId: number;
-  /** `updatedAt`, epoch ms. */
-  updatedAt: number;
-}
+/** Where a model stands after failures: `retry` once its backoff is over, `backing-off` until then. */
+export type FailureState = 'none' | 'retry' | 'backing-off';
 
 interface Entry {
   tuneId: number;
@@ -38,16 +40,22 @@ interface Entry {
   firstSeenAt: number;
   nextLookAt: number;
   lastProgressWriteAt: number;
+  /** Failed writes or observations in a row. */
+  failures: number;
 }
+
+const DEFAULT_MAX_BACKOFF_MS = 5 * 60_000;
 
 export class ObservationSchedule {
   private readonly entries = new Map<string, Entry>();
   private readonly etaLeadMs: number;
+  private readonly maxBackoffMs: number;
   private slowdown = 1;
   private lastRoundAt = -Infinity;
 
   constructor(private readonly options: ScheduleOptions) {
     this.etaLeadMs = options.etaLeadMs ?? 30_000;
+    this.maxBackoffMs = options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS;
   }
 
   get size(): number {
@@ -60,22 +68,16 @@ export class ObservationSchedule {
   }
 
   /** Brings the schedule in line with the database: new models are due once stuck, gone ones are forgotten. */
-  sync(inFlight: Iterable<InFlightModel>, now: number): void {
+  sync(inFlight: Iterable<InFlightTune>, now: number): void {
     const present = new Set<string>();
     for (const model of inFlight) {
       present.add(model.id);
       const entry = this.entries.get(model.id);
       if (!entry || entry.tuneId !== model.tuneId) {
-        this.entries.set(model.id, { tuneId: model.tuneId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity });
+        this.entries.set(model.id, { tuneId: model.tuneId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity, failures: 0 });
       } else entry.updatedAt = model.updatedAt;
     }
     for (const id of this.entries.keys()) if (!present.has(id)) this.entries.delete(id);
-  }
-
-  /** When the webhook's grace for this model ends. */
-  stuckAt(id: string): number | undefined {
-    const entry = this.entries.get(id);
-    return entry && this.graceEnd(entry);
   }
 
   /** The tunes of every model, weight 1 for those stuck and due now, 0 for those that only ride along. */
@@ -110,6 +112,7 @@ export class ObservationSchedule {
   stillTraining(id: string, eta: number | null, now: number): void {
     const entry = this.entries.get(id);
     if (!entry) return;
+    entry.failures = 0;
     const soon = eta === null || eta - this.etaLeadMs <= now;
     entry.nextLookAt = soon ? now + this.cadenceMs : Math.min(eta - this.etaLeadMs, now + this.options.longestWaitMs);
   }
@@ -118,6 +121,20 @@ export class ObservationSchedule {
   unobserved(id: string, now: number): void {
     const entry = this.entries.get(id);
     if (entry) entry.nextLookAt = Math.min(entry.nextLookAt, now + this.cadenceMs);
+  }
+
+  /** Its write or observation failed: it waits `observeEveryMs` doubled per failure in a row, up to `maxBackoffMs`. */
+  failed(id: string, now: number): void {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.failures += 1;
+    entry.nextLookAt = now + Math.min(this.maxBackoffMs, this.options.observeEveryMs * 2 ** Math.min(entry.failures - 1, 20));
+  }
+
+  failureState(id: string, now: number): FailureState {
+    const entry = this.entries.get(id);
+    if (!entry || entry.failures === 0) return 'none';
+    return entry.nextLookAt > now ? 'backing-off' : 'retry';
   }
 
   /** The model left flight (our transition, the webhook's, the app's). */

@@ -6,7 +6,7 @@ import { safeNullableText, safeText } from './sanitize.js';
 /**
  * JSON bytes each app-written string may take in an event: the row's `modelUrl` and `errorMessage`
  * may be anything the app left there, and the whole event (ids, statuses, timestamps and these,
- * about 6.4 kB at most) must fit a NOTIFY payload (8000 bytes) and a jsonb row.
+ * about 6.4 kB at most) must fit a NOTIFY payload (`MAX_NOTIFY_PAYLOAD_BYTES`) and a jsonb row.
  */
 const MAX_EVENT_TEXT_BYTES = 2_000;
 const MAX_EVENT_ID_BYTES = 1_000;

@@ -4,7 +4,10 @@
  * payload stops at 8000 bytes. One such string must cost nothing, least of all the whole pass.
  */
 
-/** PostgreSQL's NOTIFY payload limit is 8000 bytes; one byte of room for its terminator. */
+/**
+ * PostgreSQL's NOTIFY payload limit is 8000 bytes; one byte of room for its terminator. The bounds of
+ * `event.ts` are sized so that the largest event stays within it (a unit test holds them to it).
+ */
 export const MAX_NOTIFY_PAYLOAD_BYTES = 7_999;
 
 /**

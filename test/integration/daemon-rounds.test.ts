@@ -2,17 +2,19 @@
  * The daemon loop in-process at default settings, on a fake (virtual) clock: real PostgreSQL, the
  * real Astria client over loopback HTTP against the simulated Astria, a real leader election. Time
  * moves only when the process is idle, so ten minutes of schedule take a second, and every figure
- * below is in virtual time (what the schedule decided, not how fast the machine is).
+ * below is in virtual time (what the schedule decided, not how fast the machine is). The last test
+ * runs on the real clock: a lock timeout is real time, which a virtual clock stands still through.
  */
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { VirtualClock, trackPool, trackUndiciRequests } from '../../bench/virtual-clock.js';
 import { createAstriaClient } from '../../src/astria/client.js';
+import { systemClock } from '../../src/clock.js';
 import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
-import { runDaemon } from '../../src/reconciler/daemon.js';
+import { runDaemon, type DaemonOptions } from '../../src/reconciler/daemon.js';
 import { createLeaderElection } from '../../src/reconciler/leader.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
@@ -21,7 +23,9 @@ const API_KEY = 'sd_rounds_test_key';
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
-const log = pino({ level: 'silent' });
+/** What the daemon logged at warn and above during the test. */
+let logged: { msg: string; modelId?: string; err?: string }[];
+const log = pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
 
 let db: TestDatabase;
 let astria: SimulatedAstria;
@@ -29,6 +33,9 @@ let clock: VirtualClock;
 /** Set by `runFor`: when the run ends. */
 let clockOptions: { start: number; stopAt?: number; onStop?: () => void };
 let t0: number;
+/** The running daemon's metrics and shutdown signal (set by `runFor`). */
+let metrics: Metrics;
+let stopSignal: AbortSignal;
 /** Virtual arrival time of every request at the simulated Astria, with its path. */
 let requests: { at: number; path: string }[];
 
@@ -39,21 +46,28 @@ beforeAll(async () => {
 afterAll(() => db.drop());
 beforeEach(async () => {
   await db.pool.query('DELETE FROM ai_models');
+  await db.pool.query('TRUNCATE astria_reconciler.events CASCADE');
   t0 = Math.floor(Date.now() / SECOND) * SECOND;
   clockOptions = { start: t0 };
   clock = new VirtualClock(clockOptions);
   requests = [];
+  logged = [];
 });
 afterEach(() => astria.close());
 
 /** Runs the daemon (default settings unless given) for `forMs` of virtual time; `script` schedules what happens meanwhile. */
-async function runFor(forMs: number, script: (at: (ms: number, what: () => Promise<void> | void) => void) => void): Promise<Metrics> {
+async function runFor(
+  forMs: number,
+  script: (at: (ms: number, what: () => Promise<void> | void) => void) => void,
+  settings: Partial<DaemonOptions> = {},
+): Promise<Metrics> {
   const stop = new AbortController();
+  stopSignal = stop.signal;
   clockOptions.stopAt = t0 + forMs;
   clockOptions.onStop = () => stop.abort(new Error('done'));
   astria.onRequest((event) => void requests.push({ at: clock.now(), path: event.path }));
   const untrack = trackUndiciRequests(clock);
-  const metrics = createMetrics();
+  metrics = createMetrics();
   const pool = trackPool(db.pool, clock);
   const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 5, concurrency: 4, timeoutMs: 10 * SECOND, log, metrics, clock });
   const election = createLeaderElection({ databaseUrl: db.url, lockName: `rounds-${t0}`, log, metrics });
@@ -62,7 +76,7 @@ async function runFor(forMs: number, script: (at: (ms: number, what: () => Promi
   try {
     await runDaemon(
       { pool, astria: client, service: createStatusService({ pool, clock, metrics }), log, clock, metrics, leader },
-      { intervalMs: 30 * SECOND, stuckAfterMs: 2 * MINUTE, trainingTimeoutMs: 24 * HOUR, concurrency: 4, signal: stop.signal },
+      { intervalMs: 30 * SECOND, stuckAfterMs: 2 * MINUTE, trainingTimeoutMs: 24 * HOUR, concurrency: 4, ...settings, signal: stop.signal },
     );
   } finally {
     untrack();
@@ -79,6 +93,18 @@ const training = (tuneId: number, extra: Partial<SeedModel> = {}): SeedModel => 
   updatedAt: new Date(t0 - HOUR),
   ...extra,
 });
+
+const counter = async (metric: { get(): Promise<{ values: { value: number }[] }> }) => (await metric.get()).values[0]!.value;
+
+/** Virtual epoch ms of the model's event to `status`. */
+async function eventAt(modelId: string, status: string): Promise<number> {
+  const { rows } = await db.pool.query<{ at: string }>(
+    `SELECT (extract(epoch FROM occurred_at) * 1000)::bigint::text AS at FROM astria_reconciler.events WHERE model_id = $1 AND to_status = $2`,
+    [modelId, status],
+  );
+  expect(rows).toHaveLength(1);
+  return Number(rows[0]!.at);
+}
 
 /** Virtual seconds from `trainedAt` to the READY event (occurred_at is stamped with the virtual clock). */
 async function lagSeconds(modelId: string): Promise<number> {
@@ -179,3 +205,138 @@ describe('daemon rounds on a fake clock', () => {
     expect(Math.max(...gapsAfter(t0 + 150 * SECOND, t0 + 3 * MINUTE))).toBe(2 * SECOND);
   });
 });
+
+describe('daemon rounds: one model\'s failure stays that model\'s', () => {
+  beforeEach(async () => {
+    astria = await startSimulatedAstria({ apiKey: API_KEY, now: () => new Date(clock.now()) });
+  });
+
+  it('three of four tunes deleted while the list answers: the three are ERROR "not found" within a round, no loop error', async () => {
+    const tunes = astria.addTunes(4, () => ({ startedTrainingAt: new Date(t0 - HOUR), eta: null }));
+    await seedModels(db.pool, tunes.map((tune) => training(tune.id)));
+    const deleted = tunes.slice(1);
+    const metrics = await runFor(2 * MINUTE, (at) => at(MINUTE, () => deleted.forEach((tune) => astria.remove(tune.id))));
+    for (const tune of deleted) {
+      expect(await readModel(db.pool, `m-${tune.id}`)).toMatchObject({ status: 'ERROR', errorMessage: `Astria tune ${tune.id} not found` });
+      expect((await eventAt(`m-${tune.id}`, 'ERROR')) - (t0 + MINUTE)).toBeLessThanOrEqual(2_500);
+    }
+    expect((await readModel(db.pool, `m-${tunes[0]!.id}`)).status).toBe('TRAINING');
+    expect(await counter(metrics.loopErrors)).toBe(0);
+    expect((await counter(metrics.lastSuccess)) * 1000).toBeGreaterThan(t0 + 2 * MINUTE - 5 * SECOND);
+  });
+
+  it('likewise when the round needs no list page (tunes far apart): one page of the list proves the endpoint first', async () => {
+    const tunes: number[] = [];
+    for (let i = 0; i < 4; i += 1) {
+      tunes.push(astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: null }).id);
+      astria.addTunes(1_000);
+    }
+    // Newest of all, still in its grace: it only rides along, so no page is worth fetching for it.
+    const fresh = astria.addTune({ startedTrainingAt: new Date(t0 - MINUTE), eta: null });
+    await seedModels(db.pool, [...tunes.map((id) => training(id)), training(fresh.id, { updatedAt: new Date(t0) })]);
+    const metrics = await runFor(MINUTE, (at) => at(30 * SECOND, () => tunes.slice(1).forEach((id) => astria.remove(id))));
+    for (const id of tunes.slice(1)) expect((await readModel(db.pool, `m-${id}`)).status).toBe('ERROR');
+    expect((await readModel(db.pool, `m-${tunes[0]}`)).status).toBe('TRAINING');
+    expect(requests.filter((request) => request.path.startsWith('/tunes?')).map((request) => request.path)).toEqual(['/tunes?limit=1']);
+    expect(await counter(metrics.loopErrors)).toBe(0);
+  });
+
+  it('a model whose write the database refuses is retried with backoff (2 s doubling, at most 5 min), while the others go on', async () => {
+    const poison = astria.addTune({ startedTrainingAt: new Date(t0 - 2 * HOUR), trainedAt: new Date(t0 - HOUR) });
+    const healthy = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: null });
+    await seedModels(db.pool, [training(poison.id, { id: 'poison' }), training(healthy.id)]);
+    await db.pool.query(`ALTER TABLE ai_models ADD CONSTRAINT poison_never_ready CHECK (id <> 'poison' OR status <> 'READY')`);
+    try {
+      const metrics = await runFor(10 * MINUTE, (at) => at(7 * MINUTE + 300, () => astria.train(healthy.id, new Date(t0 + 7 * MINUTE + 300))));
+      const attempts = logged.filter((entry) => entry.msg === 'could not write model' && entry.modelId === 'poison');
+      // Attempts at 0, 2, 6, 14, 30, 62, 126, 254 and 510 s: nine in ten minutes, not one a round (300).
+      expect(attempts).toHaveLength(9);
+      expect((await readModel(db.pool, 'poison')).status).toBe('TRAINING');
+      expect(await lagSeconds(`m-${healthy.id}`)).toBeLessThanOrEqual(2.5);
+      expect(await counter(metrics.loopErrors)).toBe(0);
+    } finally {
+      await db.pool.query('ALTER TABLE ai_models DROP CONSTRAINT poison_never_ready');
+    }
+  });
+
+  it('judging lost callbacks failing ("interval out of range") is logged and counted; polling goes on', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 2 * HOUR), trainedAt: new Date(t0 - HOUR) });
+    await seedModels(db.pool, [training(tune.id)]);
+    const metrics = await runFor(MINUTE, () => undefined, { callbackGraceMs: 1_000_000_000 * 24 * HOUR });
+    expect((await readModel(db.pool, `m-${tune.id}`)).status).toBe('READY');
+    expect(await counter(metrics.loopErrors)).toBeGreaterThanOrEqual(1);
+    expect(logged.some((entry) => entry.msg.startsWith('judging lost callbacks failed') && /interval out of range/.test(entry.err ?? ''))).toBe(true);
+  });
+
+  it('the last-success gauge stays put while every round fails, and moves again once one completes', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: null });
+    await seedModels(db.pool, [training(tune.id)]);
+    // Astria answers 500 to everything for three minutes: every round gives up on the list.
+    astria.injectFaults({ status: 500 }, 1_000_000);
+    let lastSuccessAtThree: number | undefined;
+    await runFor(4 * MINUTE, (at) =>
+      at(3 * MINUTE, async () => {
+        lastSuccessAtThree = await counter(metrics.lastSuccess);
+        astria.clearFaults();
+      }),
+    );
+    expect(lastSuccessAtThree).toBe(0);
+    expect(await counter(metrics.loopErrors)).toBeGreaterThan(3);
+    expect((await counter(metrics.lastSuccess)) * 1000).toBeGreaterThan(t0 + 4 * MINUTE - 5 * SECOND);
+  });
+
+  it('combines its shutdown signal with the leader term once per term, not once a round (each costs memory for the life of the process)', async () => {
+    const any = vi.spyOn(AbortSignal, 'any');
+    try {
+      const tune = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: null });
+      await seedModels(db.pool, [training(tune.id)]);
+      await runFor(2 * MINUTE, () => undefined);
+      expect(requests.length).toBeGreaterThan(50); // a round every 2 s
+      expect(any.mock.calls.filter(([signals]) => [...signals].includes(stopSignal))).toHaveLength(1);
+    } finally {
+      any.mockRestore();
+    }
+  });
+});
+
+describe('daemon rounds in real time: a lock timeout is real', () => {
+  it('rows the app keeps locked are retried beside the rounds: the rounds keep their 2 s cadence meanwhile', async () => {
+    const now = Date.now();
+    astria = await startSimulatedAstria({ apiKey: API_KEY });
+    const lockedTunes = astria.addTunes(4, () => ({ startedTrainingAt: new Date(now - 2 * HOUR), trainedAt: new Date(now - HOUR) }));
+    const healthy = astria.addTune({ startedTrainingAt: new Date(now - HOUR), eta: null });
+    const seed = (tuneId: number): SeedModel => ({ id: `m-${tuneId}`, status: 'TRAINING', trainingJobId: String(tuneId), updatedAt: new Date(now - HOUR) });
+    await seedModels(db.pool, [...lockedTunes.map((tune) => seed(tune.id)), seed(healthy.id)]);
+    // An idle interactive transaction of the app holding the four rows: each write waits out the 5 s lock timeout.
+    const app = await db.pool.connect();
+    await app.query('BEGIN');
+    await app.query(`UPDATE ai_models SET name = 'renamed' WHERE id = ANY($1::text[])`, [lockedTunes.map((tune) => `m-${tune.id}`)]);
+    const lists: number[] = [];
+    astria.onRequest((event) => void (event.path.startsWith('/tunes?') && lists.push(Date.now() - now)));
+    const stop = new AbortController();
+    const metrics = createMetrics();
+    const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 5, concurrency: 4, timeoutMs: 10 * SECOND, log, metrics, clock: systemClock });
+    const election = createLeaderElection({ databaseUrl: db.url, lockName: `rounds-real-${now}`, log, metrics });
+    const service = createStatusService({ pool: db.pool, metrics });
+    const daemon = runDaemon(
+      { pool: db.pool, astria: client, service, log, clock: systemClock, metrics, leader: election },
+      { intervalMs: 30 * SECOND, stuckAfterMs: 2 * MINUTE, trainingTimeoutMs: 24 * HOUR, concurrency: 4, signal: stop.signal },
+    );
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 20 * SECOND));
+    } finally {
+      stop.abort();
+      await app.query('ROLLBACK');
+      app.release();
+      await daemon;
+      await election.release();
+      await client.close();
+    }
+    // The first round waits out the first lock timeouts (the rows were not known to fail); after it the
+    // retries (from 2 s after, two at a time, 5 s each) run beside rounds that go on every 2 s.
+    const afterFirstRound = lists.filter((at) => at >= 6 * SECOND && at < 20 * SECOND);
+    expect(afterFirstRound.length).toBeGreaterThanOrEqual(5);
+    expect(logged.filter((entry) => entry.msg === 'could not write model').length).toBeGreaterThanOrEqual(6);
+  }, 60_000);
+});
+

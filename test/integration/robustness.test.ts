@@ -212,6 +212,17 @@ describe('a 404 that is not Astria saying "no such tune"', () => {
     expect(report.stopped).toBeNull();
     expect(await statuses()).toMatchObject({ 'm-gone-1': 'ERROR', 'm-gone-2': 'ERROR' });
   });
+  it.each(['auto', 'single-gets'] as const)('three of four tunes deleted while the list answers: all three ERROR, the pass not stopped (%s plan)', async (plan) => {
+    const tunes = astria.addTunes(4, () => ({ startedTrainingAt: ago(60_000), eta: new Date(Date.now() + HOUR) }));
+    await seedModels(db.pool, tunes.map((tune) => stuck(`m-${tune.id}`, tune.id)));
+    for (const tune of tunes.slice(1)) astria.remove(tune.id);
+    const report = await pass({ plan });
+    expect(report).toMatchObject({ stopped: null, failed: 0, transitioned: 3 });
+    // Single GETs only: one list page of one tune was asked for to prove the endpoint.
+    if (plan === 'single-gets') expect(report.plan.listPages).toBe(1);
+    for (const tune of tunes.slice(1)) expect((await readModel(db.pool, `m-${tune.id}`)).errorMessage).toBe(`Astria tune ${tune.id} not found`);
+    expect((await readModel(db.pool, `m-${tunes[0]!.id}`)).status).toBe('TRAINING');
+  });
 });
 
 describe('an app row lock', () => {

@@ -18,6 +18,11 @@ describe('detection settings (issue 8)', () => {
     expect(loadConfig(BASE)).toMatchObject({ observeEveryMs: 2_000, callbackGraceMs: 600_000, authRetryMs: 120_000 });
   });
 
+  it('RECONCILER_CALLBACK_GRACE up to 24d is accepted, beyond it refused saying so', () => {
+    expect(loadConfig({ ...BASE, RECONCILER_CALLBACK_GRACE: '24d' }).callbackGraceMs).toBe(24 * 86_400_000);
+    expect(problem({ RECONCILER_CALLBACK_GRACE: '1000000000d' })).toContain('RECONCILER_CALLBACK_GRACE must be at most 24d');
+  });
+
   it('accepts other durations', () => {
     const config = loadConfig({ ...BASE, RECONCILER_OBSERVE_EVERY: '500ms', RECONCILER_CALLBACK_GRACE: '1h', RECONCILER_AUTH_RETRY: '30s' });
     expect(config).toMatchObject({ observeEveryMs: 500, callbackGraceMs: 3_600_000, authRetryMs: 30_000 });
@@ -28,6 +33,8 @@ describe('detection settings (issue 8)', () => {
     ['RECONCILER_OBSERVE_EVERY', '10ms'],
     ['RECONCILER_OBSERVE_EVERY', '1h'],
     ['RECONCILER_CALLBACK_GRACE', '0s'],
+    ['RECONCILER_CALLBACK_GRACE', '25d'],
+    ['RECONCILER_CALLBACK_GRACE', '1000000000d'],
     ['RECONCILER_AUTH_RETRY', '5ms'],
   ])('%s=%s fails at start naming the variable', (name, value) => {
     expect(problem({ [name]: value })).toContain(name);

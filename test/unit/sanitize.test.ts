@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { safeText } from '../../src/status/sanitize.js';
+import { progressEvent, statusChangedEvent, type UpdatedModel } from '../../src/status/event.js';
+import { MAX_NOTIFY_PAYLOAD_BYTES, safeText } from '../../src/status/sanitize.js';
 
 /** No lone surrogate (what jsonb refuses): with the u flag a paired one is a single code point, not Cs. */
 const isWellFormed = (text: string) => !/\p{Cs}/u.test(text);
@@ -33,3 +34,23 @@ describe('safeText', () => {
     }
   });
 });
+
+describe('events fit a NOTIFY payload whatever the row holds', () => {
+  it('the largest status and progress events (every string at its bound, all escapes) stay within MAX_NOTIFY_PAYLOAD_BYTES', () => {
+    // A control character takes 6 JSON bytes: the worst any text can do against a byte bound.
+    const huge = '\u0001'.repeat(20_000);
+    const row: UpdatedModel = {
+      id: huge,
+      userId: huge,
+      status: 'ERROR',
+      progress: 100,
+      modelUrl: huge,
+      trainedAt: new Date(),
+      errorMessage: huge,
+      estimatedTime: Number.MAX_SAFE_INTEGER,
+    };
+    const events = [statusChangedEvent(row, 'PROCESSING', 'reconciler', new Date()), progressEvent(row, 'reconciler', new Date())];
+    for (const event of events) expect(Buffer.byteLength(JSON.stringify(event))).toBeLessThanOrEqual(MAX_NOTIFY_PAYLOAD_BYTES);
+  });
+});
+

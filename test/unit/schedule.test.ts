@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ObservationSchedule, type InFlightModel } from '../../src/reconciler/schedule.js';
+import type { InFlightTune } from '../../src/db/inflight-tunes.js';
+import { ObservationSchedule } from '../../src/reconciler/schedule.js';
 
 const EVERY = 2_000;
 const LONGEST = 30_000;
@@ -12,7 +13,7 @@ function schedule(stuckAfterMs = STUCK_AFTER): ObservationSchedule {
   return new ObservationSchedule({ observeEveryMs: EVERY, longestWaitMs: LONGEST, stuckAfterMs, etaLeadMs: LEAD });
 }
 
-const model = (id: string, tuneId: number, updatedAt = T0 - HOUR): InFlightModel => ({ id, tuneId, updatedAt });
+const model = (id: string, tuneId: number, updatedAt = T0 - HOUR): InFlightTune => ({ id, tuneId, updatedAt });
 
 /** Runs rounds as the daemon would, the tune still training with this eta; returns when each round started. */
 function roundsWhileTraining(s: ObservationSchedule, id: string, eta: number | null, from: number, until: number): number[] {
@@ -66,7 +67,8 @@ describe('ObservationSchedule: the webhook grace', () => {
   it('a row the app touches every 3 s is still stuck STUCK_AFTER after the leader first saw it', () => {
     const s = schedule();
     for (let now = T0; now <= T0 + STUCK_AFTER; now += 3_000) s.sync([model('touched', 9, now)], now);
-    expect(s.stuckAt('touched')).toBe(T0 + STUCK_AFTER);
+    expect(s.nextRoundAt()).toBe(T0 + STUCK_AFTER);
+    expect(s.roundItems(T0 + STUCK_AFTER - 1)).toEqual([{ tuneId: 9, weight: 0 }]);
     expect(s.roundItems(T0 + STUCK_AFTER)).toEqual([{ tuneId: 9, weight: 1 }]);
   });
 
@@ -74,7 +76,8 @@ describe('ObservationSchedule: the webhook grace', () => {
     const s = schedule();
     s.sync([model('a', 1)], T0);
     s.sync([model('a', 2, T0 + 5_000)], T0 + 5_000);
-    expect(s.stuckAt('a')).toBe(T0 + 5_000 + STUCK_AFTER);
+    expect(s.nextRoundAt()).toBe(T0 + 5_000 + STUCK_AFTER);
+    expect(s.roundItems(T0 + 5_000 + STUCK_AFTER)).toEqual([{ tuneId: 2, weight: 1 }]);
   });
 });
 
@@ -126,6 +129,42 @@ describe('ObservationSchedule: many models, one round', () => {
     s.unobserved('a', T0);
     s.roundFinished({ retried: false });
     expect(s.nextRoundAt()).toBe(T0 + EVERY);
+  });
+});
+
+describe('ObservationSchedule: a model that keeps failing backs off', () => {
+  it('waits twice as long after each failure in a row, up to 5 min, and is back on the cadence after a success', () => {
+    const s = schedule();
+    s.sync([model('locked', 1)], T0);
+    const waits: number[] = [];
+    let now = T0;
+    for (let failure = 0; failure < 10; failure += 1) {
+      s.failed('locked', now);
+      expect(s.failureState('locked', now)).toBe('backing-off');
+      const next = s.nextRoundAt()!;
+      expect(s.failureState('locked', next - 1)).toBe('backing-off');
+      expect(s.failureState('locked', next)).toBe('retry');
+      waits.push(next - now);
+      now = next;
+    }
+    expect(waits).toEqual([2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000]);
+    s.stillTraining('locked', null, now);
+    expect(s.failureState('locked', now)).toBe('none');
+    s.failed('locked', now);
+    expect(s.nextRoundAt()).toBe(now + EVERY);
+  });
+
+  it('backing off, it only rides along: the other models stay due every round', () => {
+    const s = schedule();
+    s.sync([model('locked', 1), model('fine', 2)], T0);
+    s.roundStarted(T0);
+    s.failed('locked', T0);
+    s.failed('locked', T0);
+    s.stillTraining('fine', null, T0);
+    s.roundFinished({ retried: false });
+    expect(s.nextRoundAt()).toBe(T0 + EVERY);
+    expect(s.roundItems(T0 + EVERY)).toEqual([{ tuneId: 1, weight: 0 }, { tuneId: 2, weight: 1 }]);
+    expect(s.failureState('fine', T0 + EVERY)).toBe('none');
   });
 });
 
