@@ -67,6 +67,8 @@ const envSchema = z
       .string()
       // Quoted wherever it is used: a reserved word (`user`) or mixed case names the schema as written.
       .regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, 'must be an SQL identifier: a letter or _, then letters, digits, _ or $ (at most 63)')
+      // PostgreSQL reserves pg_* for system schemas and owns information_schema.
+      .refine((name) => !/^pg_/i.test(name) && name.toLowerCase() !== 'information_schema', 'must not be a system schema (pg_*, information_schema)')
       .default('astria_reconciler'),
     BROADCAST: z
       .string()
@@ -149,6 +151,9 @@ export interface Config {
   };
 }
 
+/** What no HTTP header value may hold (a key pasted with a line break, a NUL). */
+export const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
 /**
  * The Bearer key, from `ASTRIA_API_KEY` or the file `ASTRIA_API_KEY_FILE` names (a mounted Secret, which
  * can be rotated without a restart). Problems are added to `problems`; the key itself never is.
@@ -159,7 +164,10 @@ function readApiKey(env: Record<string, string | undefined>, problems: string[])
     problems.unshift('ASTRIA_API_KEY and ASTRIA_API_KEY_FILE are both set: use one');
     return '';
   }
-  if (value) return value;
+  if (value) {
+    if (CONTROL_CHARACTER.test(value)) problems.unshift('ASTRIA_API_KEY contains a control character (a line break?): an HTTP header cannot carry it');
+    return value;
+  }
   if (!file) {
     problems.unshift('ASTRIA_API_KEY (or ASTRIA_API_KEY_FILE) is required');
     return '';
@@ -172,6 +180,9 @@ function readApiKey(env: Record<string, string | undefined>, problems: string[])
     return '';
   }
   if (key === '') problems.unshift('ASTRIA_API_KEY_FILE names an empty file');
+  else if (CONTROL_CHARACTER.test(key)) {
+    problems.unshift('ASTRIA_API_KEY_FILE holds a control character inside the key (more than one line?): an HTTP header cannot carry it');
+  }
   return key;
 }
 

@@ -1,4 +1,5 @@
 import { stat, readFile } from 'node:fs/promises';
+import { CONTROL_CHARACTER } from '../config.js';
 import type { Logger } from '../log.js';
 
 /** Where the Bearer key comes from: the value of `ASTRIA_API_KEY`, or the file `ASTRIA_API_KEY_FILE` names. */
@@ -27,6 +28,7 @@ export function fileApiKey(path: string, initial: string, log: Pick<Logger, 'inf
         if (mtimeMs !== seenMtimeMs) {
           const fresh = (await readFile(path, 'utf8')).trim();
           if (fresh === '') throw new Error('the file is empty');
+          if (CONTROL_CHARACTER.test(fresh)) throw new Error('the key holds a control character (more than one line?)');
           if (seenMtimeMs !== null && fresh !== key) log.info({ file: path }, 'ASTRIA_API_KEY_FILE changed: using the new key');
           key = fresh;
           seenMtimeMs = mtimeMs;

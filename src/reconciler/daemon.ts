@@ -122,7 +122,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     if (outcome.kind !== 'observed') return schedule.unobserved(modelId, now);
     if (outcome.status !== 'PROCESSING' && outcome.status !== 'TRAINING') return schedule.forget(modelId);
     if (outcome.wrote === 'progress') schedule.progressWritten(modelId, clock.now());
-    schedule.stillTraining(modelId, outcome.eta, now);
+    schedule.stillTraining(modelId, now);
   };
 
   /** Whether the round saw every tune it had to. */

@@ -22,7 +22,7 @@ export interface RoundDeps {
 /** What one look at one in-flight model came to. */
 export type RoundOutcome =
   /** Astria answered; `status` is the model's status after this look, `wrote` what was written. */
-  | { kind: 'observed'; status: ModelStatus; eta: number | null; wrote: 'status' | 'progress' | null }
+  | { kind: 'observed'; status: ModelStatus; wrote: 'status' | 'progress' | null }
   /** Another writer changed the row between our read and our write: nothing written by us. */
   | { kind: 'raced' }
   /** The write failed (that model's failure alone). */
@@ -226,11 +226,10 @@ async function settleObservations(
       const failureState = options.failureState(model.id);
       const settleModel = async () => {
         const observation = observations.get(Number(model.trainingJobId))!;
-        const eta = observation.kind === 'tune' ? (observation.tune.eta?.getTime() ?? null) : null;
         const transition = decide(model, observation, new Date(deps.clock.now()), { trainingTimeoutMs: options.trainingTimeoutMs });
         const progressOnly = transition !== null && transition.to === transition.from;
         if (transition === null || (progressOnly && !options.progressWriteDue(model.id))) {
-          options.onOutcome(model.id, { kind: 'observed', status: model.status, eta, wrote: null });
+          options.onOutcome(model.id, { kind: 'observed', status: model.status, wrote: null });
           return;
         }
         // Riding along on a page while backing off: its write waits for the backoff to end.
@@ -238,7 +237,7 @@ async function settleObservations(
         let outcome: RoundOutcome;
         try {
           const result = await deps.service.apply(transition, 'reconciler');
-          outcome = result.applied ? { kind: 'observed', status: transition.to, eta, wrote: progressOnly ? 'progress' : 'status' } : { kind: 'raced' };
+          outcome = result.applied ? { kind: 'observed', status: transition.to, wrote: progressOnly ? 'progress' : 'status' } : { kind: 'raced' };
         } catch (error) {
           outcome = { kind: 'failed', reason: (error as Error).message };
         }

@@ -9,10 +9,10 @@ import type { PagePlanItem } from './plan.js';
  * - A model is *stuck* once the webhook's grace is over: `RECONCILER_STUCK_AFTER` after its `updatedAt`
  *   or after this leader first saw it in flight, whichever comes first (an app that keeps touching the
  *   row cannot postpone it forever; a failover restarts that clock, and it still ends).
- * - A stuck model is looked at every `observeEveryMs` (a round). The round's list pages cost the same
- *   for 1 tune or 120, so `eta` only spares the calls of tunes nobody else needs: a tune whose `eta`
- *   is more than `etaLeadMs` ahead waits until then, never longer than `longestWaitMs`. Past its `eta`
- *   or with none, it stays at the round cadence however long Astria says "still training".
+ * - A stuck model is looked at every `observeEveryMs` (a round) for as long as Astria says "still
+ *   training", whatever its `eta` says: tunes finish minutes before it as well as after it, and the
+ *   round's list pages cost the same for 1 tune or 120, so waiting for the `eta` would save little and
+ *   cost the lag bound.
  * - Models in their grace ride along: a tune on a page fetched anyway costs nothing more to apply.
  * - A round that needed retries (429s, 5xx) doubles the cadence, up to `longestWaitMs`; a clean round
  *   halves it back. The request budget still caps every call on top of this.
@@ -25,8 +25,6 @@ export interface ScheduleOptions {
   /** Longest wait between two looks at a stuck model (`RECONCILER_INTERVAL`). */
   longestWaitMs: number;
   stuckAfterMs: number;
-  /** How long before its `eta` a tune is looked at every round: accurate etas are off by −20…+40 s. */
-  etaLeadMs?: number;
   /** Longest wait after failures of the same model (default 5 min). */
   maxBackoffMs?: number;
 }
@@ -48,13 +46,11 @@ const DEFAULT_MAX_BACKOFF_MS = 5 * 60_000;
 
 export class ObservationSchedule {
   private readonly entries = new Map<string, Entry>();
-  private readonly etaLeadMs: number;
   private readonly maxBackoffMs: number;
   private slowdown = 1;
   private lastRoundAt = -Infinity;
 
   constructor(private readonly options: ScheduleOptions) {
-    this.etaLeadMs = options.etaLeadMs ?? 30_000;
     this.maxBackoffMs = options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS;
   }
 
@@ -108,13 +104,12 @@ export class ObservationSchedule {
     this.slowdown = options.retried ? Math.min(most, this.slowdown * 2) : Math.max(1, this.slowdown / 2);
   }
 
-  /** Astria says the tune is still training, with this `eta` (epoch ms, null when none). */
-  stillTraining(id: string, eta: number | null, now: number): void {
+  /** Astria says the tune is still training: looked at again next round. */
+  stillTraining(id: string, now: number): void {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.failures = 0;
-    const soon = eta === null || eta - this.etaLeadMs <= now;
-    entry.nextLookAt = soon ? now + this.cadenceMs : Math.min(eta - this.etaLeadMs, now + this.options.longestWaitMs);
+    entry.nextLookAt = now + this.cadenceMs;
   }
 
   /** Nothing usable was learned about the model this round: it stays due. */

@@ -1,6 +1,7 @@
 import type { Tune } from '../astria/tune.js';
 import { executorFor, type Database, type SqlExecutor } from '../db/executor.js';
 import { quoteIdentifier } from '../db/identifier.js';
+import { ensureOwnSchema } from '../db/own-schema.js';
 import { MODEL_COLUMNS } from '../db/inflight.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
@@ -45,7 +46,7 @@ const MAX_ATTEMPTS = 3;
  */
 export async function applyObservedTune(options: ApplyObservedTuneOptions): Promise<ApplyObservedTuneResult> {
   const { tune, source = 'webhook', now = new Date(), trainingTimeoutMs = DEFAULT_TRAINING_TIMEOUT_MS } = options;
-  const service = options.service ?? createStatusService({ pool: options.pool, prisma: options.prisma, schema: options.schema });
+  const service = options.service ?? (await defaultService(options));
   const db = executorFor(options);
   const events = `${quoteIdentifier(options.schema ?? 'astria_reconciler')}.events`;
   const rows = await db.query<ModelRow>(
@@ -83,4 +84,29 @@ async function isOwnError(db: SqlExecutor, events: string, model: ModelRow): Pro
     [model.id, model.errorMessage],
   );
   return rows[0]?.own === true;
+}
+
+/** Our schema, ensured once per database object and schema name (a no-op read once it exists). */
+const ensured = new WeakMap<object, Map<string, Promise<void>>>();
+
+/**
+ * The service a library caller gets without passing one: on the same database and schema, NOTIFY only,
+ * with our schema created first if the sidecar never ran there (SPEC.md's minimal call must work on a
+ * fresh database). A failed attempt is forgotten, so the next callback tries again.
+ */
+async function defaultService(options: ApplyObservedTuneOptions): Promise<StatusService> {
+  const schema = options.schema ?? 'astria_reconciler';
+  // Built first: it refuses neither-or-both databases with a clear message.
+  const service = createStatusService({ pool: options.pool, prisma: options.prisma, schema });
+  const database: object = (options.pool ?? options.prisma)!;
+  let schemas = ensured.get(database);
+  if (!schemas) ensured.set(database, (schemas = new Map()));
+  let ready = schemas.get(schema);
+  if (!ready) {
+    ready = ensureOwnSchema(options.pool ? { pool: options.pool } : { prisma: options.prisma }, schema);
+    schemas.set(schema, ready);
+    ready.catch(() => schemas.delete(schema));
+  }
+  await ready;
+  return service;
 }

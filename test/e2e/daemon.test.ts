@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
@@ -158,6 +159,11 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
     expect(await post(`?secret=${SECRET}`, '{"tune": {')).toBe(400);
     expect(await post(`?secret=${SECRET}`, JSON.stringify({ hello: 'world' }))).toBe(400);
     expect(await post(`?secret=${SECRET}`, Buffer.alloc(2 * 1024 * 1024, 'a'))).toBe(413);
+    // Chunked, so no Content-Length to refuse it by: cut off while it is read, still a 413.
+    expect(await postChunked(`${running.url}/webhooks/astria?secret=${SECRET}`, 3 * 1024 * 1024)).toBe(413);
+    // A repeated secret is no secret, whichever value comes first.
+    expect(await post(`?secret=${SECRET}&secret=wrong`, valid)).toBe(401);
+    expect(await post(`?secret=wrong&secret=${SECRET}`, valid)).toBe(401);
     expect(await post(`?secret=${SECRET}`, JSON.stringify({ id: 424_242, trained_at: new Date().toISOString() }))).toBe(202);
 
     expect(await snapshot()).toBe(before);
@@ -379,3 +385,25 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
     expect(metrics).toContain('astria_reconciler_webhook_requests_total{code="401"} 1');
   });
 });
+
+/** POSTs `bytes` of JSON-looking text in chunks (no Content-Length) and resolves with the status answered. */
+function postChunked(url: string, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    // The server stops reading once the body is too large: writes after that may fail, the answer came first.
+    req.on('error', (error) => setTimeout(() => reject(error), 1_000));
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    let sent = 0;
+    const pump = () => {
+      while (sent < bytes) {
+        sent += chunk.length;
+        if (!req.write(chunk)) return req.once('drain', pump);
+      }
+      req.end();
+    };
+    pump();
+  });
+}

@@ -165,6 +165,8 @@ describe('timestamps through Prisma, whatever the time zones', () => {
 describe("SPEC.md's minimal library call", () => {
   it('acceptAstriaCallback({ givenSecret, contentLength, body }, { secret, prisma }) applies the callback: service and timeout have defaults', async () => {
     const prisma = prismaClient();
+    // A database the sidecar never ran on: the minimal call creates our schema first.
+    await db.pool.query('DROP SCHEMA astria_reconciler CASCADE');
     await seedModels(db.pool, [{ id: 'minimal-1', status: 'TRAINING', trainingJobId: '710001' }]);
     const text = JSON.stringify({ tune: { id: 710001, trained_at: '2026-05-01T10:00:00.000Z' } });
     const response = await acceptAstriaCallback(

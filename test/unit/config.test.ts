@@ -203,6 +203,21 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     rmSync(dir, { recursive: true });
   });
 
+  it('a key with a line break or NUL fails at start naming its variable (an HTTP header cannot carry it)', () => {
+    expect(configError({ ...BASE, ASTRIA_API_KEY: `${API_KEY}\nsd_other` }).message).toMatch(/ASTRIA_API_KEY contains a control character/);
+    const dir = mkdtempSync(join(tmpdir(), 'astria-key-'));
+    const file = join(dir, 'key');
+    writeFileSync(file, `${API_KEY}\nsd_other\n`);
+    const { message } = configError({ DATABASE_URL: BASE.DATABASE_URL, ASTRIA_API_KEY_FILE: file });
+    expect(message).toMatch(/ASTRIA_API_KEY_FILE holds a control character/);
+    expect(message).not.toContain(API_KEY);
+    rmSync(dir, { recursive: true });
+  });
+
+  it.each(['information_schema', 'pg_catalog', 'pg_foo'])('RECONCILER_SCHEMA=%s (a system schema) fails at start naming it', (schema) => {
+    expect(configError({ ...BASE, RECONCILER_SCHEMA: schema }).message).toMatch(/RECONCILER_SCHEMA must not be a system schema/);
+  });
+
   it('names every bad variable in one message', () => {
     const { message } = configError({
       ASTRIA_API_KEY: API_KEY,

@@ -5,24 +5,23 @@ import { ObservationSchedule } from '../../src/reconciler/schedule.js';
 const EVERY = 2_000;
 const LONGEST = 30_000;
 const STUCK_AFTER = 120_000;
-const LEAD = 30_000;
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 const HOUR = 3_600_000;
 
 function schedule(stuckAfterMs = STUCK_AFTER): ObservationSchedule {
-  return new ObservationSchedule({ observeEveryMs: EVERY, longestWaitMs: LONGEST, stuckAfterMs, etaLeadMs: LEAD });
+  return new ObservationSchedule({ observeEveryMs: EVERY, longestWaitMs: LONGEST, stuckAfterMs });
 }
 
 const model = (id: string, tuneId: number, updatedAt = T0 - HOUR): InFlightTune => ({ id, tuneId, updatedAt });
 
 /** Runs rounds as the daemon would, the tune still training with this eta; returns when each round started. */
-function roundsWhileTraining(s: ObservationSchedule, id: string, eta: number | null, from: number, until: number): number[] {
+function roundsWhileTraining(s: ObservationSchedule, id: string, from: number, until: number): number[] {
   const starts: number[] = [];
   for (let now = s.nextRoundAt()!; now <= until; now = s.nextRoundAt()!) {
     expect(now).toBeGreaterThanOrEqual(from);
     s.roundStarted(now);
     if (s.roundItems(now).some((item) => item.weight === 1)) starts.push(now);
-    s.stillTraining(id, eta, now);
+    s.stillTraining(id, now);
     s.roundFinished({ retried: false });
   }
   return starts;
@@ -85,7 +84,7 @@ describe('ObservationSchedule: eta never pushes a look minutes away', () => {
   it('past its eta (a tune finishing 1–30 min late) it is looked at every round, for as long as it trains', () => {
     const s = schedule();
     s.sync([model('late', 1)], T0);
-    const starts = roundsWhileTraining(s, 'late', T0 - 60_000, T0, T0 + 30 * 60_000);
+    const starts = roundsWhileTraining(s, 'late', T0, T0 + 30 * 60_000);
     expect(starts.length).toBeGreaterThan(800);
     expect(Math.max(...gaps(starts))).toBe(EVERY);
   });
@@ -93,20 +92,15 @@ describe('ObservationSchedule: eta never pushes a look minutes away', () => {
   it('with no eta, likewise every round', () => {
     const s = schedule();
     s.sync([model('none', 1)], T0);
-    const starts = roundsWhileTraining(s, 'none', null, T0, T0 + 10 * 60_000);
+    const starts = roundsWhileTraining(s, 'none', T0, T0 + 10 * 60_000);
     expect(Math.max(...gaps(starts))).toBe(EVERY);
   });
 
-  it('an eta far ahead spares its calls, never longer than the longest wait, and every round from eta − lead', () => {
+  it('an eta far ahead changes nothing: looked at every round (tunes finish minutes before their eta too)', () => {
     const s = schedule();
     s.sync([model('early', 1)], T0);
-    const eta = T0 + 10 * 60_000;
-    const starts = roundsWhileTraining(s, 'early', eta, T0, eta + 60_000);
-    const before = starts.filter((at) => at < eta - LEAD);
-    expect(Math.max(...gaps(before))).toBe(LONGEST);
-    const near = starts.filter((at) => at >= eta - LEAD);
-    expect(near[0]).toBe(eta - LEAD);
-    expect(Math.max(...gaps(near))).toBe(EVERY);
+    const starts = roundsWhileTraining(s, 'early', T0, T0 + 5 * 60_000);
+    expect(Math.max(...gaps(starts))).toBe(EVERY);
   });
 });
 
@@ -148,7 +142,7 @@ describe('ObservationSchedule: a model that keeps failing backs off', () => {
       now = next;
     }
     expect(waits).toEqual([2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000]);
-    s.stillTraining('locked', null, now);
+    s.stillTraining('locked', now);
     expect(s.failureState('locked', now)).toBe('none');
     s.failed('locked', now);
     expect(s.nextRoundAt()).toBe(now + EVERY);
@@ -160,7 +154,7 @@ describe('ObservationSchedule: a model that keeps failing backs off', () => {
     s.roundStarted(T0);
     s.failed('locked', T0);
     s.failed('locked', T0);
-    s.stillTraining('fine', null, T0);
+    s.stillTraining('fine', T0);
     s.roundFinished({ retried: false });
     expect(s.nextRoundAt()).toBe(T0 + EVERY);
     expect(s.roundItems(T0 + EVERY)).toEqual([{ tuneId: 1, weight: 0 }, { tuneId: 2, weight: 1 }]);
