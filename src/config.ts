@@ -200,7 +200,10 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
   const parsed = envSchema.safeParse(present);
   const problems = parsed.success
     ? []
-    : parsed.error.issues.map((issue) => `${String(issue.path[0] ?? 'config')} ${describeIssue(issue)}`);
+    : parsed.error.issues.map((issue) => {
+        const name = String(issue.path[0] ?? 'config');
+        return `${name} ${describeIssue(issue, present[name] !== undefined)}`;
+      });
   // `report` reads only our event log; everything else talks to Astria.
   const apiKey = (options.needsAstria ?? true) ? readApiKey(present, problems) : '';
   problems.push(...missingDependents(present as Record<string, string>));
@@ -242,7 +245,11 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
   };
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_type' && issue.input === undefined) return 'is required';
+/** A message for people, never echoing the value (it may be a secret). */
+function describeIssue(issue: z.core.$ZodIssue, given: boolean): string {
+  if (issue.code !== 'invalid_type') return issue.message;
+  if (!given) return 'is required';
+  if (issue.expected === 'int') return 'must be a whole number';
+  if (issue.expected === 'number') return 'must be a number';
   return issue.message;
 }

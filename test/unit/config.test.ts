@@ -218,6 +218,12 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     expect(configError({ ...BASE, RECONCILER_SCHEMA: schema }).message).toMatch(/RECONCILER_SCHEMA must not be a system schema/);
   });
 
+  it('a value that is not a number says so (not "is required")', () => {
+    expect(configError({ ...BASE, ASTRIA_MAX_RPS: 'NaN' }).message).toContain('ASTRIA_MAX_RPS must be a number');
+    expect(configError({ ...BASE, ASTRIA_CONCURRENCY: '1.5' }).message).toContain('ASTRIA_CONCURRENCY must be a whole number');
+    expect(configError({ ...BASE, RECONCILER_HTTP_PORT: 'abc' }).message).toContain('RECONCILER_HTTP_PORT must be a number');
+  });
+
   it('names every bad variable in one message', () => {
     const { message } = configError({
       ASTRIA_API_KEY: API_KEY,
