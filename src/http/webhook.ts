@@ -1,6 +1,14 @@
 import type { Clock } from '../clock.js';
 import { acceptAstriaCallback, type CallbackDeps } from './callback.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson, type RouteHandler } from './server.js';
+
+/**
+ * How long a rejected request's unread body is still read (and dropped) after the answer. Closing
+ * under a client that is still sending makes the kernel reset the connection, and a client that
+ * sees the reset first never reads our 4xx (a write fails with EPIPE instead): nginx's lingering close.
+ */
+const LINGER_MS = 2_000;
 
 export interface WebhookOptions extends Omit<CallbackDeps, 'now'> {
   clock: Clock;
@@ -13,7 +21,8 @@ export function createWebhookHandler(options: WebhookOptions): RouteHandler {
     const contentLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
     const response = await acceptAstriaCallback(
       // A repeated `secret` is refused whatever its order: one value, or none.
-      { givenSecret: onlyValue(url.searchParams, 'secret'), modelId: url.searchParams.get('model'), contentLength, body: req },
+      // The request stays open when the body is cut off: a rejection answers, then lingers.
+      { givenSecret: onlyValue(url.searchParams, 'secret'), modelId: url.searchParams.get('model'), contentLength, body: req.iterator({ destroyOnReturn: false }) },
       deps,
     );
     if (response.status >= 400) {
@@ -22,12 +31,25 @@ export function createWebhookHandler(options: WebhookOptions): RouteHandler {
         { status: response.status, reason: response.body.error, remoteAddress: req.socket?.remoteAddress, userAgent: req.headers['user-agent'] },
         'Astria webhook request rejected',
       );
-      // A rejected body may be left unread: close the connection rather than drain it. (An oversized
-      // chunked body has had its socket destroyed already: `req.socket` may be gone.)
+      // A rejected body may be left unread: no keep-alive after it.
       res.setHeader('connection', 'close');
+      if (!req.complete) return answerThenLinger(req, res, response.status, response.body);
     }
     sendJson(res, response.status, response.body);
   };
+}
+
+/** Sends the whole answer now, and ends it (closing the connection) once the client has sent its body or LINGER_MS passed. */
+function answerThenLinger(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.write(text);
+  const end = () => {
+    clearTimeout(timer);
+    if (!res.writableEnded) res.end();
+  };
+  const timer = setTimeout(end, LINGER_MS);
+  req.once('end', end).once('close', end).resume();
 }
 
 /** The parameter's value when it is given exactly once, else null. */

@@ -111,3 +111,61 @@ describe('webhook requests in metrics and logs', () => {
     expect(await counted('400')).toBe(before['400'] + 1);
   });
 });
+
+describe('a rejected webhook whose client is still sending', () => {
+  /**
+   * Sends `before` bytes of a chunked body, waits for the answer, then sends `after` more bytes and
+   * finishes the body, the way a client that writes its whole body before reading does. Resolves with
+   * the answer, whether the server hung up before the body was all sent, and any socket error.
+   */
+  function sendPastTheAnswer(target: string, before: number, after: number) {
+    return new Promise<{ answer: string; hungUpEarly: boolean; error: string | null }>((resolve) => {
+      const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      const chunk = `${(64 * 1024).toString(16)}\r\n${'a'.repeat(64 * 1024)}\r\n`;
+      let answer = '';
+      let bodySent = false;
+      let hungUpEarly = false;
+      let error: string | null = null;
+      socket.on('data', (data) => {
+        const first = answer === '';
+        answer += data.toString('latin1');
+        if (first)
+          setTimeout(() => {
+            for (let sent = 0; sent < after && !socket.destroyed; sent += 64 * 1024) socket.write(chunk);
+            socket.end('0\r\n\r\n', () => (bodySent = true));
+          }, 300);
+      });
+      socket.on('end', () => {
+        hungUpEarly = !bodySent;
+        socket.end();
+      });
+      socket.on('error', (cause: NodeJS.ErrnoException) => (error = cause.code ?? cause.message));
+      socket.on('close', () => resolve({ answer, hungUpEarly, error }));
+      socket.write(`POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      for (let sent = 0; sent < before; sent += 64 * 1024) socket.write(chunk);
+    });
+  }
+
+  // Closing under a client still sending resets the connection, and a client that sees the reset
+  // before it reads loses the answer (EPIPE on its next write).
+  it.each([
+    ['an oversized body (413)', `/webhooks/astria?secret=${SECRET}`, 2 * 1024 * 1024, '413'],
+    ['a wrong secret (401)', '/webhooks/astria?secret=wrong', 256 * 1024, '401'],
+  ])('%s: answered at once, then the rest is read before the connection closes', async (_name, target, before, code) => {
+    const result = await sendPastTheAnswer(target, before, 1024 * 1024);
+    expect(result.answer).toMatch(new RegExp(`^HTTP/1\\.1 ${code} `));
+    expect(result.answer.toLowerCase()).toContain('connection: close');
+    expect({ hungUpEarly: result.hungUpEarly, error: result.error }).toEqual({ hungUpEarly: false, error: null });
+  });
+
+  it('a client that never finishes its body is cut off after the linger, not held forever', async () => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (data) => (answer += data.toString('latin1')));
+    socket.write(`POST /webhooks/astria?secret=wrong HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n`);
+    const startedAt = Date.now();
+    await new Promise((resolve) => socket.on('close', resolve).on('error', () => undefined));
+    expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
+  }, 15_000);
+});
