@@ -40,6 +40,7 @@ export { callbackBodySchema, isTuneId, tuneSchema, type Observation, type Tune }
 export { ensureOwnSchema } from './db/own-schema.js';
 export {
   acceptAstriaCallback,
+  callbackUrlParams,
   MAX_CALLBACK_BODY_BYTES,
   type CallbackDeps,
   type CallbackRequest,

@@ -25,7 +25,7 @@ export async function recordCallbackArrival(
   log?: { warn(object: object, message: string): void },
 ): Promise<boolean> {
   try {
-    await db.query(`INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at) VALUES ($1, $2)`, [String(tuneId), receivedAt.toISOString()]);
+    await db.query(`INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at) VALUES ($1::text, $2::timestamptz)`, [String(tuneId), receivedAt.toISOString()]);
     return true;
   } catch (error) {
     log?.warn({ tuneId: String(tuneId), err: (error as Error).message }, 'could not record the callback arrival');

@@ -11,6 +11,12 @@ export interface SqlExecutor {
   query<Row>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
   /** A statement whose result is not read (`pg_notify`, `INSERT` without `RETURNING`). */
   execute(sql: string, params?: readonly unknown[]): Promise<void>;
+  /**
+   * The driver's own client these statements run on: inside a transaction, Prisma's interactive
+   * transaction client (`tx`, for typed calls such as `tx.user.update`) or pg's `PoolClient`. Cast it
+   * to your client's type.
+   */
+  readonly driverClient: unknown;
 }
 
 export interface Executor extends SqlExecutor {

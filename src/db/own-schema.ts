@@ -109,7 +109,7 @@ export async function ensureOwnSchema(database: pg.Pool | Database, schema: stri
   );
   if (rows[0]?.complete) return;
   await db.transaction(async (client) => {
-    await client.execute(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1))`, [schema]);
+    await client.execute(`SELECT pg_advisory_xact_lock(hashtext('astria_reconciler:schema:' || $1::text))`, [schema]);
     for (const statement of statements(quoted)) await client.execute(statement);
   });
 }

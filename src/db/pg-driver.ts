@@ -4,6 +4,7 @@ import { withTransaction } from './transaction.js';
 
 function clientExecutor(client: pg.Pool | pg.PoolClient): SqlExecutor {
   return {
+    driverClient: client,
     async query<Row>(sql: string, params: readonly unknown[] = []) {
       return (await client.query(sql, params as unknown[])).rows as Row[];
     },

@@ -23,6 +23,7 @@ const TRANSACTION_OPTIONS = { maxWait: 10_000 };
 
 function txExecutor(tx: PrismaRawClient): SqlExecutor {
   return {
+    driverClient: tx,
     async query<Row>(sql: string, params: readonly unknown[] = []) {
       const rows = await tx.$queryRawUnsafe<Record<string, unknown>[]>(sql, ...params);
       return rows.map(normalizeRow) as Row[];
@@ -49,6 +50,7 @@ export function prismaExecutor(prisma: PrismaLike): Executor {
       return work(txExecutor(tx));
     }, TRANSACTION_OPTIONS);
   return {
+    driverClient: prisma,
     transaction,
     query: (sql, params) => transaction((tx) => tx.query(sql, params)),
     execute: (sql, params) => transaction((tx) => tx.execute(sql, params)),

@@ -50,6 +50,15 @@ export interface CallbackResponse {
   body: Record<string, unknown>;
 }
 
+/**
+ * The callback URL's `secret` and `model` parameters as `acceptAstriaCallback` takes them. A repeated
+ * `secret` is no secret (null), whichever value comes first.
+ */
+export function callbackUrlParams(params: URLSearchParams): Pick<CallbackRequest, 'givenSecret' | 'modelId'> {
+  const secrets = params.getAll('secret');
+  return { givenSecret: secrets.length === 1 ? secrets[0]! : null, modelId: params.get('model') };
+}
+
 /** Compares secrets in constant time: digests first, so unequal lengths leak nothing either. */
 function secretMatches(given: string | null, expected: string | undefined): boolean {
   if (given === null || !expected) return false;

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { acceptAstriaCallback, type CallbackDeps } from './callback.js';
+import { acceptAstriaCallback, callbackUrlParams, type CallbackDeps } from './callback.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson, type RouteHandler } from './server.js';
 
@@ -20,9 +20,8 @@ export function createWebhookHandler(options: WebhookOptions): RouteHandler {
   return async (req, res, url) => {
     const contentLength = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
     const response = await acceptAstriaCallback(
-      // A repeated `secret` is refused whatever its order: one value, or none.
       // The request stays open when the body is cut off: a rejection answers, then lingers.
-      { givenSecret: onlyValue(url.searchParams, 'secret'), modelId: url.searchParams.get('model'), contentLength, body: req.iterator({ destroyOnReturn: false }) },
+      { ...callbackUrlParams(url.searchParams), contentLength, body: req.iterator({ destroyOnReturn: false }) },
       deps,
     );
     if (response.status >= 400) {
@@ -50,10 +49,4 @@ function answerThenLinger(req: IncomingMessage, res: ServerResponse, status: num
   };
   const timer = setTimeout(end, LINGER_MS);
   req.once('end', end).once('close', end).resume();
-}
-
-/** The parameter's value when it is given exactly once, else null. */
-function onlyValue(params: URLSearchParams, name: string): string | null {
-  const values = params.getAll(name);
-  return values.length === 1 ? values[0]! : null;
 }

@@ -51,7 +51,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   const events = `${quoteIdentifier(options.schema ?? 'astria_reconciler')}.events`;
   const rows = await db.query<ModelRow>(
     `SELECT ${MODEL_COLUMNS} FROM ai_models
-      WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1 AND ($2::text IS NULL OR id = $2) ORDER BY id`,
+      WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1::text AND ($2::text IS NULL OR id = $2::text) ORDER BY id`,
     [String(tune.id), options.modelId ?? null],
   );
   const applied: ModelEvent[] = [];
@@ -67,7 +67,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
         break;
       }
       // Re-pointed to another tune meanwhile (a retrain): this tune no longer says anything about it.
-      model = (await db.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1 AND "trainingJobId" = $2`, [first.id, String(tune.id)]))[0];
+      model = (await db.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1::text AND "trainingJobId" = $2::text`, [first.id, String(tune.id)]))[0];
     }
   }
   return { matched: rows.length, applied };
@@ -80,7 +80,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
 async function isOwnError(db: SqlExecutor, events: string, model: ModelRow): Promise<boolean> {
   const rows = await db.query<{ own: boolean }>(
     `SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM $2::text AS own
-       FROM ${events} e WHERE e.model_id = $1 ORDER BY e.seq DESC LIMIT 1`,
+       FROM ${events} e WHERE e.model_id = $1::text ORDER BY e.seq DESC LIMIT 1`,
     [model.id, model.errorMessage],
   );
   return rows[0]?.own === true;

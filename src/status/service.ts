@@ -88,7 +88,7 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
             : statusChangedEvent(row, transition.from, source, now);
         const seq = event.type === 'model_status_changed' ? await appendEvent(client, schema, event, now) : null;
         // NOTIFY is queued until COMMIT: a rolled-back write sends nothing.
-        if (notify) await client.execute('SELECT pg_notify($1, $2)', [channel, JSON.stringify(event)]);
+        if (notify) await client.execute('SELECT pg_notify($1::text, $2::text)', [channel, JSON.stringify(event)]);
         if (seq !== null && outbox.length > 0) await enqueueDeliveries(client, schema, seq, outbox);
         if (event.type === 'model_status_changed') await options.onTransition?.(event, client);
         return event;
@@ -121,7 +121,12 @@ async function compareAndSet(client: SqlExecutor, transition: Transition, now: D
   const param = (value: unknown) => `$${params.push(value)}`;
   const assignments: string[] = [];
   if (transition.to !== transition.from) {
-    assignments.push(`status = ${param(transition.to)}`, `"updatedAt" = (${param(now.toISOString())}::timestamptz AT TIME ZONE 'UTC')`);
+    // The enum's value by its label, whatever the enum type is named: a parameter typed `text` (Prisma
+    // before 7 types every string so) is not assignable to an enum column.
+    assignments.push(
+      `status = (SELECT label FROM unnest(enum_range(status)) AS label WHERE label::text = ${param(transition.to)}::text)`,
+      `"updatedAt" = (${param(now.toISOString())}::timestamptz AT TIME ZONE 'UTC')`,
+    );
   }
   for (const [column, value] of Object.entries(transition.changes) as [keyof ModelChanges, unknown][]) {
     if (value === undefined) continue;
@@ -130,7 +135,7 @@ async function compareAndSet(client: SqlExecutor, transition: Transition, now: D
   if (assignments.length === 0) return null;
   const rows = await client.query<UpdatedModel>(
     `UPDATE ai_models SET ${assignments.join(', ')}
-      WHERE id = $1 AND status = $2 AND "trainingJobId" IS NOT DISTINCT FROM $3::text AND "errorMessage" IS NOT DISTINCT FROM $4::text
+      WHERE id = $1::text AND status::text = $2::text AND "trainingJobId" IS NOT DISTINCT FROM $3::text AND "errorMessage" IS NOT DISTINCT FROM $4::text
       ${RETURNING}`,
     params,
   );
@@ -142,7 +147,7 @@ async function appendEvent(client: SqlExecutor, schema: string, event: ModelStat
   const rows = await client.query<{ seq: string }>(
     `INSERT INTO ${schema}.events
        (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::jsonb, $8::timestamptz, $9::timestamptz)
      RETURNING seq`,
     [
       event.eventId,

@@ -99,6 +99,8 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     const [webhookTune, lostTune, reconnectTune, bobTune] = [0, 1, 2, 3].map(() => astria.addTune({ startedTrainingAt: new Date() }).id);
     await seedExampleModels(pool, 'alice', [
       { id: 'alice-webhook', tuneId: webhookTune! },
+      // The same tune, another model: a callback naming alice-webhook (&model=) leaves it alone.
+      { id: 'alice-same-tune', tuneId: webhookTune! },
       { id: 'alice-lost', tuneId: lostTune! },
       { id: 'alice-reconnect', tuneId: reconnectTune! },
     ]);
@@ -120,9 +122,11 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
 
     // (a) Astria's callback through the app's route.
     astria.train(webhookTune!);
-    expect(await astria.fireCallback(webhookTune!, `${app.url}/api/webhooks/astria?secret=${WEBHOOK_SECRET}`)).toBe(200);
+    expect(await astria.fireCallback(webhookTune!, `${app.url}/api/webhooks/astria?secret=${WEBHOOK_SECRET}&model=alice-webhook`)).toBe(200);
     await expectText(alice, 'alice-webhook', 'Pronto');
     expect(await eventSource('alice-webhook')).toEqual(['webhook']);
+    expect(await eventSource('alice-same-tune')).toEqual([]);
+    expect(await textOf(alice, 'alice-same-tune')).toBe('Preparando... (0%)');
 
     // (b) A callback that never came: the sidecar finds it.
     daemon = await startSidecar({

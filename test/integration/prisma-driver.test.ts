@@ -8,12 +8,14 @@
  */
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from '@prisma/client';
+import type pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAstriaClient } from '../../src/astria/client.js';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { systemClock } from '../../src/clock.js';
 import { seedModels } from '../../src/db/host-schema.js';
+import type { PrismaLike } from '../../src/db/prisma-driver.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { acceptAstriaCallback } from '../../src/http/callback.js';
@@ -255,6 +257,85 @@ describe('ensureOwnSchema through Prisma', () => {
       expect(tables.rows[0]).toEqual({ events: 'astria_app_first.events', deliveries: 'astria_app_first.deliveries' });
     } finally {
       await prisma.$disconnect();
+      await fresh.drop();
+    }
+  });
+});
+
+/**
+ * Prisma 5/6's query engine types every string parameter as `text` (prisma/prisma#14978): a client
+ * that does the same, on pg, so every parameter the library sends must carry its own cast.
+ */
+function textParameterClient(pool: pg.Pool): PrismaLike {
+  const typedAsText = (sql: string) => sql.replace(/\$(\d+)/g, '($$$1::text)');
+  const asText = (values: unknown[]) => values.map((value) => (value === null || Array.isArray(value) ? value : String(value)));
+  const raw = (client: pg.Pool | pg.PoolClient) => ({
+    $queryRawUnsafe: async <T,>(sql: string, ...values: unknown[]) => (await client.query(typedAsText(sql), asText(values))).rows as T,
+    $executeRawUnsafe: async (sql: string, ...values: unknown[]) => (await client.query(typedAsText(sql), asText(values))).rowCount ?? 0,
+  });
+  return {
+    ...raw(pool),
+    async $transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn(raw(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+  };
+}
+
+describe('a Prisma client that types every parameter as text (Prisma 5/6)', () => {
+  it('creates our schema, applies READY, ERROR and a heal, records the callback and queues the outbox', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const prisma = textParameterClient(fresh.pool);
+      await ensureOwnSchema({ prisma }, 'astria_reconciler');
+      const hookClients: unknown[] = [];
+      const service = createStatusService({
+        prisma,
+        transports: ['pg', 'http'],
+        onTransition: async (_event, tx) => void hookClients.push(tx.driverClient),
+      });
+      await seedModels(fresh.pool, [
+        { id: 'text-ready', status: 'TRAINING', trainingJobId: '720001' },
+        { id: 'text-error', status: 'TRAINING', trainingJobId: '720002' },
+      ]);
+      const callback = (tuneId: number, fields: Record<string, unknown>) =>
+        acceptAstriaCallback({ givenSecret: SECRET, body: callbackBody(tuneId, fields) }, { secret: SECRET, prisma, service });
+
+      expect(await callback(720001, { trained_at: '2026-05-01T10:00:00.000Z' })).toMatchObject({ status: 200, body: { applied: 1 } });
+      expect(await callback(720002, { status: 'failed', error_message: 'no faces found' })).toMatchObject({ status: 200, body: { applied: 1 } });
+      // Our own ERROR heals when the tune later reports trained.
+      expect(await callback(720002, { trained_at: '2026-05-01T11:00:00.000Z' })).toMatchObject({ status: 200, body: { applied: 1 } });
+
+      const rows = await fresh.pool.query(`SELECT id, status::text, "modelUrl", "errorMessage" FROM ai_models ORDER BY id`);
+      expect(rows.rows).toEqual([
+        { id: 'text-error', status: 'READY', modelUrl: '720002', errorMessage: null },
+        { id: 'text-ready', status: 'READY', modelUrl: '720001', errorMessage: null },
+      ]);
+      const events = await fresh.pool.query(
+        `SELECT model_id, to_status, extract(epoch FROM trained_at)::bigint AS trained, (SELECT count(*)::int FROM astria_reconciler.deliveries d WHERE d.event_seq = e.seq) AS deliveries
+           FROM astria_reconciler.events e ORDER BY seq`,
+      );
+      expect(events.rows).toEqual([
+        { model_id: 'text-ready', to_status: 'READY', trained: String(Date.parse('2026-05-01T10:00:00Z') / 1000), deliveries: 1 },
+        { model_id: 'text-error', to_status: 'ERROR', trained: null, deliveries: 1 },
+        { model_id: 'text-error', to_status: 'READY', trained: String(Date.parse('2026-05-01T11:00:00Z') / 1000), deliveries: 1 },
+      ]);
+      const callbacks = await fresh.pool.query(`SELECT tune_id FROM astria_reconciler.callbacks ORDER BY id`);
+      expect(callbacks.rows.map((row) => row.tune_id)).toEqual(['720001', '720002', '720002']);
+      // The hook is handed the driver's own transaction client (here the text-typed one).
+      expect(hookClients).toHaveLength(3);
+      expect(hookClients.every((client) => typeof client === 'object' && client !== null && '$queryRawUnsafe' in client)).toBe(true);
+    } finally {
       await fresh.drop();
     }
   });

@@ -1,4 +1,5 @@
 import { createStatusService, ensureOwnSchema, type BroadcastTransport, type StatusService } from 'astria-reconciler';
+import type { Prisma } from '@prisma/client';
 import { prisma } from './db';
 import { refundFailedTraining } from './refunds';
 
@@ -32,7 +33,8 @@ export function statusService(): Promise<StatusService> {
       schema: RECONCILER_SCHEMA,
       channel: BROADCAST_PG_CHANNEL,
       transports: transports(),
-      onTransition: refundFailedTraining,
+      // The hook's SQL runs in the transition's transaction; `driverClient` is Prisma's `tx` of it.
+      onTransition: (event, tx) => refundFailedTraining(event, tx.driverClient as Prisma.TransactionClient),
     });
   })().catch((error: unknown) => {
     // A failed start (database down) is retried by the next request, not cached.

@@ -1,4 +1,4 @@
-import { modelStatusChangedEventSchema, verifySignature, type SqlExecutor } from 'astria-reconciler';
+import { modelStatusChangedEventSchema, verifySignature } from 'astria-reconciler';
 import { NextResponse, type NextRequest } from 'next/server';
 import { prisma } from '@/lib/db';
 import { refundFailedTraining } from '@/lib/refunds';
@@ -24,14 +24,6 @@ export async function POST(request: NextRequest) {
   const parsed = modelStatusChangedEventSchema.safeParse(json);
   // Other event types may come later: accept and ignore them, or the sidecar would retry forever.
   if (!parsed.success) return NextResponse.json({ status: 'ignored' });
-  await prisma.$transaction((tx) => refundFailedTraining(parsed.data, sqlOf(tx)));
+  await prisma.$transaction((tx) => refundFailedTraining(parsed.data, tx));
   return NextResponse.json({ status: 'ok' });
-}
-
-/** Prisma's transaction client as the refund's SQL needs it. */
-function sqlOf(tx: Pick<typeof prisma, '$queryRawUnsafe' | '$executeRawUnsafe'>): SqlExecutor {
-  return {
-    query: (sql, params = []) => tx.$queryRawUnsafe(sql, ...params),
-    execute: async (sql, params = []) => void (await tx.$executeRawUnsafe(sql, ...params)),
-  };
 }

@@ -1,4 +1,4 @@
-import { acceptAstriaCallback } from 'astria-reconciler';
+import { acceptAstriaCallback, callbackUrlParams } from 'astria-reconciler';
 import { NextResponse, type NextRequest } from 'next/server';
 import { prisma } from '@/lib/db';
 import { statusService, TRAINING_TIMEOUT_MS } from '@/lib/status';
@@ -10,7 +10,8 @@ import { statusService, TRAINING_TIMEOUT_MS } from '@/lib/status';
  * transaction). Whoever comes first (this route, or the sidecar recovering a callback this route never
  * got) applies it once. 401 wrong secret, 413 too large, 400 malformed, 202 unknown tune: none writes.
  *
- * Create tunes with `callback: https://<your app>/api/webhooks/astria?secret=<WEBHOOK_SECRET>`.
+ * Create tunes with `callback: https://<your app>/api/webhooks/astria?secret=<WEBHOOK_SECRET>&model=<model id>`:
+ * with `model`, the callback applies to that model only (without it, to every model training the tune).
  * No `runtime`/`dynamic` segment config: a POST handler is dynamic and runs on Node.js by default,
  * and `cacheComponents` refuses both settings.
  */
@@ -18,7 +19,7 @@ export async function POST(request: NextRequest) {
   const contentLength = request.headers.get('content-length');
   const response = await acceptAstriaCallback(
     {
-      givenSecret: request.nextUrl.searchParams.get('secret'),
+      ...callbackUrlParams(request.nextUrl.searchParams), // secret (a repeated one is refused) and model
       contentLength: contentLength === null ? null : Number(contentLength),
       body: request.body,
     },
