@@ -41,6 +41,8 @@ const DISCOVERY_PAGE_SIZE = 2_000;
 const DENSE_IDS_PER_PAGE = 120;
 /** A rejected key is logged at most this often (each retry still says whether it worked). */
 const AUTH_LOG_EVERY_MS = 60_000;
+/** A failing tune list is logged at most this often (rounds come every few seconds). */
+const LIST_FAILURE_LOG_EVERY_MS = 60_000;
 const MAX_ERROR_BACKOFF_MS = 30_000;
 
 /**
@@ -77,6 +79,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   /** Set while Astria rejects the key: when to try it again. */
   let authRetryAt: number | null = null;
   let authLoggedAt = -Infinity;
+  let listFailureLoggedAt = -Infinity;
   /** Whether the latest round of this term saw every tune it had to. */
   let lastRoundCompleted = true;
   /** The lost/late judgement under way, if any: at most one at a time, never awaited by a round. */
@@ -128,6 +131,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   /** Whether the round saw every tune it had to. */
   const round = async (now: number): Promise<boolean> => {
     schedule.roundStarted(now);
+    const unobserved: { tuneId: number; reason: string }[] = [];
     const report = await observeRound(deps, {
       items: schedule.roundItems(now),
       idsPerPage,
@@ -140,18 +144,28 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       failureState: (modelId) => schedule.failureState(modelId, now),
       retryWrites,
       onOutcome: (modelId, outcome) => record(now, modelId, outcome),
-      onUnobserved: (tuneId, reason) => {
-        log.warn({ tuneId, reason }, 'could not observe tune');
-        for (const modelId of schedule.modelsOfTune(tuneId)) schedule.failed(modelId, now);
-      },
+      onUnobserved: (tuneId, reason) => void unobserved.push({ tuneId, reason }),
       onVacant: (tuneId) => schedule.modelsOfTune(tuneId).forEach((modelId) => schedule.forget(modelId)),
     });
     metrics.passDuration.observe((clock.now() - now) / 1000);
     idsPerPage = report.idsPerPage;
-    schedule.roundFinished({ retried: report.retried || report.incomplete !== null });
+    schedule.roundFinished({ retried: report.retried || report.incomplete !== null || report.listFailed !== null });
+    if (report.listFailed !== null && now - listFailureLoggedAt >= LIST_FAILURE_LOG_EVERY_MS) {
+      listFailureLoggedAt = now;
+      log.warn({ reason: report.listFailed, singleGets: report.singleGets }, 'tune list failed; its tunes were fetched one by one');
+    }
     if (report.calls > 0) restoreAuth();
     log.debug({ ...report, inFlight: schedule.size, cadenceMs: schedule.cadenceMs }, 'observation round');
     if (report.incomplete !== null) throw new Error(report.incomplete);
+    // Astria answered nothing (down, or failing every request): the round failed, not its models, so
+    // none backs off on its own (the loop's backoff spares Astria) and all are due once it answers.
+    if (report.observed === 0 && unobserved.length > 0) {
+      throw new Error(`Astria answered none of the round's requests (${report.listFailed ?? unobserved[0]!.reason})`);
+    }
+    for (const { tuneId, reason } of unobserved) {
+      log.warn({ tuneId, reason }, 'could not observe tune');
+      for (const modelId of schedule.modelsOfTune(tuneId)) schedule.failed(modelId, now);
+    }
     const refused = report.notFoundRefused;
     if (refused === null) return true;
     // Held back, not failed: those models back off like any model that could not be observed.

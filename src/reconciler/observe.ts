@@ -36,7 +36,7 @@ export interface RoundOptions {
   trainingTimeoutMs: number;
   /** Single GETs in flight at once. */
   concurrency: number;
-  /** `RECONCILER_MAX_NOT_FOUND_SHARE`: more 404s than this share of the round's tunes are applied to none, unless the list answered. */
+  /** `RECONCILER_MAX_NOT_FOUND_SHARE`: more 404s than this share of the round's tunes are applied to none, unless Astria showed one of them. */
   maxNotFoundShare: number;
   signal: AbortSignal;
   /** Whether a progress-only write (no status change) is due for this model. */
@@ -56,13 +56,17 @@ export interface RoundReport {
   singleGets: number;
   /** Requests sent, retries included. */
   calls: number;
+  /** Tunes to be seen that Astria answered for (a 404 included), on a page or by their GET. */
+  observed: number;
   /** Some request needed a retry (429, 5xx, timeout): the cadence should slow down. */
   retried: boolean;
   /** Tune ids one page spanned this round (the estimate handed back when no full page was seen). */
   idsPerPage: number;
-  /** Why the round could not see every tune it should have (the list failed); null when it did. */
+  /** Why the round could not see every tune it should have (the list's own 404: a wrong base URL); null when it did. */
   incomplete: string | null;
-  /** The not-found guard held these 404s back (no list page proved the endpoint), and why. */
+  /** Why a list page failed otherwise (5xx, a bad body, ...): the tunes it would have shown were fetched one by one. */
+  listFailed: string | null;
+  /** The not-found guard held these 404s back (Astria showed none of the round's tunes), and why. */
   notFoundRefused: { reason: string; tuneIds: number[] } | null;
 }
 
@@ -100,8 +104,8 @@ export class RetryWrites {
 /**
  * One observation round: list pages from just above the newest in-flight tune down as far as the plan
  * says (re-planned after each page with the density measured), then single GETs for the tunes that
- * must be seen and were not (stragglers below the pages, and tunes the list did not show: deleted or
- * unreadable ones, which the GET answers with a 404 or the tune). Each page's models are settled while
+ * must be seen and were not (stragglers below the pages, tunes the list did not show: deleted or
+ * unreadable ones, which the GET answers with a 404 or the tune, and all below a page that failed). Each page's models are settled while
  * the next page is fetched: decided by the status rules and written through the status service.
  * A model's failed write or GET is that model's failure (reported through `onOutcome`/`onUnobserved`);
  * 404s are applied unless the not-found guard holds them back. A database error reading the models
@@ -113,9 +117,11 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
     listPages: 0,
     singleGets: 0,
     calls: 0,
+    observed: 0,
     retried: false,
     idsPerPage: options.idsPerPage,
     incomplete: null,
+    listFailed: null,
     notFoundRefused: null,
   };
   const wanted = new Map(options.items.map((item) => [item.tuneId, item]));
@@ -132,6 +138,8 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
   // 404s wait for the end of the round: too many of them at once are a wrong endpoint, not deleted tunes.
   const gone: number[] = [];
   let observedWanted = 0;
+  // Wanted tunes Astria showed (list or GET): proof for the not-found guard.
+  let tunesShown = 0;
   const getOne = (tuneId: number) =>
     gets.push(
       slots(async () => {
@@ -140,8 +148,9 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
         const result: TuneResult = await deps.astria.getTune(String(tuneId), options.signal);
         if (result.kind === 'failed') return options.onUnobserved(tuneId, result.reason);
         observedWanted += 1;
-        if (result.kind === 'gone') gone.push(tuneId);
-        else settle(new Map([[tuneId, { kind: 'tune', tune: result.tune }]]));
+        if (result.kind === 'gone') return void gone.push(tuneId);
+        tunesShown += 1;
+        settle(new Map([[tuneId, { kind: 'tune', tune: result.tune }]]));
       }).catch((error: unknown) => void (fatal ??= error)),
     );
 
@@ -156,7 +165,9 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
       if (plan.pagesDownTo === null) break;
       const page = await deps.astria.listTunes({ beforeId, limit: MAX_LIST_LIMIT }, options.signal);
       if (page.kind === 'failed') {
-        report.incomplete = `tune list failed: ${page.reason}`;
+        // The list's own 404 is a wrong base URL: single GETs' 404s would be no better.
+        if (page.endpointMissing) report.incomplete = `tune list failed: ${page.reason}`;
+        else report.listFailed = page.reason;
         break;
       }
       report.listPages += 1;
@@ -165,6 +176,7 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
         seen.add(tune.id);
         if (wanted.has(tune.id)) {
           observedWanted += 1;
+          tunesShown += 1;
           observations.set(tune.id, { kind: 'tune', tune });
         }
       }
@@ -184,18 +196,14 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
     }
     if (fullPages > 0) report.idsPerPage = spanSum / fullPages;
 
-    // Stragglers below the pages. When the list failed they stay due: the round is incomplete.
+    // Stragglers below the pages, and every tune below a list page that failed. When the list answered
+    // 404 they stay due: the round is incomplete.
     if (report.incomplete === null) {
       for (const item of below) if (item.weight === 1 && item.tuneId < beforeId && !seen.has(item.tuneId)) getOne(item.tuneId);
     }
     await Promise.all(gets);
     if (fatal === undefined && gone.length > 0) {
-      const proveEndpoint = async () => {
-        const probe = await deps.astria.listTunes({ limit: 1 }, options.signal);
-        if (probe.kind === 'page') report.listPages += 1;
-        return probe.kind === 'page';
-      };
-      const refused = await notFoundGuard({ gone: gone.length, checked: observedWanted, listPages: report.listPages }, options.maxNotFoundShare, proveEndpoint);
+      const refused = notFoundGuard({ gone: gone.length, checked: observedWanted, tunesShown }, options.maxNotFoundShare);
       if (refused !== null) report.notFoundRefused = { reason: refused, tuneIds: gone };
       else settle(new Map(gone.map((tuneId) => [tuneId, { kind: 'gone', tuneId: String(tuneId) }])));
     }
@@ -205,6 +213,7 @@ export async function observeRound(deps: RoundDeps, options: RoundOptions): Prom
   }
   if (fatal !== undefined) throw fatal;
   report.calls = deps.astria.calls - callsBefore;
+  report.observed = observedWanted;
   report.retried = report.calls > report.listPages + report.singleGets;
   return report;
 }

@@ -81,20 +81,15 @@ const MIN_NOT_FOUND_FOR_GUARD = 3;
 
 /**
  * The not-found guard of a pass or a daemon round: that many tunes "deleted" at once may be a wrong
- * `ASTRIA_API_URL` (or something in front of it) answering Astria's JSON 404, not deleted tunes. A
- * list page Astria answered in the same pass or round proves the endpoint, so the guard applies only
- * when none did, and even then `proveEndpoint` (one list page asked for now) may still prove it.
- * Returns why the 404s must not be applied, or null when they may.
+ * `ASTRIA_API_URL` (or something in front of it) answering Astria's JSON 404, or another account's
+ * key (its list answers, none of our tunes on it), not deleted tunes. One of the models' tunes shown
+ * in the same pass or round (on a list page or by its GET) proves endpoint and account, so the guard
+ * applies only when none was. Returns why the 404s must not be applied, or null when they may.
  */
-export async function notFoundGuard(
-  count: { gone: number; checked: number; listPages: number },
-  maxShare: number,
-  proveEndpoint: () => Promise<boolean>,
-): Promise<string | null> {
+export function notFoundGuard(count: { gone: number; checked: number; tunesShown: number }, maxShare: number): string | null {
   const { gone, checked } = count;
-  if (gone < MIN_NOT_FOUND_FOR_GUARD || gone <= maxShare * checked || count.listPages > 0) return null;
-  if (await proveEndpoint()) return null;
-  return `${gone} of ${checked} checked models' tunes answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}, and the tune list did not answer: none was marked ERROR; check ASTRIA_API_URL`;
+  if (gone < MIN_NOT_FOUND_FOR_GUARD || gone <= maxShare * checked || count.tunesShown > 0) return null;
+  return `${gone} of ${checked} checked models' tunes answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}, and Astria showed none of their tunes: none was marked ERROR; check ASTRIA_API_URL, and that ASTRIA_API_KEY is the account that created them`;
 }
 
 /**
@@ -135,6 +130,8 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
     });
   // Models whose tune answered 404: marked ERROR only once the pass knows they are few (the guard).
   const gone: { model: ModelRow; tuneId: string }[] = [];
+  // Models whose tune Astria showed (list or GET): proof for the guard that endpoint and account are right.
+  let tunesShown = 0;
 
   const record = (model: ModelRow, outcome: ModelOutcome, from: ModelStatus) => {
     report.checked += 1;
@@ -186,6 +183,7 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
         gone.push({ model, tuneId: result.tuneId });
         return;
       }
+      if (result.kind === 'tune') tunesShown += 1;
       outcome = result.kind === 'failed' ? { kind: 'failed', reason: result.reason } : await settle(model, { kind: 'tune', tune: result.tune });
     }
     record(model, outcome, model.status);
@@ -229,12 +227,7 @@ export async function runPass(deps: PassDeps, options: PassOptions): Promise<Pas
   if (!aborted()) {
     const markGone = (model: ModelRow, tuneId: string) =>
       guarded(settle(model, { kind: 'gone', tuneId }).then((outcome) => record(model, outcome, model.status)));
-    const proveEndpoint = async () => {
-      const probe = await deps.astria.listTunes({ limit: 1 }, options.signal);
-      if (probe.kind === 'page') report.plan.listPages += 1;
-      return probe.kind === 'page';
-    };
-    await settleGone(gone, report, options.maxNotFoundShare ?? 0.5, proveEndpoint, markGone, (model, outcome) => record(model, outcome, model.status));
+    await settleGone(gone, report, tunesShown, options.maxNotFoundShare ?? 0.5, markGone, (model, outcome) => record(model, outcome, model.status));
   }
   if (fatal !== undefined) throw fatal;
   if (report.stopped) deps.log.error({ reason: report.stopped }, 'pass stopped');
@@ -304,14 +297,13 @@ async function listScan(
 async function settleGone(
   gone: { model: ModelRow; tuneId: string }[],
   report: PassReport,
+  tunesShown: number,
   maxShare: number,
-  proveEndpoint: () => Promise<boolean>,
   markGone: (model: ModelRow, tuneId: string) => Promise<void>,
   refuse: (model: ModelRow, outcome: ModelOutcome) => void,
 ): Promise<void> {
   if (gone.length === 0) return;
-  const count = { gone: gone.length, checked: report.checked + gone.length, listPages: report.plan.listPages };
-  const refused = await notFoundGuard(count, maxShare, proveEndpoint);
+  const refused = notFoundGuard({ gone: gone.length, checked: report.checked + gone.length, tunesShown }, maxShare);
   if (refused !== null) {
     report.stopped = refused;
     for (const { model } of gone) refuse(model, { kind: 'failed', reason: 'tune answered 404; not marked ERROR (too many 404s in this pass)' });
