@@ -1,7 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { callbackBodySchema } from '../astria/tune.js';
-import { recordCallbackArrival } from '../db/callbacks.js';
-import { executorFor, type Database } from '../db/executor.js';
+import type { Database } from '../db/executor.js';
 import type { Logger } from '../log.js';
 import { applyObservedTune } from '../status/apply-tune.js';
 import type { StatusService } from '../status/service.js';
@@ -45,7 +44,7 @@ export interface CallbackDeps extends Database {
 }
 
 export interface CallbackResponse {
-  /** 200 applied, 202 unknown tune, 400 malformed, 401 bad secret, 413 too large, 503 not ready (Astria does not retry: the reconciler applies it once it is up). */
+  /** 200 applied, 202 unknown tune, 400 malformed, 401 bad secret, 413 too large, 503 not ready, or every matched model's write refused (Astria does not retry: the reconciler applies it later). */
   status: 200 | 202 | 400 | 401 | 413 | 503;
   body: Record<string, unknown>;
 }
@@ -125,14 +124,16 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     trainingTimeoutMs: deps.trainingTimeoutMs,
     schema: deps.schema,
     modelId: request.modelId,
+    log: deps.log,
   });
   if (result.matched === 0) {
     deps.log?.info({ tuneId: parsed.data.id }, 'callback for a tune no model trains; ignored');
     return { status: 202, body: { status: 'ignored', reason: 'unknown tune' } };
   }
-  // With its arrival time: the leader judges a reconciler READY lost only once the grace after it is
-  // over, so recording after the write loses no race, and an unknown tune leaves nothing behind.
-  await recordCallbackArrival(executorFor(deps), deps.schema ?? 'astria_reconciler', parsed.data.id, receivedAt, deps.log);
+  const failed = result.failed.length;
+  if (failed > 0) deps.log?.warn({ tuneId: parsed.data.id, failed: result.failed }, 'Astria callback: some models could not be written; the reconciler applies them');
   deps.log?.info({ tuneId: parsed.data.id, matched: result.matched, applied: result.applied.length }, 'Astria callback applied');
-  return { status: 200, body: { status: 'ok', matched: result.matched, applied: result.applied.length } };
+  // Every matched model refused: nothing of it is in the database yet (Astria does not retry; the reconciler will).
+  if (failed === result.matched) return { status: 503, body: { error: 'the database refused every write; the reconciler applies it later', matched: result.matched, failed } };
+  return { status: 200, body: { status: 'ok', matched: result.matched, applied: result.applied.length, failed } };
 }

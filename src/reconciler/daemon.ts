@@ -37,6 +37,11 @@ export const DAEMON_DEFAULTS = { observeEveryMs: 2_000, callbackGraceMs: 10 * 60
 /** Shortest sleep between two wake-ups, so a burst of due times cannot spin the loop. */
 const MIN_SLEEP_MS = 50;
 const DISCOVERY_PAGE_SIZE = 2_000;
+/**
+ * In-flight models are re-read at least this often (or every `RECONCILER_INTERVAL` when shorter): a row
+ * already past its grace when it appears (written without bumping `updatedAt`) is seen within seconds.
+ */
+const MAX_DISCOVERY_EVERY_MS = 5_000;
 /** Tune ids one list page spans when the account's tunes are dense: the pessimistic first guess. */
 const DENSE_IDS_PER_PAGE = 120;
 /** A rejected key is logged at most this often (each retry still says whether it worked). */
@@ -75,6 +80,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   });
   let idsPerPage = DENSE_IDS_PER_PAGE;
   let nextDiscoveryAt = 0;
+  let nextJudgeAt = 0;
   let consecutiveErrors = 0;
   /** Set while Astria rejects the key: when to try it again. */
   let authRetryAt: number | null = null;
@@ -115,7 +121,10 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     }
     schedule.sync(inFlight, now);
     metrics.inflightModels.set(inFlight.length);
-    judging ??= judge(now).finally(() => (judging = null));
+    if (now >= nextJudgeAt) {
+      nextJudgeAt = now + options.intervalMs;
+      judging ??= judge(now).finally(() => (judging = null));
+    }
   };
 
   /** `now`: when the round started, so a look late in the round still keeps the next one on the cadence. */
@@ -148,6 +157,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       onVacant: (tuneId) => schedule.modelsOfTune(tuneId).forEach((modelId) => schedule.forget(modelId)),
     });
     metrics.passDuration.observe((clock.now() - now) / 1000);
+    metrics.inflightModels.set(schedule.size);
     idsPerPage = report.idsPerPage;
     schedule.roundFinished({ retried: report.retried || report.incomplete !== null || report.listFailed !== null });
     if (report.listFailed !== null && now - listFailureLoggedAt >= LIST_FAILURE_LOG_EVERY_MS) {
@@ -198,7 +208,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       if (await leader.refresh()) {
         if (now >= nextDiscoveryAt) {
           await discover(now);
-          nextDiscoveryAt = now + options.intervalMs;
+          nextDiscoveryAt = now + Math.min(options.intervalMs, MAX_DISCOVERY_EVERY_MS);
         }
         const roundAt = schedule.nextRoundAt();
         const authOk = authRetryAt === null || now >= authRetryAt;
@@ -230,6 +240,8 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
         wakeAt = Math.min(authRetryAt!, nextDiscoveryAt);
       } else if (leader.termSignal().aborted) {
         log.info('leadership lost during a round; it stopped');
+        // Try for the lock again soon: a term lost to a dropped connection is usually won straight back.
+        wakeAt = now + settings.observeEveryMs;
       } else {
         metrics.loopErrors.inc();
         consecutiveErrors += 1;

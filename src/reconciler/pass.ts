@@ -4,6 +4,7 @@ import { MAX_LIST_LIMIT, type AstriaClient, type TuneResult } from '../astria/cl
 import { isTuneId, type Observation, type Tune } from '../astria/tune.js';
 import type { Clock } from '../clock.js';
 import { selectInFlightByTuneIds, selectInFlightPage, summarizeInFlight, type InFlightFilter } from '../db/inflight.js';
+import { isModelWriteFailure } from '../db/write-failure.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { decide, type ModelRow, type ModelStatus } from '../status/rules.js';
@@ -310,14 +311,4 @@ async function settleGone(
     return;
   }
   await Promise.all(gone.map(({ model, tuneId }) => markGone(model, tuneId)));
-}
-
-/**
- * A write PostgreSQL refused for this row (a value it rejects, a lock held past lock_timeout, a
- * statement timeout) is that model's failure; a connection lost or refused is everyone's.
- */
-function isModelWriteFailure(error: unknown): boolean {
-  if (!(error instanceof pg.DatabaseError) || !error.code) return false;
-  const everyone = ['08', '53', '28', '3D', '57P01', '57P02', '57P03'];
-  return !everyone.some((prefix) => error.code!.startsWith(prefix));
 }

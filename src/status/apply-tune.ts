@@ -1,8 +1,10 @@
 import type { Tune } from '../astria/tune.js';
+import { recordCallbackArrival } from '../db/callbacks.js';
 import { executorFor, type Database, type SqlExecutor } from '../db/executor.js';
 import { quoteIdentifier } from '../db/identifier.js';
 import { ensureOwnSchema } from '../db/own-schema.js';
 import { MODEL_COLUMNS } from '../db/inflight.js';
+import { isModelWriteFailure } from '../db/write-failure.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
 import { createStatusService, type StatusService } from './service.js';
@@ -25,6 +27,8 @@ export interface ApplyObservedTuneOptions extends Database {
   schema?: string;
   /** Only this model (the callback URL's `model`); null or absent = every model training the tune. */
   modelId?: string | null;
+  /** Where a failure to record the callback's arrival is reported (it never fails the call). */
+  log?: { warn(object: object, message: string): void };
 }
 
 export interface ApplyObservedTuneResult {
@@ -32,6 +36,8 @@ export interface ApplyObservedTuneResult {
   matched: number;
   /** Events of the changes applied (none when nothing changed, or another writer got there first). */
   applied: ModelEvent[];
+  /** Models whose write the database refused (a row the app holds locked, ...): each one's failure alone; the reconciler applies them later. */
+  failed: { modelId: string; reason: string }[];
 }
 
 /** A compare-and-set that lost to another writer is decided again on the fresh row, a few times at most. */
@@ -43,34 +49,47 @@ const MAX_ATTEMPTS = 3;
  * Models in any status are read; the rules decide (READY and DELETED are never left, ERROR may heal to
  * READY). When another writer changed a model between our read and our write (the compare-and-set
  * lost), the model is read again and decided again, so a callback racing a progress poll is not lost.
+ * A write the database refuses for one model (a row lock held past the lock timeout) is that model's
+ * failure; the others are applied. With source `webhook` and a model matched, the callback's arrival
+ * is recorded (lost vs late callbacks), whichever process received it.
  */
 export async function applyObservedTune(options: ApplyObservedTuneOptions): Promise<ApplyObservedTuneResult> {
   const { tune, source = 'webhook', now = new Date(), trainingTimeoutMs = DEFAULT_TRAINING_TIMEOUT_MS } = options;
   const service = options.service ?? (await defaultService(options));
   const db = executorFor(options);
-  const events = `${quoteIdentifier(options.schema ?? 'astria_reconciler')}.events`;
+  const schemaName = options.schema ?? 'astria_reconciler';
+  const events = `${quoteIdentifier(schemaName)}.events`;
   const rows = await db.query<ModelRow>(
     `SELECT ${MODEL_COLUMNS} FROM ai_models
       WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1::text AND ($2::text IS NULL OR id = $2::text) ORDER BY id`,
     [String(tune.id), options.modelId ?? null],
   );
   const applied: ModelEvent[] = [];
+  const failed: ApplyObservedTuneResult['failed'] = [];
   for (const first of rows) {
-    let model: ModelRow | undefined = first;
-    for (let attempt = 1; model && attempt <= MAX_ATTEMPTS; attempt++) {
-      if (model.status === 'ERROR') model = { ...model, ownError: await isOwnError(db, events, model) };
-      const transition = decide(model, { kind: 'tune', tune }, now, { trainingTimeoutMs });
-      if (!transition) break;
-      const result = await service.apply(transition, source);
-      if (result.applied) {
-        applied.push(result.event);
-        break;
+    try {
+      let model: ModelRow | undefined = first;
+      for (let attempt = 1; model && attempt <= MAX_ATTEMPTS; attempt++) {
+        if (model.status === 'ERROR') model = { ...model, ownError: await isOwnError(db, events, model) };
+        const transition = decide(model, { kind: 'tune', tune }, now, { trainingTimeoutMs });
+        if (!transition) break;
+        const result = await service.apply(transition, source);
+        if (result.applied) {
+          applied.push(result.event);
+          break;
+        }
+        // Re-pointed to another tune meanwhile (a retrain): this tune no longer says anything about it.
+        model = (await db.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1::text AND "trainingJobId" = $2::text`, [first.id, String(tune.id)]))[0];
       }
-      // Re-pointed to another tune meanwhile (a retrain): this tune no longer says anything about it.
-      model = (await db.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1::text AND "trainingJobId" = $2::text`, [first.id, String(tune.id)]))[0];
+    } catch (error) {
+      if (!isModelWriteFailure(error)) throw error;
+      failed.push({ modelId: first.id, reason: (error as Error).message });
     }
   }
-  return { matched: rows.length, applied };
+  // With its arrival time: the leader judges a reconciler READY lost only once the grace after it is
+  // over, so recording after the writes loses no race, and an unknown tune leaves nothing behind.
+  if (source === 'webhook' && rows.length > 0) await recordCallbackArrival(db, schemaName, tune.id, now, options.log);
+  return { matched: rows.length, applied, failed };
 }
 
 /**

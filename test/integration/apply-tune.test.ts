@@ -58,12 +58,12 @@ describe('applyObservedTune', () => {
 
     // The same callback again (Astria or the poller): nothing left to apply.
     const again = await applyObservedTune({ pool: db.pool, service, tune: trained(701), source: 'reconciler', now: NOW, trainingTimeoutMs: TIMEOUT });
-    expect(again).toEqual({ matched: 4, applied: [] });
+    expect(again).toEqual({ matched: 4, applied: [], failed: [] });
   });
 
   it('matches nothing for a tune no model trains', async () => {
     const result = await applyObservedTune({ pool: db.pool, service, tune: trained(999_999), source: 'webhook', now: NOW, trainingTimeoutMs: TIMEOUT });
-    expect(result).toEqual({ matched: 0, applied: [] });
+    expect(result).toEqual({ matched: 0, applied: [], failed: [] });
   });
 
   it('decides again when another writer changed the model between the read and the write', async () => {
@@ -86,4 +86,39 @@ describe('applyObservedTune', () => {
     expect(result.applied[0]).toMatchObject({ modelId: 'at-race', status: 'READY', previousStatus: 'TRAINING' });
     expect((await readModel(db.pool, 'at-race')).status).toBe('READY');
   });
+});
+
+describe('applyObservedTune as the app route calls it', () => {
+  const arrivals = async (tuneId: number) =>
+    (await db.pool.query<{ received: string }>(`SELECT received_at::text AS received FROM astria_reconciler.callbacks WHERE tune_id = $1`, [String(tuneId)])).rows;
+
+  it("records the callback's arrival (source webhook, a model matched): lost vs late counts it, whoever received it", async () => {
+    await seedModels(db.pool, [{ id: 'arrival-1', status: 'TRAINING', trainingJobId: '801' }]);
+    await applyObservedTune({ pool: db.pool, service, tune: trained(801), now: NOW });
+    expect(await arrivals(801)).toHaveLength(1);
+    // The reconciler's own observation is no callback, and a tune no model trains leaves nothing behind.
+    await seedModels(db.pool, [{ id: 'arrival-2', status: 'TRAINING', trainingJobId: '802' }]);
+    await applyObservedTune({ pool: db.pool, service, tune: trained(802), now: NOW, source: 'reconciler' });
+    await applyObservedTune({ pool: db.pool, service, tune: trained(803), now: NOW });
+    expect([...(await arrivals(802)), ...(await arrivals(803))]).toEqual([]);
+  });
+
+  it('a row the app holds locked costs that model alone: the others sharing the tune are applied, the arrival recorded', async () => {
+    await seedModels(db.pool, ['lock-a', 'lock-b', 'lock-c'].map((id) => ({ id, status: 'TRAINING' as const, trainingJobId: '804' })));
+    const app = await db.pool.connect();
+    try {
+      await app.query('BEGIN');
+      await app.query(`UPDATE ai_models SET name = 'renamed' WHERE id = 'lock-a'`);
+      const result = await applyObservedTune({ pool: db.pool, service, tune: trained(804), now: NOW });
+      expect(result.matched).toBe(3);
+      expect(result.applied.map((event) => event.modelId).sort()).toEqual(['lock-b', 'lock-c']);
+      expect(result.failed).toEqual([{ modelId: 'lock-a', reason: expect.stringMatching(/lock timeout/) }]);
+    } finally {
+      await app.query('ROLLBACK');
+      app.release();
+    }
+    expect((await readModel(db.pool, 'lock-a')).status).toBe('TRAINING');
+    expect((await readModel(db.pool, 'lock-b')).status).toBe('READY');
+    expect(await arrivals(804)).toHaveLength(1);
+  }, 30_000);
 });

@@ -75,7 +75,7 @@ describe('lost means lost', () => {
   });
 
   it('a callback racing the reconciler (arrived a moment before its write) is not lost', async () => {
-    // What acceptAstriaCallback records before it applies; the reconciler's write then wins the race.
+    // A callback that arrived a moment before the reconciler's write, its arrival recorded then.
     await recordCallbackArrival(db.pool, SCHEMA, tunes[5]!, at(2 * 60 * MINUTE));
     await reconciled(5, 2 * 60 * MINUTE + 500);
     expect(await judge(2 * 60 * MINUTE + GRACE + MINUTE)).toEqual({ lost: 0, late: 1 });
