@@ -17,7 +17,9 @@ export async function selectInFlightTunesPage(pool: pg.Pool, afterId: string | n
   const params: unknown[] = [limit];
   const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
   const { rows } = await pool.query<{ id: string; tune_id: string; updated_at: string }>(
-    `SELECT id, "trainingJobId" AS tune_id, (extract(epoch FROM "updatedAt" AT TIME ZONE 'UTC') * 1000)::bigint::text AS updated_at
+    `SELECT id, "trainingJobId" AS tune_id, 
+            -- 'infinity' (valid in the column) would fail the cast for every row: read as long ago.
+            CASE WHEN isfinite("updatedAt") THEN (extract(epoch FROM "updatedAt" AT TIME ZONE 'UTC') * 1000)::bigint::text ELSE '0' END AS updated_at
        FROM ai_models
       WHERE "aiProvider" = 'astria' AND status IN ('PROCESSING', 'TRAINING') AND "trainingJobId" ~ '${TUNE_ID_PATTERN}' ${after}
       ORDER BY id LIMIT $1`,

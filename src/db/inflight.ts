@@ -21,9 +21,9 @@ export function operatorFilter(now: number, stuckAfterMs: number, modelIds: stri
   return { stuckBefore: stuckAfterMs > 0 ? new Date(now - stuckAfterMs) : null, modelIds: null, includeError: false };
 }
 
-/** The `ai_models` columns a `ModelRow` holds, `createdAt` read as UTC. */
+/** The `ai_models` columns a `ModelRow` holds, `createdAt` read as UTC (null when 'infinity': pg reads that as a number). */
 export const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage", "estimatedTime",
-  ("createdAt" AT TIME ZONE 'UTC') AS "createdAt"`;
+  CASE WHEN isfinite("createdAt") THEN ("createdAt" AT TIME ZONE 'UTC') END AS "createdAt"`;
 
 function where(filter: InFlightFilter, params: unknown[]): string {
   const param = (value: unknown) => `$${params.push(value)}`;

@@ -16,7 +16,8 @@ export interface ModelRow {
   trainingJobId: string | null;
   errorMessage: string | null;
   estimatedTime: number | null;
-  createdAt: Date;
+  /** Null when the row's value is no time (`'infinity'`): then it never times out by it. */
+  createdAt: Date | null;
   /**
    * The row's ERROR was set by this product: the latest event of our own log for it is that ERROR,
    * with the message the row still holds. Absent when unknown (counts as false).
@@ -98,7 +99,7 @@ export function decide(model: ModelRow, observation: Observation, now: Date, opt
   const failure = failureMessage(tune);
   if (failure !== null) return transition('ERROR', { errorMessage: failure, estimatedTime: null });
 
-  if (now.getTime() - model.createdAt.getTime() > options.trainingTimeoutMs) {
+  if (model.createdAt !== null && now.getTime() - model.createdAt.getTime() > options.trainingTimeoutMs) {
     return transition('ERROR', {
       errorMessage: `Training did not finish within ${formatHours(options.trainingTimeoutMs)} (Astria tune ${tune.id})`,
       estimatedTime: null,

@@ -251,6 +251,16 @@ describe('daemon rounds: one model\'s failure stays that model\'s', () => {
     expect(refused?.reason).toMatch(/4 of 4 checked models' tunes answered 404.*ASTRIA_API_KEY/);
   });
 
+  it("rows whose updatedAt or createdAt is 'infinity' neither stop the rounds nor wait: all recovered within a round", async () => {
+    const tunes = astria.addTunes(4, () => ({ startedTrainingAt: new Date(t0 - HOUR), eta: null }));
+    await seedModels(db.pool, tunes.map((tune) => training(tune.id)));
+    await db.pool.query(`UPDATE ai_models SET "updatedAt" = 'infinity' WHERE id = $1`, [`m-${tunes[0]!.id}`]);
+    await db.pool.query(`UPDATE ai_models SET "createdAt" = 'infinity', "updatedAt" = '-infinity' WHERE id = $1`, [`m-${tunes[1]!.id}`]);
+    const metrics = await runFor(MINUTE, (at) => at(30 * SECOND, () => tunes.forEach((tune) => astria.train(tune.id))));
+    for (const tune of tunes) expect((await eventAt(`m-${tune.id}`, 'READY')) - (t0 + 30 * SECOND)).toBeLessThanOrEqual(5 * SECOND);
+    expect(await counter(metrics.loopErrors)).toBe(0);
+  });
+
   it('a tune list answering 500 on every page: the tunes are fetched one by one, every model recovered, no loop error', async () => {
     const tunes = astria.addTunes(5, () => ({ startedTrainingAt: new Date(t0 - HOUR), eta: null }));
     await seedModels(db.pool, tunes.map((tune) => training(tune.id)));

@@ -170,6 +170,21 @@ describe('poison strings', () => {
   });
 });
 
+describe("timestamps that are no time ('infinity', valid in the app's columns)", () => {
+  it.each(['auto', 'single-gets'] as const)('cost nothing: the pass goes on, the others are applied, those are decided like any (%s plan)', async (plan) => {
+    const trained = astria.addTunes(4, () => ({ trainedAt: ago(60_000), startedTrainingAt: ago(HOUR) }));
+    // Still training: the rules get as far as the training timeout, which reads createdAt.
+    const training = astria.addTunes(2, () => ({ startedTrainingAt: ago(60_000), eta: new Date(Date.now() + HOUR) }));
+    await seedModels(db.pool, [...trained, ...training].map((tune) => stuck(`m-${tune.id}`, tune.id)));
+    await db.pool.query(`UPDATE ai_models SET "createdAt" = 'infinity' WHERE id = $1`, [`m-${training[0]!.id}`]);
+    await db.pool.query(`UPDATE ai_models SET "createdAt" = '-infinity' WHERE id = $1`, [`m-${training[1]!.id}`]);
+    const report = await pass({ plan });
+    expect(report).toMatchObject({ stopped: null, failed: 0, checked: 6 });
+    for (const tune of trained) expect((await readModel(db.pool, `m-${tune.id}`)).status).toBe('READY');
+    for (const tune of training) expect((await readModel(db.pool, `m-${tune.id}`)).status).toBe('TRAINING');
+  });
+});
+
 describe('a 404 that is not Astria saying "no such tune"', () => {
   it('from a host answering 404 (HTML) everywhere: nothing is marked ERROR, the pass reports it', async () => {
     const website = await startNotFoundEverywhere();
