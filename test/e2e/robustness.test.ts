@@ -162,7 +162,7 @@ describe('the daemon', () => {
     const rival = new pg.Client({ connectionString: db.url });
     await rival.connect();
     try {
-      await rival.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'astria-reconciler leader'`);
+      await rival.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'astria-reconciler leader'`);
       await rival.query('SELECT pg_advisory_lock(hashtext($1))', ['astria_reconciler:leader:astria_reconciler']);
       const lostAt = Date.now();
       await new Promise((resolve) => setTimeout(resolve, 8_000));
