@@ -92,7 +92,7 @@ async function run(command: Command): Promise<number> {
       process.stdout.write(`re-queued ${total} dead deliver${total === 1 ? 'y' : 'ies'} (http ${requeued.http}, redis ${requeued.redis}); running daemons send them within a second\n`);
       return EXIT.ok;
     }
-    return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout });
+    return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout, callbackGraceMs: config.callbackGraceMs });
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new DatabaseUnreachableError(`cannot use the event log: ${(error as Error).message}`);

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { quoteIdentifier } from '../db/identifier.js';
 import { UsageError } from './args.js';
 import { listDeadDeliveries, type DeadDeliveries } from '../broadcast/dead-letter.js';
-import { countCallbackOutcomes, type CallbackCounts } from '../db/callbacks.js';
+import { countCallbackOutcomes, DEFAULT_CALLBACK_GRACE_MS, type CallbackCounts } from '../db/callbacks.js';
 
 /** One slow recovery: Astria finished training long before the reconciler applied READY. */
 export interface SlowRecovery {
@@ -32,7 +32,7 @@ export interface Report {
   /**
    * Lost means lost: reconciler recoveries to READY whose callback never came within
    * RECONCILER_CALLBACK_GRACE (`lost`) or came after (`late`); READY the callback applied itself
-   * (`webhookFirst`). `pending`: not judged yet; `unrecorded`: from before callbacks were recorded.
+   * (`webhookFirst`). `pending`: grace still running, no callback yet; `unrecorded`: from before callbacks were recorded.
    */
   callbacks: CallbackCounts;
 }
@@ -45,7 +45,13 @@ const STATUS_ORDER = ['READY', 'ERROR', 'TRAINING', 'PROCESSING', 'UPLOADING', '
 const round = (value: number | null) => (value === null ? null : Math.round(value * 1000) / 1000);
 
 /** Reads the event log from `now - sinceMs` to now. */
-export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number, now: Date | number): Promise<Report> {
+export async function buildReport(
+  pool: pg.Pool,
+  schema: string,
+  sinceMs: number,
+  now: Date | number,
+  callbackGraceMs = DEFAULT_CALLBACK_GRACE_MS,
+): Promise<Report> {
   const until = new Date(now);
   const since = new Date(until.getTime() - sinceMs);
   const window = [since.toISOString(), until.toISOString()];
@@ -103,7 +109,7 @@ export async function buildReport(pool: pg.Pool, schema: string, sinceMs: number
   );
 
   const stats = lag.rows[0]!;
-  const callbacks = await countCallbackOutcomes(pool, schema, since, until);
+  const callbacks = await countCallbackOutcomes(pool, schema, since, until, callbackGraceMs);
   return {
     since: since.toISOString(),
     until: until.toISOString(),
@@ -217,14 +223,14 @@ function formatDeadDeliveries(dead: DeadDeliveries): string[] {
 export async function runReport(
   pool: pg.Pool,
   schema: string,
-  options: { sinceMs: number; json: boolean; now?: Date | number; stdout: NodeJS.WritableStream },
+  options: { sinceMs: number; json: boolean; now?: Date | number; stdout: NodeJS.WritableStream; callbackGraceMs?: number },
 ): Promise<number> {
   const now = new Date(options.now ?? Date.now()).getTime();
   // No event is older than the epoch; a window reaching further is a typo (and no valid Date).
   if (options.sinceMs > now) {
     throw new UsageError(`--since reaches back before 1970, older than any event: use at most ${Math.floor(now / 86_400_000)}d`);
   }
-  const report = await buildReport(pool, schema, options.sinceMs, now);
+  const report = await buildReport(pool, schema, options.sinceMs, now, options.callbackGraceMs);
   options.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;
 }

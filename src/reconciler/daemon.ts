@@ -1,5 +1,5 @@
 import { AstriaAuthError } from '../astria/client.js';
-import { classifyReconcilerRecoveries } from '../db/callbacks.js';
+import { classifyReconcilerRecoveries, DEFAULT_CALLBACK_GRACE_MS } from '../db/callbacks.js';
 import { selectInFlightTunesPage, type InFlightTune } from '../db/inflight-tunes.js';
 import type { StatusService } from '../status/service.js';
 import type { LeaderElection } from './leader.js';
@@ -32,7 +32,7 @@ export interface DaemonOptions {
   schema?: string;
 }
 
-export const DAEMON_DEFAULTS = { observeEveryMs: 2_000, callbackGraceMs: 10 * 60_000, authRetryMs: 2 * 60_000, schema: 'astria_reconciler' };
+export const DAEMON_DEFAULTS = { observeEveryMs: 2_000, callbackGraceMs: DEFAULT_CALLBACK_GRACE_MS, authRetryMs: 2 * 60_000, schema: 'astria_reconciler' };
 
 /** Shortest sleep between two wake-ups, so a burst of due times cannot spin the loop. */
 const MIN_SLEEP_MS = 50;

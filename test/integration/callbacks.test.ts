@@ -90,6 +90,35 @@ describe('lost means lost', () => {
   });
 });
 
+describe('report with no leader to judge (recoveries of `--once` alone)', () => {
+  it('judges the unjudged as of now, without writing verdicts: lost after the grace, late with a callback, pending within it', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      await ensureOwnSchema(fresh.pool, SCHEMA);
+      await fresh.pool.query(`UPDATE ${SCHEMA}.callback_recording SET started_at = $1`, [at(-24 * 60 * MINUTE).toISOString()]);
+      const models = await seedProcessing(fresh.pool, 'once', 3, 90_000);
+      const once = createStatusService({ pool: fresh.pool, clock: { now: () => clockMs, sleep: async () => undefined } });
+      for (const [, tuneId] of models) await advance(fresh.pool, once, tuneId, 'started', { now: at(-60 * MINUTE) });
+      // Recovered at 0 (no callback ever), at 0 (its callback came a minute later), and 5 min before the report.
+      const recovered = (i: number, when: number) => {
+        clockMs = T0 + when; // the service stamps the event with its clock
+        return advance(fresh.pool, once, models[i]![1], 'trained', { now: at(when), source: 'reconciler' });
+      };
+      await recovered(0, 0);
+      await recovered(1, 0);
+      await recordCallbackArrival(fresh.pool, SCHEMA, models[1]![1], at(MINUTE));
+      await recovered(2, GRACE + 10 * MINUTE);
+
+      const report = await buildReport(fresh.pool, SCHEMA, 60 * MINUTE, at(GRACE + 15 * MINUTE), GRACE);
+      expect(report.callbacks).toEqual({ lost: 1, late: 1, webhookFirst: 0, pending: 1, unrecorded: 0 });
+      const verdicts = await fresh.pool.query(`SELECT count(*)::int AS n FROM ${SCHEMA}.callback_outcomes`);
+      expect(verdicts.rows[0]!.n).toBe(0);
+    } finally {
+      await fresh.drop();
+    }
+  });
+});
+
 describe('a log written before callbacks were recorded', () => {
   it('reports every reconciler READY as unrecorded, the webhook ones as webhook first', async () => {
     await db.pool.query(`DROP TABLE ${SCHEMA}.callback_outcomes, ${SCHEMA}.callback_recording, ${SCHEMA}.callbacks`);
