@@ -55,7 +55,12 @@ const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 1_000, maxDelayMs
 /** A 504 is Astria's own 30 s gateway timeout: the next try waits this many times the usual backoff. */
 const GATEWAY_TIMEOUT_BACKOFF_FACTOR = 4;
 const MAX_RETRY_AFTER_MS = 5 * 60_000;
-const MAX_BODY_BYTES = 16 * 1024 * 1024;
+/**
+ * Caps on one answer, counted while it arrives. A tune is a few KB and a page of 120 well under a MB;
+ * with `ASTRIA_CONCURRENCY` GETs at once plus their parsed JSON, 2 MiB a tune keeps a hostile answer
+ * far inside the manifests' 256 Mi.
+ */
+const MAX_BODY_BYTES: Record<Endpoint, number> = { get_tune: 2 * 1024 * 1024, list_tunes: 16 * 1024 * 1024 };
 export const MAX_LIST_LIMIT = 120;
 
 type Endpoint = 'get_tune' | 'list_tunes';
@@ -104,7 +109,7 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
         dispatcher,
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
-      text = await readText(response);
+      text = await readText(response, MAX_BODY_BYTES[endpoint]);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       if (error instanceof BodyTooLargeError) {
@@ -248,18 +253,18 @@ function parseListPage(items: unknown[], log: Logger): ListResult {
  * The body as text, counted while it arrives: a chunked (or lying) answer is cut off at the cap, not
  * buffered whole first.
  */
-async function readText(response: Dispatcher.ResponseData): Promise<string> {
+async function readText(response: Dispatcher.ResponseData, maxBytes: number): Promise<string> {
   const tooLarge = (size: number | string) => {
     response.body.destroy();
-    return new BodyTooLargeError(`Astria's answer of ${size} bytes exceeds ${MAX_BODY_BYTES}`);
+    return new BodyTooLargeError(`Astria's answer of ${size} bytes exceeds ${maxBytes}`);
   };
   const declared = Number(response.headers['content-length']);
-  if (declared > MAX_BODY_BYTES) throw tooLarge(declared);
+  if (declared > maxBytes) throw tooLarge(declared);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of response.body as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw tooLarge(`over ${MAX_BODY_BYTES}`);
+    if (size > maxBytes) throw tooLarge(`over ${maxBytes}`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');

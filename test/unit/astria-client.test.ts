@@ -573,7 +573,10 @@ describe('AstriaClient.listTunes', () => {
 });
 
 describe('AstriaClient body cap', () => {
-  it('refuses a 64 MB chunked body at the 16 MiB cap while it arrives, without buffering or retrying it', async () => {
+  it.each([
+    ['a tune', 2, 'get_tune'],
+    ['a list page', 16, 'list_tunes'],
+  ] as const)('refuses a 64 MB chunked body for %s at its %i MiB cap while it arrives, without buffering or retrying it', async (_what, capMiB, endpoint) => {
     const chunk = Buffer.alloc(1024 * 1024, 0x20);
     let sentMiB = 0;
     const server = createServer((_req, res) => {
@@ -604,13 +607,13 @@ describe('AstriaClient body cap', () => {
     });
     const rssBefore = process.memoryUsage().rss;
     try {
-      const result = await client.getTune('56');
+      const result = endpoint === 'get_tune' ? await client.getTune('56') : await client.listTunes({});
       expect(result.kind).toBe('failed');
-      if (result.kind === 'failed') expect(result.reason).toMatch(/exceeds 16777216/);
+      if (result.kind === 'failed') expect(result.reason).toMatch(new RegExp(`exceeds ${capMiB * 1024 * 1024}`));
       expect(client.calls).toBe(1);
-      expect(await requestCounts(metrics)).toEqual({ 'get_tune:invalid_body': 1 });
+      expect(await requestCounts(metrics)).toEqual({ [`${endpoint}:invalid_body`]: 1 });
       // Reading stopped at the cap: most of the 64 MB was never sent (socket buffers hold a few MiB).
-      expect(sentMiB).toBeLessThan(40);
+      expect(sentMiB).toBeLessThan(capMiB + 24);
       expect(process.memoryUsage().rss - rssBefore).toBeLessThan(48 * 1024 * 1024);
     } finally {
       await client.close();
