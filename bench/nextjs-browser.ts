@@ -28,8 +28,8 @@ import { fixedOrDash, formatGrid, maximum, percentile, target, type SectionResul
 
 const WEBHOOK_MODELS = 60;
 const WEBHOOK_WARMUP = 5;
-const LOST_MODELS = 20;
-const LOST_SPACING_MS = 1_500;
+const LOST_MODELS = 50;
+const LOST_SPACING_MS = 1_000;
 const LOST_WAIT_MS = 120_000;
 const ETA_ERROR_MS = 10_000;
 const WEBHOOK_TARGET_P99_MS = 200;
