@@ -226,10 +226,16 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
         wakeAt = Math.min(nextDiscoveryAt, next ?? Infinity);
         if (lastRoundCompleted && authRetryAt === null) metrics.lastSuccess.set(clock.now() / 1000);
       } else {
-        // A follower forgets: if it becomes leader it starts from what the database says then.
+        // A follower forgets: if it becomes leader it starts from what the database says then. Its
+        // gauges say so too: the new leader reports the key and the in-flight models (the alerts take
+        // min/max over replicas, so a stale 0 or count here would outlive a failover).
         schedule.clear();
         nextDiscoveryAt = 0;
         lastRoundCompleted = true;
+        authRetryAt = null;
+        authLoggedAt = -Infinity;
+        metrics.astriaAuthOk.set(1);
+        metrics.inflightModels.set(0);
       }
       consecutiveErrors = 0;
     } catch (error) {

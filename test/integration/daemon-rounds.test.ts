@@ -15,7 +15,7 @@ import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { runDaemon, type DaemonOptions } from '../../src/reconciler/daemon.js';
-import { createLeaderElection } from '../../src/reconciler/leader.js';
+import { createLeaderElection, type LeaderElection } from '../../src/reconciler/leader.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 
@@ -36,6 +36,8 @@ let t0: number;
 /** The running daemon's metrics and shutdown signal (set by `runFor`). */
 let metrics: Metrics;
 let stopSignal: AbortSignal;
+/** The running daemon's leader election (set by `runFor`); its lock is `rounds-${t0}`. */
+let election: LeaderElection;
 /** Virtual arrival time of every request at the simulated Astria, with its path. */
 let requests: { at: number; path: string }[];
 
@@ -70,7 +72,7 @@ async function runFor(
   metrics = createMetrics();
   const pool = trackPool(db.pool, clock);
   const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 5, concurrency: 4, timeoutMs: 10 * SECOND, log, metrics, clock });
-  const election = createLeaderElection({ databaseUrl: db.url, lockName: `rounds-${t0}`, log, metrics });
+  election = createLeaderElection({ databaseUrl: db.url, lockName: `rounds-${t0}`, log, metrics });
   const leader = { ...election, refresh: () => clock.track(election.refresh()) };
   script((ms, what) => void clock.sleep(ms, stop.signal).then(() => clock.track(Promise.resolve(what()))).catch(() => undefined));
   try {
@@ -203,6 +205,33 @@ describe('daemon rounds on a fake clock', () => {
     expect(Math.max(...gapsAfter(t0 + MINUTE, t0 + 2 * MINUTE))).toBeGreaterThanOrEqual(6 * SECOND);
     expect(requests.filter((request) => request.at >= t0 + MINUTE && request.at < t0 + 2 * MINUTE).length).toBeLessThanOrEqual(15);
     expect(Math.max(...gapsAfter(t0 + 150 * SECOND, t0 + 3 * MINUTE))).toBe(2 * SECOND);
+  });
+});
+
+describe('daemon rounds: leadership lost', () => {
+  it('a leader whose key Astria rejects, with models in flight, loses the lock: its gauges no longer say "key rejected" or count models it does not poll', async () => {
+    astria = await startSimulatedAstria({ apiKey: 'sd_another_key', now: () => new Date(clock.now()) });
+    const tunes = astria.addTunes(5, () => ({ startedTrainingAt: new Date(t0 - HOUR), eta: null }));
+    await seedModels(db.pool, tunes.map((tune) => training(tune.id)));
+    const rival = createLeaderElection({ databaseUrl: db.url, lockName: `rounds-${t0}`, log, metrics: createMetrics() });
+    const whileLeading: Record<string, number> = {};
+    try {
+      await runFor(3 * MINUTE, (at) =>
+        at(MINUTE, async () => {
+          whileLeading.authOk = await counter(metrics.astriaAuthOk);
+          whileLeading.inflight = await counter(metrics.inflightModels);
+          // Another replica takes the lock (as when this one's session dropped).
+          await election.release();
+          expect(await rival.refresh()).toBe(true);
+        }),
+      );
+    } finally {
+      await rival.release();
+    }
+    expect(whileLeading).toEqual({ authOk: 0, inflight: 5 });
+    expect(await counter(metrics.isLeader)).toBe(0);
+    expect(await counter(metrics.astriaAuthOk)).toBe(1);
+    expect(await counter(metrics.inflightModels)).toBe(0);
   });
 });
 
