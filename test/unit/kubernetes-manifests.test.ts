@@ -1,0 +1,91 @@
+/**
+ * Every pod the shipped manifests describe must be admitted by a namespace enforcing Pod Security
+ * "restricted" (https://kubernetes.io/docs/concepts/security/pod-security-standards/), the app's
+ * containers beside the reconciler included: one non-compliant container rejects the whole pod.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+
+const deployDir = new URL('../../deploy/', import.meta.url);
+
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  capabilities?: { drop?: string[]; add?: string[] };
+  seccompProfile?: { type?: string };
+}
+interface Container {
+  name: string;
+  securityContext?: SecurityContext;
+}
+interface PodSpec {
+  securityContext?: SecurityContext;
+  containers?: Container[];
+  initContainers?: Container[];
+  ephemeralContainers?: Container[];
+}
+
+function manifestFiles(dir: URL): URL[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    if (entry.isDirectory()) return manifestFiles(new URL(`${entry.name}/`, dir));
+    return /\.ya?ml$/.test(entry.name) ? [new URL(entry.name, dir)] : [];
+  });
+}
+
+/** The pod spec a Kubernetes object runs, if it runs pods. */
+function podSpecOf(object: { kind?: string; spec?: any }): PodSpec | undefined {
+  switch (object.kind) {
+    case 'Pod':
+      return object.spec;
+    case 'CronJob':
+      return object.spec?.jobTemplate?.spec?.template?.spec;
+    case 'Deployment':
+    case 'StatefulSet':
+    case 'DaemonSet':
+    case 'ReplicaSet':
+    case 'Job':
+      return object.spec?.template?.spec;
+    default:
+      return undefined;
+  }
+}
+
+/** What keeps the container out of a "restricted" namespace, if anything. */
+function restrictedViolations(pod: PodSpec, container: Container): string[] {
+  const own = container.securityContext ?? {};
+  const violations: string[] = [];
+  const runAsNonRoot = own.runAsNonRoot ?? pod.securityContext?.runAsNonRoot;
+  if (runAsNonRoot !== true) violations.push('runAsNonRoot is not true (pod or container)');
+  if (own.allowPrivilegeEscalation !== false) violations.push('allowPrivilegeEscalation is not false');
+  if (!own.capabilities?.drop?.includes('ALL')) violations.push('capabilities do not drop ALL');
+  if ((own.capabilities?.add ?? []).some((capability) => capability !== 'NET_BIND_SERVICE')) violations.push('capabilities add more than NET_BIND_SERVICE');
+  const seccomp = own.seccompProfile?.type ?? pod.securityContext?.seccompProfile?.type;
+  if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') violations.push('seccompProfile is not RuntimeDefault (pod or container)');
+  return violations;
+}
+
+const pods = manifestFiles(deployDir).flatMap((file) =>
+  parseAllDocuments(readFileSync(file, 'utf8')).flatMap((document) => {
+    const object = document.toJS() as { kind?: string; metadata?: { name?: string }; spec?: unknown } | null;
+    const pod = object ? podSpecOf(object) : undefined;
+    const where = `${file.pathname.slice(deployDir.pathname.length)} ${object?.kind}/${object?.metadata?.name}`;
+    return pod ? [{ where, pod }] : [];
+  }),
+);
+
+describe('Kubernetes manifests under deploy/', () => {
+  it('describe the two layouts (own Deployment, native sidecar)', () => {
+    expect(pods.map(({ where }) => where).sort()).toEqual([
+      'kubernetes/deployment.yaml Deployment/astria-reconciler',
+      'kubernetes/native-sidecar.yaml Deployment/web',
+    ]);
+  });
+
+  it.each(pods)('$where: every container meets Pod Security "restricted"', ({ pod }) => {
+    const containers = [...(pod.initContainers ?? []), ...(pod.containers ?? []), ...(pod.ephemeralContainers ?? [])];
+    expect(containers.length).toBeGreaterThan(0);
+    const violations = Object.fromEntries(containers.map((container) => [container.name, restrictedViolations(pod, container)]));
+    expect(violations).toEqual(Object.fromEntries(containers.map((container) => [container.name, []])));
+  });
+});
