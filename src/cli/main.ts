@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { AstriaAuthError } from '../astria/client.js';
 import { requeueDeadDeliveries } from '../broadcast/dead-letter.js';
 import { ConfigError, loadConfig } from '../config.js';
-import { HostTableMissingError } from '../db/host-check.js';
+import { assertHostTable, HostTableMissingError } from '../db/host-check.js';
 import { createPool } from '../db/pool.js';
 import { ListenError } from '../http/server.js';
 import { createLogger } from '../log.js';
@@ -86,6 +86,8 @@ async function run(command: Command): Promise<number> {
   }
   const pool = createPool(config.databaseUrl, log);
   try {
+    // A wrong database has no event log either: zeros from it would read as "nothing happened".
+    await assertHostTable(pool);
     if (command.kind === 'requeue-dead') {
       const requeued = await requeueDeadDeliveries(pool, config.schema, command.transport);
       const total = requeued.http + requeued.redis;
@@ -94,8 +96,8 @@ async function run(command: Command): Promise<number> {
     }
     return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout, callbackGraceMs: config.callbackGraceMs });
   } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new DatabaseUnreachableError(`cannot use the event log: ${(error as Error).message}`);
+    if (error instanceof UsageError || error instanceof HostTableMissingError) throw error;
+    throw new DatabaseUnreachableError('cannot use the event log', error);
   } finally {
     await pool.end();
   }

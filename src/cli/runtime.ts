@@ -20,8 +20,12 @@ export interface RuntimeOptions {
   defaultMetrics: boolean;
 }
 
+/** The database did not answer, or refused us: `what` could not be done; the message names the variable to check. */
 export class DatabaseUnreachableError extends Error {
   override name = 'DatabaseUnreachableError';
+  constructor(what: string, cause: unknown) {
+    super(`${what} (check DATABASE_URL): ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
 }
 
 /** The runtime without touching the database: nothing connects until it is used. */
@@ -65,7 +69,7 @@ export async function prepareDatabase(runtime: Runtime, options: { dryRun: boole
     else await ensureOwnSchema(runtime.pool, runtime.config.schema);
   } catch (error) {
     if (error instanceof HostTableMissingError) throw error;
-    throw new DatabaseUnreachableError(`database unreachable or unusable: ${(error as Error).message}`);
+    throw new DatabaseUnreachableError('database unreachable or unusable', error);
   }
 }
 

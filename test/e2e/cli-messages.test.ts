@@ -1,15 +1,31 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createDatabase, dropDatabase } from '../../src/db/embedded.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 const env = { ASTRIA_API_KEY: 'sd_messages_test', LOG_LEVEL: 'info' };
 
 let db: TestDatabase;
+/** A database that answers but is not the app's: no ai_models, no schema of ours. */
+const wrongName = `t_wrong_${randomBytes(4).toString('hex')}`;
+let wrongUrl: string;
 beforeAll(async () => {
   db = await createTestDatabase();
+  wrongUrl = await createDatabase(inject('adminDatabaseUrl'), wrongName);
 });
-afterAll(() => db.drop());
+afterAll(async () => {
+  await db.drop();
+  await dropDatabase(inject('adminDatabaseUrl'), wrongName);
+});
+
+/** `url` with its database name replaced. */
+function onDatabase(url: string, name: string): string {
+  const changed = new URL(url);
+  changed.pathname = `/${name}`;
+  return changed.toString();
+}
 
 /** A fatal exit: exactly one JSON log line (level fatal) and one plain line, no stack trace. */
 function expectFatal(result: CliResult, plain: RegExp): void {
@@ -50,8 +66,29 @@ describe('messages of the CLI', () => {
 
   it('database unreachable (--once): one JSON line and one plain line, no password', async () => {
     const result = await runCli(['--once'], { ...env, DATABASE_URL: 'postgresql://nobody:hunter2@127.0.0.1:1/none' });
-    expectFatal(result, /database unreachable/);
+    expectFatal(result, /database unreachable.*check DATABASE_URL.*ECONNREFUSED/);
     expect(result.stderr).not.toContain('hunter2');
+  });
+
+  it.each([['report'], ['requeue-dead']])('%s on a database that does not exist: names DATABASE_URL (exit 1)', async (command) => {
+    const result = await runCli([command], { ...env, DATABASE_URL: onDatabase(db.url, 'nodb') });
+    expectFatal(result, /check DATABASE_URL.*database "nodb" does not exist/);
+    expect(result.stdout).toBe('');
+  });
+
+  it.each([
+    ['report', 'a database without ai_models', () => wrongUrl],
+    ['requeue-dead', 'a database without ai_models', () => wrongUrl],
+    ['report', "the app's database with a wrong ?schema=", () => `${db.url}?schema=nope`],
+    ['requeue-dead', "the app's database with a wrong ?schema=", () => `${db.url}?schema=nope`],
+  ])('%s on %s: the one line --once gives, naming DATABASE_URL and ?schema=, no zeros (exit 1)', async (command, _what, url) => {
+    const result = await runCli([command], { ...env, DATABASE_URL: url() });
+    expectFatal(result, /table ai_models not found.*DATABASE_URL.*\?schema=/);
+    expect(result.stdout).toBe('');
+    const once = await runCli(['--once'], { ...env, DATABASE_URL: url(), ASTRIA_API_URL: 'http://127.0.0.1:1' });
+    expect(once.stderr.split('\n').filter((line) => line.startsWith('astria-reconciler: '))).toEqual(
+      result.stderr.split('\n').filter((line) => line.startsWith('astria-reconciler: ')),
+    );
   });
 
   it.each([
