@@ -21,6 +21,8 @@ let db: TestDatabase;
 let astria: SimulatedAstria;
 let daemon: RunningDaemon;
 let exposed: Set<string>;
+/** The label blocks (`a="x",b="y"`) of every exposed sample, by sample name. */
+let exposedLabels: Map<string, string[]>;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -28,7 +30,12 @@ beforeAll(async () => {
   daemon = await startDaemon({ DATABASE_URL: db.url, ASTRIA_API_KEY: API_KEY, ASTRIA_API_URL: astria.url, LOG_LEVEL: 'warn' });
   const text = await (await fetch(`${daemon.url}/metrics`)).text();
   // Sample names as exposed, histogram series (_bucket, _sum, _count) included.
-  exposed = new Set(text.split('\n').filter((line) => line && !line.startsWith('#')).map((line) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)![0]));
+  const samples = text.split('\n').filter((line) => line && !line.startsWith('#'));
+  exposed = new Set(samples.map((line) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)![0]));
+  exposedLabels = new Map();
+  for (const [, name, labels] of samples.map((line) => /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?/.exec(line)!)) {
+    exposedLabels.set(name!, [...(exposedLabels.get(name!) ?? []), labels ?? '']);
+  }
 }, 60_000);
 
 afterAll(async () => {
@@ -45,6 +52,17 @@ describe('shipped monitoring against a live /metrics of the built daemon', () =>
     expect(queried.length).toBeGreaterThan(15);
     const missing = queried.flatMap(({ panel, expr }) => metricNames(expr).filter((name) => !exposed.has(name)).map((name) => `${panel}: ${name}`));
     expect(missing).toEqual([]);
+    // A matcher on a label (or value) the metric does not have selects nothing: the panel reads 0, not an error.
+    const unmatched = queried.flatMap(({ panel, expr }) =>
+      [...expr.matchAll(/\b([a-z_:][a-z0-9_:]*)\{([^}]*)\}/g)].flatMap(([, name, matchers]) =>
+        [...matchers!.matchAll(/([a-z_]+)="([^"]*)"/g)]
+          .filter(([, label]) => label !== 'job')
+          .filter(([pair]) => !(exposedLabels.get(name!) ?? []).some((labels) => labels.split(',').includes(pair!)))
+          .map(([pair]) => `${panel}: ${name}{${pair}}`),
+      ),
+    );
+    expect(unmatched).toEqual([]);
+    expect(queried.find(({ panel }) => panel === 'Recovered (24h)')?.expr).toMatch(/source="reconciler".*to="READY"/);
     // The panels the issue asks for.
     for (const name of [
       'astria_reconciler_transitions_total',
