@@ -33,19 +33,24 @@ function manifestFiles(dir: URL): URL[] {
   });
 }
 
-/** The pod spec a Kubernetes object runs, if it runs pods. */
-function podSpecOf(object: { kind?: string; spec?: any }): PodSpec | undefined {
+interface PodTemplate {
+  metadata?: { annotations?: Record<string, string> };
+  spec?: PodSpec;
+}
+
+/** The pod (template) a Kubernetes object runs, if it runs pods. */
+function podTemplateOf(object: { kind?: string; metadata?: PodTemplate['metadata']; spec?: any }): PodTemplate | undefined {
   switch (object.kind) {
     case 'Pod':
-      return object.spec;
+      return object;
     case 'CronJob':
-      return object.spec?.jobTemplate?.spec?.template?.spec;
+      return object.spec?.jobTemplate?.spec?.template;
     case 'Deployment':
     case 'StatefulSet':
     case 'DaemonSet':
     case 'ReplicaSet':
     case 'Job':
-      return object.spec?.template?.spec;
+      return object.spec?.template;
     default:
       return undefined;
   }
@@ -67,10 +72,10 @@ function restrictedViolations(pod: PodSpec, container: Container): string[] {
 
 const pods = manifestFiles(deployDir).flatMap((file) =>
   parseAllDocuments(readFileSync(file, 'utf8')).flatMap((document) => {
-    const object = document.toJS() as { kind?: string; metadata?: { name?: string }; spec?: unknown } | null;
-    const pod = object ? podSpecOf(object) : undefined;
+    const object = document.toJS() as { kind?: string; metadata?: { name?: string; annotations?: Record<string, string> }; spec?: unknown } | null;
+    const template = object ? podTemplateOf(object) : undefined;
     const where = `${file.pathname.slice(deployDir.pathname.length)} ${object?.kind}/${object?.metadata?.name}`;
-    return pod ? [{ where, pod }] : [];
+    return template?.spec ? [{ where, pod: template.spec, annotations: template.metadata?.annotations ?? {} }] : [];
   }),
 );
 
@@ -80,6 +85,10 @@ describe('Kubernetes manifests under deploy/', () => {
       'kubernetes/deployment.yaml Deployment/astria-reconciler',
       'kubernetes/native-sidecar.yaml Deployment/web',
     ]);
+  });
+
+  it.each(pods)('$where: no prometheus.io/* annotations (the PodMonitor scrapes it under the job the alerts select)', ({ annotations }) => {
+    expect(Object.keys(annotations).filter((key) => key.startsWith('prometheus.io/'))).toEqual([]);
   });
 
   it.each(pods)('$where: every container meets Pod Security "restricted"', ({ pod }) => {
