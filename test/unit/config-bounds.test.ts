@@ -14,10 +14,24 @@ function problem(env: Record<string, string>): string {
 }
 
 describe('durations a timer takes are at most 24 days', () => {
-  it.each(['RECONCILER_INTERVAL', 'ASTRIA_TIMEOUT', 'SHUTDOWN_TIMEOUT'])('%s=25d is refused, naming the variable; 24d is accepted', (name) => {
-    expect(problem({ [name]: '25d' })).toMatch(new RegExp(`${name} must be at most 24d`));
-    expect(() => loadConfig({ ...BASE, [name]: '24d' })).not.toThrow();
-  });
+  it.each(['RECONCILER_INTERVAL', 'ASTRIA_TIMEOUT', 'SHUTDOWN_TIMEOUT', 'RECONCILER_CALLBACK_GRACE', 'RECONCILER_AUTH_RETRY'])(
+    '%s=25d is refused, naming the variable; 24d is accepted',
+    (name) => {
+      expect(problem({ [name]: '25d' })).toMatch(new RegExp(`${name} must be at most 24d`));
+      expect(() => loadConfig({ ...BASE, [name]: '24d' })).not.toThrow();
+    },
+  );
+});
+
+describe('ages (how long ago, as a cutoff or an SQL interval) are at most 100 years', () => {
+  it.each(['RECONCILER_STUCK_AFTER', 'RECONCILER_TRAINING_TIMEOUT', 'RECONCILER_EVENT_RETENTION', 'BROADCAST_DEAD_AFTER'])(
+    '%s=999999999d is refused at start, naming the variable; 36500d is accepted',
+    (name) => {
+      expect(problem({ [name]: '999999999d' })).toMatch(new RegExp(`${name} must be at most 36500d`));
+      expect(problem({ [name]: '36501d' })).toMatch(new RegExp(`${name} must be at most 36500d`));
+      expect(() => loadConfig({ ...BASE, [name]: '36500d' })).not.toThrow();
+    },
+  );
 });
 
 describe('RECONCILER_SCHEMA', () => {
