@@ -93,8 +93,10 @@ const envSchema = z
     RECONCILER_EVENT_RETENTION: duration('30d', age(POSITIVE)),
     RECONCILER_SCHEMA: z
       .string()
-      // Quoted wherever it is used: a reserved word (`user`) or mixed case names the schema as written.
-      .regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, 'must be an SQL identifier: a letter or _, then letters, digits, _ or $ (at most 63)')
+      // Quoted wherever it is used, so any name works as written (`user`, `MyLog`, `astria-reconciler`);
+      // PostgreSQL would silently cut a longer one to 63 bytes, naming another schema than the one given.
+      .refine((name) => Buffer.byteLength(name, 'utf8') <= 63, 'must be at most 63 bytes (a PostgreSQL identifier)')
+      .refine((name) => !name.includes('\0'), 'must not contain a NUL character')
       // PostgreSQL reserves pg_* for system schemas and owns information_schema.
       .refine((name) => !/^pg_/i.test(name) && name.toLowerCase() !== 'information_schema', 'must not be a system schema (pg_*, information_schema)')
       .default('astria_reconciler'),

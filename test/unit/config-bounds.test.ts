@@ -41,6 +41,15 @@ describe('RECONCILER_SCHEMA', () => {
     expect(problem({ ...prisma, RECONCILER_SCHEMA: 'shop' })).toMatch(/RECONCILER_SCHEMA must not be the app's schema \("shop"\)/);
     expect(loadConfig({ ...BASE, ...prisma, RECONCILER_SCHEMA: 'astria' }).schema).toBe('astria');
   });
+
+  it('takes any name quoting makes valid, up to 63 bytes (PostgreSQL cuts a longer one)', () => {
+    for (const name of ['astria-reconciler', 'astria reconciler', 'log "v2"', '1st', 'é'.repeat(31)]) {
+      expect(loadConfig({ ...BASE, RECONCILER_SCHEMA: name }).schema).toBe(name);
+    }
+    expect(problem({ RECONCILER_SCHEMA: 'x'.repeat(64) })).toMatch(/RECONCILER_SCHEMA must be at most 63 bytes/);
+    expect(problem({ RECONCILER_SCHEMA: 'é'.repeat(32) })).toMatch(/RECONCILER_SCHEMA must be at most 63 bytes/);
+    expect(problem({ RECONCILER_SCHEMA: 'a\u0000b' })).toMatch(/RECONCILER_SCHEMA must not contain a NUL/);
+  });
 });
 
 describe('RECONCILER_MAX_NOT_FOUND_SHARE', () => {
