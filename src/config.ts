@@ -10,19 +10,48 @@ export function parseDuration(text: string): number | null {
   return Math.round(Number(match[1]) * DURATION_UNITS_MS[match[2] as keyof typeof DURATION_UNITS_MS]);
 }
 
-/** A duration variable with its default, in milliseconds. */
-const duration = (fallback: string) => z.string().default(fallback).transform((text, ctx) => {
-  const ms = parseDuration(text);
-  if (ms === null) {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (use e.g. 500ms, 30s, 2m, 24h, 7d)` });
-    return z.NEVER;
-  }
-  return ms;
-});
+/** The inclusive bounds of a duration, in milliseconds. */
+export interface DurationRange {
+  min: number;
+  max: number;
+}
 
 /** Node's timers hold at most 2^31-1 ms (24.8 days): a longer one fires at once, over and over. */
-export const MAX_TIMER_MS = 24 * 86_400_000;
-const timerDuration = (fallback: string) => duration(fallback).refine((ms) => ms <= MAX_TIMER_MS, 'must be at most 24d');
+const MAX_TIMER_MS = 24 * 86_400_000;
+/**
+ * A duration taken back from now (a cutoff in JS, an SQL interval): 100 years keeps `now - age` a valid
+ * Date and the interval in PostgreSQL's range (a million-day one is "interval out of range").
+ */
+const MAX_AGE_MS = 36_500 * 86_400_000;
+/** A timer's delay, at least `min`. */
+const timer = (min = 0): DurationRange => ({ min, max: MAX_TIMER_MS });
+/** An age (how long ago), at least `min`. */
+export const age = (min = 0): DurationRange => ({ min, max: MAX_AGE_MS });
+const POSITIVE = 1;
+
+/** `ms` written in the largest unit that holds it whole: 36500d, 10m, 100ms. */
+function formatDuration(ms: number): string {
+  const [unit, size] = Object.entries(DURATION_UNITS_MS).reverse().find(([, size]) => ms % size === 0) ?? ['ms', 1];
+  return `${ms / size}${unit}`;
+}
+
+/** Why a duration is outside its range, for people; null when it is within. Shared by variables and flags. */
+export function durationProblem(ms: number, range: DurationRange): string | null {
+  if (ms < range.min) return range.min === POSITIVE ? 'must be positive' : `must be at least ${formatDuration(range.min)}`;
+  if (ms > range.max) return `must be at most ${formatDuration(range.max)}`;
+  return null;
+}
+
+/** A duration variable with its default and range, in milliseconds. */
+const duration = (fallback: string, range: DurationRange) => z.string().default(fallback).transform((text, ctx) => {
+  const ms = parseDuration(text);
+  const problem = ms === null ? `"${text}" is not a duration (use e.g. 500ms, 30s, 2m, 24h, 7d)` : durationProblem(ms, range);
+  if (problem !== null) {
+    ctx.addIssue({ code: 'custom', message: problem });
+    return z.NEVER;
+  }
+  return ms!;
+});
 
 const positiveInt = z.coerce.number().int().positive();
 const port = z.coerce.number().int().min(0).max(65_535);
@@ -46,27 +75,28 @@ const envSchema = z
     ASTRIA_API_KEY: z.string().min(1).optional(),
     ASTRIA_API_KEY_FILE: z.string().min(1).optional(),
     ASTRIA_API_URL: url.default('https://api.astria.ai'),
-    RECONCILER_INTERVAL: timerDuration('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
-    RECONCILER_STUCK_AFTER: duration('2m'),
-    RECONCILER_OBSERVE_EVERY: duration('2s').refine((ms) => ms >= 100 && ms <= 10 * 60_000, 'must be between 100ms and 10m'),
-    // Judged in SQL as an interval: an absurd value would fail every judgement ("interval out of range").
-    RECONCILER_CALLBACK_GRACE: timerDuration('10m').refine((ms) => ms > 0, 'must be positive'),
-    RECONCILER_AUTH_RETRY: duration('2m').refine((ms) => ms >= 100, 'must be at least 100ms'),
-    RECONCILER_TRAINING_TIMEOUT: duration('24h').refine((ms) => ms > 0, 'must be positive'),
+    RECONCILER_INTERVAL: duration('30s', timer(100)),
+    RECONCILER_STUCK_AFTER: duration('2m', age()),
+    RECONCILER_OBSERVE_EVERY: duration('2s', { min: 100, max: 10 * 60_000 }),
+    RECONCILER_CALLBACK_GRACE: duration('10m', timer(POSITIVE)),
+    RECONCILER_AUTH_RETRY: duration('2m', timer(100)),
+    RECONCILER_TRAINING_TIMEOUT: duration('24h', age(POSITIVE)),
     RECONCILER_MAX_NOT_FOUND_SHARE: z.coerce.number().gt(0, 'must be above 0').max(1, 'must be at most 1').default(0.5),
     ASTRIA_MAX_RPS: z.coerce.number().positive().max(1_000).default(5),
     ASTRIA_CONCURRENCY: positiveInt.max(256).default(4),
-    ASTRIA_TIMEOUT: timerDuration('30s').refine((ms) => ms > 0, 'must be positive'),
+    ASTRIA_TIMEOUT: duration('30s', timer(POSITIVE)),
     RECONCILER_HTTP_PORT: port.default(9464),
     RECONCILER_HTTP_HOST: z.string().min(1).default('0.0.0.0'),
     WEBHOOK_SECRET: z.string().min(1).optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
-    SHUTDOWN_TIMEOUT: timerDuration('25s'),
-    RECONCILER_EVENT_RETENTION: duration('30d').refine((ms) => ms > 0, 'must be positive'),
+    SHUTDOWN_TIMEOUT: duration('25s', timer()),
+    RECONCILER_EVENT_RETENTION: duration('30d', age(POSITIVE)),
     RECONCILER_SCHEMA: z
       .string()
-      // Quoted wherever it is used: a reserved word (`user`) or mixed case names the schema as written.
-      .regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, 'must be an SQL identifier: a letter or _, then letters, digits, _ or $ (at most 63)')
+      // Quoted wherever it is used, so any name works as written (`user`, `MyLog`, `astria-reconciler`);
+      // PostgreSQL would silently cut a longer one to 63 bytes, naming another schema than the one given.
+      .refine((name) => Buffer.byteLength(name, 'utf8') <= 63, 'must be at most 63 bytes (a PostgreSQL identifier)')
+      .refine((name) => !name.includes('\0'), 'must not contain a NUL character')
       // PostgreSQL reserves pg_* for system schemas and owns information_schema.
       .refine((name) => !/^pg_/i.test(name) && name.toLowerCase() !== 'information_schema', 'must not be a system schema (pg_*, information_schema)')
       .default('astria_reconciler'),
@@ -83,7 +113,7 @@ const envSchema = z
     BROADCAST_HTTP_SECRET: z.string().min(1).optional(),
     BROADCAST_REDIS_CHANNEL: z.string().min(1).default('model_status_changed'),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
-    BROADCAST_DEAD_AFTER: duration('6h').refine((ms) => ms > 0, 'must be positive'),
+    BROADCAST_DEAD_AFTER: duration('6h', age(POSITIVE)),
     BROADCAST_DEAD_AFTER_ATTEMPTS: positiveInt.default(100),
   });
 

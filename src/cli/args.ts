@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parseDuration, type AsyncBroadcastTransport } from '../config.js';
+import { age, durationProblem, parseDuration, type AsyncBroadcastTransport, type DurationRange } from '../config.js';
 
 export type Command =
   | { kind: 'help' }
@@ -47,9 +47,12 @@ function describeParseError(error: Error & { code?: string }): string {
   return error.message;
 }
 
-function duration(flag: string, text: string): number {
+/** A duration flag, within `range` when given (`--since` is bounded by `report`: back to 1970 at most). */
+function duration(flag: string, text: string, range?: DurationRange): number {
   const ms = parseDuration(text);
   if (ms === null) throw new UsageError(`${flag}: "${text}" is not a duration (use e.g. 30s, 2m, 7d)`);
+  const problem = range ? durationProblem(ms, range) : null;
+  if (problem !== null) throw new UsageError(`${flag} ${problem}`);
   return ms;
 }
 
@@ -103,7 +106,7 @@ export function parseCommand(argv: string[]): Command {
   }
   reject(['since'], 'without report');
   reject(['transport'], 'without requeue-dead');
-  const stuckAfterMs = values['stuck-after'] === undefined ? null : duration('--stuck-after', values['stuck-after']);
+  const stuckAfterMs = values['stuck-after'] === undefined ? null : duration('--stuck-after', values['stuck-after'], age());
   if (!values.once) {
     reject(['dry-run', 'model-id', 'json'], 'without --once');
     return { kind: 'daemon', stuckAfterMs };

@@ -70,19 +70,22 @@ function statements(schema: string): string[] {
   ];
 }
 
+/** A name in `statements`: a table qualified by the quoted schema (which may hold spaces, dots, `""`), or an index's. */
+const NAME = String.raw`((?:"(?:[^"]|"")*"\.)?\w+)`;
+
 /** The relations `statements` create (tables and indexes), schema-qualified. */
 function relations(schema: string): string[] {
   return statements(schema).flatMap((statement) => {
-    const name = /^CREATE (?:TABLE|INDEX) IF NOT EXISTS (\S+)/.exec(statement)?.[1];
+    const name = new RegExp(`^CREATE (?:TABLE|INDEX) IF NOT EXISTS ${NAME}`).exec(statement)?.[1];
     if (!name) return [];
-    return [name.includes('.') ? name : `${schema}.${name}`];
+    return [name.startsWith(`${schema}.`) ? name : `${schema}.${name}`];
   });
 }
 
 /** The columns `statements` add to existing tables, as [table, column] pairs. */
 function addedColumns(schema: string): [string, string][] {
   return statements(schema).flatMap((statement): [string, string][] => {
-    const match = /^ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\S+)/.exec(statement);
+    const match = new RegExp(`^ALTER TABLE ${NAME} ADD COLUMN IF NOT EXISTS (\\w+)`).exec(statement);
     return match ? [[match[1]!, match[2]!]] : [];
   });
 }

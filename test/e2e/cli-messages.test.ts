@@ -101,6 +101,21 @@ describe('messages of the CLI', () => {
     expect(result.stdout + result.stderr).not.toContain('db.internal');
   });
 
+  it('--stuck-after beyond 100 years: a usage error (exit 2) naming the flag, no "Invalid time value"', async () => {
+    const result = await runCli(['--once', '--stuck-after', '999999999d'], { ...env, DATABASE_URL: db.url });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--stuck-after must be at most 36500d/);
+    expect(result.stderr).not.toMatch(/Invalid time value|\n\s+at /);
+  });
+
+  it.each(['RECONCILER_STUCK_AFTER', 'RECONCILER_EVENT_RETENTION', 'BROADCAST_DEAD_AFTER'])(
+    '%s beyond 100 years fails at start naming the variable (exit 1)',
+    async (name) => {
+      const result = await runCli(['--once'], { ...env, DATABASE_URL: db.url, [name]: '999999999d' });
+      expectFatal(result, new RegExp(`${name} must be at most 36500d`));
+    },
+  );
+
   it('bad configuration: one JSON line and one plain line naming the variable', async () => {
     const result = await runCli(['--once'], { ...env, DATABASE_URL: db.url, RECONCILER_INTERVAL: 'soon' });
     expectFatal(result, /RECONCILER_INTERVAL/);

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
+import { quoteIdentifier } from '../../src/db/identifier.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { runCli } from '../support/cli.js';
 import { startDaemon, waitUntil, type RunningDaemon } from '../support/daemon.js';
@@ -176,17 +177,23 @@ describe('the daemon', () => {
 });
 
 describe('RECONCILER_SCHEMA', () => {
-  it.each(['user', 'Reconciler_Log'])('any valid identifier works, a reserved word or mixed case too (%s)', async (schema) => {
+  it.each(['user', 'Reconciler_Log', 'astria-reconciler "log" v2'])('any name quoting makes valid works: a reserved word, mixed case, a hyphen, a space, a double quote (%s)', async (schema) => {
     const tune = astria.addTune({ trainedAt: ago(60_000) });
     await seedModels(db.pool, [stuck(`m-${schema}`, tune.id)]);
     const once = await runCli(['--once'], { ...env, RECONCILER_SCHEMA: schema });
     expect(once.stderr).not.toMatch(/unreachable|fatal/);
     expect(once.code).toBe(0);
-    const { rows } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".events`);
+    const { rows } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${quoteIdentifier(schema)}.events`);
     expect(rows[0]!.n).toBe(1);
     const report = await runCli(['report', '--json'], { ...env, RECONCILER_SCHEMA: schema });
     expect(report.code).toBe(0);
     expect(JSON.parse(report.stdout).transitions.READY.reconciler).toBe(1);
+  });
+
+  it('refuses a name longer than 63 bytes (PostgreSQL would cut it) at start, naming the variable', async () => {
+    const result = await runCli(['--once'], { ...env, RECONCILER_SCHEMA: `reconciler-${'é'.repeat(26)}x` });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/RECONCILER_SCHEMA must be at most 63 bytes/);
   });
 
   it("refuses the app's own schema at start, naming the variable", async () => {

@@ -14,10 +14,24 @@ function problem(env: Record<string, string>): string {
 }
 
 describe('durations a timer takes are at most 24 days', () => {
-  it.each(['RECONCILER_INTERVAL', 'ASTRIA_TIMEOUT', 'SHUTDOWN_TIMEOUT'])('%s=25d is refused, naming the variable; 24d is accepted', (name) => {
-    expect(problem({ [name]: '25d' })).toMatch(new RegExp(`${name} must be at most 24d`));
-    expect(() => loadConfig({ ...BASE, [name]: '24d' })).not.toThrow();
-  });
+  it.each(['RECONCILER_INTERVAL', 'ASTRIA_TIMEOUT', 'SHUTDOWN_TIMEOUT', 'RECONCILER_CALLBACK_GRACE', 'RECONCILER_AUTH_RETRY'])(
+    '%s=25d is refused, naming the variable; 24d is accepted',
+    (name) => {
+      expect(problem({ [name]: '25d' })).toMatch(new RegExp(`${name} must be at most 24d`));
+      expect(() => loadConfig({ ...BASE, [name]: '24d' })).not.toThrow();
+    },
+  );
+});
+
+describe('ages (how long ago, as a cutoff or an SQL interval) are at most 100 years', () => {
+  it.each(['RECONCILER_STUCK_AFTER', 'RECONCILER_TRAINING_TIMEOUT', 'RECONCILER_EVENT_RETENTION', 'BROADCAST_DEAD_AFTER'])(
+    '%s=999999999d is refused at start, naming the variable; 36500d is accepted',
+    (name) => {
+      expect(problem({ [name]: '999999999d' })).toMatch(new RegExp(`${name} must be at most 36500d`));
+      expect(problem({ [name]: '36501d' })).toMatch(new RegExp(`${name} must be at most 36500d`));
+      expect(() => loadConfig({ ...BASE, [name]: '36500d' })).not.toThrow();
+    },
+  );
 });
 
 describe('RECONCILER_SCHEMA', () => {
@@ -26,6 +40,15 @@ describe('RECONCILER_SCHEMA', () => {
     const prisma = { DATABASE_URL: 'postgresql://app:pw@db:5432/app?schema=shop' };
     expect(problem({ ...prisma, RECONCILER_SCHEMA: 'shop' })).toMatch(/RECONCILER_SCHEMA must not be the app's schema \("shop"\)/);
     expect(loadConfig({ ...BASE, ...prisma, RECONCILER_SCHEMA: 'astria' }).schema).toBe('astria');
+  });
+
+  it('takes any name quoting makes valid, up to 63 bytes (PostgreSQL cuts a longer one)', () => {
+    for (const name of ['astria-reconciler', 'astria reconciler', 'log "v2"', '1st', 'é'.repeat(31)]) {
+      expect(loadConfig({ ...BASE, RECONCILER_SCHEMA: name }).schema).toBe(name);
+    }
+    expect(problem({ RECONCILER_SCHEMA: 'x'.repeat(64) })).toMatch(/RECONCILER_SCHEMA must be at most 63 bytes/);
+    expect(problem({ RECONCILER_SCHEMA: 'é'.repeat(32) })).toMatch(/RECONCILER_SCHEMA must be at most 63 bytes/);
+    expect(problem({ RECONCILER_SCHEMA: 'a\u0000b' })).toMatch(/RECONCILER_SCHEMA must not contain a NUL/);
   });
 });
 
