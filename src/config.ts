@@ -175,7 +175,7 @@ export interface Config {
     httpSecret: string | undefined;
     redisUrl: string | undefined;
     redisChannel: string;
-    /** A delivery still rejected this long after it was queued, or after this many attempts, is parked as dead. */
+    /** A delivery still rejected (or failed on: an HTTP 500) this long after it was queued, or still rejected after this many attempts, is parked as dead. */
     deadAfterMs: number;
     deadAfterAttempts: number;
   };

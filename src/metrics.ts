@@ -135,7 +135,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     deadDeliveries: new Counter({
       name: 'astria_reconciler_dead_deliveries_total',
-      help: 'Broadcast deliveries parked as dead after too many rejected attempts, by transport.',
+      help: 'Broadcast deliveries parked as dead (the receiver kept rejecting or failing on them), by transport.',
       labelNames: ['transport'] as const,
       registers: [registry],
     }),

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { AsyncBroadcastTransport } from '../config.js';
 import { quoteIdentifier } from '../db/identifier.js';
 
-/** A delivery the dispatcher parked after the receiver kept rejecting it. */
+/** A delivery the dispatcher parked after the receiver kept rejecting or failing on it. */
 export interface DeadDelivery {
   transport: string;
   eventId: string;

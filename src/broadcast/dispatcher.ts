@@ -4,7 +4,7 @@ import { quoteIdentifier } from '../db/identifier.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelEvent } from '../status/event.js';
-import { DeliveryRejectedError, type Transport } from './transport.js';
+import { DeliveryFailedError, DeliveryRejectedError, type Transport } from './transport.js';
 
 export interface DispatcherOptions {
   pool: pg.Pool;
@@ -33,7 +33,10 @@ export interface DispatcherOptions {
    * (default 100). A peer that is merely down never parks anything: its deliveries wait for it.
    */
   deadAfterAttempts?: number;
-  /** ... or once this long has passed since it was queued, whichever comes first (default 6 h). */
+  /**
+   * ... or once this long has passed since it was queued, whichever comes first (default 6 h); a
+   * delivery the peer fails on (`DeliveryFailedError`, an HTTP 500) is parked by this age only.
+   */
   deadAfterMs?: number;
   /** How often each transport refreshes its outbox gauges (default 5 s). */
   gaugeIntervalMs?: number;
@@ -73,11 +76,13 @@ interface Claimed {
  * row ("no earlier undelivered row") did, on fresh tables (5,000 pending: 40 delivered in 60 s).
  *
  * Dead letter: a delivery still rejected after `deadAfterAttempts` attempts, or `deadAfterMs` after it
- * was queued, is parked (`dead_at`). Only a rejection parks (the peer answered and refused this event:
- * an HTTP 4xx, a Redis error reply); a peer that refuses connections, times out or answers 5xx is
- * retried at the capped backoff for as long as it takes, so an outage loses nothing. Parked: kept, counted in `dead_deliveries_total`, left out of the pending
- * gauges and of the order (the model's later events go on), listed by `report`, sent again after
- * `requeue-dead`.
+ * was queued, is parked (`dead_at`); so is one the peer still fails on (an HTTP 500) `deadAfterMs` after
+ * it was queued, since it holds up its model's later events. Only the peer answering about this event
+ * parks (a rejection: an HTTP 4xx, a Redis error reply; a failure: a 5xx other than 502/503/504); a peer
+ * that refuses connections, times out or is unavailable (502/503/504, 408/425/429) is retried at the
+ * capped backoff for as long as it takes, so an outage loses nothing. Parked: kept, counted in
+ * `dead_deliveries_total`, left out of the pending gauges and of the order (the model's later events go
+ * on), listed by `report`, sent again after `requeue-dead`.
  */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const schema = quoteIdentifier(options.schema ?? 'astria_reconciler');
@@ -144,17 +149,18 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       await transport.deliver(row.payload);
     } catch (error) {
       const message = (error as Error).message || String(error);
-      const rejected = error instanceof DeliveryRejectedError;
+      const parksByAttempts = error instanceof DeliveryRejectedError;
+      const parksByAge = error instanceof DeliveryFailedError;
       metrics?.broadcastDeliveries.inc({ transport: transport.name, outcome: 'failed' });
       const delay = backoffMs(row.attempts);
       const recorded = await pool
         .query<{ dead: boolean }>(
           `UPDATE ${schema}.deliveries
               SET next_attempt_at = now() + $3 * interval '1 millisecond', last_error = $4,
-                  dead_at = CASE WHEN $8 AND (attempts >= $6 OR queued_at <= now() - $7 * interval '1 millisecond') THEN now() END
+                  dead_at = CASE WHEN ($8 AND attempts >= $6) OR ($9 AND queued_at <= now() - $7 * interval '1 millisecond') THEN now() END
             WHERE transport = $1 AND event_seq = $2 AND delivered_at IS NULL AND attempts = $5
            RETURNING dead_at IS NOT NULL AS dead`,
-          [transport.name, row.seq, delay, message.slice(0, 1_000), row.attempts, deadAfterAttempts, deadAfterMs, rejected],
+          [transport.name, row.seq, delay, message.slice(0, 1_000), row.attempts, deadAfterAttempts, deadAfterMs, parksByAttempts, parksByAge],
         )
         // The lease runs out and the row is retried anyway.
         .catch((dbError: Error) => {
@@ -165,7 +171,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         metrics?.deadDeliveries.inc({ transport: transport.name });
         log.error(
           { transport: transport.name, eventId: row.payload.eventId, modelId: row.payload.modelId, attempts: row.attempts, err: message },
-          'broadcast delivery parked as dead after repeated rejections; `astria-reconciler requeue-dead` sends it again',
+          'broadcast delivery parked as dead: the receiver kept rejecting or failing on it; `astria-reconciler requeue-dead` sends it again',
         );
       }
       return { ok: false, error: message };

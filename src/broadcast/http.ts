@@ -1,7 +1,7 @@
 import { Agent, request } from 'undici';
 import type { ModelEvent } from '../status/event.js';
 import { signBody } from './signature.js';
-import { DeliveryRejectedError, type Transport } from './transport.js';
+import { DeliveryFailedError, DeliveryRejectedError, type Transport } from './transport.js';
 
 export interface HttpTransportOptions {
   url: string;
@@ -12,17 +12,32 @@ export interface HttpTransportOptions {
 
 /** 4xx answers that mean "not now" rather than "not this": timeout, too early, rate limited. */
 const RETRYABLE_4XX = new Set([408, 425, 429]);
+/** 5xx answers of a receiver that is away (a proxy's bad gateway or timeout, unavailable), not failing on the event. */
+const UNAVAILABLE_5XX = new Set([502, 503, 504]);
 
 /** A non-2xx answer that is a rejection of the event: a 4xx other than 408, 425, 429. */
 export function isRejection(statusCode: number): boolean {
   return statusCode >= 400 && statusCode < 500 && !RETRYABLE_4XX.has(statusCode);
 }
 
+/** A non-2xx answer that is the receiver failing on the event: a 5xx other than 502, 503, 504. */
+export function isFailure(statusCode: number): boolean {
+  return statusCode >= 500 && statusCode < 600 && !UNAVAILABLE_5XX.has(statusCode);
+}
+
+/** The error a non-2xx answer throws: what it is decides whether the delivery may be parked. */
+function answerError(statusCode: number, message: string): Error {
+  if (isRejection(statusCode)) return new DeliveryRejectedError(message);
+  if (isFailure(statusCode)) return new DeliveryFailedError(message);
+  return new Error(message);
+}
+
 /**
  * POSTs each event as JSON to `BROADCAST_HTTP_URL`, signed with `BROADCAST_HTTP_SECRET`. A 2xx answer is
  * a delivery; anything else (non-2xx, refused connection, timeout) throws and the dispatcher retries.
- * Only a 4xx other than 408/425/429 is a rejection (may be parked as dead); a 5xx is the receiver
- * failing and, like a refused connection, is retried for as long as it takes.
+ * A 4xx other than 408/425/429 is a rejection (parked by attempts or age), a 5xx other than 502/503/504
+ * a failure (parked by age); 408/425/429/502/503/504, a refused connection or a timeout is the receiver
+ * away and is retried for as long as it takes.
  * Receivers verify the signature over the raw body and drop duplicates by `eventId`.
  */
 export function createHttpTransport(options: HttpTransportOptions): Transport {
@@ -53,7 +68,7 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
       if (response.statusCode < 200 || response.statusCode >= 300) {
         const detail = text.trim().slice(0, 200);
         const message = `HTTP ${response.statusCode}${detail ? `: ${detail}` : ''}`;
-        throw isRejection(response.statusCode) ? new DeliveryRejectedError(message) : new Error(message);
+        throw answerError(response.statusCode, message);
       }
     },
     async close() {

@@ -142,6 +142,30 @@ describe('dead letter', () => {
     }
   });
 
+  it('parks a delivery the receiver keeps failing on (500) once older than the age limit, never by attempts; the model goes on', async () => {
+    const schema = await freshSchema();
+    await seedPending(schema, 2, 2); // one model, two events
+    const receiver = await startReceiver({ secret: SECRET });
+    receiver.state.statusOf = (payload) => (payload.n === 0 ? 500 : 200);
+    const transport = createHttpTransport({ url: receiver.url, secret: SECRET });
+    const startedAt = Date.now();
+    try {
+      await withDispatcher({ schema, transports: [transport], deadAfterAttempts: 2, deadAfterMs: 1_500, ...FAST }, () =>
+        eventually(() => receiver.state.accepted.length === 1, 15_000, "the model's next event, once the failing one is parked"),
+      );
+      expect(Date.now() - startedAt).toBeGreaterThanOrEqual(1_500);
+      const dead = await listDeadDeliveries(db.pool, schema);
+      expect(dead.total).toBe(1);
+      expect(dead.recent[0]!.lastError).toBe('HTTP 500: try later');
+      // Many more attempts than the attempt limit: a failure parks by age only.
+      expect(dead.recent[0]!.attempts).toBeGreaterThan(2);
+      expect(receiver.state.accepted[0]!.payload.n).toBe(1);
+    } finally {
+      await transport.close();
+      await receiver.close();
+    }
+  });
+
   it('never parks deliveries to a receiver that is down (refused connections, then 5xx and 429) past both limits; it gets every event once back', async () => {
     const schema = await freshSchema();
     await seedPending(schema, 6, 3); // two models, three events each

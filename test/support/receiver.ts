@@ -19,12 +19,13 @@ export async function freePort(): Promise<number> {
 
 /**
  * A loopback receiver of the `http` broadcast. It verifies `X-Signature` over the raw body (a bad one
- * is answered 401 and counted), then answers `status` (settable), after `delayMs`. `accepted` lists
- * the events answered 2xx, in the order they arrived.
+ * is answered 401 and counted), then answers `status` (settable; or per event, `statusOf`), after `delayMs`. `accepted` lists the events answered 2xx, in the order they arrived.
  */
 export async function startReceiver(options: { secret: string; port?: number; status?: number; delayMs?: number }) {
   const state = {
     status: options.status ?? 200,
+    /** The answer to one event (default: `status`). */
+    statusOf: null as ((payload: Record<string, unknown>) => number) | null,
     delayMs: options.delayMs ?? 0,
     accepted: [] as ReceivedEvent[],
     rejected: 0,
@@ -47,14 +48,15 @@ export async function startReceiver(options: { secret: string; port?: number; st
           res.writeHead(415).end('not json');
           return;
         }
-        if (state.status < 200 || state.status >= 300) {
+        const payload = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+        const status = state.statusOf?.(payload) ?? state.status;
+        if (status < 200 || status >= 300) {
           state.rejected++;
-          res.writeHead(state.status).end('try later');
+          res.writeHead(status).end('try later');
           return;
         }
-        const payload = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
         state.accepted.push({ eventId: String(payload.eventId), modelId: String(payload.modelId), payload });
-        res.writeHead(state.status, { 'content-type': 'application/json' }).end('{"ok":true}');
+        res.writeHead(status, { 'content-type': 'application/json' }).end('{"ok":true}');
       };
       if (state.delayMs > 0) setTimeout(respond, state.delayMs);
       else respond();
