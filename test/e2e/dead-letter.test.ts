@@ -21,23 +21,24 @@ afterAll(async () => {
   await db.drop();
 });
 
+/** The daemon's environment both tests share: http broadcasts, every in-flight model looked at at once. */
+const daemonEnv = () => ({
+  DATABASE_URL: db.url,
+  ASTRIA_API_KEY: API_KEY,
+  ASTRIA_API_URL: astria.url,
+  WEBHOOK_SECRET: SECRET,
+  BROADCAST: 'pg,http',
+  BROADCAST_HTTP_SECRET: BROADCAST_SECRET,
+  RECONCILER_STUCK_AFTER: '0s',
+  RECONCILER_INTERVAL: '1s',
+});
+
 describe('dead letter (built CLI)', () => {
   it('a delivery the receiver keeps rejecting (400) is parked, counted, listed by report, and sent again after requeue-dead', async () => {
     const receiver = await startReceiver({ secret: BROADCAST_SECRET, status: 400 });
     const tune = astria.addTune({ trainedAt: new Date(Date.now() - 60_000) });
     await seedModels(db.pool, [{ id: 'm-dead', status: 'TRAINING', trainingJobId: String(tune.id), updatedAt: new Date(Date.now() - 3_600_000) }]);
-    const env = {
-      DATABASE_URL: db.url,
-      ASTRIA_API_KEY: API_KEY,
-      ASTRIA_API_URL: astria.url,
-      WEBHOOK_SECRET: SECRET,
-      BROADCAST: 'pg,http',
-      BROADCAST_HTTP_URL: receiver.url,
-      BROADCAST_HTTP_SECRET: BROADCAST_SECRET,
-      BROADCAST_DEAD_AFTER_ATTEMPTS: '2',
-      RECONCILER_STUCK_AFTER: '0s',
-      RECONCILER_INTERVAL: '1s',
-    };
+    const env = { ...daemonEnv(), BROADCAST_HTTP_URL: receiver.url, BROADCAST_DEAD_AFTER_ATTEMPTS: '2' };
     const running = await startDaemon(env);
     try {
       await waitUntil(
@@ -76,17 +77,7 @@ describe('dead letter (built CLI)', () => {
   }, 60_000);
 
   it('a delivery the receiver keeps failing on (500) is parked once older than BROADCAST_DEAD_AFTER; one to an unreachable receiver never is', async () => {
-    const env = {
-      DATABASE_URL: db.url,
-      ASTRIA_API_KEY: API_KEY,
-      ASTRIA_API_URL: astria.url,
-      WEBHOOK_SECRET: SECRET,
-      BROADCAST: 'pg,http',
-      BROADCAST_HTTP_SECRET: BROADCAST_SECRET,
-      BROADCAST_DEAD_AFTER: '2s',
-      RECONCILER_STUCK_AFTER: '0s',
-      RECONCILER_INTERVAL: '1s',
-    };
+    const env = { ...daemonEnv(), BROADCAST_DEAD_AFTER: '2s' };
     const delivery = async (modelId: string) =>
       (
         await db.pool.query<{ attempts: number; dead: boolean; delivered: boolean; age_ms: number }>(
