@@ -99,7 +99,7 @@ function createRejectionLog(log: Logger, clock: Clock): (req: IncomingMessage, r
         path,
         status: res.statusCode,
         reason,
-        remoteAddress: req.socket.remoteAddress,
+        remoteAddress: req.socket?.remoteAddress,
         userAgent: userAgent === undefined ? undefined : safeText(userAgent, MAX_LOGGED_REQUEST_TEXT_BYTES),
         ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}),
       },
