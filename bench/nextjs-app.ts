@@ -100,13 +100,18 @@ async function withBuildLock(work: () => Promise<void>): Promise<void> {
   }
 }
 
-/** Creates the example's tables (its migration) in `schema` of the database at `url`. */
+/** Creates the example's tables (its migrations) in `schema` of the database at `url`. */
 export async function migrateExample(url: string, schema: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}`);
-    await client.query(readFileSync(join(EXAMPLE_DIR, 'prisma/migrations/0_init/migration.sql'), 'utf8'));
+    // In order, as `prisma migrate deploy` applies them (their directories sort by their number).
+    const migrations = join(EXAMPLE_DIR, 'prisma/migrations');
+    const names = readdirSync(migrations, { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+    for (const name of names.sort((a, b) => parseInt(a, 10) - parseInt(b, 10))) {
+      await client.query(readFileSync(join(migrations, name, 'migration.sql'), 'utf8'));
+    }
   } finally {
     await client.end();
   }

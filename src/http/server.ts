@@ -1,9 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
+import { systemClock, type Clock } from '../clock.js';
 import { assertHostTable, HostTableMissingError } from '../db/host-check.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { safeText } from '../status/sanitize.js';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
 
@@ -17,6 +19,8 @@ export interface HttpServerOptions {
   readinessTimeoutMs?: number;
   /** Why the process is not ready besides the database (e.g. its schema not set up yet); null when nothing. */
   notReadyReason?: () => string | null;
+  /** Paces the log of rejected requests (default the system clock). */
+  clock?: Clock;
 }
 
 export interface HttpServer {
@@ -44,10 +48,65 @@ function parseTarget(target: string | undefined): URL | null {
   }
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+/** The `error` of each answer that had one: the reason the rejection's log line gives. */
+const answeredErrors = new WeakMap<ServerResponse, string>();
+
+/** Writes a whole JSON answer without ending the response (a rejection may linger before it closes). */
+export function writeJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
+  const error = (body as { error?: unknown } | null)?.error;
+  if (typeof error === 'string') answeredErrors.set(res, error);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
+  res.write(text);
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  writeJson(res, status, body);
+  res.end();
+}
+
+/** Rejected requests logged per second at most (as a burst, then evenly); the rest are counted. */
+const REJECTIONS_LOGGED_PER_SECOND = 5;
+/** The most of a request's path and user agent a log line holds: both are whatever the client sent. */
+const MAX_LOGGED_REQUEST_TEXT_BYTES = 200;
+
+/**
+ * One line per rejected request (an answer with an `error`, bar the 500 the handler's failure logs),
+ * at most REJECTIONS_LOGGED_PER_SECOND a second: this port faces the internet, and a flood of bad
+ * requests must not become a flood of log. The first line after a pause counts the ones left out.
+ * Never the query, which carries the webhook secret.
+ */
+function createRejectionLog(log: Logger, clock: Clock): (req: IncomingMessage, res: ServerResponse) => void {
+  let allowance = REJECTIONS_LOGGED_PER_SECOND;
+  let refilledAt = clock.now();
+  let suppressed = 0;
+  return (req, res) => {
+    const reason = answeredErrors.get(res);
+    if (reason === undefined || res.statusCode === 500) return;
+    const now = clock.now();
+    allowance = Math.min(REJECTIONS_LOGGED_PER_SECOND, allowance + (Math.max(0, now - refilledAt) / 1_000) * REJECTIONS_LOGGED_PER_SECOND);
+    refilledAt = now;
+    if (allowance < 1) {
+      suppressed++;
+      return;
+    }
+    allowance -= 1;
+    const path = safeText((req.url ?? '').split(/[?#]/, 1)[0]!, MAX_LOGGED_REQUEST_TEXT_BYTES);
+    const userAgent = req.headers['user-agent'];
+    log.warn(
+      {
+        method: safeText(req.method ?? '', MAX_LOGGED_REQUEST_TEXT_BYTES),
+        path,
+        status: res.statusCode,
+        reason,
+        remoteAddress: req.socket?.remoteAddress,
+        userAgent: userAgent === undefined ? undefined : safeText(userAgent, MAX_LOGGED_REQUEST_TEXT_BYTES),
+        ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}),
+      },
+      path === WEBHOOK_PATH ? 'Astria webhook request rejected' : 'HTTP request rejected',
+    );
+    suppressed = 0;
+  };
 }
 
 /**
@@ -56,6 +115,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
  */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const readinessTimeoutMs = options.readinessTimeoutMs ?? 2_000;
+  const logRejection = createRejectionLog(options.log, options.clock ?? systemClock);
 
   /** Null when ready, else the reason: the database must answer, within the timeout, and hold `ai_models`. */
   async function notReadyReason(): Promise<string | null> {
@@ -93,6 +153,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   if (options.webhook) routes[`POST ${WEBHOOK_PATH}`] = options.webhook;
 
   const server: Server = createServer((req, res) => {
+    res.once('close', () => logRejection(req, res));
     // The port faces the internet (Astria calls it): whatever the request target, answer, never throw.
     const url = parseTarget(req.url);
     if (url === null) {

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import { acceptAstriaCallback, callbackUrlParams, type CallbackDeps } from './callback.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendJson, type RouteHandler } from './server.js';
+import { sendJson, writeJson, type RouteHandler } from './server.js';
 
 /**
  * How long a rejected request's unread body is still read (and dropped) after the answer. Closing
@@ -24,12 +24,8 @@ export function createWebhookHandler(options: WebhookOptions): RouteHandler {
       { ...callbackUrlParams(url.searchParams), contentLength, body: req.iterator({ destroyOnReturn: false }) },
       deps,
     );
+    // Every rejection (a wrong secret in the callback URL above all) is logged by the server, paced.
     if (response.status >= 400) {
-      // A wrong secret in the callback URL must show up somewhere; the URL itself (the secret) never does.
-      options.log?.warn(
-        { status: response.status, reason: response.body.error, remoteAddress: req.socket?.remoteAddress, userAgent: req.headers['user-agent'] },
-        'Astria webhook request rejected',
-      );
       // A rejected body may be left unread: no keep-alive after it.
       res.setHeader('connection', 'close');
       if (!req.complete) return answerThenLinger(req, res, response.status, response.body);
@@ -40,9 +36,7 @@ export function createWebhookHandler(options: WebhookOptions): RouteHandler {
 
 /** Sends the whole answer now, and ends it (closing the connection) once the client has sent its body or LINGER_MS passed. */
 function answerThenLinger(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.write(text);
+  writeJson(res, status, body);
   const end = () => {
     clearTimeout(timer);
     if (!res.writableEnded) res.end();

@@ -92,6 +92,36 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     expect(await textOf(page, modelId)).toBe(text);
   }
 
+  /** The sidecar as the app's operator runs it: its dispatcher delivers to the app's broadcast receiver. */
+  const startSidecarBesideApp = () =>
+    startSidecar({
+      DATABASE_URL: databaseUrl,
+      ASTRIA_API_KEY: API_KEY,
+      ASTRIA_API_URL: astria.url,
+      RECONCILER_INTERVAL: '500ms',
+      RECONCILER_STUCK_AFTER: '0s',
+      WEBHOOK_SECRET,
+      BROADCAST: 'pg,http',
+      BROADCAST_HTTP_URL: `${app.url}/api/reconciler/events`,
+      BROADCAST_HTTP_SECRET,
+      LOG_LEVEL: 'warn',
+    });
+
+  /** Until every `http` delivery of `userId`'s events has reached the app's receiver. */
+  const deliveredTo = (userId: string) =>
+    waitUntil(
+      async () => {
+        const { rows } = await pool.query<{ pending: number }>(
+          `SELECT count(*)::int AS pending FROM astria_reconciler.deliveries d JOIN astria_reconciler.events e ON e.seq = d.event_seq
+           WHERE d.delivered_at IS NULL AND e.user_id = $1`,
+          [userId],
+        );
+        return rows[0]!.pending === 0;
+      },
+      60_000,
+      `every http delivery of ${userId}’s events to be delivered`,
+    );
+
   const eventSource = async (modelId: string) =>
     (await pool.query<{ source: string }>(`SELECT source FROM astria_reconciler.events WHERE model_id = $1`, [modelId])).rows.map((row) => row.source);
 
@@ -129,18 +159,7 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     expect(await textOf(alice, 'alice-same-tune')).toBe('Preparando... (0%)');
 
     // (b) A callback that never came: the sidecar finds it.
-    daemon = await startSidecar({
-      DATABASE_URL: databaseUrl,
-      ASTRIA_API_KEY: API_KEY,
-      ASTRIA_API_URL: astria.url,
-      RECONCILER_INTERVAL: '500ms',
-      RECONCILER_STUCK_AFTER: '0s',
-      WEBHOOK_SECRET,
-      BROADCAST: 'pg,http',
-      BROADCAST_HTTP_URL: `${app.url}/api/reconciler/events`,
-      BROADCAST_HTTP_SECRET,
-      LOG_LEVEL: 'warn',
-    });
+    daemon = await startSidecarBesideApp();
     astria.train(lostTune!);
     await expectText(alice, 'alice-lost', 'Pronto', 30_000);
     expect(await eventSource('alice-lost')).toEqual(['reconciler']);
@@ -184,17 +203,7 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     );
     expect(statuses.every((status) => status === 200)).toBe(true);
 
-    await waitUntil(
-      async () => {
-        const { rows } = await pool.query<{ pending: number }>(
-          `SELECT count(*)::int AS pending FROM astria_reconciler.deliveries d JOIN astria_reconciler.events e ON e.seq = d.event_seq
-           WHERE d.delivered_at IS NULL AND e.user_id = 'carol'`,
-        );
-        return rows[0]!.pending === 0;
-      },
-      60_000,
-      'every http delivery of carol’s events to be delivered',
-    );
+    await deliveredTo('carol');
     const events = await pool.query<{ model_id: string; source: string; event_id: string }>(
       `SELECT model_id, source, event_id FROM astria_reconciler.events WHERE user_id = 'carol' AND to_status = 'ERROR' ORDER BY model_id`,
     );
@@ -209,4 +218,103 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     const carol = await openAs('carol');
     await expectText(carol, 'carol-000', 'Astria training failed: Treinamento falhou');
   }, 120_000);
+
+  it('takes a refund back when the failure heals, exactly once each, whoever applied either and in whichever order they arrive', async () => {
+    expect(daemon, 'the first test started the sidecar').toBeDefined();
+    const credits = async () => (await pool.query<{ credits: number }>(`SELECT credits FROM demo_users WHERE id = 'dave'`)).rows[0]!.credits;
+    const statusEvents = async (modelId: string) =>
+      (
+        await pool.query<{ event_id: string; to_status: string; source: string }>(
+          `SELECT event_id, to_status, source FROM astria_reconciler.events WHERE model_id = $1 ORDER BY seq`,
+          [modelId],
+        )
+      ).rows;
+    /** The model's refunds and reversals: [refund event, the READY event that took it back (or null)] and reversals still waiting. */
+    const ledger = async (modelId: string) => ({
+      refunds: (
+        await pool.query<{ eventId: string; reversedBy: string | null }>(
+          `SELECT r."eventId", v."eventId" AS "reversedBy" FROM credit_refunds r LEFT JOIN credit_refund_reversals v ON v."refundEventId" = r."eventId"
+            WHERE r."modelId" = $1 ORDER BY r."createdAt"`,
+          [modelId],
+        )
+      ).rows.map((row) => [row.eventId, row.reversedBy]),
+      waiting: (await pool.query<{ eventId: string }>(`SELECT "eventId" FROM credit_refund_reversals WHERE "modelId" = $1 AND "refundEventId" IS NULL`, [modelId])).rows.map(
+        (row) => row.eventId,
+      ),
+    });
+
+    // Two trainings started a day ago and still running: the sidecar times them out (ERROR, refunded
+    // through the app's broadcast receiver).
+    const dayAgo = new Date(Date.now() - 25 * 3_600_000);
+    const [healedByApp, healedBySidecar] = [0, 1].map(() => astria.addTune({ startedTrainingAt: dayAgo }).id);
+    await seedExampleModels(pool, 'dave', [
+      { id: 'dave-healed-by-app', tuneId: healedByApp!, updatedAt: dayAgo },
+      { id: 'dave-healed-by-sidecar', tuneId: healedBySidecar!, updatedAt: dayAgo },
+    ]);
+    await waitUntil(async () => (await ledger('dave-healed-by-app')).refunds.length + (await ledger('dave-healed-by-sidecar')).refunds.length === 2, 30_000, 'both timeouts refunded');
+    await deliveredTo('dave');
+    expect(await credits()).toBe(2 * TRAINING_CREDITS);
+    const [appError] = await statusEvents('dave-healed-by-app');
+    expect(appError).toMatchObject({ to_status: 'ERROR', source: 'reconciler' });
+
+    // The tune trains after all; its callback heals the model through the app's route: the refund is
+    // taken back by the hook, in the transition's own transaction (already when the route answers).
+    astria.train(healedByApp!);
+    expect(await astria.fireCallback(healedByApp!, `${app.url}/api/webhooks/astria?secret=${WEBHOOK_SECRET}&model=dave-healed-by-app`)).toBe(200);
+    const appReady = (await statusEvents('dave-healed-by-app'))[1]!;
+    expect(appReady).toMatchObject({ to_status: 'READY', source: 'webhook' });
+    expect(await credits()).toBe(TRAINING_CREDITS);
+    expect(await ledger('dave-healed-by-app')).toEqual({ refunds: [[appError!.event_id, appReady.event_id]], waiting: [] });
+
+    // The other heals through the sidecar's own webhook: taken back through the broadcast receiver.
+    astria.train(healedBySidecar!);
+    expect(await astria.fireCallback(healedBySidecar!, `${daemon!.url}/webhooks/astria?secret=${WEBHOOK_SECRET}&model=dave-healed-by-sidecar`)).toBe(200);
+    await deliveredTo('dave');
+    const [sidecarError, sidecarReady] = await statusEvents('dave-healed-by-sidecar');
+    expect(sidecarReady).toMatchObject({ to_status: 'READY' });
+    expect(await ledger('dave-healed-by-sidecar')).toEqual({ refunds: [[sidecarError!.event_id, sidecarReady!.event_id]], waiting: [] });
+    expect(await credits()).toBe(0);
+
+    // The READY first, the refund after: the sidecar's ERROR is still in its outbox (the sidecar is
+    // down) when the callback heals the model through the app. Nothing to take back yet; the refund
+    // that then arrives is taken back as it is made.
+    await daemon!.stop();
+    daemon = undefined;
+    const lateTune = astria.addTune({ startedTrainingAt: new Date() }).id;
+    await seedExampleModels(pool, 'dave', [{ id: 'dave-refund-late', tuneId: lateTune }]);
+    const sidecarService = createStatusService({ pool, transports: ['pg', 'http'] });
+    const timedOut = await sidecarService.apply(
+      {
+        modelId: 'dave-refund-late',
+        userId: 'dave',
+        from: 'TRAINING',
+        to: 'ERROR',
+        expected: { trainingJobId: String(lateTune), errorMessage: null },
+        changes: { errorMessage: `Astria tune ${lateTune} not found`, estimatedTime: null },
+      },
+      'reconciler',
+    );
+    expect(timedOut.applied).toBe(true);
+    astria.train(lateTune);
+    expect(await astria.fireCallback(lateTune, `${app.url}/api/webhooks/astria?secret=${WEBHOOK_SECRET}&model=dave-refund-late`)).toBe(200);
+    const [lateError, lateReady] = await statusEvents('dave-refund-late');
+    expect([lateError?.to_status, lateReady?.to_status]).toEqual(['ERROR', 'READY']);
+    expect(await ledger('dave-refund-late')).toEqual({ refunds: [], waiting: [lateReady!.event_id] });
+    expect(await credits()).toBe(0);
+
+    daemon = await startSidecarBesideApp();
+    await deliveredTo('dave');
+    expect(await ledger('dave-refund-late')).toEqual({ refunds: [[lateError!.event_id, lateReady!.event_id]], waiting: [] });
+    expect(await credits()).toBe(0);
+
+    // Every event of dave's was delivered to the receiver too (the hook's own included): still one row each.
+    const rows = await pool.query<{ refunds: number; reversals: number }>(
+      `SELECT (SELECT count(*)::int FROM credit_refunds WHERE "userId" = 'dave') AS refunds,
+              (SELECT count(*)::int FROM credit_refund_reversals WHERE "userId" = 'dave') AS reversals`,
+    );
+    expect(rows.rows[0]).toEqual({ refunds: 3, reversals: 3 });
+
+    const dave = await openAs('dave');
+    for (const modelId of ['dave-healed-by-app', 'dave-healed-by-sidecar', 'dave-refund-late']) await expectText(dave, modelId, 'Pronto');
+  }, 180_000);
 });

@@ -1,15 +1,20 @@
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import fc from 'fast-check';
+import pLimit from 'p-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
+import { seedModels } from '../../src/db/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createHttpServer, type HttpServer } from '../../src/http/server.js';
 import { createWebhookHandler } from '../../src/http/webhook.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { createStatusService } from '../../src/status/service.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { documentedTune } from '../support/astria-tune.js';
+import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+import { waitUntil } from '../support/daemon.js';
 
 const SECRET = 'http-server-test-secret';
 const log = createLogger('silent');
@@ -168,4 +173,119 @@ describe('a rejected webhook whose client is still sending', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 401 /);
     expect(Date.now() - startedAt).toBeLessThan(10_000);
   }, 15_000);
+});
+
+describe('a callback meeting a row the app holds locked', () => {
+  it('is answered 503 once the lock timeout passes, and applied by the next callback once the lock is gone', async () => {
+    await seedModels(db.pool, [{ id: 'locked-model', status: 'TRAINING', trainingJobId: '9101', aiProvider: 'astria' }]);
+    const callback = () =>
+      fetch(`http://127.0.0.1:${port}/webhooks/astria?secret=${SECRET}`, { method: 'POST', body: JSON.stringify(documentedTune({ id: 9101 })) });
+    const app = await db.pool.connect();
+    try {
+      await app.query('BEGIN');
+      await app.query(`UPDATE ai_models SET name = 'renamed by the app' WHERE id = 'locked-model'`);
+      const response = await callback();
+      expect(response.status).toBe(503);
+      expect(await response.json()).toMatchObject({ matched: 1, failed: 1 });
+    } finally {
+      await app.query('ROLLBACK');
+      app.release();
+    }
+    expect((await readModel(db.pool, 'locked-model')).status).toBe('TRAINING');
+    expect((await callback()).status).toBe(200);
+    expect((await readModel(db.pool, 'locked-model')).status).toBe('READY');
+  }, 30_000);
+});
+
+describe('the log of rejected requests', () => {
+  const REQUESTS = 2_000;
+  const userAgent = `flood/${'u'.repeat(15 * 1024)}`;
+  let logged: string[];
+  let floodMetrics: Metrics;
+  let floodServer: HttpServer;
+  let floodPort: number;
+  // A frozen clock: the rate limit lets its first burst through and nothing more until the clock moves.
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const clock = { now: () => now, sleep: systemClock.sleep };
+
+  beforeAll(async () => {
+    logged = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        logged.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+        callback();
+      },
+    });
+    const floodLog = createLogger('info', destination);
+    floodMetrics = createMetrics();
+    floodServer = createHttpServer({
+      pool: db.pool,
+      metrics: floodMetrics,
+      log: floodLog,
+      clock,
+      webhook: createWebhookHandler({ secret: SECRET, pool: db.pool, log: floodLog, clock, trainingTimeoutMs: 86_400_000 }),
+    });
+    floodPort = ((await floodServer.listen(0, '127.0.0.1')) as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    await floodServer?.close();
+  });
+
+  const webhookRequestsCounted = async () => (await floodMetrics.webhookRequests.get()).values.reduce((sum, value) => sum + value.value, 0);
+
+  it(`${REQUESTS} rejected requests with a 15 KB user agent: a few short lines, none with the secret, the rest counted`, async () => {
+    // Wrong secret (401), wrong method (405), not JSON (400): the secret in the query of each.
+    const kinds = [
+      { method: 'POST', query: `?secret=guessed-${SECRET}`, body: '{}', status: 401 },
+      { method: 'GET', query: `?secret=${SECRET}`, body: undefined, status: 405 },
+      { method: 'POST', query: `?secret=${SECRET}`, body: 'not json', status: 400 },
+    ];
+    const limit = pLimit(16);
+    const statuses = await Promise.all(
+      Array.from({ length: REQUESTS }, (_, i) =>
+        limit(async () => {
+          const kind = kinds[i % kinds.length]!;
+          const response = await fetch(`http://127.0.0.1:${floodPort}/webhooks/astria${kind.query}`, {
+            method: kind.method,
+            body: kind.body,
+            headers: { 'user-agent': userAgent },
+          });
+          await response.arrayBuffer();
+          return response.status === kind.status;
+        }),
+      ),
+    );
+    expect(statuses.every(Boolean)).toBe(true);
+    // Every answer's close has been seen (the count and the log line hang on the same event).
+    await waitUntil(async () => (await webhookRequestsCounted()) === REQUESTS, 10_000, 'every request counted');
+
+    expect(logged).toHaveLength(5);
+    const bytes = logged.reduce((sum, line) => sum + Buffer.byteLength(line), 0);
+    expect(bytes).toBeLessThan(5 * 1024);
+    for (const line of logged) {
+      expect(line).not.toContain(SECRET);
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      expect(entry).toMatchObject({ msg: 'Astria webhook request rejected', path: '/webhooks/astria', remoteAddress: '127.0.0.1' });
+      expect(Buffer.byteLength(entry.userAgent as string)).toBeLessThanOrEqual(200);
+      expect(entry.userAgent as string).toMatch(/^flood\/u+…$/);
+    }
+    for (const line of logged) expect([401, 405, 400]).toContain((JSON.parse(line) as { status: number }).status);
+
+    // A second later the next rejection is logged again, with the count of those left out.
+    now += 1_000;
+    const response = await fetch(`http://127.0.0.1:${floodPort}/no/such/path?secret=${SECRET}`, { headers: { 'user-agent': userAgent } });
+    expect(response.status).toBe(404);
+    await waitUntil(() => logged.length === 6, 10_000, 'the next rejection logged');
+    expect(logged[5]).not.toContain(SECRET);
+    expect(JSON.parse(logged[5]!)).toMatchObject({
+      msg: 'HTTP request rejected',
+      method: 'GET',
+      path: '/no/such/path',
+      status: 404,
+      reason: 'not found',
+      remoteAddress: '127.0.0.1',
+      suppressedBefore: REQUESTS - 5,
+    });
+  }, 120_000);
 });

@@ -22,8 +22,9 @@ const globalForStatus = globalThis as unknown as { astriaStatus?: Promise<Status
 /**
  * The status service on the app's PrismaClient, created once per instance. Our schema is created
  * first (idempotent, a no-op once there), so the route works before the sidecar ever started.
- * `onTransition` refunds a failed training inside the transaction of the transition this process
- * applies; the ones the sidecar applies arrive at /api/reconciler/events.
+ * `onTransition` refunds a failed training (and takes it back when the failure heals) inside the
+ * transaction of the transition this process applies; the ones the sidecar applies arrive at
+ * /api/reconciler/events.
  */
 export function statusService(): Promise<StatusService> {
   globalForStatus.astriaStatus ??= (async () => {
