@@ -7,11 +7,10 @@
 export function databaseClock(schema: string): string[] {
   return [
     `ALTER TABLE ${schema}.events ADD COLUMN recorded_at timestamptz`,
-    // Before the backfill: a replica of the previous release writing meanwhile gets the default.
+    // New rows get the database's time, a previous release's too (it never names the column).
     `ALTER TABLE ${schema}.events ALTER COLUMN recorded_at SET DEFAULT clock_timestamp()`,
     `UPDATE ${schema}.events SET recorded_at = occurred_at WHERE recorded_at IS NULL`,
     `ALTER TABLE ${schema}.events ALTER COLUMN recorded_at SET NOT NULL`,
-    `CREATE INDEX events_recorded_at_idx ON ${schema}.events (recorded_at)`,
     `ALTER TABLE ${schema}.callbacks ALTER COLUMN received_at SET DEFAULT clock_timestamp()`,
   ];
 }
