@@ -12,6 +12,7 @@ export interface SlowRecovery {
   tuneId: string | null;
   lagSeconds: number;
   trainedAt: string;
+  /** When the database wrote the READY. */
   occurredAt: string;
 }
 
