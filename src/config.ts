@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { DEFAULT_SCHEMA } from './db/identifier.js';
 
 const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
@@ -99,7 +100,7 @@ const envSchema = z
       .refine((name) => !name.includes('\0'), 'must not contain a NUL character')
       // PostgreSQL reserves pg_* for system schemas and owns information_schema.
       .refine((name) => !/^pg_/i.test(name) && name.toLowerCase() !== 'information_schema', 'must not be a system schema (pg_*, information_schema)')
-      .default('astria_reconciler'),
+      .default(DEFAULT_SCHEMA),
     BROADCAST: z
       .string()
       .default('pg')

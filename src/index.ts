@@ -10,8 +10,7 @@ export {
   type StatusServiceOptions,
   type TransitionHook,
 } from './status/service.js';
-export type { Database, SqlExecutor } from './db/executor.js';
-export type { PrismaLike, PrismaRawClient } from './db/prisma-driver.js';
+export type { Database, PrismaLike, PrismaRawClient, SqlExecutor } from './db/executor.js';
 export {
   applyObservedTune,
   type ApplyObservedTuneOptions,

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { systemClock, type Clock } from '../clock.js';
-import { quoteIdentifier } from '../db/identifier.js';
+import { claimDeliveries, pendingDeliveries, recordDelivered, recordDeliveryFailure, type ClaimedDelivery } from '../db/deliveries.js';
+import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelEvent } from '../status/event.js';
@@ -49,11 +50,7 @@ export interface Dispatcher {
   kick(): void;
 }
 
-interface Claimed {
-  seq: string;
-  attempts: number;
-  payload: ModelEvent;
-}
+type Claimed = ClaimedDelivery<ModelEvent>;
 
 /**
  * Delivers the outbox (`<schema>.deliveries`) to the asynchronous transports: at least once, in order per
@@ -85,7 +82,7 @@ interface Claimed {
  * on), listed by `report`, sent again after `requeue-dead`.
  */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
-  const schema = quoteIdentifier(options.schema ?? 'astria_reconciler');
+  const schema = options.schema ?? DEFAULT_SCHEMA;
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const batchSize = options.batchSize ?? 20;
@@ -98,43 +95,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { pool, log, metrics } = options;
   const wakeups = new Map(options.transports.map((transport) => [transport.name, new Wakeup()]));
 
-  // The heads (one per model) come from one scan and a sort; only the first few due ones, in `seq`
-  // order, are handed to the locking scan, so its filter stays cheap however long the backlog. The
-  // conditions are repeated there: a row another dispatcher claimed meanwhile is re-checked on its
-  // latest version when it is locked. (FOR UPDATE cannot be combined with DISTINCT ON.)
-  const claimSql = `
-    WITH claimable AS (
-      SELECT d.event_seq
-        FROM ${schema}.deliveries d
-       WHERE d.transport = $1
-         AND d.event_seq = ANY (ARRAY(
-               SELECT h.event_seq
-                 FROM (SELECT DISTINCT ON (e.model_id) hd.event_seq, hd.next_attempt_at
-                         FROM ${schema}.deliveries hd
-                         JOIN ${schema}.events e ON e.seq = hd.event_seq
-                        WHERE hd.transport = $1 AND hd.delivered_at IS NULL AND hd.dead_at IS NULL
-                        ORDER BY e.model_id, hd.event_seq) AS h
-                WHERE h.next_attempt_at <= now()
-                ORDER BY h.event_seq
-                -- Room for the rows other replicas hold locked right now.
-                LIMIT $2 * 4))
-         AND d.delivered_at IS NULL
-         AND d.dead_at IS NULL
-         AND d.next_attempt_at <= now()
-       ORDER BY d.event_seq
-       LIMIT $2
-       FOR UPDATE OF d SKIP LOCKED
-    )
-    UPDATE ${schema}.deliveries d
-       SET attempts = d.attempts + 1,
-           next_attempt_at = now() + $3 * interval '1 millisecond'
-      FROM claimable c, ${schema}.events e
-     WHERE d.transport = $1 AND d.event_seq = c.event_seq AND e.seq = d.event_seq
-    RETURNING d.event_seq::text AS seq, d.attempts, e.payload`;
-
-  async function claim(transport: Transport): Promise<Claimed[]> {
-    const { rows } = await pool.query<Claimed>(claimSql, [transport.name, batchSize, leaseMs]);
-    return rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
+  function claim(transport: Transport): Promise<Claimed[]> {
+    return claimDeliveries<ModelEvent>(pool, schema, transport.name, batchSize, leaseMs);
   }
 
   function backoffMs(attempts: number): number {
@@ -153,21 +115,23 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       const parksByAge = error instanceof DeliveryFailedError;
       metrics?.broadcastDeliveries.inc({ transport: transport.name, outcome: 'failed' });
       const delay = backoffMs(row.attempts);
-      const recorded = await pool
-        .query<{ dead: boolean }>(
-          `UPDATE ${schema}.deliveries
-              SET next_attempt_at = now() + $3 * interval '1 millisecond', last_error = $4,
-                  dead_at = CASE WHEN ($8 AND attempts >= $6) OR ($9 AND queued_at <= now() - $7 * interval '1 millisecond') THEN now() END
-            WHERE transport = $1 AND event_seq = $2 AND delivered_at IS NULL AND attempts = $5
-           RETURNING dead_at IS NOT NULL AS dead`,
-          [transport.name, row.seq, delay, message.slice(0, 1_000), row.attempts, deadAfterAttempts, deadAfterMs, parksByAttempts, parksByAge],
-        )
+      const dead = await recordDeliveryFailure(pool, schema, {
+        transport: transport.name,
+        seq: row.seq,
+        attempts: row.attempts,
+        retryInMs: delay,
+        error: message.slice(0, 1_000),
+        parksByAttempts,
+        parksByAge,
+        deadAfterAttempts,
+        deadAfterMs,
+      })
         // The lease runs out and the row is retried anyway.
         .catch((dbError: Error) => {
           log.warn({ err: dbError.message, transport: transport.name }, 'could not record a failed delivery');
-          return null;
+          return false;
         });
-      if (recorded?.rows[0]?.dead) {
+      if (dead) {
         metrics?.deadDeliveries.inc({ transport: transport.name });
         log.error(
           { transport: transport.name, eventId: row.payload.eventId, modelId: row.payload.modelId, attempts: row.attempts, err: message },
@@ -177,12 +141,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       return { ok: false, error: message };
     }
     metrics?.broadcastDeliveries.inc({ transport: transport.name, outcome: 'delivered' });
-    await pool
-      .query(
-        `UPDATE ${schema}.deliveries SET delivered_at = now(), last_error = NULL
-          WHERE transport = $1 AND event_seq = $2 AND delivered_at IS NULL`,
-        [transport.name, row.seq],
-      )
+    await recordDelivered(pool, schema, transport.name, row.seq)
       // Delivered but not recorded: it goes again after the lease, a duplicate consumers drop by eventId.
       .catch((dbError: Error) => log.warn({ err: dbError.message, transport: transport.name }, 'could not record a delivery'));
     return { ok: true };
@@ -192,14 +151,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   async function refreshGauges(transport: Transport): Promise<void> {
     if (!metrics) return;
     try {
-      const { rows } = await pool.query<{ pending: number; oldest: number }>(
-        `SELECT count(*)::int AS pending, coalesce(extract(epoch FROM now() - min(queued_at)), 0)::float8 AS oldest
-           FROM ${schema}.deliveries
-          WHERE transport = $1 AND delivered_at IS NULL AND dead_at IS NULL`,
-        [transport.name],
-      );
-      metrics.outboxPending.set({ transport: transport.name }, rows[0]!.pending);
-      metrics.outboxOldestPending.set({ transport: transport.name }, Math.max(0, rows[0]!.oldest));
+      const { pending, oldestSeconds } = await pendingDeliveries(pool, schema, transport.name);
+      metrics.outboxPending.set({ transport: transport.name }, pending);
+      metrics.outboxOldestPending.set({ transport: transport.name }, oldestSeconds);
     } catch (error) {
       log.debug({ err: (error as Error).message, transport: transport.name }, 'could not measure the broadcast outbox');
     }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { quoteIdentifier } from '../db/identifier.js';
+import { deleteCallbackArrivals } from '../db/callbacks.js';
+import { deleteDeliveredEvents } from '../db/events.js';
 
 /**
  * Deletes events older than `olderThanMs` (by `occurred_at`, against the database clock) whose every
@@ -14,22 +15,7 @@ export async function pruneDeliveredEvents(
   olderThanMs: number,
   batchSize = 500,
 ): Promise<number> {
-  return deleteInBatches(
-    pool,
-    `WITH doomed AS (
-       SELECT e.seq
-         FROM ${quoteIdentifier(schema)}.events e
-        WHERE e.occurred_at < now() - $1 * interval '1 millisecond'
-          AND NOT EXISTS (
-            SELECT 1 FROM ${quoteIdentifier(schema)}.deliveries d WHERE d.event_seq = e.seq AND d.delivered_at IS NULL)
-        ORDER BY e.occurred_at
-        LIMIT $2
-        FOR UPDATE OF e SKIP LOCKED
-     )
-     DELETE FROM ${quoteIdentifier(schema)}.events e USING doomed WHERE e.seq = doomed.seq`,
-    olderThanMs,
-    batchSize,
-  );
+  return deleteInBatches((batch) => deleteDeliveredEvents(pool, schema, olderThanMs, batch), batchSize);
 }
 
 /**
@@ -39,26 +25,14 @@ export async function pruneDeliveredEvents(
  * so a batch reads little beyond the rows it deletes. Returns how many were deleted.
  */
 export async function pruneCallbackArrivals(pool: pg.Pool, schema: string, olderThanMs: number, batchSize = 500): Promise<number> {
-  return deleteInBatches(
-    pool,
-    `DELETE FROM ${quoteIdentifier(schema)}.callbacks c
-      WHERE c.id IN (
-        SELECT id FROM ${quoteIdentifier(schema)}.callbacks
-         WHERE received_at < now() - $1 * interval '1 millisecond'
-         ORDER BY id
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED)`,
-    olderThanMs,
-    batchSize,
-  );
+  return deleteInBatches((batch) => deleteCallbackArrivals(pool, schema, olderThanMs, batch), batchSize);
 }
 
-/** Runs a `DELETE` taking ($1 age in ms, $2 batch size) until a batch comes back short; the total deleted. */
-async function deleteInBatches(pool: pg.Pool, sql: string, olderThanMs: number, batchSize: number): Promise<number> {
+/** Deletes batch after batch until one comes back short; the total deleted. */
+async function deleteInBatches(deleteBatch: (batchSize: number) => Promise<number>, batchSize: number): Promise<number> {
   let total = 0;
   for (;;) {
-    const { rowCount } = await pool.query(sql, [olderThanMs, batchSize]);
-    const deleted = rowCount ?? 0;
+    const deleted = await deleteBatch(batchSize);
     total += deleted;
     if (deleted < batchSize) return total;
   }

@@ -4,6 +4,7 @@ import { AstriaAuthError } from '../astria/client.js';
 import { requeueDeadDeliveries } from '../broadcast/dead-letter.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { assertHostTable, HostTableMissingError } from '../db/host-check.js';
+import { OwnSchemaOutdatedError } from '../db/own-schema.js';
 import { createPool } from '../db/pool.js';
 import { ListenError } from '../http/server.js';
 import { createLogger } from '../log.js';
@@ -16,7 +17,7 @@ import { buildRuntime, createRuntime, DatabaseUnreachableError } from './runtime
 const EXIT = { ok: 0, fatal: 1, usage: 2, incomplete: 3 } as const;
 
 /** Fatal conditions an operator fixes from the message alone: no stack trace for them. */
-const KNOWN_FATAL = [ConfigError, DatabaseUnreachableError, HostTableMissingError, AstriaAuthError, ListenError];
+const KNOWN_FATAL = [ConfigError, DatabaseUnreachableError, HostTableMissingError, OwnSchemaOutdatedError, AstriaAuthError, ListenError];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

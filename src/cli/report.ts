@@ -1,8 +1,9 @@
 import type pg from 'pg';
-import { quoteIdentifier } from '../db/identifier.js';
 import { UsageError } from './args.js';
 import { listDeadDeliveries, type DeadDeliveries } from '../broadcast/dead-letter.js';
 import { countCallbackOutcomes, DEFAULT_CALLBACK_GRACE_MS, type CallbackCounts } from '../db/callbacks.js';
+import { ownSchemaReady } from '../db/own-schema.js';
+import { countTransitions, databaseNow, recoveryLag, slowestRecoveries } from '../db/report.js';
 
 /** One slow recovery: Astria finished training long before the reconciler applied READY. */
 export interface SlowRecovery {
@@ -11,6 +12,7 @@ export interface SlowRecovery {
   tuneId: string | null;
   lagSeconds: number;
   trainedAt: string;
+  /** When the database wrote the READY. */
   occurredAt: string;
 }
 
@@ -44,20 +46,27 @@ const STATUS_ORDER = ['READY', 'ERROR', 'TRAINING', 'PROCESSING', 'UPLOADING', '
 
 const round = (value: number | null) => (value === null ? null : Math.round(value * 1000) / 1000);
 
-/** Reads the event log from `now - sinceMs` to now. */
+/**
+ * Reads the event log from `until - sinceMs` to `until`, times of the database's clock (`until`
+ * defaults to the database's now): the transitions, the detection lag and the callback verdicts all
+ * on the one clock the daemons' verdicts use, whatever the clock of the machine running the report.
+ */
 export async function buildReport(
   pool: pg.Pool,
   schema: string,
   sinceMs: number,
-  now: Date | number,
+  until?: Date | number,
   callbackGraceMs = DEFAULT_CALLBACK_GRACE_MS,
 ): Promise<Report> {
-  const until = new Date(now);
-  const since = new Date(until.getTime() - sinceMs);
-  const window = [since.toISOString(), until.toISOString()];
-  const empty: Report = {
-    since: since.toISOString(),
-    until: until.toISOString(),
+  const range = { until: until === undefined ? await databaseNow(pool) : new Date(until), since: new Date(0) };
+  // No event is older than the epoch; a window reaching further is a typo (and no valid Date).
+  if (sinceMs > range.until.getTime()) {
+    throw new UsageError(`--since reaches back before 1970, older than any event: use at most ${Math.floor(range.until.getTime() / 86_400_000)}d`);
+  }
+  range.since = new Date(range.until.getTime() - sinceMs);
+  const report: Report = {
+    since: range.since.toISOString(),
+    until: range.until.toISOString(),
     transitions: zeroTransitions(),
     total: 0,
     lagSeconds: { p50: null, p90: null, p99: null, max: null },
@@ -66,67 +75,27 @@ export async function buildReport(
     deadDeliveries: await listDeadDeliveries(pool, schema),
     callbacks: { lost: 0, late: 0, webhookFirst: 0, pending: 0, unrecorded: 0 },
   };
-  const events = `${quoteIdentifier(schema)}.events`;
   // A database the daemon never ran on has no event log yet: nothing was applied. (A report writes nothing.)
-  const exists = await pool.query<{ found: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS found`, [events]);
-  if (!exists.rows[0]?.found) return empty;
+  if (!(await ownSchemaReady(pool, schema))) return report;
 
-  const counts = await pool.query<{ to_status: string; source: string; n: number }>(
-    `SELECT to_status, source, count(*)::int AS n
-       FROM ${events}
-      WHERE occurred_at >= $1 AND occurred_at <= $2
-      GROUP BY to_status, source`,
-    window,
-  );
-  const transitions = zeroTransitions();
-  let total = 0;
-  for (const row of counts.rows) {
-    const entry = (transitions[row.to_status] ??= { webhook: 0, reconciler: 0 });
+  for (const row of await countTransitions(pool, schema, range)) {
+    const entry = (report.transitions[row.to_status] ??= { webhook: 0, reconciler: 0 });
     if (row.source === 'webhook' || row.source === 'reconciler') entry[row.source] += row.n;
-    total += row.n;
+    report.total += row.n;
   }
-
-  const recoveries = `
-    FROM ${events}
-   WHERE occurred_at >= $1 AND occurred_at <= $2
-     AND source = 'reconciler' AND to_status = 'READY' AND trained_at IS NOT NULL`;
-  const lagExpression = `GREATEST(0, extract(epoch FROM occurred_at - trained_at))::float8`;
-  const lag = await pool.query<{ n: number; p50: number | null; p90: number | null; p99: number | null; max: number | null }>(
-    `SELECT count(*)::int AS n,
-            percentile_cont(0.5) WITHIN GROUP (ORDER BY ${lagExpression}) AS p50,
-            percentile_cont(0.9) WITHIN GROUP (ORDER BY ${lagExpression}) AS p90,
-            percentile_cont(0.99) WITHIN GROUP (ORDER BY ${lagExpression}) AS p99,
-            max(${lagExpression}) AS max
-     ${recoveries}`,
-    window,
-  );
-  const slowest = await pool.query<{ model_id: string; tune_id: string | null; lag: number; trained_at: Date; occurred_at: Date }>(
-    `SELECT model_id, payload->'data'->>'modelUrl' AS tune_id, ${lagExpression} AS lag, trained_at, occurred_at
-     ${recoveries}
-     ORDER BY lag DESC, occurred_at DESC
-     LIMIT ${SLOWEST}`,
-    window,
-  );
-
-  const stats = lag.rows[0]!;
-  const callbacks = await countCallbackOutcomes(pool, schema, since, until, callbackGraceMs);
-  return {
-    since: since.toISOString(),
-    until: until.toISOString(),
-    transitions: Object.fromEntries(Object.entries(transitions).sort(([a], [b]) => statusRank(a) - statusRank(b))),
-    total,
-    lagSeconds: { p50: round(stats.p50), p90: round(stats.p90), p99: round(stats.p99), max: round(stats.max) },
-    recoveries: stats.n,
-    slowest: slowest.rows.map((row) => ({
-      modelId: row.model_id,
-      tuneId: row.tune_id,
-      lagSeconds: round(row.lag)!,
-      trainedAt: row.trained_at.toISOString(),
-      occurredAt: row.occurred_at.toISOString(),
-    })),
-    deadDeliveries: empty.deadDeliveries,
-    callbacks,
-  };
+  report.transitions = Object.fromEntries(Object.entries(report.transitions).sort(([a], [b]) => statusRank(a) - statusRank(b)));
+  const lag = await recoveryLag(pool, schema, range);
+  report.lagSeconds = { p50: round(lag.p50), p90: round(lag.p90), p99: round(lag.p99), max: round(lag.max) };
+  report.recoveries = lag.n;
+  report.slowest = (await slowestRecoveries(pool, schema, range, SLOWEST)).map((row) => ({
+    modelId: row.model_id,
+    tuneId: row.tune_id,
+    lagSeconds: round(row.lag)!,
+    trainedAt: row.trained_at.toISOString(),
+    occurredAt: row.recorded_at.toISOString(),
+  }));
+  report.callbacks = await countCallbackOutcomes(pool, schema, range.since, range.until, callbackGraceMs);
+  return report;
 }
 
 function zeroTransitions(): Report['transitions'] {
@@ -223,14 +192,9 @@ function formatDeadDeliveries(dead: DeadDeliveries): string[] {
 export async function runReport(
   pool: pg.Pool,
   schema: string,
-  options: { sinceMs: number; json: boolean; now?: Date | number; stdout: NodeJS.WritableStream; callbackGraceMs?: number },
+  options: { sinceMs: number; json: boolean; stdout: NodeJS.WritableStream; callbackGraceMs?: number },
 ): Promise<number> {
-  const now = new Date(options.now ?? Date.now()).getTime();
-  // No event is older than the epoch; a window reaching further is a typo (and no valid Date).
-  if (options.sinceMs > now) {
-    throw new UsageError(`--since reaches back before 1970, older than any event: use at most ${Math.floor(now / 86_400_000)}d`);
-  }
-  const report = await buildReport(pool, schema, options.sinceMs, now, options.callbackGraceMs);
+  const report = await buildReport(pool, schema, options.sinceMs, undefined, options.callbackGraceMs);
   options.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;
 }

@@ -1,10 +1,6 @@
 import type pg from 'pg';
+import type { SqlExecutor } from './executor.js';
 import { quoteIdentifier } from './identifier.js';
-
-/** Anything that runs one statement: a `pg.Pool`, a client, or the app's own database seam. */
-export interface Queryable {
-  query(sql: string, params?: unknown[]): Promise<unknown>;
-}
 
 /**
  * A callback that arrived at most this long before the reconciler's write raced it (both saw the
@@ -16,18 +12,19 @@ export const DEFAULT_CALLBACK_GRACE_MS = 10 * 60_000;
 
 /**
  * Records that Astria's callback for this tune reached us, whoever received it (the sidecar's webhook
- * or the app's route). The leader compares these with the reconciler's transitions. A failure to
- * record is logged, never the callback's failure: the status change matters more than the statistic.
+ * or the app's route), stamped by the database's clock: the leader compares it with the database's
+ * stamp of the reconciler's write, so replicas whose clocks disagree still agree on what came first.
+ * A failure to record is logged, never the callback's failure: the status change matters more than
+ * the statistic.
  */
 export async function recordCallbackArrival(
-  db: Queryable,
+  db: SqlExecutor,
   schema: string,
   tuneId: number | string,
-  receivedAt: Date,
   log?: { warn(object: object, message: string): void },
 ): Promise<boolean> {
   try {
-    await db.query(`INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at) VALUES ($1::text, $2::timestamptz)`, [String(tuneId), receivedAt.toISOString()]);
+    await db.execute(`INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at) VALUES ($1::text, clock_timestamp())`, [String(tuneId)]);
     return true;
   } catch (error) {
     log?.warn({ tuneId: String(tuneId), err: (error as Error).message }, 'could not record the callback arrival');
@@ -36,42 +33,39 @@ export async function recordCallbackArrival(
 }
 
 /**
- * The first callback for the tune of event `e` that arrived from `RACE_SLACK_MS` before its write to
- * the grace after it, as `cb.first` (null when none): what makes a reconciler READY late, not lost.
+ * The first callback for the tune of event `e` that arrived from `RACE_SLACK_MS` before the database
+ * wrote it to the grace after, as `cb.first` (null when none): what makes a reconciler READY late, not lost.
  */
 function firstCallbackFor(schema: string, graceParam: string, slackParam: string): string {
   return `LEFT JOIN LATERAL (
          SELECT min(c.received_at) AS first FROM ${quoteIdentifier(schema)}.callbacks c
           WHERE c.tune_id = e.payload->'data'->>'modelUrl'
-            AND c.received_at >= e.occurred_at - ${slackParam} * interval '1 millisecond'
-            AND c.received_at <= e.occurred_at + ${graceParam} * interval '1 millisecond'
+            AND c.received_at >= e.recorded_at - ${slackParam} * interval '1 millisecond'
+            AND c.received_at <= e.recorded_at + ${graceParam} * interval '1 millisecond'
        ) cb ON e.source = 'reconciler'`;
 }
 
 /**
  * Gives every reconciler READY not yet judged its verdict, once, in the database (so a failover never
  * counts one twice): `late` as soon as a callback for its tune arrived (from a minute before the
- * write to `graceMs` after it), `lost` once `graceMs` passed without one. Transitions from before
- * callbacks were recorded are left alone. Returns how many of each were judged now.
+ * write to `graceMs` after it), `lost` once `graceMs` passed without one. Every time compared is the
+ * database's (its stamps, its `now()`): no replica's clock decides. Transitions from before callbacks
+ * were recorded are left alone. Returns how many of each were judged now.
  */
-export async function classifyReconcilerRecoveries(
-  pool: pg.Pool,
-  schema: string,
-  graceMs: number,
-  now: Date,
-): Promise<{ lost: number; late: number }> {
+export async function classifyReconcilerRecoveries(pool: pg.Pool, schema: string, graceMs: number): Promise<{ lost: number; late: number }> {
+  const own = quoteIdentifier(schema);
   const { rows } = await pool.query<{ outcome: 'lost' | 'late' }>(
-    `INSERT INTO ${quoteIdentifier(schema)}.callback_outcomes (event_seq, outcome, classified_at)
-     SELECT e.seq, CASE WHEN cb.first IS NULL THEN 'lost' ELSE 'late' END, $3::timestamptz
-       FROM ${quoteIdentifier(schema)}.events e
+    `INSERT INTO ${own}.callback_outcomes (event_seq, outcome, classified_at)
+     SELECT e.seq, CASE WHEN cb.first IS NULL THEN 'lost' ELSE 'late' END, now()
+       FROM ${own}.events e
        ${firstCallbackFor(schema, '$1', '$2')}
       WHERE e.source = 'reconciler' AND e.to_status = 'READY'
-        AND e.occurred_at >= (SELECT started_at FROM ${quoteIdentifier(schema)}.callback_recording)
-        AND NOT EXISTS (SELECT 1 FROM ${quoteIdentifier(schema)}.callback_outcomes o WHERE o.event_seq = e.seq)
-        AND (cb.first IS NOT NULL OR e.occurred_at + $1 * interval '1 millisecond' <= $3::timestamptz)
+        AND e.recorded_at >= (SELECT started_at FROM ${own}.callback_recording)
+        AND NOT EXISTS (SELECT 1 FROM ${own}.callback_outcomes o WHERE o.event_seq = e.seq)
+        AND (cb.first IS NOT NULL OR e.recorded_at + $1 * interval '1 millisecond' <= now())
      ON CONFLICT (event_seq) DO NOTHING
      RETURNING outcome`,
-    [graceMs, RACE_SLACK_MS, now.toISOString()],
+    [graceMs, RACE_SLACK_MS],
   );
   return { lost: rows.filter((row) => row.outcome === 'lost').length, late: rows.filter((row) => row.outcome === 'late').length };
 }
@@ -90,22 +84,13 @@ export interface CallbackCounts {
 }
 
 /**
- * The verdicts on READY transitions applied in `[since, until]`, for `report`. Those no leader judged
- * yet (a `--once` with no daemon running, or a leader judging next interval) are judged here the same
- * way, as of `until`, without writing: the leader's counters stay its own.
+ * The verdicts on READY transitions the database wrote in `[since, until]` (its times, as `report`
+ * reads them). Those no leader judged yet (a `--once` with no daemon running, or a leader judging next
+ * interval) are judged here the same way, as of `until`, without writing: the leader's counters stay
+ * its own.
  */
 export async function countCallbackOutcomes(pool: pg.Pool, schema: string, since: Date, until: Date, graceMs: number): Promise<CallbackCounts> {
-  const window = [since.toISOString(), until.toISOString()];
-  const recorded = await pool.query<{ found: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS found`, [`${quoteIdentifier(schema)}.callback_outcomes`]);
-  if (!recorded.rows[0]?.found) {
-    // A log written before callbacks were recorded: every reconciler recovery is of unknown verdict.
-    const { rows } = await pool.query<{ webhook: number; reconciler: number }>(
-      `SELECT count(*) FILTER (WHERE source = 'webhook')::int AS webhook, count(*) FILTER (WHERE source = 'reconciler')::int AS reconciler
-         FROM ${quoteIdentifier(schema)}.events WHERE to_status = 'READY' AND occurred_at >= $1 AND occurred_at <= $2`,
-      window,
-    );
-    return { lost: 0, late: 0, webhookFirst: rows[0]!.webhook, pending: 0, unrecorded: rows[0]!.reconciler };
-  }
+  const own = quoteIdentifier(schema);
   const { rows } = await pool.query<CallbackCounts>(
     `SELECT count(*) FILTER (WHERE verdict = 'lost')::int AS lost,
             count(*) FILTER (WHERE verdict = 'late')::int AS late,
@@ -116,18 +101,38 @@ export async function countCallbackOutcomes(pool: pg.Pool, schema: string, since
          SELECT e.source, CASE
                   WHEN e.source <> 'reconciler' THEN NULL
                   WHEN o.outcome IS NOT NULL THEN o.outcome
-                  WHEN e.occurred_at < r.started_at THEN 'unrecorded'
+                  WHEN e.recorded_at < r.started_at THEN 'unrecorded'
                   WHEN cb.first IS NOT NULL THEN 'late'
-                  WHEN e.occurred_at + $3 * interval '1 millisecond' <= $2::timestamptz THEN 'lost'
+                  WHEN e.recorded_at + $3 * interval '1 millisecond' <= $2::timestamptz THEN 'lost'
                   ELSE 'pending'
                 END AS verdict
-           FROM ${quoteIdentifier(schema)}.events e
-           CROSS JOIN ${quoteIdentifier(schema)}.callback_recording r
-           LEFT JOIN ${quoteIdentifier(schema)}.callback_outcomes o ON o.event_seq = e.seq
+           FROM ${own}.events e
+           CROSS JOIN ${own}.callback_recording r
+           LEFT JOIN ${own}.callback_outcomes o ON o.event_seq = e.seq
            ${firstCallbackFor(schema, '$3', '$4')}
-          WHERE e.to_status = 'READY' AND e.occurred_at >= $1 AND e.occurred_at <= $2
+          WHERE e.to_status = 'READY' AND e.recorded_at >= $1 AND e.recorded_at <= $2
        ) verdicts`,
-    [...window, graceMs, RACE_SLACK_MS],
+    [since.toISOString(), until.toISOString(), graceMs, RACE_SLACK_MS],
   );
   return rows[0]!;
+}
+
+/**
+ * Deletes up to `batchSize` callback arrivals older than `olderThanMs` (by `received_at`, against the
+ * database clock), walking the primary key (ids rise with arrival) so a batch reads little beyond the
+ * rows it deletes. Returns how many were deleted.
+ */
+export async function deleteCallbackArrivals(pool: pg.Pool, schema: string, olderThanMs: number, batchSize: number): Promise<number> {
+  const own = quoteIdentifier(schema);
+  const { rowCount } = await pool.query(
+    `DELETE FROM ${own}.callbacks c
+      WHERE c.id IN (
+        SELECT id FROM ${own}.callbacks
+         WHERE received_at < now() - $1 * interval '1 millisecond'
+         ORDER BY id
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED)`,
+    [olderThanMs, batchSize],
+  );
+  return rowCount ?? 0;
 }

@@ -1,11 +1,10 @@
 import type pg from 'pg';
-import { pgExecutor } from './pg-driver.js';
-import { prismaExecutor, type PrismaLike } from './prisma-driver.js';
 
 /**
- * The one database seam: the status service and the callback path speak SQL through this, whichever
- * client the caller has. Parameters are `$1, $2, ...`; rows come back with `timestamptz` as `Date`,
- * `bigint` as a decimal string (as `pg` gives them), whatever the process `TZ` or the session time zone.
+ * The one database seam: every module of `db/` speaks SQL through this, whichever client the caller
+ * has. Parameters are `$1, $2, ...`; rows come back with `timestamptz` as `Date`, `bigint` as a decimal
+ * string (as `pg` gives them), whatever the process `TZ` or the session time zone. The adapters that
+ * implement it (`pg-driver.ts`, `prisma-driver.ts`) import this file; it imports none of them.
  */
 export interface SqlExecutor {
   query<Row>(sql: string, params?: readonly unknown[]): Promise<Row[]>;
@@ -24,15 +23,19 @@ export interface Executor extends SqlExecutor {
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T>;
 }
 
+/** What the library uses of a Prisma client: any version with interactive transactions fits. */
+export interface PrismaRawClient {
+  $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
+  $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
+}
+
+export interface PrismaLike extends PrismaRawClient {
+  // `any`: Prisma's own signature (a tx client type per generated schema, options) must be assignable.
+  $transaction<R>(fn: (tx: any) => Promise<R>, options?: any): Promise<R>;
+}
+
 /** The app's database as the library's entry points accept it: a `pg.Pool`, or the app's PrismaClient (one of them). */
 export interface Database {
   pool?: pg.Pool;
   prisma?: PrismaLike;
-}
-
-export function executorFor(database: Database): Executor {
-  if (database.pool && database.prisma) throw new TypeError('astria-reconciler: pass { pool } or { prisma }, not both');
-  if (database.pool) return pgExecutor(database.pool);
-  if (database.prisma) return prismaExecutor(database.prisma);
-  throw new TypeError('astria-reconciler: pass { pool } (a pg.Pool) or { prisma } (a PrismaClient)');
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { executorFor, type SqlExecutor } from './executor.js';
+import { asExecutor } from './drivers.js';
+import type { SqlExecutor } from './executor.js';
 
 /** The database answers but holds no `ai_models` where the search path looks: the wrong database or `?schema=`. */
 export class HostTableMissingError extends Error {
@@ -12,7 +13,7 @@ export class HostTableMissingError extends Error {
  * (unreachable, refused) propagates as is.
  */
 export async function assertHostTable(database: pg.Pool | SqlExecutor): Promise<void> {
-  const db = 'execute' in database ? database : executorFor({ pool: database });
+  const db = asExecutor(database);
   const rows = await db.query<{ database: string; search_path: string; found: boolean }>(
     `SELECT current_database() AS database, current_setting('search_path') AS search_path,
             to_regclass('ai_models') IS NOT NULL AS found`,

@@ -1,15 +1,4 @@
-import type { Executor, SqlExecutor } from './executor.js';
-
-/** What the library uses of a Prisma client: any version with interactive transactions fits. */
-export interface PrismaRawClient {
-  $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
-  $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
-}
-
-export interface PrismaLike extends PrismaRawClient {
-  // `any`: Prisma's own signature (a tx client type per generated schema, options) must be assignable.
-  $transaction<R>(fn: (tx: any) => Promise<R>, options?: any): Promise<R>;
-}
+import type { Executor, PrismaLike, PrismaRawClient, SqlExecutor } from './executor.js';
 
 /**
  * Every statement, read or not, runs in a transaction whose session time zone is UTC: driver adapters

@@ -9,7 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createDatabase, dropDatabase, startEmbeddedPostgres } from '../db/embedded.js';
+import { flushNotifications, listenForEvents } from '../db/events.js';
 import { HOST_SCHEMA_SQL, seedModels, type SeedModel } from '../db/host-schema.js';
+import { listModels } from '../db/models.js';
 import { startSimulatedAstria } from './simulated-astria.js';
 
 const API_KEY = 'sd_demo_key';
@@ -51,7 +53,7 @@ async function main(): Promise<void> {
     const events: string[] = [];
     await listener.connect();
     listener.on('notification', (message) => events.push(message.payload ?? ''));
-    await listener.query('LISTEN model_status_changed');
+    await listenForEvents(listener, 'model_status_changed');
 
     const env = { DATABASE_URL: database.url, ASTRIA_API_KEY: API_KEY, ASTRIA_API_URL: astria.url, LOG_LEVEL: 'warn' };
     console.log('\n$ astria-reconciler --once        # backfill every in-flight model stuck for over 2m');
@@ -62,7 +64,7 @@ async function main(): Promise<void> {
 
     console.log('After:');
     await printModels(pool);
-    await listener.query('SELECT 1'); // flushes notifications queued before this round trip
+    await flushNotifications(listener);
     console.log(`\nEvents broadcast on model_status_changed (${events.length}), as an open browser would get them:`);
     for (const payload of events) console.log(`  ${payload}`);
     console.log(`\nAstria requests served: ${astria.stats.requests} (list: ${astria.stats.list}, single: ${astria.stats.get}).`);
@@ -104,12 +106,7 @@ async function seedStory(astria: Awaited<ReturnType<typeof startSimulatedAstria>
 }
 
 async function printModels(pool: pg.Pool): Promise<void> {
-  const { rows } = await pool.query(
-    `SELECT id, status::text, progress, "trainingJobId" AS tune, "estimatedTime" AS eta_min,
-            "modelUrl", left("errorMessage", 48) AS "errorMessage"
-       FROM ai_models ORDER BY id`,
-  );
-  console.table(rows);
+  console.table(await listModels(pool));
 }
 
 function runCli(args: string[], env: Record<string, string>): Promise<number> {

@@ -101,7 +101,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
 
   const judge = async (now: number) => {
     try {
-      const judged = await classifyReconcilerRecoveries(deps.pool, settings.schema, settings.callbackGraceMs, new Date(now));
+      const judged = await classifyReconcilerRecoveries(deps.pool, settings.schema, settings.callbackGraceMs);
       metrics.lostCallbacks.inc(judged.lost);
       metrics.lateCallbacks.inc(judged.late);
       if (judged.lost > 0) log.warn({ lost: judged.lost }, 'Astria callbacks lost: the reconciler applied these and no callback came');

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { holdsAdvisoryLock, pingSession, tryLeaderLock } from '../db/leader-lock.js';
 import { sessionOptions } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -65,10 +66,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     if (!held || !leader || beating) return;
     beating = true;
     try {
-      const { rows } = await held.query<{ held: boolean }>(
-        `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()) AS held`,
-      );
-      if (rows[0]?.held !== true && client === held) drop('advisory lock no longer held');
+      if (!(await holdsAdvisoryLock(held)) && client === held) drop('advisory lock no longer held');
     } catch (error) {
       if (client === held) drop((error as Error).message);
     } finally {
@@ -117,14 +115,9 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
       try {
         client ??= await connect();
         if (leader) {
-          // Proves the session (and with it the lock) is still there.
-          await client.query('SELECT 1');
+          await pingSession(client);
         } else {
-          const { rows } = await client.query<{ acquired: boolean }>(
-            'SELECT pg_try_advisory_lock(hashtext($1)) AS acquired',
-            [options.lockName],
-          );
-          setLeader(rows[0]?.acquired === true);
+          setLeader(await tryLeaderLock(client, options.lockName));
         }
       } catch (error) {
         drop((error as Error).message);

@@ -1,9 +1,11 @@
 import type { Tune } from '../astria/tune.js';
 import { recordCallbackArrival } from '../db/callbacks.js';
-import { executorFor, type Database, type SqlExecutor } from '../db/executor.js';
-import { quoteIdentifier } from '../db/identifier.js';
+import { executorFor } from '../db/drivers.js';
+import { latestEventIsOwnError } from '../db/events.js';
+import type { Database } from '../db/executor.js';
+import { selectModelOfTune, selectModelsOfTune } from '../db/models.js';
+import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { ensureOwnSchema } from '../db/own-schema.js';
-import { MODEL_COLUMNS } from '../db/inflight.js';
 import { isModelWriteFailure } from '../db/write-failure.js';
 import type { EventSource, ModelEvent } from './event.js';
 import { decide, type ModelRow } from './rules.js';
@@ -57,20 +59,15 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   const { tune, source = 'webhook', now = new Date(), trainingTimeoutMs = DEFAULT_TRAINING_TIMEOUT_MS } = options;
   const service = options.service ?? (await defaultService(options));
   const db = executorFor(options);
-  const schemaName = options.schema ?? 'astria_reconciler';
-  const events = `${quoteIdentifier(schemaName)}.events`;
-  const rows = await db.query<ModelRow>(
-    `SELECT ${MODEL_COLUMNS} FROM ai_models
-      WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1::text AND ($2::text IS NULL OR id = $2::text) ORDER BY id`,
-    [String(tune.id), options.modelId ?? null],
-  );
+  const schema = options.schema ?? DEFAULT_SCHEMA;
+  const rows = await selectModelsOfTune(db, String(tune.id), options.modelId ?? null);
   const applied: ModelEvent[] = [];
   const failed: ApplyObservedTuneResult['failed'] = [];
   for (const first of rows) {
     try {
       let model: ModelRow | undefined = first;
       for (let attempt = 1; model && attempt <= MAX_ATTEMPTS; attempt++) {
-        if (model.status === 'ERROR') model = { ...model, ownError: await isOwnError(db, events, model) };
+        if (model.status === 'ERROR') model = { ...model, ownError: await latestEventIsOwnError(db, schema, model.id, model.errorMessage) };
         const transition = decide(model, { kind: 'tune', tune }, now, { trainingTimeoutMs });
         if (!transition) break;
         const result = await service.apply(transition, source);
@@ -79,30 +76,17 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
           break;
         }
         // Re-pointed to another tune meanwhile (a retrain): this tune no longer says anything about it.
-        model = (await db.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1::text AND "trainingJobId" = $2::text`, [first.id, String(tune.id)]))[0];
+        model = await selectModelOfTune(db, first.id, String(tune.id));
       }
     } catch (error) {
       if (!isModelWriteFailure(error)) throw error;
       failed.push({ modelId: first.id, reason: (error as Error).message });
     }
   }
-  // With its arrival time: the leader judges a reconciler READY lost only once the grace after it is
-  // over, so recording after the writes loses no race, and an unknown tune leaves nothing behind.
-  if (source === 'webhook' && rows.length > 0) await recordCallbackArrival(db, schemaName, tune.id, now, options.log);
+  // The leader judges a reconciler READY lost only once the grace after it is over, so recording the
+  // arrival after the writes loses no race, and an unknown tune leaves nothing behind.
+  if (source === 'webhook' && rows.length > 0) await recordCallbackArrival(db, schema, tune.id, options.log);
   return { matched: rows.length, applied, failed };
-}
-
-/**
- * Whether this product set the model's ERROR: the latest event of our log for it is that ERROR, with
- * the message the row still holds (an app rewriting the message makes the ERROR its own).
- */
-async function isOwnError(db: SqlExecutor, events: string, model: ModelRow): Promise<boolean> {
-  const rows = await db.query<{ own: boolean }>(
-    `SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM $2::text AS own
-       FROM ${events} e WHERE e.model_id = $1::text ORDER BY e.seq DESC LIMIT 1`,
-    [model.id, model.errorMessage],
-  );
-  return rows[0]?.own === true;
 }
 
 /** Our schema, ensured once per database object and schema name (a no-op read once it exists). */
@@ -114,7 +98,7 @@ const ensured = new WeakMap<object, Map<string, Promise<void>>>();
  * fresh database). A failed attempt is forgotten, so the next callback tries again.
  */
 async function defaultService(options: ApplyObservedTuneOptions): Promise<StatusService> {
-  const schema = options.schema ?? 'astria_reconciler';
+  const schema = options.schema ?? DEFAULT_SCHEMA;
   // Built first: it refuses neither-or-both databases with a clear message.
   const service = createStatusService({ pool: options.pool, prisma: options.prisma, schema });
   const database: object = (options.pool ?? options.prisma)!;

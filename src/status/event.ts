@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { MODEL_STATUSES, type ModelStatus } from './rules.js';
+import { MODEL_STATUSES, type ModelStatus, type UpdatedModel } from '../model.js';
 import { safeNullableText, safeText } from './sanitize.js';
+
+export type { UpdatedModel } from '../model.js';
 
 /**
  * JSON bytes each app-written string may take in an event: the row's `modelUrl` and `errorMessage`
@@ -13,18 +15,6 @@ const MAX_EVENT_ID_BYTES = 1_000;
 
 export const EVENT_SOURCES = ['webhook', 'reconciler'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
-
-/** The columns of the updated row an event reports. */
-export interface UpdatedModel {
-  id: string;
-  userId: string;
-  status: ModelStatus;
-  progress: number;
-  modelUrl: string | null;
-  trainedAt: Date | null;
-  errorMessage: string | null;
-  estimatedTime: number | null;
-}
 
 const status = z.enum(MODEL_STATUSES);
 const isoTimestamp = z.iso.datetime({ offset: true });

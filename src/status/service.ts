@@ -1,8 +1,12 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { BroadcastTransport } from '../config.js';
-import { executorFor, type Database, type SqlExecutor } from '../db/executor.js';
-import { quoteIdentifier } from '../db/identifier.js';
-import { DB_LOCK_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
+import { enqueueDeliveries } from '../db/deliveries.js';
+import { executorFor } from '../db/drivers.js';
+import { appendEvent, notifyEvent } from '../db/events.js';
+import type { Database, SqlExecutor } from '../db/executor.js';
+import { compareAndSetModel } from '../db/models.js';
+import { DEFAULT_SCHEMA } from '../db/identifier.js';
+import { boundLocalWaits } from '../db/transaction.js';
 import type { Metrics } from '../metrics.js';
 import {
   progressEvent,
@@ -10,9 +14,8 @@ import {
   type EventSource,
   type ModelEvent,
   type ModelStatusChangedEvent,
-  type UpdatedModel,
 } from './event.js';
-import type { ModelChanges, Transition } from './rules.js';
+import type { Transition } from './rules.js';
 
 export type ApplyResult =
   | { applied: true; event: ModelEvent }
@@ -53,21 +56,8 @@ export interface StatusServiceOptions extends Database {
   onTransition?: TransitionHook;
 }
 
-/** Columns a transition may write, with the SQL that assigns a parameter to each. */
-const COLUMN_ASSIGNMENTS: { [K in keyof Required<ModelChanges>]: (param: string) => string } = {
-  // GREATEST: two racing writers can never move progress down.
-  progress: (param) => `progress = GREATEST(progress, ${param}::int)`,
-  estimatedTime: (param) => `"estimatedTime" = ${param}::int`,
-  trainedAt: (param) => `"trainedAt" = (${param}::timestamptz AT TIME ZONE 'UTC')`,
-  modelUrl: (param) => `"modelUrl" = ${param}::text`,
-  errorMessage: (param) => `"errorMessage" = ${param}::text`,
-};
-
-const RETURNING = `RETURNING id, "userId", status::text AS status, progress, "modelUrl",
-  ("trainedAt" AT TIME ZONE 'UTC') AS "trainedAt", "errorMessage", "estimatedTime"`;
-
 export function createStatusService(options: StatusServiceOptions): StatusService {
-  const schema = quoteIdentifier(options.schema ?? 'astria_reconciler');
+  const schema = options.schema ?? DEFAULT_SCHEMA;
   const channel = options.channel ?? 'model_status_changed';
   const clock = options.clock ?? systemClock;
   const transports = options.transports ?? ['pg'];
@@ -79,16 +69,15 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
     async apply(transition, source) {
       const now = new Date(clock.now());
       const result = await db.transaction(async (client) => {
-        await boundWaits(client);
-        const row = await compareAndSet(client, transition, now);
+        await boundLocalWaits(client);
+        const row = await compareAndSetModel(client, transition, now);
         if (!row) return null;
         const event =
           transition.to === transition.from
             ? progressEvent(row, source, now)
             : statusChangedEvent(row, transition.from, source, now);
-        const seq = event.type === 'model_status_changed' ? await appendEvent(client, schema, event, now) : null;
-        // NOTIFY is queued until COMMIT: a rolled-back write sends nothing.
-        if (notify) await client.execute('SELECT pg_notify($1::text, $2::text)', [channel, JSON.stringify(event)]);
+        const seq = event.type === 'model_status_changed' ? await appendEvent(client, schema, eventRecord(event, now)) : null;
+        if (notify) await notifyEvent(client, channel, event);
         if (seq !== null && outbox.length > 0) await enqueueDeliveries(client, schema, seq, outbox);
         if (event.type === 'model_status_changed') await options.onTransition?.(event, client);
         return event;
@@ -100,76 +89,19 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
   };
 }
 
-/**
- * A row the app keeps locked (an idle interactive transaction) costs that model one lock timeout, not
- * the pass; SET LOCAL so the bound holds whoever's pool this runs on, and ends with the transaction.
- */
-async function boundWaits(client: SqlExecutor): Promise<void> {
-  // One statement each: a driver that prepares statements (Prisma's) refuses two in one.
-  await client.execute(`SET LOCAL lock_timeout = '${DB_LOCK_TIMEOUT_MS}ms'`);
-  await client.execute(`SET LOCAL statement_timeout = '${DB_STATEMENT_TIMEOUT_MS}ms'`);
-}
-
-/**
- * `UPDATE ... WHERE id = $1 AND status = $from AND "trainingJobId" = $expected ...`: zero rows means
- * another writer got there first (a status change, a retrain onto another tune, a new error message).
- * A status change stamps `updatedAt` (Prisma's `@updatedAt` lives in the client, not the database);
- * a progress-only update leaves it, so it keeps meaning "last status change".
- */
-async function compareAndSet(client: SqlExecutor, transition: Transition, now: Date): Promise<UpdatedModel | null> {
-  const params: unknown[] = [transition.modelId, transition.from, transition.expected.trainingJobId, transition.expected.errorMessage];
-  const param = (value: unknown) => `$${params.push(value)}`;
-  const assignments: string[] = [];
-  if (transition.to !== transition.from) {
-    // The enum's value by its label, whatever the enum type is named: a parameter typed `text` (Prisma
-    // before 7 types every string so) is not assignable to an enum column.
-    assignments.push(
-      `status = (SELECT label FROM unnest(enum_range(status)) AS label WHERE label::text = ${param(transition.to)}::text)`,
-      `"updatedAt" = (${param(now.toISOString())}::timestamptz AT TIME ZONE 'UTC')`,
-    );
-  }
-  for (const [column, value] of Object.entries(transition.changes) as [keyof ModelChanges, unknown][]) {
-    if (value === undefined) continue;
-    assignments.push(COLUMN_ASSIGNMENTS[column](param(value instanceof Date ? value.toISOString() : value)));
-  }
-  if (assignments.length === 0) return null;
-  const rows = await client.query<UpdatedModel>(
-    `UPDATE ai_models SET ${assignments.join(', ')}
-      WHERE id = $1::text AND status::text = $2::text AND "trainingJobId" IS NOT DISTINCT FROM $3::text AND "errorMessage" IS NOT DISTINCT FROM $4::text
-      ${RETURNING}`,
-    params,
-  );
-  return rows[0] ?? null;
-}
-
-/** Appends the event to the log; returns its `seq` (the order deliveries follow). */
-async function appendEvent(client: SqlExecutor, schema: string, event: ModelStatusChangedEvent, now: Date): Promise<string> {
-  const rows = await client.query<{ seq: string }>(
-    `INSERT INTO ${schema}.events
-       (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at)
-     VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::jsonb, $8::timestamptz, $9::timestamptz)
-     RETURNING seq`,
-    [
-      event.eventId,
-      event.modelId,
-      event.userId,
-      event.previousStatus,
-      event.status,
-      event.source,
-      JSON.stringify(event),
-      event.data.trainedAt,
-      now.toISOString(),
-    ],
-  );
-  return rows[0]!.seq;
-}
-
-/** One pending delivery per asynchronous transport, committed (or rolled back) with the event. */
-async function enqueueDeliveries(client: SqlExecutor, schema: string, seq: string, transports: BroadcastTransport[]): Promise<void> {
-  await client.execute(
-    `INSERT INTO ${schema}.deliveries (event_seq, transport) SELECT $1::bigint, unnest($2::text[])`,
-    [seq, transports],
-  );
+/** The event as the log stores it. */
+function eventRecord(event: ModelStatusChangedEvent, now: Date) {
+  return {
+    eventId: event.eventId,
+    modelId: event.modelId,
+    userId: event.userId,
+    fromStatus: event.previousStatus,
+    toStatus: event.status,
+    source: event.source,
+    payload: event,
+    trainedAt: event.data.trainedAt,
+    occurredAt: now,
+  };
 }
 
 function recordMetrics(metrics: Metrics | undefined, event: ModelStatusChangedEvent, source: EventSource, now: Date): void {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { ownSchemaBeforeMigrations } from '../support/own-schema-before-migrations.js';
 import { createStatusService } from '../../src/status/service.js';
 import { runCli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -37,5 +38,14 @@ describe('astria-reconciler report (built CLI, real database)', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/READY\s+1\s+1\s+2/);
     expect(result.stdout).toContain('cli-report-0');
+  });
+
+  it('stops with one line naming the way out on a schema an older release made, upgrading nothing', async () => {
+    for (const statement of ownSchemaBeforeMigrations('previous_release')) await db.pool.query(statement);
+    const result = await runCli(['report'], { DATABASE_URL: db.url, RECONCILER_SCHEMA: 'previous_release' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('was made by an older release of astria-reconciler: start this release once');
+    expect(result.stderr).not.toContain('unexpected error');
   });
 });

@@ -15,7 +15,7 @@ import { createAstriaClient } from '../../src/astria/client.js';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { systemClock } from '../../src/clock.js';
 import { seedModels } from '../../src/db/host-schema.js';
-import type { PrismaLike } from '../../src/db/prisma-driver.js';
+import type { PrismaLike } from '../../src/db/executor.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { acceptAstriaCallback } from '../../src/http/callback.js';

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pruneCallbackArrivals, pruneDeliveredEvents } from '../../src/broadcast/retention.js';
 import { recordCallbackArrival } from '../../src/db/callbacks.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { pgExecutor } from '../../src/db/pg-driver.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { advance, seedProcessing } from '../support/events.js';
@@ -57,11 +58,20 @@ describe('pruneDeliveredEvents', () => {
   });
 });
 
+/** A callback for `tuneId` recorded `agoMs` ago: the database stamps it now, so an older one is moved into its past. */
+async function arrival(tuneId: number, agoMs: number): Promise<void> {
+  await recordCallbackArrival(pgExecutor(db.pool), 'astria_reconciler', tuneId);
+  await db.pool.query(
+    `UPDATE astria_reconciler.callbacks SET received_at = received_at - $2 * interval '1 millisecond' WHERE tune_id = $1`,
+    [String(tuneId), agoMs],
+  );
+}
+
 describe('pruneCallbackArrivals', () => {
   it('deletes callback arrivals older than the retention, in batches; keeps the recent ones', async () => {
-    for (let tuneId = 1; tuneId <= 7; tuneId += 1) await recordCallbackArrival(db.pool, 'astria_reconciler', tuneId, new Date(Date.now() - 40 * DAY));
-    await recordCallbackArrival(db.pool, 'astria_reconciler', 8, new Date(Date.now() - 2 * DAY));
-    await recordCallbackArrival(db.pool, 'astria_reconciler', 9, new Date());
+    for (let tuneId = 1; tuneId <= 7; tuneId += 1) await arrival(tuneId, 40 * DAY);
+    await arrival(8, 2 * DAY);
+    await arrival(9, 0);
 
     expect(await pruneCallbackArrivals(db.pool, 'astria_reconciler', 30 * DAY, 3)).toBe(7);
     const { rows } = await db.pool.query(`SELECT tune_id FROM astria_reconciler.callbacks ORDER BY id`);

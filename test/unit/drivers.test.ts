@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { executorFor } from '../../src/db/executor.js';
-import type { PrismaLike } from '../../src/db/prisma-driver.js';
+import { executorFor } from '../../src/db/drivers.js';
+import type { PrismaLike } from '../../src/db/executor.js';
 
 // A client that is never reached: these cases are refused before any statement runs.
 const prisma = {} as PrismaLike;

@@ -1,0 +1,91 @@
+import type pg from 'pg';
+import type { SqlExecutor } from './executor.js';
+import { quoteIdentifier } from './identifier.js';
+
+/** An event as the log stores it: its columns, and the whole event as published (`payload`). */
+export interface EventRecord {
+  eventId: string;
+  modelId: string;
+  userId: string;
+  fromStatus: string;
+  toStatus: string;
+  source: string;
+  payload: unknown;
+  trainedAt: string | null;
+  /** The writer's time, as the event publishes it; the database stamps `recorded_at` itself. */
+  occurredAt: Date;
+}
+
+/** Appends the event to the log; returns its `seq` (the order deliveries follow). */
+export async function appendEvent(tx: SqlExecutor, schema: string, event: EventRecord): Promise<string> {
+  const rows = await tx.query<{ seq: string }>(
+    `INSERT INTO ${quoteIdentifier(schema)}.events
+       (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at)
+     VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::jsonb, $8::timestamptz, $9::timestamptz)
+     RETURNING seq`,
+    [
+      event.eventId,
+      event.modelId,
+      event.userId,
+      event.fromStatus,
+      event.toStatus,
+      event.source,
+      JSON.stringify(event.payload),
+      event.trainedAt,
+      event.occurredAt.toISOString(),
+    ],
+  );
+  return rows[0]!.seq;
+}
+
+/** NOTIFY is queued until COMMIT: a rolled-back write sends nothing. */
+export async function notifyEvent(tx: SqlExecutor, channel: string, payload: unknown): Promise<void> {
+  await tx.execute('SELECT pg_notify($1::text, $2::text)', [channel, JSON.stringify(payload)]);
+}
+
+/** Starts receiving the events NOTIFYed on `channel` on this connection (a dedicated one: the session keeps listening). */
+export async function listenForEvents(client: pg.ClientBase, channel: string): Promise<void> {
+  await client.query(`LISTEN ${quoteIdentifier(channel)}`);
+}
+
+/** A round trip: notifications committed before it have been delivered to this connection once it returns. */
+export async function flushNotifications(client: pg.ClientBase): Promise<void> {
+  await client.query('SELECT 1');
+}
+
+/**
+ * Whether this product set the model's ERROR: the latest event of our log for it is that ERROR, with
+ * the message the row still holds (an app rewriting the message makes the ERROR its own).
+ */
+export async function latestEventIsOwnError(db: SqlExecutor, schema: string, modelId: string, errorMessage: string | null): Promise<boolean> {
+  const rows = await db.query<{ own: boolean }>(
+    `SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM $2::text AS own
+       FROM ${quoteIdentifier(schema)}.events e WHERE e.model_id = $1::text ORDER BY e.seq DESC LIMIT 1`,
+    [modelId, errorMessage],
+  );
+  return rows[0]?.own === true;
+}
+
+/**
+ * Deletes up to `batchSize` events older than `olderThanMs` (by `occurred_at`, against the database
+ * clock) whose every delivery is done, or that never had one; rows a dispatcher holds locked are
+ * skipped. Returns how many were deleted.
+ */
+export async function deleteDeliveredEvents(pool: pg.Pool, schema: string, olderThanMs: number, batchSize: number): Promise<number> {
+  const own = quoteIdentifier(schema);
+  const { rowCount } = await pool.query(
+    `WITH doomed AS (
+       SELECT e.seq
+         FROM ${own}.events e
+        WHERE e.occurred_at < now() - $1 * interval '1 millisecond'
+          AND NOT EXISTS (
+            SELECT 1 FROM ${own}.deliveries d WHERE d.event_seq = e.seq AND d.delivered_at IS NULL)
+        ORDER BY e.occurred_at
+        LIMIT $2
+        FOR UPDATE OF e SKIP LOCKED
+     )
+     DELETE FROM ${own}.events e USING doomed WHERE e.seq = doomed.seq`,
+    [olderThanMs, batchSize],
+  );
+  return rowCount ?? 0;
+}

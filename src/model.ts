@@ -1,0 +1,59 @@
+/**
+ * What a model is to the rules and to the database code alike: its statuses, the row the rules read,
+ * and the change they decide. Plain data, no behaviour, so both sides import it without importing each other.
+ */
+export const MODEL_STATUSES = ['UPLOADING', 'PROCESSING', 'TRAINING', 'READY', 'ERROR', 'DELETED'] as const;
+export type ModelStatus = (typeof MODEL_STATUSES)[number];
+
+/** The columns of `ai_models` the rules read. */
+export interface ModelRow {
+  id: string;
+  userId: string;
+  status: ModelStatus;
+  progress: number;
+  trainingJobId: string | null;
+  errorMessage: string | null;
+  estimatedTime: number | null;
+  /** Null when the row's value is no time (`'infinity'`): then it never times out by it. */
+  createdAt: Date | null;
+  /**
+   * The row's ERROR was set by this product: the latest event of our own log for it is that ERROR,
+   * with the message the row still holds. Absent when unknown (counts as false).
+   */
+  ownError?: boolean;
+}
+
+/** Columns a transition writes; a column absent here is left as it is. */
+export interface ModelChanges {
+  progress?: number;
+  estimatedTime?: number | null;
+  trainedAt?: Date | null;
+  modelUrl?: string | null;
+  errorMessage?: string | null;
+}
+
+/**
+ * What should happen to one model. `from` and `expected` are what the decision was made on: the write
+ * is a compare-and-set on them (a retrain re-points `trainingJobId` without changing the status; an
+ * app may replace an ERROR's message). `to === from` is a progress-only update.
+ */
+export interface Transition {
+  modelId: string;
+  userId: string;
+  from: ModelStatus;
+  to: ModelStatus;
+  expected: { trainingJobId: string | null; errorMessage: string | null };
+  changes: ModelChanges;
+}
+
+/** The columns of the updated row an event reports (what the compare-and-set returns). */
+export interface UpdatedModel {
+  id: string;
+  userId: string;
+  status: ModelStatus;
+  progress: number;
+  modelUrl: string | null;
+  trainedAt: Date | null;
+  errorMessage: string | null;
+  estimatedTime: number | null;
+}
