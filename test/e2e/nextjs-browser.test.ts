@@ -13,6 +13,7 @@ import pg from 'pg';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase, dropDatabase } from '../../src/db/embedded.js';
+import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { createStatusService } from '../../src/status/service.js';
 import {
@@ -189,6 +190,7 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     await page.goto(app.url);
     await expectText(page, 'dave-polled', 'Preparando... (0%)');
 
+    await ensureOwnSchema(pool, 'astria_reconciler'); // when this case runs alone
     await createStatusService({ pool }).apply(
       { modelId: 'dave-polled', userId: 'dave', from: 'TRAINING', to: 'READY', expected: { trainingJobId: String(tune), errorMessage: null }, changes: { progress: 100 } },
       'reconciler',
