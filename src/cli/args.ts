@@ -74,23 +74,20 @@ function duration(flag: string, text: string, range?: DurationRange): number {
   return ms;
 }
 
-function reject(values: Record<string, unknown>, flags: string[], context: string): void {
-  const given = flags.filter((flag) => values[flag] !== undefined);
-  if (given.length > 0) throw new UsageError(`--${given[0]} cannot be used ${context}`);
-}
+type Reject = (flags: ('once' | 'dry-run' | 'model-id' | 'stuck-after' | 'since' | 'transport' | 'limit' | 'no-astria')[], context: string) => void;
 
-function diagnoseCommand(values: Record<string, string | boolean | string[] | undefined>, ids: string[]): DiagnoseCommand {
-  reject(values, ['once', 'dry-run', 'model-id', 'stuck-after', 'since', 'transport'], 'with diagnose');
+function diagnoseCommand(values: { json?: boolean; stuck?: boolean; limit?: string; 'no-astria'?: boolean }, ids: string[], reject: Reject): DiagnoseCommand {
+  reject(['once', 'dry-run', 'model-id', 'stuck-after', 'since', 'transport'], 'with diagnose');
   const json = values.json === true;
   if (values.stuck) {
     if (ids.length > 0) throw new UsageError(`diagnose --stuck takes no id (got "${ids[0]}")`);
-    reject(values, ['no-astria'], 'with --stuck (it reads the database only)');
-    const text = values.limit as string | undefined;
+    reject(['no-astria'], 'with --stuck (it reads the database only)');
+    const text = values.limit;
     const limit = text === undefined ? DEFAULT_STUCK_LIMIT : /^\d{1,6}$/.test(text) ? Number(text) : NaN;
     if (!(limit >= 1 && limit <= MAX_STUCK_LIMIT)) throw new UsageError(`--limit: "${text}" is not a whole number from 1 to ${MAX_STUCK_LIMIT}`);
     return { kind: 'diagnose', id: null, json, noAstria: true, limit };
   }
-  reject(values, ['limit'], 'without --stuck');
+  reject(['limit'], 'without --stuck');
   if (ids.length !== 1 || ids[0]!.trim() === '') {
     throw new UsageError(ids.length > 1 ? `diagnose takes one id (got ${ids.length})` : 'diagnose needs a model id or tune id (or --stuck)');
   }
@@ -128,28 +125,33 @@ export function parseCommand(argv: string[]): Command {
 
   const [subcommand, ...extra] = positionals;
   const known = SUBCOMMANDS.find((name) => name === subcommand);
-  if (known === 'diagnose') return diagnoseCommand(values, extra);
-  reject(values, ['stuck', 'limit', 'no-astria'], 'without diagnose');
+  const reject = (flags: (keyof typeof values)[], context: string) => {
+    const given = flags.filter((flag) => values[flag] !== undefined);
+    if (given.length > 0) throw new UsageError(`--${given[0]} cannot be used ${context}`);
+  };
+  if (known === 'diagnose') return diagnoseCommand(values, extra, reject);
+  reject(['stuck', 'limit', 'no-astria'], 'without diagnose');
   if (extra.length > 0 || (subcommand !== undefined && !known)) {
     throw new UsageError(`unexpected argument "${known ? extra[0] : subcommand}"`);
   }
+
   if (known === 'report') {
-    reject(values, ['once', 'dry-run', 'model-id', 'stuck-after', 'transport'], 'with report');
+    reject(['once', 'dry-run', 'model-id', 'stuck-after', 'transport'], 'with report');
     return { kind: 'report', sinceMs: duration('--since', values.since ?? '7d'), json: values.json ?? false };
   }
   if (known === 'requeue-dead') {
-    reject(values, ['once', 'dry-run', 'model-id', 'stuck-after', 'since', 'json'], 'with requeue-dead');
+    reject(['once', 'dry-run', 'model-id', 'stuck-after', 'since', 'json'], 'with requeue-dead');
     const transport = TRANSPORTS.find((name) => name === values.transport) ?? null;
     if (values.transport !== undefined && transport === null) {
       throw new UsageError(`--transport: "${values.transport}" is not one of ${TRANSPORTS.join(', ')}`);
     }
     return { kind: 'requeue-dead', transport };
   }
-  reject(values, ['since'], 'without report');
-  reject(values, ['transport'], 'without requeue-dead');
+  reject(['since'], 'without report');
+  reject(['transport'], 'without requeue-dead');
   const stuckAfterMs = values['stuck-after'] === undefined ? null : duration('--stuck-after', values['stuck-after'], age());
   if (!values.once) {
-    reject(values, ['dry-run', 'model-id', 'json'], 'without --once');
+    reject(['dry-run', 'model-id', 'json'], 'without --once');
     return { kind: 'daemon', stuckAfterMs };
   }
   const modelIds = values['model-id'] ?? [];

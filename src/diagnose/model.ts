@@ -55,16 +55,15 @@ export function redactCallback(url: string): string {
   }
 }
 
-/** Whether the status rules read the tune as failed (they alone know Astria's failure shapes). */
-function failureOf(tune: Tune): string | null {
+/** Whether the status rules read the (untrained) tune as failed: they alone know Astria's failure shapes. */
+function isFailed(tune: Tune): boolean {
   const probe = { id: '', userId: '', status: 'TRAINING' as ModelStatus, progress: 0, trainingJobId: String(tune.id), errorMessage: null, estimatedTime: null, createdAt: null };
-  const transition = decide(probe, { kind: 'tune', tune }, new Date(0), { trainingTimeoutMs: Number.MAX_SAFE_INTEGER });
-  return transition?.to === 'ERROR' ? (transition.changes.errorMessage ?? 'failed') : null;
+  return decide(probe, { kind: 'tune', tune }, new Date(0), { trainingTimeoutMs: Number.MAX_SAFE_INTEGER })?.to === 'ERROR';
 }
 
 function tuneState(tune: Tune): AstriaView['state'] {
   if (tune.trained_at) return 'trained';
-  if (failureOf(tune) !== null) return 'failed';
+  if (isFailed(tune)) return 'failed';
   return tune.started_training_at ? 'training' : 'queued';
 }
 
@@ -182,6 +181,10 @@ function inFlightVerdict(input: ModelDiagnosisInput, view: AstriaView | null, ar
         ? `a callback arrived at ${after[after.length - 1]!.receivedAt} but changed nothing`
         : `no callback arrived for tune ${tune}`;
     const what = view.state === 'trained' ? `Astria finished training${finishedAt ? ` at ${finishedAt} (${formatAgo(finishedAt, now)})` : ''}` : 'Astria reports the training failed';
+    // Just finished: the callback, or the reconciler's next look, is a few seconds away.
+    if (finishedAt && ms(now) - ms(finishedAt) < CALLBACK_MATCH_MS) {
+      return settled('finishing', `${what}: the callback or the reconciler applies it within seconds`, 'run diagnose again in a minute');
+    }
     return broken(
       'not_applied',
       `${what}, but the row is still ${model.status}: ${callbackPart}, and the reconciler has not applied it`,
@@ -196,7 +199,7 @@ function inFlightVerdict(input: ModelDiagnosisInput, view: AstriaView | null, ar
   if (eta !== null && ms(eta) + stuckAfterMs < ms(now)) {
     return broken(
       'overdue',
-      `still ${model.status}, ${formatSpan(ms(now) - ms(eta))} past ${etaSource} ${eta} plus RECONCILER_STUCK_AFTER${asked}`,
+      `still ${model.status} ${formatSpan(ms(now) - ms(eta))} past ${etaSource} (${eta}), beyond RECONCILER_STUCK_AFTER${asked}`,
       view?.state === 'training' || view?.state === 'queued'
         ? `Astria itself is still at it: ask Astria about tune ${tune}`
         : `run diagnose with ASTRIA_API_KEY to see Astria's view; astria-reconciler --once --model-id ${model.id} applies whatever Astria says`,

@@ -237,6 +237,20 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
     expect(one.stdout).toMatch(/more not shown/);
   });
 
+  // After the unknown-id case, which expects no generations table.
+  it('a generation, by its id or its Astria prompt id, once the app has a generations table', async () => {
+    await db.pool.query(`CREATE TABLE generations (id text PRIMARY KEY, "userId" text NOT NULL, "jobId" text, status text NOT NULL)`);
+    await db.pool.query(`INSERT INTO generations VALUES ('g-done', 'user-1', '555001', 'COMPLETED'), ('g-running', 'user-1', '555002', 'PROCESSING')`);
+    const done = await diagnose('g-done');
+    expect(done.code).toBe(0);
+    expect(done.json).toMatchObject({ kind: 'generation', id: 'g-done', verdict: { code: 'generation_completed' } });
+    const byPrompt = await diagnose('555002');
+    expect(byPrompt.code).toBe(0);
+    expect(byPrompt.json).toMatchObject({ kind: 'generation', id: 'g-running', row: { jobId: '555002', status: 'PROCESSING' }, verdict: { code: 'generation_in_flight' } });
+    // A model id still comes first.
+    expect((await diagnose('m-applied')).json.kind).toBe('model');
+  });
+
   it('usage errors exit 2', async () => {
     const usages = [['diagnose'], ['diagnose', '--stuck', '--limit', '0'], ['diagnose', 'a', 'b'], ['report', '--stuck']];
     const results = await Promise.all(usages.map((args) => runCli(args, { DATABASE_URL: db.url })));
