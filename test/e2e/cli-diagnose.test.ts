@@ -237,6 +237,28 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
     expect(one.stdout).toMatch(/more not shown/);
   });
 
+  it('needs nothing but reading: a role that may only SELECT diagnoses, and --stuck too', async () => {
+    const role = `diag_reader_${Date.now()}`;
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
+    try {
+      await db.pool.query(`GRANT USAGE ON SCHEMA astria_reconciler TO ${role}`);
+      await db.pool.query(`GRANT SELECT ON ALL TABLES IN SCHEMA astria_reconciler TO ${role}`);
+      await db.pool.query(`GRANT SELECT ON ai_models TO ${role}`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = 'pw';
+      const environment = { ...env(), DATABASE_URL: url.toString() };
+      const { code, json } = await diagnose('m-dead', [], environment);
+      expect(code).toBe(3);
+      expect(json.verdict.code).toBe('delivery_dead');
+      expect((await runCli(['diagnose', '--stuck'], { DATABASE_URL: url.toString() })).code).toBe(3);
+    } finally {
+      // Roles outlive the test database: leave none behind on a shared server.
+      await db.pool.query(`DROP OWNED BY ${role}`);
+      await db.pool.query(`DROP ROLE ${role}`);
+    }
+  });
+
   // After the unknown-id case, which expects no generations table.
   it('a generation, by its id or its Astria prompt id, once the app has a generations table', async () => {
     await db.pool.query(`CREATE TABLE generations (id text PRIMARY KEY, "userId" text NOT NULL, "jobId" text, status text NOT NULL)`);
