@@ -20,7 +20,7 @@ export interface ModelDiagnosisInput {
 export type AstriaLookup = { kind: 'tune'; tune: Tune } | { kind: 'gone' } | { kind: 'failed'; reason: string };
 
 const ms = (iso: string) => Date.parse(iso);
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const plural = (n: number, word: string) => `${n} ${n === 1 ? word : word.replace(/y$/, 'ie') + 's'}`;
 const iso = (date: Date | null | undefined) => (date ? date.toISOString() : null);
 
 /** Astria's view of the tune, as printed: its state, timestamps and failure fields, the callback URL without its query. */
@@ -160,11 +160,19 @@ function verdictOf(input: ModelDiagnosisInput, view: AstriaView | null, arrivals
   if (inFlight && tune === null) {
     return broken('orphan', `no tune id saved (an orphan): status ${status}, trainingJobId NULL, so nothing can ask Astria about it`, "find the tune in Astria's dashboard (by title or time), then save its id in trainingJobId; check that the app saves Astria's answer before anything can fail");
   }
-  if (tune !== null && !isTuneId(tune) && (inFlight || status === 'ERROR')) {
+  if (inFlight && !isTuneId(tune)) {
     return broken('invalid_tune_id', `the row's tune id "${String(tune).slice(0, 40)}" is not an Astria tune id (digits only)`, 'check what the app writes to trainingJobId: it must be the id of the tune Astria returned');
   }
   const linkVerdict = inFlight ? inFlightVerdict(input, view, arrivals) : settledVerdict(input, view, arrivals);
-  return linkVerdict.broken ? linkVerdict : (deliveryVerdict(records, now) ?? linkVerdict);
+  if (linkVerdict.broken) return linkVerdict;
+  const delivery = deliveryVerdict(records, now);
+  if (delivery) return delivery;
+  const deliveries = records.deliveries;
+  if (deliveries.length === 0) return linkVerdict;
+  const queued = deliveries.filter((d) => d.deliveredAt === null).length;
+  const lastDelivered = deliveries.map((d) => d.deliveredAt).filter((at): at is string => at !== null).sort().at(-1);
+  const suffix = queued > 0 ? `; ${plural(queued, 'delivery')} queued, not tried yet` : `; every delivery of its events done by ${lastDelivered}`;
+  return { ...linkVerdict, message: linkVerdict.message + suffix };
 }
 
 function inFlightVerdict(input: ModelDiagnosisInput, view: AstriaView | null, arrivals: ArrivalMatch[]): Verdict {
@@ -278,9 +286,5 @@ export function diagnoseModel(input: ModelDiagnosisInput): Diagnosis {
   const arrivals = matchArrivals(input.records);
   const verdict = verdictOf(input, view, arrivals);
   const entries = timeline(input, view, arrivals);
-  if (verdict.code === 'callback_applied' || verdict.code === 'callback_late_recovered' || verdict.code === 'callback_lost_recovered') {
-    const deliveredAt = input.records.deliveries.map((d) => d.deliveredAt).filter((at): at is string => at !== null).sort().at(-1);
-    if (deliveredAt) verdict.message += `; its events were delivered to every transport by ${deliveredAt}`;
-  }
   return { kind: 'model', id: input.model.id, now: input.now, row: input.model, astria: view, timeline: entries, verdict };
 }

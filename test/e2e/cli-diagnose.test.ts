@@ -32,7 +32,7 @@ const stoppedAt = (instant: number): Clock => ({ now: () => instant, sleep: asyn
 const tuneOf = (id: number) => tuneSchema.parse(astria.getTune(id));
 
 /** Delivers the outbox with a dispatcher until `done`, then stops it. */
-async function dispatchUntil(url: string, done: () => Promise<boolean>, what: string): Promise<void> {
+async function dispatchUntil(url: string, done: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const transport = createHttpTransport({ url, secret: BROADCAST_SECRET, timeoutMs: 2_000 });
   const controller = new AbortController();
   const dispatcher = createDispatcher({ pool: db.pool, transports: [transport], log: createLogger('silent'), pollIntervalMs: 50, backoffBaseMs: 50, backoffCapMs: 200, deadAfterAttempts: 1 });
@@ -67,6 +67,7 @@ beforeAll(async () => {
   tunes.applied = trainedTune(5);
   tunes.dead = trainedTune(5);
   tunes.pending = trainedTune(5);
+  tunes.delivered = trainedTune(5);
   tunes.behind = trainedTune(8);
   tunes.training = astria.addTune({ startedTrainingAt: new Date(now - 5 * MINUTE), eta: new Date(now + 60 * MINUTE) }).id;
   tunes.failed = astria.addTune({ startedTrainingAt: new Date(now - 5 * MINUTE) }).id;
@@ -75,7 +76,7 @@ beforeAll(async () => {
 
   const hourAgo = new Date(now - 60 * MINUTE);
   await seedModels(db.pool, [
-    ...['lost', 'applied', 'dead', 'pending', 'behind', 'failed'].map((name) => ({ id: `m-${name}`, status: 'TRAINING' as const, trainingJobId: String(tunes[name]), updatedAt: hourAgo })),
+    ...['lost', 'applied', 'dead', 'pending', 'delivered', 'behind', 'failed'].map((name) => ({ id: `m-${name}`, status: 'TRAINING' as const, trainingJobId: String(tunes[name]), updatedAt: hourAgo })),
     { id: 'm-training', status: 'TRAINING', trainingJobId: String(tunes.training), updatedAt: new Date(now - 5 * MINUTE), estimatedTime: 60 },
     { id: 'm-orphan', status: 'TRAINING', trainingJobId: null, updatedAt: hourAgo },
     { id: 'm-replicate', status: 'TRAINING', trainingJobId: 'r8-abc', aiProvider: 'replicate', updatedAt: hourAgo },
@@ -88,7 +89,7 @@ beforeAll(async () => {
   // The reconciler's failure.
   await applyObservedTune({ pool: db.pool, tune: tuneOf(tunes.failed), source: 'reconciler' });
 
-  // Broadcast over http: one delivery the receiver rejects (parked after one attempt), one to a receiver that is away.
+  // Broadcast over http: one delivery the receiver rejects (parked after one attempt), one it takes, one to a receiver that is away.
   const broadcasting = createStatusService({ pool: db.pool, transports: ['pg', 'http'] });
   await applyObservedTune({ pool: db.pool, service: broadcasting, tune: tuneOf(tunes.dead), source: 'webhook' });
   const rejecting = await startReceiver({ secret: BROADCAST_SECRET, status: 400 });
@@ -96,6 +97,13 @@ beforeAll(async () => {
     await dispatchUntil(rejecting.url, async () => (await deliveryOf('m-dead'))?.dead === true, 'the rejected delivery parked');
   } finally {
     await rejecting.close();
+  }
+  await applyObservedTune({ pool: db.pool, service: broadcasting, tune: tuneOf(tunes.delivered), source: 'webhook' });
+  const accepting = await startReceiver({ secret: BROADCAST_SECRET });
+  try {
+    await dispatchUntil(accepting.url, () => accepting.state.accepted.length === 1, 'the delivery taken');
+  } finally {
+    await accepting.close();
   }
   await applyObservedTune({ pool: db.pool, service: broadcasting, tune: tuneOf(tunes.pending), source: 'webhook' });
   await dispatchUntil(`http://127.0.0.1:${await freePort()}/broadcast`, async () => (await deliveryOf('m-pending'))?.failed === true, 'a failed try to the absent receiver');
@@ -140,6 +148,14 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
     expect(arrival).toMatchObject({ applied: true });
     expect(json.timeline.findIndex((entry: { kind: string }) => entry.kind === 'transition')).toBeGreaterThan(json.timeline.indexOf(arrival));
     expect(text).toMatch(/callback for tune \d+ arrived; applied TRAINING -> READY/);
+  });
+
+  it('applied and delivered to every transport: settled, the delivery named', async () => {
+    const { code, json } = await diagnose('m-delivered');
+    expect(code).toBe(0);
+    expect(json.verdict.code).toBe('callback_applied');
+    expect(json.verdict.message).toMatch(/every delivery of its events done by \d{4}-/);
+    expect(json.timeline.at(-1)).toMatchObject({ kind: 'delivery', transport: 'http', state: 'delivered', attempts: 1, lastError: null });
   });
 
   it('the same model found by its tune id', async () => {
@@ -271,6 +287,13 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
     expect(byPrompt.json).toMatchObject({ kind: 'generation', id: 'g-running', row: { jobId: '555002', status: 'PROCESSING' }, verdict: { code: 'generation_in_flight' } });
     // A model id still comes first.
     expect((await diagnose('m-applied')).json.kind).toBe('model');
+  });
+
+  it('a database it cannot use: exit 1, the password not printed', async () => {
+    const result = await runCli(['diagnose', 'm-lost'], { DATABASE_URL: `postgresql://postgres:hunter2@127.0.0.1:${await freePort()}/nowhere` });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/check DATABASE_URL/);
+    expect(result.stdout + result.stderr).not.toContain('hunter2');
   });
 
   it('usage errors exit 2', async () => {
