@@ -104,7 +104,8 @@ export function Models() {
     };
   }, []);
 
-  const inFlight = (models ?? []).filter((model) => IN_FLIGHT_STATUSES.has(model.status)).map((model) => model.id).join(',');
+  // The status route answers 100 ids at most (MAX_IDS): the rest wait for the stream's next `ready`.
+  const inFlight = (models ?? []).filter((model) => IN_FLIGHT_STATUSES.has(model.status)).slice(0, 100).map((model) => model.id).join(',');
   useEffect(() => {
     if (!streamDown || inFlight === '') return;
     let current = true;
