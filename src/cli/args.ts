@@ -7,7 +7,18 @@ export type Command =
   | { kind: 'daemon'; stuckAfterMs: number | null }
   | { kind: 'once'; dryRun: boolean; modelIds: string[]; stuckAfterMs: number | null; json: boolean }
   | { kind: 'report'; sinceMs: number; json: boolean }
-  | { kind: 'requeue-dead'; transport: AsyncBroadcastTransport | null };
+  | { kind: 'requeue-dead'; transport: AsyncBroadcastTransport | null }
+  | DiagnoseCommand;
+
+/** `diagnose <id>` (id set) or `diagnose --stuck` (id null). */
+export interface DiagnoseCommand {
+  kind: 'diagnose';
+  id: string | null;
+  json: boolean;
+  noAstria: boolean;
+  /** `--stuck`: at most this many lines. */
+  limit: number;
+}
 
 /** Wrong flags or arguments: exit code 2 with the usage text. */
 export class UsageError extends Error {
@@ -21,6 +32,10 @@ export const USAGE = `Usage:
                                          what was applied, from the event log, and the dead deliveries
   astria-reconciler requeue-dead [--transport http|redis]
                                          send the parked (dead) broadcast deliveries again
+  astria-reconciler diagnose <model id | tune id> [--json] [--no-astria]
+                                         why one model is stuck: its row, Astria's view, a timeline, a verdict
+  astria-reconciler diagnose --stuck [--limit 50] [--json]
+                                         every model in flight past its eta, or with a broken link
 
 Options for --once:
   --dry-run              report what would change; write nothing, send no event
@@ -33,11 +48,14 @@ Options for --once:
   -v, --version          the version
 
 Configuration comes from the environment (DATABASE_URL, ASTRIA_API_KEY, ...): see the README.
-report and requeue-dead need only DATABASE_URL.
+report, requeue-dead and diagnose need only DATABASE_URL (diagnose asks Astria when ASTRIA_API_KEY is set).
 Exit codes: 0 done, 1 fatal (bad config, database unreachable or without ai_models, Astria 401),
-2 usage error, 3 pass finished but some models could not be checked (safe to re-run).`;
+2 usage error, 3 pass finished but some models could not be checked (safe to re-run).
+diagnose: 0 healthy or settled, 3 a link is broken, 2 an id that names nothing.`;
 
-const SUBCOMMANDS = ['report', 'requeue-dead'] as const;
+const SUBCOMMANDS = ['report', 'requeue-dead', 'diagnose'] as const;
+const DEFAULT_STUCK_LIMIT = 50;
+const MAX_STUCK_LIMIT = 10_000;
 const TRANSPORTS: readonly AsyncBroadcastTransport[] = ['http', 'redis'];
 
 /** parseArgs' own message, without its hint about positionals after '--' (nobody here needs one). */
@@ -56,6 +74,26 @@ function duration(flag: string, text: string, range?: DurationRange): number {
   return ms;
 }
 
+type Reject = (flags: ('once' | 'dry-run' | 'model-id' | 'stuck-after' | 'since' | 'transport' | 'limit' | 'no-astria')[], context: string) => void;
+
+function diagnoseCommand(values: { json?: boolean; stuck?: boolean; limit?: string; 'no-astria'?: boolean }, ids: string[], reject: Reject): DiagnoseCommand {
+  reject(['once', 'dry-run', 'model-id', 'stuck-after', 'since', 'transport'], 'with diagnose');
+  const json = values.json === true;
+  if (values.stuck) {
+    if (ids.length > 0) throw new UsageError(`diagnose --stuck takes no id (got "${ids[0]}")`);
+    reject(['no-astria'], 'with --stuck (it reads the database only)');
+    const text = values.limit;
+    const limit = text === undefined ? DEFAULT_STUCK_LIMIT : /^\d{1,6}$/.test(text) ? Number(text) : NaN;
+    if (!(limit >= 1 && limit <= MAX_STUCK_LIMIT)) throw new UsageError(`--limit: "${text}" is not a whole number from 1 to ${MAX_STUCK_LIMIT}`);
+    return { kind: 'diagnose', id: null, json, noAstria: true, limit };
+  }
+  reject(['limit'], 'without --stuck');
+  if (ids.length !== 1 || ids[0]!.trim() === '') {
+    throw new UsageError(ids.length > 1 ? `diagnose takes one id (got ${ids.length})` : 'diagnose needs a model id or tune id (or --stuck)');
+  }
+  return { kind: 'diagnose', id: ids[0]!.trim(), json, noAstria: values['no-astria'] === true, limit: DEFAULT_STUCK_LIMIT };
+}
+
 export function parseCommand(argv: string[]): Command {
   let parsed;
   try {
@@ -71,6 +109,9 @@ export function parseCommand(argv: string[]): Command {
         json: { type: 'boolean' },
         since: { type: 'string' },
         transport: { type: 'string' },
+        stuck: { type: 'boolean' },
+        limit: { type: 'string' },
+        'no-astria': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -84,13 +125,15 @@ export function parseCommand(argv: string[]): Command {
 
   const [subcommand, ...extra] = positionals;
   const known = SUBCOMMANDS.find((name) => name === subcommand);
-  if (extra.length > 0 || (subcommand !== undefined && !known)) {
-    throw new UsageError(`unexpected argument "${known ? extra[0] : subcommand}"`);
-  }
   const reject = (flags: (keyof typeof values)[], context: string) => {
     const given = flags.filter((flag) => values[flag] !== undefined);
     if (given.length > 0) throw new UsageError(`--${given[0]} cannot be used ${context}`);
   };
+  if (known === 'diagnose') return diagnoseCommand(values, extra, reject);
+  reject(['stuck', 'limit', 'no-astria'], 'without diagnose');
+  if (extra.length > 0 || (subcommand !== undefined && !known)) {
+    throw new UsageError(`unexpected argument "${known ? extra[0] : subcommand}"`);
+  }
 
   if (known === 'report') {
     reject(['once', 'dry-run', 'model-id', 'stuck-after', 'transport'], 'with report');

@@ -10,6 +10,7 @@ import { ListenError } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { parseCommand, USAGE, UsageError, type Command } from './args.js';
 import { runDaemonCommand } from './daemon.js';
+import { diagnoseAsksAstria, runDiagnose } from './diagnose.js';
 import { runOnce } from './once.js';
 import { runReport } from './report.js';
 import { buildRuntime, createRuntime, DatabaseUnreachableError } from './runtime.js';
@@ -45,7 +46,8 @@ async function run(command: Command): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return EXIT.ok;
   }
-  const needsAstria = command.kind === 'once' || command.kind === 'daemon';
+  const asksAstria = command.kind === 'diagnose' && diagnoseAsksAstria(command, process.env);
+  const needsAstria = command.kind === 'once' || command.kind === 'daemon' || asksAstria;
   const config = loadConfig(process.env, { needsAstria });
   if ((command.kind === 'once' || command.kind === 'daemon') && command.stuckAfterMs !== null) config.stuckAfterMs = command.stuckAfterMs;
   const log = createLogger(config.logLevel);
@@ -95,6 +97,7 @@ async function run(command: Command): Promise<number> {
       process.stdout.write(`re-queued ${total} dead deliver${total === 1 ? 'y' : 'ies'} (http ${requeued.http}, redis ${requeued.redis}); running daemons send them within a second\n`);
       return EXIT.ok;
     }
+    if (command.kind === 'diagnose') return await runDiagnose(pool, config, command, { askAstria: asksAstria, log, stdout: process.stdout });
     return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout, callbackGraceMs: config.callbackGraceMs });
   } catch (error) {
     if (error instanceof UsageError || error instanceof HostTableMissingError) throw error;

@@ -4,7 +4,8 @@
  * tables in a `?schema=` of their own. The page of the signed-in user shows "Pronto" after:
  * (a) Astria's callback through the app's webhook route; (b) the sidecar recovering a callback that
  * never came; (c) the app's LISTEN connection being killed (the stream reconnects and re-reads).
- * Progress moves live; another user's page shows none of it. Then 200 failing trainings, their
+ * Progress moves live; another user's page shows none of it. With the stream route answering 503, the
+ * page polls its status route and still shows "Pronto". Then 200 failing trainings, their
  * callbacks racing the sidecar: exactly one credit refund each, whoever applied the failure.
  */
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import pg from 'pg';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabase, dropDatabase } from '../../src/db/embedded.js';
+import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { createStatusService } from '../../src/status/service.js';
 import {
@@ -186,6 +188,38 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     const bobSees = (await bob.evaluate(`fetch('/api/models').then((response) => response.json())`)) as { id: string }[];
     expect(bobSees.map((model) => model.id)).toEqual(['bob-model']);
   }, 120_000);
+
+  it('falls back to polling its status route while the event stream is down, and still shows "Pronto"', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date() }).id;
+    await seedExampleModels(pool, 'dave', [{ id: 'dave-polled', tuneId: tune }]);
+    const context = await browser.newContext();
+    await context.addCookies([{ name: 'demo_user', value: 'dave', url: app.url }]);
+    const page = await context.newPage();
+    // The stream route answers 503 (a proxy cutting it, an overloaded instance): no event reaches the page.
+    let streamRequests = 0;
+    await page.route('**/api/models/events', (route) => {
+      streamRequests++;
+      return route.fulfill({ status: 503, body: 'stream unavailable' });
+    });
+    const polls: URL[] = [];
+    page.on('request', (request) => {
+      const url = new URL(request.url());
+      if (url.pathname === '/api/models/status') polls.push(url);
+    });
+    await page.goto(app.url);
+    await expectText(page, 'dave-polled', 'Preparando... (0%)');
+
+    await ensureOwnSchema(pool, 'astria_reconciler'); // when this case runs alone
+    await createStatusService({ pool }).apply(
+      { modelId: 'dave-polled', userId: 'dave', from: 'TRAINING', to: 'READY', expected: { trainingJobId: String(tune), errorMessage: null }, changes: { progress: 100 } },
+      'reconciler',
+    );
+    await expectText(page, 'dave-polled', 'Pronto', 15_000);
+    expect(streamRequests).toBeGreaterThan(0);
+    expect(polls.length).toBeGreaterThan(0);
+    expect(polls.map((url) => url.searchParams.get('ids'))).toEqual(polls.map(() => 'dave-polled'));
+    await context.close();
+  }, 60_000);
 
   it(`refunds each of ${REFUND_RACE_MODELS} failed trainings exactly once, the webhook route racing the sidecar`, async () => {
     expect(daemon, 'the previous test started the sidecar').toBeDefined();

@@ -34,17 +34,28 @@ function withEvent(model: ModelView, event: LiveEvent): ModelView {
   };
 }
 
+/** Statuses a model waits in: while one is shown and the stream is down, the page polls. */
+const IN_FLIGHT_STATUSES = new Set(['UPLOADING', 'PROCESSING', 'TRAINING']);
+/** How often the page polls its status route while the event stream is down. */
+const POLL_INTERVAL_MS = 10_000;
+
 /**
  * Reads the list on every (re)connection of the event stream (`ready`), then applies each event to
  * the model it names. Events that arrive while a read is under way are applied again on top of what
  * it returns (the read may predate them): nothing committed while the stream was down is missed.
+ * While the stream is down (a proxy cutting it, the route answering 503) and a model is in flight,
+ * the page polls /api/models/status every 10 s instead, and opens the stream again.
  */
 export function Models() {
   const [models, setModels] = useState<ModelView[] | null>(null);
   const [signedOut, setSignedOut] = useState(false);
+  const [streamDown, setStreamDown] = useState(false);
 
   useEffect(() => {
     let current = true;
+    let listed = false;
+    let source: EventSource | null = null;
+    let reopen: ReturnType<typeof setTimeout> | undefined;
     const duringReads = new Set<LiveEvent[]>();
     const refetch = async () => {
       const seen: LiveEvent[] = [];
@@ -55,7 +66,10 @@ export function Models() {
         if (response.status === 401) return setSignedOut(true);
         if (!response.ok) return;
         const list = (await response.json()) as ModelView[];
+        listed = true;
         setModels(seen.reduce((models, event) => models.map((model) => withEvent(model, event)), list));
+      } catch {
+        // The network is down too: the next stream error or reconnection reads again.
       } finally {
         duringReads.delete(seen);
       }
@@ -65,15 +79,49 @@ export function Models() {
       for (const seen of duringReads) seen.push(event);
       setModels((list) => (list === null ? list : list.map((model) => withEvent(model, event))));
     };
-    const source = new EventSource('/api/models/events');
-    source.addEventListener('ready', () => void refetch());
-    source.addEventListener('model_status_changed', apply);
-    source.addEventListener('model_progress', apply);
+    const open = () => {
+      const stream = (source = new EventSource('/api/models/events'));
+      stream.addEventListener('ready', () => {
+        setStreamDown(false);
+        void refetch();
+      });
+      stream.addEventListener('model_status_changed', apply);
+      stream.addEventListener('model_progress', apply);
+      stream.addEventListener('error', () => {
+        if (!current) return;
+        setStreamDown(true);
+        // The first read does not wait for a stream that may not come up.
+        if (!listed) void refetch();
+        // A stream answered with an error status is not retried by the browser: open it again later.
+        if (stream.readyState === EventSource.CLOSED) reopen = setTimeout(open, POLL_INTERVAL_MS);
+      });
+    };
+    open();
     return () => {
       current = false;
-      source.close();
+      clearTimeout(reopen);
+      source?.close();
     };
   }, []);
+
+  // The status route answers 100 ids at most (MAX_IDS): the rest wait for the stream's next `ready`.
+  const inFlight = (models ?? []).filter((model) => IN_FLIGHT_STATUSES.has(model.status)).slice(0, 100).map((model) => model.id).join(',');
+  useEffect(() => {
+    if (!streamDown || inFlight === '') return;
+    let current = true;
+    const poll = async () => {
+      const response = await fetch(`/api/models/status?ids=${encodeURIComponent(inFlight)}`, { cache: 'no-store' }).catch(() => null);
+      if (!current || !response?.ok) return;
+      const fresh = (await response.json()) as Omit<ModelView, 'name'>[];
+      const events = fresh.map((model): LiveEvent => ({ kind: 'model_status_changed', modelId: model.id, status: model.status, progress: model.progress, data: { errorMessage: model.errorMessage } }));
+      setModels((list) => (list === null ? list : events.reduce((models, event) => models.map((model) => withEvent(model, event)), list)));
+    };
+    const timer = setInterval(() => void poll(), POLL_INTERVAL_MS);
+    return () => {
+      current = false;
+      clearInterval(timer);
+    };
+  }, [streamDown, inFlight]);
 
   if (signedOut) return <p>Entre para ver seus modelos.</p>;
   if (models === null) return <p>Carregando...</p>;

@@ -1,0 +1,243 @@
+import type pg from 'pg';
+import { TUNE_ID_PATTERN } from '../astria/tune.js';
+import { quoteIdentifier } from './identifier.js';
+
+/**
+ * The reads of `diagnose`, all in one read-only transaction, every timestamp read as UTC ISO text so
+ * neither the process TZ nor the session time zone can shift one. `ai_models`' timestamp(3) columns
+ * hold UTC wall-clock time; our own tables are timestamptz.
+ */
+
+/** A timestamp(3) column of the app (UTC wall-clock) as ISO text. */
+const wallClock = (column: string) => `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+/** A timestamptz as ISO text in UTC. */
+const instant = (expression: string) => `to_char(${expression} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/** One `ai_models` row as the app sees it. */
+export interface DiagnosedModel {
+  id: string;
+  userId: string;
+  status: string;
+  progress: number;
+  aiProvider: string | null;
+  trainingJobId: string | null;
+  modelUrl: string | null;
+  errorMessage: string | null;
+  estimatedTime: number | null;
+  trainedAt: string | null;
+  createdAt: string | null;
+  updatedAt: string | null;
+}
+
+const MODEL_SELECT = `SELECT id, "userId", status::text AS status, progress, "aiProvider", "trainingJobId", "modelUrl",
+       "errorMessage", "estimatedTime",
+       ${wallClock('"trainedAt"')} AS "trainedAt", ${wallClock('"createdAt"')} AS "createdAt", ${wallClock('"updatedAt"')} AS "updatedAt"
+  FROM ai_models`;
+
+export interface TransitionRecord {
+  seq: string;
+  eventId: string;
+  from: string;
+  to: string;
+  source: string;
+  occurredAt: string;
+  trainedAt: string | null;
+  /** Seconds from Astria's `trained_at` to this write (READY only). */
+  lagSeconds: number | null;
+  /** The leader's verdict on a reconciler READY ('lost' or 'late'), when it gave one. */
+  callbackOutcome: string | null;
+}
+
+export interface CallbackArrival {
+  receivedAt: string;
+}
+
+export interface DeliveryRecord {
+  eventSeq: string;
+  eventId: string;
+  toStatus: string;
+  transport: string;
+  attempts: number;
+  queuedAt: string;
+  nextAttemptAt: string;
+  deliveredAt: string | null;
+  deadAt: string | null;
+  lastError: string | null;
+}
+
+/** Everything our schema recorded about one model. */
+export interface ModelRecords {
+  transitions: TransitionRecord[];
+  /** Arrivals of Astria's callback for the model's tune (recorded per tune). */
+  callbacks: CallbackArrival[];
+  deliveries: DeliveryRecord[];
+  /** When callbacks began to be recorded (null: never, or our schema is missing). */
+  callbackRecordingSince: string | null;
+}
+
+/** Which of our tables exist: a database the sidecar never ran on has none. */
+export interface OwnTables {
+  events: boolean;
+  deliveries: boolean;
+  callbacks: boolean;
+  callbackOutcomes: boolean;
+  callbackRecording: boolean;
+}
+
+export interface DiagnosisReader {
+  /** The database's clock, read once: every age and "ago" is measured from it. */
+  readonly now: string;
+  readonly tables: OwnTables;
+  modelById(id: string): Promise<DiagnosedModel | null>;
+  modelsByTuneId(tuneId: string): Promise<DiagnosedModel[]>;
+  records(model: DiagnosedModel): Promise<ModelRecords>;
+  /** For an id that names nothing: model ids it may be a piece of, and whether our event log knows it. */
+  nearMisses(id: string): Promise<{ similarModelIds: string[]; loggedEvents: number }>;
+  /** The ids of `diagnose --stuck`'s candidates, newest first (at most `limit`). */
+  stuckCandidates(options: { stuckAfterMs: number; limit: number }): Promise<string[]>;
+  /** The generation (image prompt) table, when the app has one: a row by id or Astria prompt id. */
+  generation(id: string): Promise<Record<string, unknown>[] | null>;
+}
+
+/**
+ * Runs `work` in a read-only transaction on one connection (`diagnose` writes nothing, whatever it
+ * finds), rolled back at the end either way. The caller has checked that `ai_models` is there.
+ */
+export async function withDiagnosisReader<T>(pool: pg.Pool, schema: string, work: (reader: DiagnosisReader) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN READ ONLY');
+    const reader = await createReader(client, schema);
+    return await work(reader);
+  } finally {
+    await client.query('ROLLBACK').catch(() => (broken = true));
+    client.release(broken);
+  }
+}
+
+async function createReader(client: pg.PoolClient, schemaName: string): Promise<DiagnosisReader> {
+  const schema = quoteIdentifier(schemaName);
+  const { rows } = await client.query<OwnTables & { now: string }>(
+    `SELECT ${instant('now()')} AS now,
+            to_regclass($1) IS NOT NULL AS events,
+            EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'dead_at' AND NOT attisdropped) AS deliveries,
+            to_regclass($3) IS NOT NULL AS callbacks,
+            to_regclass($4) IS NOT NULL AS "callbackOutcomes",
+            to_regclass($5) IS NOT NULL AS "callbackRecording"`,
+    [`${schema}.events`, `${schema}.deliveries`, `${schema}.callbacks`, `${schema}.callback_outcomes`, `${schema}.callback_recording`],
+  );
+  const { now, ...tables } = rows[0]!;
+
+  const models = async (where: string, params: unknown[]) => (await client.query<DiagnosedModel>(`${MODEL_SELECT} WHERE ${where} ORDER BY "updatedAt" DESC, id`, params)).rows;
+
+  return {
+    now,
+    tables,
+
+    async modelById(id) {
+      return (await models('id = $1::text', [id]))[0] ?? null;
+    },
+
+    modelsByTuneId(tuneId) {
+      return models(`"trainingJobId" = $1::text`, [tuneId]);
+    },
+
+    async records(model) {
+      const transitions = !tables.events
+        ? []
+        : (
+            await client.query<TransitionRecord>(
+              `SELECT e.seq::text AS seq, e.event_id::text AS "eventId", e.from_status AS "from", e.to_status AS "to", e.source,
+                      ${instant('e.occurred_at')} AS "occurredAt", ${instant('e.trained_at')} AS "trainedAt",
+                      CASE WHEN e.to_status = 'READY' AND e.trained_at IS NOT NULL
+                           THEN round(extract(epoch FROM e.occurred_at - e.trained_at)::numeric, 3)::float8 END AS "lagSeconds",
+                      ${tables.callbackOutcomes ? `(SELECT o.outcome FROM ${schema}.callback_outcomes o WHERE o.event_seq = e.seq)` : 'NULL::text'} AS "callbackOutcome"
+                 FROM ${schema}.events e
+                WHERE e.model_id = $1::text
+                ORDER BY e.seq`,
+              [model.id],
+            )
+          ).rows;
+      const callbacks =
+        !tables.callbacks || model.trainingJobId === null
+          ? []
+          : (
+              await client.query<CallbackArrival>(
+                `SELECT ${instant('received_at')} AS "receivedAt" FROM ${schema}.callbacks WHERE tune_id = $1::text ORDER BY received_at, id`,
+                [model.trainingJobId],
+              )
+            ).rows;
+      const deliveries = !tables.deliveries
+        ? []
+        : (
+            await client.query<DeliveryRecord>(
+              `SELECT d.event_seq::text AS "eventSeq", e.event_id::text AS "eventId", e.to_status AS "toStatus", d.transport, d.attempts,
+                      ${instant('d.queued_at')} AS "queuedAt", ${instant('d.next_attempt_at')} AS "nextAttemptAt",
+                      ${instant('d.delivered_at')} AS "deliveredAt", ${instant('d.dead_at')} AS "deadAt", d.last_error AS "lastError"
+                 FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
+                WHERE e.model_id = $1::text
+                ORDER BY d.event_seq, d.transport`,
+              [model.id],
+            )
+          ).rows;
+      const recording = tables.callbackRecording
+        ? (await client.query<{ since: string }>(`SELECT ${instant('started_at')} AS since FROM ${schema}.callback_recording`)).rows[0]?.since ?? null
+        : null;
+      return { transitions, callbacks, deliveries, callbackRecordingSince: recording };
+    },
+
+    async nearMisses(id) {
+      // A pasted id cut short, or with something stuck to it: model ids it is a piece of, or that are a piece of it.
+      const similar = await client.query<{ id: string }>(
+        `SELECT id FROM ai_models
+          WHERE length($1::text) >= 4 AND (starts_with(id, $1::text) OR (length(id) >= 4 AND starts_with($1::text, id)))
+          ORDER BY id LIMIT 3`,
+        [id],
+      );
+      const logged = tables.events
+        ? (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.events WHERE model_id = $1::text`, [id])).rows[0]!.n
+        : 0;
+      return { similarModelIds: similar.rows.map((row) => row.id), loggedEvents: logged };
+    },
+
+    async stuckCandidates({ stuckAfterMs, limit }) {
+      // In flight past the app's own estimate (updatedAt + estimatedTime) plus the grace; no tune id;
+      // a tune id Astria cannot have; or a broadcast delivery parked, or failing (its last try failed).
+      const deliveryTrouble = tables.deliveries
+        ? `UNION ALL
+           SELECT e.model_id AS id, max(coalesce(d.dead_at, d.queued_at)) AS at
+             FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
+            WHERE d.delivered_at IS NULL
+              AND (d.dead_at IS NOT NULL OR d.last_error IS NOT NULL)
+            GROUP BY e.model_id`
+        : '';
+      const { rows } = await client.query<{ id: string }>(
+        `SELECT id FROM (
+           SELECT id, ("updatedAt" AT TIME ZONE 'UTC') AS at FROM ai_models
+            WHERE status::text IN ('PROCESSING', 'TRAINING') AND "aiProvider" = 'astria'
+              AND ("trainingJobId" IS NULL OR "trainingJobId" !~ '${TUNE_ID_PATTERN}'
+                   OR ("updatedAt" AT TIME ZONE 'UTC') + coalesce("estimatedTime", 0) * interval '1 minute'
+                      + $1 * interval '1 millisecond' < now())
+           ${deliveryTrouble}
+         ) candidates
+         GROUP BY id ORDER BY max(at) DESC NULLS LAST, id LIMIT $2`,
+        [stuckAfterMs, limit],
+      );
+      return rows.map((row) => row.id);
+    },
+
+    async generation(id) {
+      const table = await client.query<{ found: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('generations') AND attname = 'jobId' AND NOT attisdropped) AS found`,
+      );
+      if (!table.rows[0]?.found) return null;
+      // Read whole as JSON: the table is the app's, and only its id, jobId and status are relied upon.
+      const { rows } = await client.query<{ row: Record<string, unknown> }>(
+        `SELECT to_jsonb(g) AS row FROM generations g WHERE g.id::text = $1::text OR g."jobId"::text = $1::text ORDER BY g.id::text LIMIT 10`,
+        [id],
+      );
+      return rows.map((row) => row.row);
+    },
+  };
+}
