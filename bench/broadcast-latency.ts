@@ -19,8 +19,8 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { createDispatcher } from '../src/broadcast/dispatcher.js';
 import { verifySignature } from '../src/broadcast/signature.js';
-import { createTransports } from '../src/broadcast/transport.js';
-import { seedModels } from '../src/db/host-schema.js';
+import { createTransports } from '../src/broadcast/create-transports.js';
+import { seedModels } from '../dev/host-schema.js';
 import { createPool } from '../src/db/pool.js';
 import type { ApplyResult } from '../src/status/service.js';
 import { createStatusService } from '../src/status/service.js';
@@ -113,7 +113,7 @@ export async function runBroadcastLatency(adminUrl: string): Promise<SectionResu
   const pool = createPool(database.url, log, POOL_SIZE);
   const receiver = await startReceiver();
   const listener = await startListener(database.url);
-  const transports = createTransports(
+  const transports = await createTransports(
     { transports: ['pg', 'http'], pgChannel: CHANNEL, httpUrl: receiver.url, httpSecret: SECRET, redisUrl: undefined, redisChannel: CHANNEL },
     log,
   );
