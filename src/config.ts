@@ -58,6 +58,20 @@ const port = z.coerce.number().int().min(0).max(65_535);
 
 const url = z.url({ protocol: /^https?$/ });
 
+/**
+ * A user or password (everything before the last `@`) holding `/`, `?`, `#`, `@` or a second `:`
+ * unencoded. Such a URL either fails to parse or parses as something else: `app:12/ss@db` is host `app`,
+ * port 12 and a database path, and the connection fails later as an unknown host; clients that split at
+ * the first `@` misread the rest. Reading it wrong is worse than asking for the encoding.
+ */
+function reservedInUserinfo(url: string): boolean {
+  const rest = url.replace(/^postgres(ql)?:\/\//, '');
+  const at = rest.lastIndexOf('@');
+  if (at < 0) return false;
+  const userinfo = rest.slice(0, at);
+  return /[/?#@]/.test(userinfo) || userinfo.split(':').length > 2;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const BROADCAST_TRANSPORTS = ['pg', 'http', 'redis'] as const;
 export type BroadcastTransport = (typeof BROADCAST_TRANSPORTS)[number];
@@ -71,7 +85,10 @@ const envSchema = z
       .string()
       .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
       // The message never echoes the value: it carries the password.
-      .refine((text) => URL.canParse(text), 'is not a valid URL (percent-encode special characters in the user and password, e.g. / as %2F, @ as %40)'),
+      .refine(
+        (text) => URL.canParse(text) && !reservedInUserinfo(text),
+        'is not a valid URL, or its user or password holds an unencoded / @ : # ?: percent-encode them (/ as %2F, @ as %40, : as %3A, # as %23, ? as %3F)',
+      ),
     ASTRIA_API_KEY: z.string().min(1).optional(),
     ASTRIA_API_KEY_FILE: z.string().min(1).optional(),
     ASTRIA_API_URL: url.default('https://api.astria.ai'),

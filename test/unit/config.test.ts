@@ -182,6 +182,25 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     expect(error.message).not.toContain('pa/ss');
   });
 
+  it.each([
+    ['/', 'postgresql://app:12/ss@db.internal:5432/app'],
+    ['/', 'postgresql://app:pa/ss@db.internal/app'],
+    ['@', 'postgresql://app:p@ss@db.internal:5432/app'],
+    [':', 'postgresql://app:pa:ss@db.internal:5432/app'],
+    ['#', 'postgresql://app:12#ss@db.internal/app'],
+    ['?', 'postgresql://app:pa?ss@db.internal/app'],
+  ])('a password holding an unencoded %s gets the percent-encoding hint, naming DATABASE_URL, never echoing it', (_, url) => {
+    const error = configError({ ...BASE, DATABASE_URL: url });
+    expect(error.message).toMatch(/DATABASE_URL .*percent-encode them \(\/ as %2F, @ as %40, : as %3A, # as %23, \? as %3F\)/);
+    expect(error.message).not.toContain('ss@db');
+    expect(error.message).not.toMatch(/pa.ss|12.ss/);
+  });
+
+  it('a password with the reserved characters percent-encoded is taken as given', () => {
+    const url = 'postgresql://app:p%2F%40%3A%23%3Fss@db.internal:5432/app?sslmode=require';
+    expect(loadConfig({ ...BASE, DATABASE_URL: url }).databaseUrl).toBe(url);
+  });
+
   it('missing ASTRIA_API_KEY', () => {
     expect(configError({ DATABASE_URL: BASE.DATABASE_URL }).message).toContain('ASTRIA_API_KEY');
   });
