@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { isValidSigningSecret } from './broadcast/signature.js';
 
 const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
@@ -78,7 +79,7 @@ export type BroadcastTransport = (typeof BROADCAST_TRANSPORTS)[number];
 /** The transports a dispatcher delivers from the outbox (`pg` is sent inside the write's transaction). */
 export type AsyncBroadcastTransport = Exclude<BroadcastTransport, 'pg'>;
 
-/** The environment as SPEC.md names it. Keys are the variable names, so errors name the variable. */
+/** The environment the README documents. Keys are the variable names, so errors name the variable. */
 const envSchema = z
   .object({
     DATABASE_URL: z
@@ -127,7 +128,11 @@ const envSchema = z
       .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a channel name of letters, digits and _')
       .default('model_status_changed'),
     BROADCAST_HTTP_URL: url.optional(),
-    BROADCAST_HTTP_SECRET: z.string().min(1).optional(),
+    BROADCAST_HTTP_SECRET: z
+      .string()
+      .min(1)
+      .refine(isValidSigningSecret, 'starts with whsec_ but the rest is not valid base64 (a Standard Webhooks key is whsec_ and the base64 of its bytes)')
+      .optional(),
     BROADCAST_REDIS_CHANNEL: z.string().min(1).default('model_status_changed'),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
     BROADCAST_DEAD_AFTER: duration('6h', age(POSITIVE)),

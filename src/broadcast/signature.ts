@@ -18,6 +18,16 @@ function webhookOf(secret: string): Webhook {
   return secret.startsWith('whsec_') ? new Webhook(secret) : new Webhook(Buffer.from(secret, 'utf8'), { format: 'raw' });
 }
 
+/** False for a `whsec_` secret whose key is not valid base64 (what `loadConfig` refuses at start). */
+export function isValidSigningSecret(secret: string): boolean {
+  try {
+    webhookOf(secret);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export type StandardWebhookHeaders = {
   'webhook-id': string;
   'webhook-timestamp': string;

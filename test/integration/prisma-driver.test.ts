@@ -7,7 +7,7 @@
  * - the app's hook runs inside the transition's transaction, once, and rolls back with it.
  */
 import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaClient } from '@prisma/client';
+import { PrismaClient } from '../../prisma/generated/client.js';
 import type pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

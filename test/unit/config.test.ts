@@ -273,6 +273,15 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     expect(message).toContain('BROADCAST_HTTP_URL');
   });
 
+  it('BROADCAST_HTTP_SECRET: a whsec_ key that is not base64 is refused at start, naming it; any other string is a key', () => {
+    const http = { ...BASE, BROADCAST: 'http', BROADCAST_HTTP_URL: 'https://app.example/api/reconciler/events' };
+    const { message } = configError({ ...http, BROADCAST_HTTP_SECRET: 'whsec_not base64!' });
+    expect(message).toMatch(/BROADCAST_HTTP_SECRET starts with whsec_ but the rest is not valid base64/);
+    expect(message).not.toContain('not base64!');
+    expect(loadConfig({ ...http, BROADCAST_HTTP_SECRET: 'whsec_c2VjcmV0IGtleSBieXRlcw==' }).broadcast.httpSecret).toBe('whsec_c2VjcmV0IGtleSBieXRlcw==');
+    expect(loadConfig({ ...http, BROADCAST_HTTP_SECRET: 'a plain secret' }).broadcast.httpSecret).toBe('a plain secret');
+  });
+
   it('never puts the ASTRIA_API_KEY value in the message', () => {
     const { message } = configError({
       ASTRIA_API_KEY: API_KEY,
