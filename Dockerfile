@@ -7,10 +7,14 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.package.json ./
 COPY src ./src
+# ioredis (the version the lockfile pins) is installed apart, with its dependencies nested under it:
+# as a dev dependency of the repository, `npm prune --omit=dev` removes it from the tree.
 RUN npm run prepack \
  && ioredis="$(node -p "require('./package-lock.json').packages['node_modules/ioredis'].version")" \
  && npm prune --omit=dev --ignore-scripts \
- && npm install --no-save --omit=dev --ignore-scripts --no-audit --no-fund "ioredis@${ioredis}"
+ && npm install --prefix /tmp/ioredis --no-save --no-package-lock --ignore-scripts --no-audit --no-fund "ioredis@${ioredis}" \
+ && mv /tmp/ioredis/node_modules/ioredis node_modules/ioredis \
+ && mv /tmp/ioredis/node_modules node_modules/ioredis/node_modules
 
 # Run: production dependencies and compiled code only, as an unprivileged user.
 FROM node:22-bookworm-slim
