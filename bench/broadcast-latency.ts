@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { pino } from 'pino';
 import { createDispatcher } from '../src/broadcast/dispatcher.js';
-import { verifySignature } from '../src/broadcast/signature.js';
+import { createBroadcastVerifier, createMemoryReplayStore } from '../src/broadcast/signature.js';
 import { createTransports } from '../src/broadcast/create-transports.js';
 import { seedModels } from '../dev/host-schema.js';
 import { createPool } from '../src/db/pool.js';
@@ -45,13 +45,15 @@ interface Receiver {
 
 async function startReceiver(): Promise<Receiver> {
   const receiver = { receivedAt: new Map<string, number>(), duplicates: 0, badSignatures: 0 };
+  // What the library's receivers do: the Standard Webhooks check, with a replay store.
+  const verifier = createBroadcastVerifier({ secrets: SECRET, replayStore: createMemoryReplayStore() });
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
+    req.on('end', async () => {
       const at = performance.now();
       const body = Buffer.concat(chunks);
-      if (!verifySignature(body, req.headers['x-signature'] as string | undefined, SECRET)) {
+      if (!(await verifier.verify(body, req.headers)).ok) {
         receiver.badSignatures += 1;
         res.writeHead(401).end();
         return;
