@@ -105,6 +105,17 @@ describe('Standard Webhooks signature', () => {
     expect(await open.verify(body, first)).toMatchObject({ ok: true });
   });
 
+  it('the in-memory replay store forgets a key once its time is up', () => {
+    let now = 0;
+    const store = createMemoryReplayStore({ now: () => now });
+    expect(store.remember('a', 1_000)).toBe(true);
+    expect(store.remember('a', 1_000)).toBe(false);
+    now = 999;
+    expect(store.remember('a', 1_000)).toBe(false);
+    now = 1_000;
+    expect(store.remember('a', 1_000)).toBe(true);
+  });
+
   it('a failed check records nothing in the replay store', async () => {
     const verifier = createBroadcastVerifier({ secrets: WHSEC, replayStore: createMemoryReplayStore(), now: at(0) });
     const headers = standardWebhookHeaders(body, 'evt-1', WHSEC, SIGNED_AT);
