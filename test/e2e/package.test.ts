@@ -49,7 +49,7 @@ beforeAll(async () => {
     await mkdir(dirname(join(scratch, 'node_modules', name)), { recursive: true });
     await symlink(join(ROOT, 'node_modules', name), join(scratch, 'node_modules', name));
   }
-}, 240_000);
+}, 600_000);
 afterAll(() => rm(work, { recursive: true, force: true }));
 
 /** A consumer project in the scratch app: `type` module or commonjs, strict, skipLibCheck off. */
@@ -111,7 +111,7 @@ describe('the npm package', () => {
     const imported = await outcome('node', ['--input-type=module', '-e', 'console.log(JSON.stringify(Object.keys(await import("astria-reconciler")).sort()))'], scratch);
     expect(imported.code).toBe(0);
     expect(JSON.parse(imported.output)).toEqual(exported);
-  });
+  }, 60_000);
 
   it('BROADCAST=redis without ioredis installed fails at start, naming ioredis', async () => {
     const env = {
@@ -146,6 +146,6 @@ describe('the npm package', () => {
       const ran = await outcome('node', [join(dir, 'out', 'app.js')], dir);
       expect(ran).toEqual({ code: 0, output: 'loaded function\n' });
     },
-    120_000,
+    300_000,
   );
 });
