@@ -1,13 +1,20 @@
 # syntax=docker/dockerfile:1
-# Build: compile TypeScript with dev dependencies, then keep only production ones.
+# Build: compile the runtime (what `npm pack` ships) with dev dependencies, then keep only production
+# ones, plus ioredis: an optional peer dependency of the library that BROADCAST=redis needs.
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.package.json ./
 COPY src ./src
-COPY bench ./bench
-RUN npm run build && npm prune --omit=dev --ignore-scripts
+# ioredis (the version the lockfile pins) is installed apart, with its dependencies nested under it:
+# as a dev dependency of the repository, `npm prune --omit=dev` removes it from the tree.
+RUN npm run prepack \
+ && ioredis="$(node -p "require('./package-lock.json').packages['node_modules/ioredis'].version")" \
+ && npm prune --omit=dev --ignore-scripts \
+ && npm install --prefix /tmp/ioredis --no-save --no-package-lock --ignore-scripts --no-audit --no-fund "ioredis@${ioredis}" \
+ && mv /tmp/ioredis/node_modules/ioredis node_modules/ioredis \
+ && mv /tmp/ioredis/node_modules node_modules/ioredis/node_modules
 
 # Run: production dependencies and compiled code only, as an unprivileged user.
 FROM node:22-bookworm-slim

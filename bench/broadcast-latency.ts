@@ -18,9 +18,9 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { pino } from 'pino';
 import { createDispatcher } from '../src/broadcast/dispatcher.js';
-import { verifySignature } from '../src/broadcast/signature.js';
-import { createTransports } from '../src/broadcast/transport.js';
-import { seedModels } from '../src/db/host-schema.js';
+import { createBroadcastVerifier, createMemoryReplayStore } from '../src/broadcast/signature.js';
+import { createTransports } from '../src/broadcast/create-transports.js';
+import { seedModels } from '../dev/host-schema.js';
 import { createPool } from '../src/db/pool.js';
 import type { ApplyResult } from '../src/status/service.js';
 import { createStatusService } from '../src/status/service.js';
@@ -45,13 +45,15 @@ interface Receiver {
 
 async function startReceiver(): Promise<Receiver> {
   const receiver = { receivedAt: new Map<string, number>(), duplicates: 0, badSignatures: 0 };
+  // What the library's receivers do: the Standard Webhooks check, with a replay store.
+  const verifier = createBroadcastVerifier({ secrets: SECRET, replayStore: createMemoryReplayStore() });
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
+    req.on('end', async () => {
       const at = performance.now();
       const body = Buffer.concat(chunks);
-      if (!verifySignature(body, req.headers['x-signature'] as string | undefined, SECRET)) {
+      if (!(await verifier.verify(body, req.headers)).ok) {
         receiver.badSignatures += 1;
         res.writeHead(401).end();
         return;
@@ -113,7 +115,7 @@ export async function runBroadcastLatency(adminUrl: string): Promise<SectionResu
   const pool = createPool(database.url, log, POOL_SIZE);
   const receiver = await startReceiver();
   const listener = await startListener(database.url);
-  const transports = createTransports(
+  const transports = await createTransports(
     { transports: ['pg', 'http'], pgChannel: CHANNEL, httpUrl: receiver.url, httpSecret: SECRET, redisUrl: undefined, redisChannel: CHANNEL },
     log,
   );

@@ -12,8 +12,8 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { createDatabase, dropDatabase } from '../src/db/embedded.js';
-import { startSimulatedAstria } from '../src/demo/simulated-astria.js';
+import { createDatabase, dropDatabase } from '../dev/embedded-postgres.js';
+import { startSimulatedAstria } from '../dev/simulated-astria.js';
 import {
   buildExample,
   chromiumPath,

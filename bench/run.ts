@@ -28,7 +28,7 @@
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { startEmbeddedPostgres } from '../dev/embedded-postgres.js';
 import type { PassJob, PassRun } from './pass-worker.js';
 import {
   correctnessTargets,

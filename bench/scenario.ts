@@ -5,10 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { createDatabase, dropDatabase } from '../src/db/embedded.js';
-import { HOST_SCHEMA_SQL, seedModels, type SeedModel } from '../src/db/host-schema.js';
+import { createDatabase, dropDatabase } from '../dev/embedded-postgres.js';
+import { HOST_SCHEMA_SQL, seedModels, type SeedModel } from '../dev/host-schema.js';
 import { ensureOwnSchema } from '../src/db/own-schema.js';
-import { startSimulatedAstria, type SimulatedAstria, type SimulatedTuneInit } from '../src/demo/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria, type SimulatedTuneInit } from '../dev/simulated-astria.js';
 
 export const API_KEY = 'sd_bench_key';
 /** Astria's page size: the floor of a list scan is one call per this many account tunes. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DEFAULT_SCHEMA } from './db/identifier.js';
+import { isValidSigningSecret } from './broadcast/signature.js';
 
 const DURATION_UNITS_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
@@ -59,20 +60,37 @@ const port = z.coerce.number().int().min(0).max(65_535);
 
 const url = z.url({ protocol: /^https?$/ });
 
+/**
+ * A user or password (everything before the last `@`) holding `/`, `?`, `#`, `@` or a second `:`
+ * unencoded. Such a URL either fails to parse or parses as something else: `app:12/ss@db` is host `app`,
+ * port 12 and a database path, and the connection fails later as an unknown host; clients that split at
+ * the first `@` misread the rest. Reading it wrong is worse than asking for the encoding.
+ */
+function reservedInUserinfo(url: string): boolean {
+  const rest = url.replace(/^postgres(ql)?:\/\//, '');
+  const at = rest.lastIndexOf('@');
+  if (at < 0) return false;
+  const userinfo = rest.slice(0, at);
+  return /[/?#@]/.test(userinfo) || userinfo.split(':').length > 2;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const BROADCAST_TRANSPORTS = ['pg', 'http', 'redis'] as const;
 export type BroadcastTransport = (typeof BROADCAST_TRANSPORTS)[number];
 /** The transports a dispatcher delivers from the outbox (`pg` is sent inside the write's transaction). */
 export type AsyncBroadcastTransport = Exclude<BroadcastTransport, 'pg'>;
 
-/** The environment as SPEC.md names it. Keys are the variable names, so errors name the variable. */
+/** The environment the README documents. Keys are the variable names, so errors name the variable. */
 const envSchema = z
   .object({
     DATABASE_URL: z
       .string()
       .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
       // The message never echoes the value: it carries the password.
-      .refine((text) => URL.canParse(text), 'is not a valid URL (percent-encode special characters in the user and password, e.g. / as %2F, @ as %40)'),
+      .refine(
+        (text) => URL.canParse(text) && !reservedInUserinfo(text),
+        'is not a valid URL, or its user or password holds an unencoded / @ : # ?: percent-encode them (/ as %2F, @ as %40, : as %3A, # as %23, ? as %3F)',
+      ),
     ASTRIA_API_KEY: z.string().min(1).optional(),
     ASTRIA_API_KEY_FILE: z.string().min(1).optional(),
     ASTRIA_API_URL: url.default('https://api.astria.ai'),
@@ -111,7 +129,11 @@ const envSchema = z
       .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a channel name of letters, digits and _')
       .default('model_status_changed'),
     BROADCAST_HTTP_URL: url.optional(),
-    BROADCAST_HTTP_SECRET: z.string().min(1).optional(),
+    BROADCAST_HTTP_SECRET: z
+      .string()
+      .min(1)
+      .refine(isValidSigningSecret, 'starts with whsec_ but the rest is not valid base64 (a Standard Webhooks key is whsec_ and the base64 of its bytes)')
+      .optional(),
     BROADCAST_REDIS_CHANNEL: z.string().min(1).default('model_status_changed'),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
     BROADCAST_DEAD_AFTER: duration('6h', age(POSITIVE)),

@@ -46,4 +46,17 @@ export {
   type CallbackResponse,
 } from './http/callback.js';
 export type { BroadcastTransport } from './config.js';
-export { signBody, verifySignature } from './broadcast/signature.js';
+export {
+  createBroadcastVerifier,
+  createMemoryReplayStore,
+  DEFAULT_SIGNATURE_TOLERANCE_MS,
+  signBody,
+  standardWebhookHeaders,
+  verifySignature,
+  type BroadcastVerification,
+  type BroadcastVerifier,
+  type BroadcastVerifierOptions,
+  type HeadersLike,
+  type ReplayStore,
+  type StandardWebhookHeaders,
+} from './broadcast/signature.js';

@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-/** Label values known in advance: every such series exists at 0 from start (SPEC.md "Metrics"). */
+/** Label values known in advance: every such series exists at 0 from start, so a rate or an alert never reads "no data". */
 export const TRANSITION_TARGETS = ['TRAINING', 'READY', 'ERROR'] as const;
 export const TRANSITION_SOURCES = ['webhook', 'reconciler'] as const;
 export const ASTRIA_ENDPOINTS = ['get_tune', 'list_tunes'] as const;
@@ -38,7 +38,7 @@ function zeroSeries<L extends string>(counter: Counter<L>, labels: Record<L, rea
 }
 
 /**
- * Every metric of SPEC.md, on a registry of our own (no global state, so tests and several
+ * Every metric the sidecar exposes, on a registry of our own (no global state, so tests and several
  * reconcilers in one process never collide).
  */
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {

@@ -1,8 +1,5 @@
-import type { AsyncBroadcastTransport, Config } from '../config.js';
-import type { Logger } from '../log.js';
+import type { AsyncBroadcastTransport } from '../config.js';
 import type { ModelEvent } from '../status/event.js';
-import { createHttpTransport } from './http.js';
-import { createRedisTransport } from './redis.js';
 
 /**
  * The peer answered and failed on this event (an HTTP 5xx other than 502/503/504). It may be this event
@@ -33,24 +30,4 @@ export interface Transport {
   name: AsyncBroadcastTransport;
   deliver(event: ModelEvent): Promise<void>;
   close(): Promise<void>;
-}
-
-/**
- * The asynchronous transports `BROADCAST` names (`pg` needs none: the status service NOTIFYs inside
- * its transaction). `loadConfig` has already required the URL and secret each one needs.
- */
-export function createTransports(
-  broadcast: Pick<Config['broadcast'], 'transports' | 'pgChannel' | 'httpUrl' | 'httpSecret' | 'redisUrl' | 'redisChannel'>,
-  log: Logger,
-): Transport[] {
-  const transports: Transport[] = [];
-  if (broadcast.transports.includes('http')) {
-    if (!broadcast.httpUrl || !broadcast.httpSecret) throw new Error('BROADCAST_HTTP_URL and BROADCAST_HTTP_SECRET are required for http');
-    transports.push(createHttpTransport({ url: broadcast.httpUrl, secret: broadcast.httpSecret }));
-  }
-  if (broadcast.transports.includes('redis')) {
-    if (!broadcast.redisUrl) throw new Error('REDIS_URL is required for redis');
-    transports.push(createRedisTransport({ url: broadcast.redisUrl, channel: broadcast.redisChannel, log }));
-  }
-  return transports;
 }

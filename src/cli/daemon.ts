@@ -1,6 +1,6 @@
 import { createDispatcher } from '../broadcast/dispatcher.js';
 import { pruneCallbackArrivals, pruneDeliveredEvents } from '../broadcast/retention.js';
-import { createTransports } from '../broadcast/transport.js';
+import { createTransports } from '../broadcast/create-transports.js';
 import { createHttpServer } from '../http/server.js';
 import { createWebhookHandler } from '../http/webhook.js';
 import { runDaemon } from '../reconciler/daemon.js';
@@ -24,7 +24,7 @@ const DATABASE_WARN_EVERY_MS = 60_000;
  */
 export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): Promise<void> {
   const { config, log, pool, metrics, clock } = runtime;
-  const transports = createTransports(config.broadcast, log);
+  const transports = await createTransports(config.broadcast, log);
   const dispatcher = createDispatcher({
     pool,
     schema: config.schema,

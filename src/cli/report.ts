@@ -16,7 +16,7 @@ export interface SlowRecovery {
   occurredAt: string;
 }
 
-/** `report --json` (SPEC.md), plus `until`, `total` and `slowest`. */
+/** `report --json`: the event log's counts and lags over `since`..`until`, `total` and the `slowest` recoveries. */
 export interface Report {
   since: string;
   until: string;

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { TUNE_ID_PATTERN } from '../astria/tune.js';
-import type { ModelRow } from '../status/rules.js';
+import type { ModelRow } from '../model.js';
 
 /** Which in-flight models a pass looks at. */
 export interface InFlightFilter {

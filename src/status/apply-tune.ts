@@ -94,7 +94,7 @@ const ensured = new WeakMap<object, Map<string, Promise<void>>>();
 
 /**
  * The service a library caller gets without passing one: on the same database and schema, NOTIFY only,
- * with our schema created first if the sidecar never ran there (SPEC.md's minimal call must work on a
+ * with our schema created first if the sidecar never ran there (the minimal call, `{ pool, tune }`, must work on a
  * fresh database). A failed attempt is forgotten, so the next callback tries again.
  */
 async function defaultService(options: ApplyObservedTuneOptions): Promise<StatusService> {

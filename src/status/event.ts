@@ -19,7 +19,7 @@ export type EventSource = (typeof EVENT_SOURCES)[number];
 const status = z.enum(MODEL_STATUSES);
 const isoTimestamp = z.iso.datetime({ offset: true });
 
-/** The broadcast of SPEC.md; consumers parse with this and drop duplicates by `eventId`. */
+/** The event every broadcast transport carries; consumers parse with this and drop duplicates by `eventId`. */
 export const modelStatusChangedEventSchema = z.object({
   type: z.literal('model_status_changed'),
   eventId: z.string().min(1),

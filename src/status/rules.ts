@@ -4,7 +4,7 @@ import { safeText } from './sanitize.js';
 
 export { MODEL_STATUSES, type ModelChanges, type ModelRow, type ModelStatus, type Transition } from '../model.js';
 
-/** Statuses in which a model is waiting on Astria (SPEC.md "in flight"). */
+/** Statuses in which a model is waiting on Astria ("in flight"): the ones the reconciler looks at. */
 export const IN_FLIGHT_STATUSES: readonly ModelStatus[] = ['PROCESSING', 'TRAINING'];
 
 export interface RuleOptions {
@@ -20,7 +20,7 @@ const MAX_ERROR_MESSAGE_BYTES = 1_000;
 const MAX_INT = 2_147_483_647;
 
 /**
- * Every status rule of SPEC.md, and the only place they live. Pure: the caller supplies the clock.
+ * Every status rule (what happens to a model on what Astria says), and the only place they live. Pure: the caller supplies the clock.
  * Returns null when the model should stay exactly as it is.
  */
 export function decide(model: ModelRow, observation: Observation, now: Date, options: RuleOptions): Transition | null {

@@ -6,8 +6,8 @@ import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { seedModels } from '../../src/db/host-schema.js';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { seedModels } from '../../dev/host-schema.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { startDaemon, waitUntil, type RunningDaemon } from '../support/daemon.js';
 

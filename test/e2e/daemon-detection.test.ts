@@ -4,8 +4,8 @@
  * Bounds are generous (a shared machine); the strict figures live in `npm run bench`.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { seedModels, type SeedModel } from '../../dev/host-schema.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { startDaemon, waitUntil, type RunningDaemon } from '../support/daemon.js';
 import { listen } from '../support/listen.js';

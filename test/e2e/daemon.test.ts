@@ -4,9 +4,9 @@ import { connect } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { createDatabase, dropDatabase } from '../../src/db/embedded.js';
-import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { createDatabase, dropDatabase } from '../../dev/embedded-postgres.js';
+import { seedModels, type SeedModel } from '../../dev/host-schema.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import {
   ASTRIA_ENDPOINTS,
   ASTRIA_OUTCOMES,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedModels } from '../../src/db/host-schema.js';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { seedModels } from '../../dev/host-schema.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { runCli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { startDaemon, waitUntil } from '../support/daemon.js';

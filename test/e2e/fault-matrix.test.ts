@@ -12,8 +12,8 @@
  * faults at most per call path and the cases run concurrently, each on its own database and fake.
  */
 import { afterAll, describe, it, type ExpectStatic } from 'vitest';
-import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
-import { startSimulatedAstria, type Fault, type SimulatedAstria, type SimulatedAstriaOptions } from '../../src/demo/simulated-astria.js';
+import { seedModels, type SeedModel } from '../../dev/host-schema.js';
+import { startSimulatedAstria, type Fault, type SimulatedAstria, type SimulatedAstriaOptions } from '../../dev/simulated-astria.js';
 import type { ModelStatus } from '../../src/status/rules.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { createTestDatabase, readModel, type ModelRow, type TestDatabase } from '../support/database.js';

@@ -12,9 +12,9 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createDatabase, dropDatabase } from '../../src/db/embedded.js';
+import { createDatabase, dropDatabase } from '../../dev/embedded-postgres.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createStatusService } from '../../src/status/service.js';
 import {
   buildExample,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tuneSchema } from '../../src/astria/tune.js';
-import { seedModels } from '../../src/db/host-schema.js';
+import { seedModels } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { applyObservedTune } from '../../src/status/apply-tune.js';
 import { createStatusService, type StatusService } from '../../src/status/service.js';

@@ -10,9 +10,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { VirtualClock, trackPool, trackUndiciRequests } from '../../bench/virtual-clock.js';
 import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
-import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
+import { seedModels, type SeedModel } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { runDaemon, type DaemonOptions } from '../../src/reconciler/daemon.js';
 import { createLeaderElection, type LeaderElection } from '../../src/reconciler/leader.js';

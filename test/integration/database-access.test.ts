@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOST_SCHEMA_SQL, seedModels } from '../../src/db/host-schema.js';
+import { HOST_SCHEMA_SQL, seedModels } from '../../dev/host-schema.js';
 import { operatorFilter, summarizeInFlight } from '../../src/db/inflight.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createPool } from '../../src/db/pool.js';

@@ -7,11 +7,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { startEmbeddedPostgres, writableByRootAlone } from '../../src/db/embedded.js';
+import { startEmbeddedPostgres, writableByRootAlone } from '../../dev/embedded-postgres.js';
 
 const execFileAsync = promisify(execFile);
 /** `npm test` builds first; the child processes load the module as production code does. */
-const BUILT_EMBEDDED = fileURLToPath(new URL('../../dist/src/db/embedded.js', import.meta.url));
+const BUILT_EMBEDDED = fileURLToPath(new URL('../../dist/dev/embedded-postgres.js', import.meta.url));
 
 const require = createRequire(import.meta.url);
 /** The installed directory of a package, from its resolved entry point. */

@@ -6,10 +6,10 @@
  */
 import { createRequire } from 'node:module';
 import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaClient } from '@prisma/client';
+import { PrismaClient } from '../../prisma/generated/client.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedModels } from '../../src/db/host-schema.js';
+import { seedModels } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { isModelWriteFailure } from '../../src/db/write-failure.js';
 import { acceptAstriaCallback, type CallbackDeps } from '../../src/http/callback.js';

@@ -22,7 +22,7 @@ import { AstriaAuthError, createAstriaClient, type ListResult, type TuneResult }
 import { callbackBodySchema, isTuneId, tuneSchema, type Observation, type Tune } from '../../src/astria/tune.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
-import { seedModels } from '../../src/db/host-schema.js';
+import { seedModels } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createHttpServer, type HttpServer } from '../../src/http/server.js';
 import { MAX_CALLBACK_BODY_BYTES as MAX_WEBHOOK_BODY_BYTES } from '../../src/http/callback.js';

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
+import { seedModels, type SeedModel } from '../../dev/host-schema.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 
 // A US DST gap in local time and non-zero milliseconds: any TZ leak would shift or truncate it.

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import pLimit from 'p-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
-import { seedModels } from '../../src/db/host-schema.js';
+import { seedModels } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createHttpServer, type HttpServer } from '../../src/http/server.js';
 import { createWebhookHandler } from '../../src/http/webhook.js';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listDeadDeliveries, requeueDeadDeliveries } from '../../src/broadcast/dead-letter.js';
 import { createDispatcher, type DispatcherOptions } from '../../src/broadcast/dispatcher.js';
 import { createHttpTransport } from '../../src/broadcast/http.js';
-import { createDatabase, dropDatabase } from '../../src/db/embedded.js';
+import { createDatabase, dropDatabase } from '../../dev/embedded-postgres.js';
 import { HostTableMissingError } from '../../src/db/host-check.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createLogger } from '../../src/log.js';
@@ -125,6 +125,26 @@ describe('dead letter', () => {
       await receiver.close();
     }
   }, 40_000);
+
+  it('a receiver answering a redirect (3xx) is rejecting: parked after N attempts, its last error naming the Location', async () => {
+    const schema = await freshSchema();
+    await seedPending(schema, 1, 1);
+    const receiver = await startReceiver({ secret: SECRET, status: 308 });
+    const transport = createHttpTransport({ url: receiver.url, secret: SECRET });
+    try {
+      await withDispatcher({ schema, transports: [transport], deadAfterAttempts: 2, deadAfterMs: 3_600_000, ...FAST }, () =>
+        eventually(async () => (await listDeadDeliveries(db.pool, schema)).total === 1, 10_000, 'the redirected delivery parked'),
+      );
+      const dead = await listDeadDeliveries(db.pool, schema);
+      expect(dead.recent.map((d) => ({ attempts: d.attempts, lastError: d.lastError }))).toEqual([
+        { attempts: 2, lastError: `HTTP 308: redirect to ${receiver.url}/` },
+      ]);
+      expect(receiver.state.requests).toBe(2);
+    } finally {
+      await transport.close();
+      await receiver.close();
+    }
+  });
 
   it('parks a delivery still rejected once it is older than the age limit', async () => {
     const schema = await freshSchema();

@@ -3,9 +3,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { operatorFilter } from '../../src/db/inflight.js';
-import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
+import { seedModels, type SeedModel } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createMetrics } from '../../src/metrics.js';
 import { runPass, type PassReport } from '../../src/reconciler/pass.js';
 import { createStatusService } from '../../src/status/service.js';

@@ -7,17 +7,17 @@
  * - the app's hook runs inside the transition's transaction, once, and rolls back with it.
  */
 import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaClient } from '@prisma/client';
+import { PrismaClient } from '../../prisma/generated/client.js';
 import type pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAstriaClient } from '../../src/astria/client.js';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { systemClock } from '../../src/clock.js';
-import { seedModels } from '../../src/db/host-schema.js';
+import { seedModels } from '../../dev/host-schema.js';
 import type { PrismaLike } from '../../src/db/executor.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { startSimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { startSimulatedAstria } from '../../dev/simulated-astria.js';
 import { acceptAstriaCallback } from '../../src/http/callback.js';
 import { createMetrics } from '../../src/metrics.js';
 import { runPass } from '../../src/reconciler/pass.js';

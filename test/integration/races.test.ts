@@ -18,10 +18,10 @@ import { createAstriaClient, type AstriaClient } from '../../src/astria/client.j
 import type { Tune } from '../../src/astria/tune.js';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { systemClock } from '../../src/clock.js';
-import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
+import { seedModels, type SeedModel } from '../../dev/host-schema.js';
 import { operatorFilter } from '../../src/db/inflight.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { startSimulatedAstria, type SimulatedAstria, type TuneJson } from '../../src/demo/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria, type TuneJson } from '../../dev/simulated-astria.js';
 import { createHttpServer, type HttpServer } from '../../src/http/server.js';
 import { createWebhookHandler } from '../../src/http/webhook.js';
 import { createMetrics } from '../../src/metrics.js';

@@ -10,9 +10,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { operatorFilter } from '../../src/db/inflight.js';
-import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
+import { seedModels, type SeedModel } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { acceptAstriaCallback, type CallbackResponse } from '../../src/http/callback.js';
 import { createMetrics } from '../../src/metrics.js';
 import { runPass, type PassReport } from '../../src/reconciler/pass.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { seedModels } from '../../src/db/host-schema.js';
+import { seedModels } from '../../dev/host-schema.js';
 import { createMetrics } from '../../src/metrics.js';
 import { modelStatusChangedEventSchema } from '../../src/status/event.js';
 import { decide, type ModelRow } from '../../src/status/rules.js';

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { createDatabase, dropDatabase } from '../../src/db/embedded.js';
-import { HOST_SCHEMA_SQL } from '../../src/db/host-schema.js';
+import { createDatabase, dropDatabase } from '../../dev/embedded-postgres.js';
+import { HOST_SCHEMA_SQL } from '../../dev/host-schema.js';
 import type { ModelStatus } from '../../src/status/rules.js';
 
 export interface TestDatabase {

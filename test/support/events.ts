@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { tuneSchema } from '../../src/astria/tune.js';
-import { seedModels } from '../../src/db/host-schema.js';
+import { seedModels } from '../../dev/host-schema.js';
 import { applyObservedTune } from '../../src/status/apply-tune.js';
 import type { EventSource, ModelEvent } from '../../src/status/event.js';
 import type { StatusService } from '../../src/status/service.js';

@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres } from '../../src/db/embedded.js';
+import { startEmbeddedPostgres } from '../../dev/embedded-postgres.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

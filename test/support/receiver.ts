@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { verifySignature } from '../../src/broadcast/signature.js';
+import { createBroadcastVerifier, verifySignature } from '../../src/broadcast/signature.js';
 
 export interface ReceivedEvent {
   eventId: string;
@@ -18,8 +18,10 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * A loopback receiver of the `http` broadcast. It verifies `X-Signature` over the raw body (a bad one
- * is answered 401 and counted), then answers `status` (settable; or per event, `statusOf`), after `delayMs`. `accepted` lists the events answered 2xx, in the order they arrived.
+ * A loopback receiver of the `http` broadcast. It verifies both signatures over the raw body, Standard
+ * Webhooks' and `X-Signature` (a bad one is answered 401 and counted), then answers `status` (settable;
+ * or per event, `statusOf`; a 3xx redirects to the URL with a trailing slash), after `delayMs`.
+ * `accepted` lists the events answered 2xx, in the order they arrived.
  */
 export async function startReceiver(options: { secret: string; port?: number; status?: number; delayMs?: number }) {
   const state = {
@@ -32,14 +34,17 @@ export async function startReceiver(options: { secret: string; port?: number; st
     badSignatures: 0,
     requests: 0,
   };
+  const verifier = createBroadcastVerifier({ secrets: options.secret });
+  let url = '';
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       state.requests++;
       const body = Buffer.concat(chunks);
-      const respond = () => {
-        if (!verifySignature(body, req.headers['x-signature'] as string | undefined, options.secret)) {
+      const respond = async () => {
+        const verified = await verifier.verify(body, req.headers);
+        if (!verified.ok || !verifySignature(body, req.headers['x-signature'] as string | undefined, options.secret)) {
           state.badSignatures++;
           res.writeHead(401).end('bad signature');
           return;
@@ -50,6 +55,11 @@ export async function startReceiver(options: { secret: string; port?: number; st
         }
         const payload = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
         const status = state.statusOf?.(payload) ?? state.status;
+        if (status >= 300 && status < 400) {
+          state.rejected++;
+          res.writeHead(status, { location: `${url}/` }).end();
+          return;
+        }
         if (status < 200 || status >= 300) {
           state.rejected++;
           res.writeHead(status).end('try later');
@@ -58,15 +68,16 @@ export async function startReceiver(options: { secret: string; port?: number; st
         state.accepted.push({ eventId: String(payload.eventId), modelId: String(payload.modelId), payload });
         res.writeHead(status, { 'content-type': 'application/json' }).end('{"ok":true}');
       };
-      if (state.delayMs > 0) setTimeout(respond, state.delayMs);
-      else respond();
+      if (state.delayMs > 0) setTimeout(() => void respond(), state.delayMs);
+      else void respond();
     });
   });
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  url = `http://127.0.0.1:${port}/broadcast`;
   return {
     state,
-    url: `http://127.0.0.1:${port}/broadcast`,
+    url,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

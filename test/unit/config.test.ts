@@ -182,6 +182,25 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     expect(error.message).not.toContain('pa/ss');
   });
 
+  it.each([
+    ['/', 'postgresql://app:12/ss@db.internal:5432/app'],
+    ['/', 'postgresql://app:pa/ss@db.internal/app'],
+    ['@', 'postgresql://app:p@ss@db.internal:5432/app'],
+    [':', 'postgresql://app:pa:ss@db.internal:5432/app'],
+    ['#', 'postgresql://app:12#ss@db.internal/app'],
+    ['?', 'postgresql://app:pa?ss@db.internal/app'],
+  ])('a password holding an unencoded %s gets the percent-encoding hint, naming DATABASE_URL, never echoing it', (_, url) => {
+    const error = configError({ ...BASE, DATABASE_URL: url });
+    expect(error.message).toMatch(/DATABASE_URL .*percent-encode them \(\/ as %2F, @ as %40, : as %3A, # as %23, \? as %3F\)/);
+    expect(error.message).not.toContain('ss@db');
+    expect(error.message).not.toMatch(/pa.ss|12.ss/);
+  });
+
+  it('a password with the reserved characters percent-encoded is taken as given', () => {
+    const url = 'postgresql://app:p%2F%40%3A%23%3Fss@db.internal:5432/app?sslmode=require';
+    expect(loadConfig({ ...BASE, DATABASE_URL: url }).databaseUrl).toBe(url);
+  });
+
   it('missing ASTRIA_API_KEY', () => {
     expect(configError({ DATABASE_URL: BASE.DATABASE_URL }).message).toContain('ASTRIA_API_KEY');
   });
@@ -252,6 +271,15 @@ describe('loadConfig rejects invalid values, naming the variable', () => {
     const { message } = configError({ ...BASE, BROADCAST: 'http', BROADCAST_HTTP_SECRET: 's3cret', LOG_LEVEL: 'loud' });
     expect(message).toContain('LOG_LEVEL');
     expect(message).toContain('BROADCAST_HTTP_URL');
+  });
+
+  it('BROADCAST_HTTP_SECRET: a whsec_ key that is not base64 is refused at start, naming it; any other string is a key', () => {
+    const http = { ...BASE, BROADCAST: 'http', BROADCAST_HTTP_URL: 'https://app.example/api/reconciler/events' };
+    const { message } = configError({ ...http, BROADCAST_HTTP_SECRET: 'whsec_not base64!' });
+    expect(message).toMatch(/BROADCAST_HTTP_SECRET starts with whsec_ but the rest is not valid base64/);
+    expect(message).not.toContain('not base64!');
+    expect(loadConfig({ ...http, BROADCAST_HTTP_SECRET: 'whsec_c2VjcmV0IGtleSBieXRlcw==' }).broadcast.httpSecret).toBe('whsec_c2VjcmV0IGtleSBieXRlcw==');
+    expect(loadConfig({ ...http, BROADCAST_HTTP_SECRET: 'a plain secret' }).broadcast.httpSecret).toBe('a plain secret');
   });
 
   it('never puts the ASTRIA_API_KEY value in the message', () => {

@@ -15,9 +15,15 @@ interface SecurityContext {
   capabilities?: { drop?: string[]; add?: string[] };
   seccompProfile?: { type?: string };
 }
+interface Probe {
+  httpGet?: { path?: string };
+}
 interface Container {
   name: string;
   securityContext?: SecurityContext;
+  restartPolicy?: string;
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
 }
 interface PodSpec {
   securityContext?: SecurityContext;
@@ -96,5 +102,22 @@ describe('Kubernetes manifests under deploy/', () => {
     expect(containers.length).toBeGreaterThan(0);
     const violations = Object.fromEntries(containers.map((container) => [container.name, restrictedViolations(pod, container)]));
     expect(violations).toEqual(Object.fromEntries(containers.map((container) => [container.name, []])));
+  });
+
+  it("the native sidecar's readiness never checks the database: a database blip must not take the web pods out", () => {
+    const { pod } = pods.find(({ where }) => where.startsWith('kubernetes/native-sidecar.yaml'))!;
+    const sidecars = (pod.initContainers ?? []).filter((container) => container.restartPolicy === 'Always');
+    expect(sidecars.map((container) => container.name)).toEqual(['astria-reconciler']);
+    for (const sidecar of sidecars) {
+      expect(sidecar.readinessProbe?.httpGet?.path ?? 'no readiness probe').not.toBe('/readyz');
+      expect(sidecar.livenessProbe?.httpGet?.path).toBe('/livez');
+    }
+    expect(readFileSync(new URL('kubernetes/native-sidecar.yaml', deployDir), 'utf8')).toMatch(/No readiness probe, on purpose/);
+  });
+
+  it('the standalone Deployment keeps /readyz (the database check) as its readiness', () => {
+    const { pod } = pods.find(({ where }) => where.startsWith('kubernetes/deployment.yaml'))!;
+    const reconciler = (pod.containers ?? []).find((container) => container.name === 'astria-reconciler')!;
+    expect(reconciler.readinessProbe?.httpGet?.path).toBe('/readyz');
   });
 });

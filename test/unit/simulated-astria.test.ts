@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startSimulatedAstria, type SimulatedAstria, type SimulatedAstriaOptions } from '../../src/demo/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria, type SimulatedAstriaOptions } from '../../dev/simulated-astria.js';
 
 const API_KEY = 'sd_test_key';
 const AUTH = { authorization: `Bearer ${API_KEY}` };

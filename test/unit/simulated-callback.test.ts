@@ -5,7 +5,7 @@
  */
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 
 const APP = 'http://app.test';
 let astria: SimulatedAstria;

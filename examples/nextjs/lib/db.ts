@@ -1,5 +1,5 @@
 import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaClient } from '@prisma/client';
+import { PrismaClient } from '@/lib/generated/prisma/client';
 
 /**
  * The app's one PrismaClient, which the status service uses too: its interactive `$transaction` runs

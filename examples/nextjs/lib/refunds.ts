@@ -1,4 +1,4 @@
-import type { Prisma } from '@prisma/client';
+import type { Prisma } from '@/lib/generated/prisma/client';
 import type { ModelStatusChangedEvent } from 'astria-reconciler';
 
 /** What one training costs, given back when it fails. */

@@ -1,5 +1,5 @@
 import { createStatusService, ensureOwnSchema, type BroadcastTransport, type StatusService } from 'astria-reconciler';
-import type { Prisma } from '@prisma/client';
+import type { Prisma } from '@/lib/generated/prisma/client';
 import { prisma } from './db';
 import { refundFailedTraining } from './refunds';
 

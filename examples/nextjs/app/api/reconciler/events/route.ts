@@ -1,20 +1,36 @@
-import { modelStatusChangedEventSchema, verifySignature } from 'astria-reconciler';
+import { createBroadcastVerifier, createMemoryReplayStore, modelStatusChangedEventSchema, type BroadcastVerifier } from 'astria-reconciler';
 import { NextResponse, type NextRequest } from 'next/server';
 import { prisma } from '@/lib/db';
 import { refundFailedTraining } from '@/lib/refunds';
 
+let verifier: BroadcastVerifier | undefined;
+
+/**
+ * Built on the first request, not at import (the build loads this module without the secret). It
+ * throws when BROADCAST_HTTP_SECRET is unset or empty: the route answers 500 rather than run open.
+ * BROADCAST_HTTP_SECRET may list several secrets, comma-separated, while the sidecar's is rotated.
+ * The replay store is this instance's memory; with several instances a shared one (Redis
+ * `SET key 1 NX PX ttl`) refuses a replay on any of them.
+ */
+function broadcastVerifier(): BroadcastVerifier {
+  verifier ??= createBroadcastVerifier({
+    secrets: (process.env.BROADCAST_HTTP_SECRET ?? '').split(','),
+    replayStore: createMemoryReplayStore(),
+  });
+  return verifier;
+}
+
 /**
  * The sidecar's `http` broadcast (BROADCAST=http, BROADCAST_HTTP_URL=https://<app>/api/reconciler/events):
- * every status change the sidecar applies, signed with BROADCAST_HTTP_SECRET, delivered at least once.
- * The refund runs in one transaction with its dedupe row, so a redelivery refunds nothing twice, and
- * a transition this app applied itself (already refunded by its hook, same eventId) neither.
+ * every status change the sidecar applies, signed per Standard Webhooks with BROADCAST_HTTP_SECRET
+ * (checked over the raw body: signature, a timestamp within 5 minutes, not seen before), delivered at
+ * least once. The refund runs in one transaction with its dedupe row, so a redelivery refunds nothing
+ * twice, and a transition this app applied itself (already refunded by its hook, same eventId) neither.
  */
 export async function POST(request: NextRequest) {
-  const secret = process.env.BROADCAST_HTTP_SECRET;
   const body = await request.text();
-  if (!secret || !verifySignature(body, request.headers.get('x-signature'), secret)) {
-    return NextResponse.json({ error: 'bad signature' }, { status: 401 });
-  }
+  const verified = await broadcastVerifier().verify(body, request.headers);
+  if (!verified.ok) return NextResponse.json({ error: verified.reason }, { status: 401 });
   let json: unknown;
   try {
     json = JSON.parse(body);

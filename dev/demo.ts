@@ -8,15 +8,15 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { createDatabase, dropDatabase, startEmbeddedPostgres } from '../db/embedded.js';
-import { flushNotifications, listenForEvents } from '../db/events.js';
-import { HOST_SCHEMA_SQL, seedModels, type SeedModel } from '../db/host-schema.js';
-import { listModels } from '../db/models.js';
+import { flushNotifications, listenForEvents } from '../src/db/events.js';
+import { listModels } from '../src/db/models.js';
+import { createDatabase, dropDatabase, startEmbeddedPostgres } from './embedded-postgres.js';
+import { HOST_SCHEMA_SQL, seedModels, type SeedModel } from './host-schema.js';
 import { startSimulatedAstria } from './simulated-astria.js';
 
 const API_KEY = 'sd_demo_key';
 const MINUTE = 60_000;
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 interface ScratchDatabase {
   url: string;

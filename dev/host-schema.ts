@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { ModelStatus } from '../status/rules.js';
+import type { ModelStatus } from '../src/status/rules.js';
 
 /**
  * A copy of the host app's tables as `prisma migrate` creates them. Used only by tests, the demo and
