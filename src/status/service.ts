@@ -51,6 +51,8 @@ export interface StatusServiceOptions extends Database {
   clock?: Clock;
   metrics?: Metrics;
   onTransition?: TransitionHook;
+  /** Where an implausible `trained_at` applied is reported. */
+  log?: { warn(object: object, message: string): void };
 }
 
 /** Columns a transition may write, with the SQL that assigns a parameter to each. */
@@ -86,7 +88,11 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
           transition.to === transition.from
             ? progressEvent(row, source, now)
             : statusChangedEvent(row, transition.from, source, now);
-        const seq = event.type === 'model_status_changed' ? await appendEvent(client, schema, event, now) : null;
+        // The log's trained_at is what the detection lag is measured from: an implausible one is none.
+        const seq =
+          event.type === 'model_status_changed'
+            ? await appendEvent(client, schema, event, transition.implausibleTrainedAt ? null : event.data.trainedAt, now)
+            : null;
         // NOTIFY is queued until COMMIT: a rolled-back write sends nothing.
         if (notify) await client.execute('SELECT pg_notify($1::text, $2::text)', [channel, JSON.stringify(event)]);
         if (seq !== null && outbox.length > 0) await enqueueDeliveries(client, schema, seq, outbox);
@@ -94,7 +100,15 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
         return event;
       });
       if (!result) return { applied: false };
-      if (result.type === 'model_status_changed') recordMetrics(options.metrics, result, source, now);
+      const implausible = transition.implausibleTrainedAt;
+      if (implausible) {
+        const tuneId = transition.expected.trainingJobId;
+        options.log?.warn(
+          { modelId: transition.modelId, tuneId, trainedAt: implausible.toISOString(), observedAt: transition.changes.trainedAt?.toISOString() },
+          `Astria tune ${tuneId}: trained_at ${implausible.toISOString()} is implausible (before the tune was created, or in the future); the model's trainedAt is when the tune was observed, and no detection lag is recorded`,
+        );
+      }
+      if (result.type === 'model_status_changed') recordMetrics(options.metrics, result, source, now, !implausible);
       return { applied: true, event: result };
     },
   };
@@ -142,8 +156,11 @@ async function compareAndSet(client: SqlExecutor, transition: Transition, now: D
   return rows[0] ?? null;
 }
 
-/** Appends the event to the log; returns its `seq` (the order deliveries follow). */
-async function appendEvent(client: SqlExecutor, schema: string, event: ModelStatusChangedEvent, now: Date): Promise<string> {
+/**
+ * Appends the event to the log; returns its `seq` (the order deliveries follow). `trainedAt` is
+ * Astria's `trained_at` the detection lag is measured from, null when there is none to trust.
+ */
+async function appendEvent(client: SqlExecutor, schema: string, event: ModelStatusChangedEvent, trainedAt: string | null, now: Date): Promise<string> {
   const rows = await client.query<{ seq: string }>(
     `INSERT INTO ${schema}.events
        (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at)
@@ -157,7 +174,7 @@ async function appendEvent(client: SqlExecutor, schema: string, event: ModelStat
       event.status,
       event.source,
       JSON.stringify(event),
-      event.data.trainedAt,
+      trainedAt,
       now.toISOString(),
     ],
   );
@@ -172,10 +189,10 @@ async function enqueueDeliveries(client: SqlExecutor, schema: string, seq: strin
   );
 }
 
-function recordMetrics(metrics: Metrics | undefined, event: ModelStatusChangedEvent, source: EventSource, now: Date): void {
+function recordMetrics(metrics: Metrics | undefined, event: ModelStatusChangedEvent, source: EventSource, now: Date, lagSample: boolean): void {
   if (!metrics) return;
   metrics.transitions.inc({ to: event.status, source });
-  if (source === 'reconciler' && event.status === 'READY' && event.data.trainedAt) {
+  if (lagSample && source === 'reconciler' && event.status === 'READY' && event.data.trainedAt) {
     metrics.detectionLag.observe(Math.max(0, (now.getTime() - Date.parse(event.data.trainedAt)) / 1000));
   }
 }
