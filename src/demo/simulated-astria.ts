@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 export interface SimulatedTuneInit {
   id?: number;
   title?: string;
+  /** Default: now, or the given `startedTrainingAt` / `trainedAt` when earlier. */
   createdAt?: Date;
   startedTrainingAt?: Date | null;
   eta?: Date | null;
@@ -442,7 +443,8 @@ function classify(method: string, pathname: string): Route {
 }
 
 function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {
-  const createdAt = (init.createdAt ?? now).toISOString();
+  // A tune is created before it starts and finishes: one seeded as trained an hour ago was created by then.
+  const createdAt = (init.createdAt ?? earliest(now, init.startedTrainingAt, init.trainedAt)).toISOString();
   const tune: TuneJson = {
     id,
     title: init.title ?? `Tune ${id}`,
@@ -523,6 +525,10 @@ function markTrained(tune: TuneJson, at: Date): void {
   delete tune.error;
   delete tune.error_message;
   delete tune.user_error;
+}
+
+function earliest(first: Date, ...others: (Date | null | undefined)[]): Date {
+  return others.reduce<Date>((min, date) => (date && date.getTime() < min.getTime() ? date : min), first);
 }
 
 /** A non-negative integer query parameter: `fallback` when absent, null when malformed or below `min`. */

@@ -193,6 +193,16 @@ describe('simulated Astria', () => {
     expect((await call(fake, `/tunes/${scripted.id}`)).body).toMatchObject({ user_error: { message: 'Images rejected' }, error: { code: 3 } });
   });
 
+  it('a tune seeded as started or trained in the past was created by then; an explicit created_at wins', async () => {
+    const fake = await start({ now: () => new Date('2026-05-05T12:00:00.000Z') });
+    const started = new Date('2026-05-05T10:00:00.000Z');
+    const trained = new Date('2026-05-05T11:00:00.000Z');
+    expect(fake.addTune({ startedTrainingAt: started, trainedAt: trained }).created_at).toBe(started.toISOString());
+    expect(fake.addTune({ trainedAt: trained }).created_at).toBe(trained.toISOString());
+    expect(fake.addTune({ eta: trained }).created_at).toBe('2026-05-05T12:00:00.000Z');
+    expect(fake.addTune({ createdAt: new Date('2026-05-05T11:30:00.000Z'), trainedAt: trained }).created_at).toBe('2026-05-05T11:30:00.000Z');
+  });
+
   it('serves any trained_at it is given, an implausible one included', async () => {
     const fake = await start();
     const tune = fake.addTune({ createdAt: new Date('2026-01-01T00:00:00.000Z') });
