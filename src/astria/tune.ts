@@ -52,6 +52,9 @@ const trainedAt = z.unknown().optional().transform((value, ctx) => {
  */
 const estimateInput = z.unknown().optional().transform((value) => (typeof value === 'string' ? parseTimestamp(value) : null));
 
+/** An Astria object id (tunes and prompts alike): a positive integer, or its digits as a string. */
+export const astriaIdSchema = z.union([z.number().int().positive().max(Number.MAX_SAFE_INTEGER), z.string().regex(tuneIdRegExp).transform(Number)]);
+
 /**
  * A tune as Astria returns it from `GET /tunes/:id`, `GET /tunes` and callbacks. Only what the status
  * rules must have typed is declared (`id`, the three timestamps, the failure fields); everything else
@@ -59,9 +62,6 @@ const estimateInput = z.unknown().optional().transform((value) => (typeof value 
  * documents no failure shape, so `status`, `error`, `error_message` and `user_error` are accepted in
  * any form; the rules use what they can read of them.
  */
-/** An Astria object id (tunes and prompts alike): a positive integer, or its digits as a string. */
-export const astriaIdSchema = z.union([z.number().int().positive().max(Number.MAX_SAFE_INTEGER), z.string().regex(tuneIdRegExp).transform(Number)]);
-
 export const tuneSchema = z.looseObject({
   id: astriaIdSchema,
   trained_at: trainedAt,
