@@ -1,7 +1,8 @@
 /**
  * A simulated Astria API served over real HTTP on loopback, shared by the demo, end-to-end tests and
  * benchmarks. It speaks what the Astria API facts (astria-api.md) describe: Bearer auth, `GET /tunes/:id` (bare tune),
- * `GET /tunes` (bare array, newest first, `limit`/`before_id`/`offset`), `{"error": "..."}` bodies.
+ * `GET /tunes` (bare array, newest first, `limit`/`before_id`/`offset`), `{"error": "..."}` bodies,
+ * workspaces (`X-Workspace-Id`), every failure shape seen in the wild, and tune and prompt callbacks.
  * Failures are scripted with one mechanism, `injectFaults`; rate limiting and latency are options.
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -11,13 +12,36 @@ import { performance } from 'node:perf_hooks';
 export interface SimulatedTuneInit {
   id?: number;
   title?: string;
+  /** Default: now, or the given `startedTrainingAt` / `trainedAt` when earlier. */
   createdAt?: Date;
   startedTrainingAt?: Date | null;
   eta?: Date | null;
   trainedAt?: Date | null;
+  /** Undocumented failure fields, as integrations read them (a string or an object each). */
   status?: string;
-  errorMessage?: string;
-  error?: string;
+  errorMessage?: unknown;
+  error?: unknown;
+  userError?: unknown;
+}
+
+/** A failure as `fail` writes it: any of the undocumented fields integrations read, each as given. */
+export interface SimulatedFailure {
+  status?: string;
+  error?: unknown;
+  error_message?: unknown;
+  user_error?: unknown;
+}
+
+/** A prompt (an image generation) as `firePromptCallback` POSTs it. */
+export interface SimulatedPromptInit {
+  /** Prompt ids are a sequence of their own: one may equal any tune id. */
+  id: number;
+  tuneId: number;
+  /** Default: finished now. Null: not finished. */
+  trainedAt?: Date | null;
+  /** Default: two image URLs once finished. */
+  images?: string[];
+  userError?: string;
 }
 
 export interface Fault {
@@ -48,6 +72,12 @@ export interface SimulatedAstriaOptions {
   port?: number;
   /** Clock for the timestamps written into tunes; default real time. */
   now?: () => Date;
+  /**
+   * The workspace every tune lives in. When set, a request whose `X-Workspace-Id` is neither it nor
+   * `all` sees the key's personal scope, which holds no tunes: the list answers an empty page and a
+   * tune's GET a 404, as Astria answers for an object outside the scope it was asked in.
+   */
+  workspaceId?: string;
 }
 
 export interface SimulatedAstriaStats {
@@ -68,6 +98,8 @@ export interface RequestEvent {
   endpoint: Endpoint;
   /** Arrival time, epoch milliseconds. */
   at: number;
+  /** The `X-Workspace-Id` header, null when absent. */
+  workspaceId: string | null;
 }
 
 export type TuneJson = Record<string, unknown> & { id: number };
@@ -81,12 +113,18 @@ export interface SimulatedAstria {
   /** The stored object itself: edits to it show in later responses. */
   getTune(id: number): TuneJson | undefined;
   train(id: number, at?: Date): void;
-  fail(id: number, message?: string): void;
+  /** A message is `status: failed` with that `error_message`; an object writes exactly the fields given. */
+  fail(id: number, failure?: string | SimulatedFailure): void;
   remove(id: number): void;
   injectFaults(fault: Fault, count?: number): void;
   clearFaults(): void;
   onRequest(listener: (event: RequestEvent) => void): () => void;
   fireCallback(id: number, url: string, options?: { bare?: boolean }): Promise<number>;
+  /**
+   * POSTs prompts the way Astria calls `prompt[callback]` (one prompt, `{"prompt": {...}}` or bare)
+   * or a pack's `prompts_callback` (an array): apps often give it the tune callback's route.
+   */
+  firePromptCallback(url: string, prompts: SimulatedPromptInit | SimulatedPromptInit[], options?: { bare?: boolean }): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -168,10 +206,9 @@ class SimulatedAstriaServer implements SimulatedAstria {
     markTrained(this.tunes.require(id), at);
   }
 
-  fail(id: number, message = 'Training failed'): void {
+  fail(id: number, failure: string | SimulatedFailure = 'Training failed'): void {
     const tune = this.tunes.require(id);
-    tune.status = 'failed';
-    tune.error_message = message;
+    Object.assign(tune, typeof failure === 'string' ? { status: 'failed', error_message: failure } : failure);
     tune.updated_at = this.now().toISOString();
   }
 
@@ -194,13 +231,14 @@ class SimulatedAstriaServer implements SimulatedAstria {
 
   async fireCallback(id: number, url: string, options: { bare?: boolean } = {}): Promise<number> {
     const tune = this.tunes.require(id);
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(options.bare ? tune : { tune }),
-    });
-    await response.arrayBuffer(); // drain so the connection can be reused
-    return response.status;
+    return postJson(url, options.bare ? tune : { tune });
+  }
+
+  async firePromptCallback(url: string, prompts: SimulatedPromptInit | SimulatedPromptInit[], options: { bare?: boolean } = {}): Promise<number> {
+    const now = this.now();
+    if (Array.isArray(prompts)) return postJson(url, prompts.map((prompt) => buildPrompt(prompt, now)));
+    const prompt = buildPrompt(prompts, now);
+    return postJson(url, options.bare ? prompt : { prompt });
   }
 
   close(): Promise<void> {
@@ -219,16 +257,19 @@ class SimulatedAstriaServer implements SimulatedAstria {
     const url = new URL(req.url ?? '/', 'http://astria.invalid');
     const route = classify(req.method ?? 'GET', url.pathname);
     this.count(route.endpoint);
-    this.emit({ method: req.method ?? 'GET', path: req.url ?? '/', endpoint: route.endpoint, at: Date.now() });
+    const workspaceHeader = req.headers['x-workspace-id'];
+    const workspaceId = typeof workspaceHeader === 'string' ? workspaceHeader : null;
+    this.emit({ method: req.method ?? 'GET', path: req.url ?? '/', endpoint: route.endpoint, at: Date.now(), workspaceId });
 
     const fault = this.faults.take(route.endpoint);
     await pause(this.options.latencyMs ?? 0, res);
-    if (fault) return this.sendFault(res, fault, () => this.answer(route, url.searchParams));
+    const inScope = this.options.workspaceId === undefined || workspaceId === this.options.workspaceId || workspaceId === 'all';
+    if (fault) return this.sendFault(res, fault, () => this.answer(route, url.searchParams, inScope));
     if (limited) return this.send(res, this.tooManyRequests());
     if (req.headers.authorization !== `Bearer ${this.options.apiKey}`) {
       return this.send(res, errorAnswer(401, 'Unauthorized'));
     }
-    this.send(res, this.answer(route, url.searchParams));
+    this.send(res, this.answer(route, url.searchParams, inScope));
   }
 
   private trackInFlight(res: ServerResponse): void {
@@ -254,24 +295,25 @@ class SimulatedAstriaServer implements SimulatedAstria {
     return seconds === undefined ? answer : { ...answer, headers: { 'retry-after': String(seconds) } };
   }
 
-  private answer(route: Route, query: URLSearchParams): Answer {
-    if (route.endpoint === 'get') return this.answerGet(route.id);
-    if (route.endpoint === 'list') return this.answerList(query);
+  /** `inScope`: the request was made in the tunes' workspace; out of it, the scope holds no tunes. */
+  private answer(route: Route, query: URLSearchParams, inScope: boolean): Answer {
+    if (route.endpoint === 'get') return this.answerGet(route.id, inScope);
+    if (route.endpoint === 'list') return this.answerList(query, inScope);
     return errorAnswer(404, 'Not found');
   }
 
-  private answerGet(id: string): Answer {
-    const tune = /^\d+$/.test(id) ? this.tunes.get(Number(id)) : undefined;
+  private answerGet(id: string, inScope: boolean): Answer {
+    const tune = inScope && /^\d+$/.test(id) ? this.tunes.get(Number(id)) : undefined;
     return tune ? jsonAnswer(200, tune) : errorAnswer(404, 'Not found');
   }
 
-  private answerList(query: URLSearchParams): Answer {
+  private answerList(query: URLSearchParams, inScope: boolean): Answer {
     const limit = readCount(query, 'limit', DEFAULT_LIMIT, 1);
     const offset = readCount(query, 'offset', 0, 0);
     const beforeId = readCount(query, 'before_id', undefined, 0);
     if (limit === null || offset === null || beforeId === null) return errorAnswer(400, 'Invalid paging parameters');
     if (offset > MAX_OFFSET) return errorAnswer(400, `offset must be at most ${MAX_OFFSET}`);
-    return jsonAnswer(200, this.tunes.page(beforeId, offset, Math.min(limit, MAX_LIMIT)));
+    return jsonAnswer(200, inScope ? this.tunes.page(beforeId, offset, Math.min(limit, MAX_LIMIT)) : []);
   }
 
   private async sendFault(res: ServerResponse, fault: Fault, normal: () => Answer): Promise<void> {
@@ -401,7 +443,8 @@ function classify(method: string, pathname: string): Route {
 }
 
 function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {
-  const createdAt = (init.createdAt ?? now).toISOString();
+  // A tune is created before it starts and finishes: one seeded as trained an hour ago was created by then.
+  const createdAt = (init.createdAt ?? earliest(now, init.startedTrainingAt, init.trainedAt)).toISOString();
   const tune: TuneJson = {
     id,
     title: init.title ?? `Tune ${id}`,
@@ -432,7 +475,38 @@ function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {
   if (init.status !== undefined) tune.status = init.status;
   if (init.errorMessage !== undefined) tune.error_message = init.errorMessage;
   if (init.error !== undefined) tune.error = init.error;
+  if (init.userError !== undefined) tune.user_error = init.userError;
   return tune;
+}
+
+/** A prompt as Astria's docs show it, with `images` and `trained_at` once finished. */
+function buildPrompt(init: SimulatedPromptInit, now: Date): Record<string, unknown> {
+  const trainedAt = init.trainedAt === undefined ? now : init.trainedAt;
+  const prompt: Record<string, unknown> = {
+    id: init.id,
+    callback: null,
+    text: `ohwx person, portrait ${init.id}`,
+    negative_prompt: '',
+    cfg_scale: null,
+    steps: null,
+    seed: null,
+    trained_at: trainedAt?.toISOString() ?? null,
+    started_training_at: trainedAt?.toISOString() ?? null,
+    created_at: (trainedAt ?? now).toISOString(),
+    updated_at: (trainedAt ?? now).toISOString(),
+    tune_id: init.tuneId,
+    url: `https://api.astria.ai/tunes/${init.tuneId}/prompts/${init.id}.json`,
+    images: init.images ?? (trainedAt ? [1, 2].map((n) => `https://www.astria.ai/mock/prompts/${init.id}/${n}.jpg`) : []),
+  };
+  if (init.userError !== undefined) prompt.user_error = init.userError;
+  return prompt;
+}
+
+/** POSTs `body` as JSON, as Astria's callbacks do; the app's status code. */
+async function postJson(url: string, body: unknown): Promise<number> {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  await response.arrayBuffer(); // drain so the connection can be reused
+  return response.status;
 }
 
 /** Finishes a tune the way Astria reports it; a scripted failure is healed. */
@@ -450,6 +524,11 @@ function markTrained(tune: TuneJson, at: Date): void {
   if ('status' in tune) tune.status = 'trained';
   delete tune.error;
   delete tune.error_message;
+  delete tune.user_error;
+}
+
+function earliest(first: Date, ...others: (Date | null | undefined)[]): Date {
+  return others.reduce<Date>((min, date) => (date && date.getTime() < min.getTime() ? date : min), first);
 }
 
 /** A non-negative integer query parameter: `fallback` when absent, null when malformed or below `min`. */

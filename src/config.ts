@@ -94,6 +94,7 @@ const envSchema = z
     ASTRIA_API_KEY: z.string().min(1).optional(),
     ASTRIA_API_KEY_FILE: z.string().min(1).optional(),
     ASTRIA_API_URL: url.default('https://api.astria.ai'),
+    ASTRIA_WORKSPACE_ID: z.string().regex(/^(?:[0-9]{1,20}|all)$/, 'must be a workspace id (digits) or all').optional(),
     RECONCILER_INTERVAL: duration('30s', timer(100)),
     RECONCILER_STUCK_AFTER: duration('2m', age()),
     RECONCILER_OBSERVE_EVERY: duration('2s', { min: 100, max: 10 * 60_000 }),
@@ -170,6 +171,8 @@ export interface Config {
     /** Set when the key comes from `ASTRIA_API_KEY_FILE`: the client re-reads it when the file changes. */
     apiKeyFile: string | undefined;
     apiUrl: string;
+    /** Sent as `X-Workspace-Id`: the workspace (digits) the app's tunes live in, or `all`. */
+    workspaceId: string | undefined;
     maxRps: number;
     concurrency: number;
     timeoutMs: number;
@@ -269,6 +272,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
       apiKey,
       apiKeyFile: e.ASTRIA_API_KEY_FILE,
       apiUrl: e.ASTRIA_API_URL.replace(/\/+$/, ''),
+      workspaceId: e.ASTRIA_WORKSPACE_ID,
       maxRps: e.ASTRIA_MAX_RPS,
       concurrency: e.ASTRIA_CONCURRENCY,
       timeoutMs: e.ASTRIA_TIMEOUT,

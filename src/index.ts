@@ -35,7 +35,8 @@ export {
   type ModelProgressEvent,
   type ModelStatusChangedEvent,
 } from './status/event.js';
-export { callbackBodySchema, isTuneId, tuneSchema, type Observation, type Tune } from './astria/tune.js';
+export { isTuneId, tuneSchema, type Observation, type Tune } from './astria/tune.js';
+export { parseCallbackBody, promptCallbackSchema, type CallbackBody, type PromptCallback } from './astria/callback-body.js';
 export { ensureOwnSchema } from './db/own-schema.js';
 export {
   acceptAstriaCallback,

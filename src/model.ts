@@ -44,6 +44,12 @@ export interface Transition {
   to: ModelStatus;
   expected: { trainingJobId: string | null; errorMessage: string | null };
   changes: ModelChanges;
+  /**
+   * Astria's `trained_at` when it was implausible (before the tune's own `created_at`, or in the
+   * future): `changes.trainedAt` is then the time the tune was observed, and the transition is no
+   * sample of detection lag. Absent otherwise.
+   */
+  implausibleTrainedAt?: Date;
 }
 
 /** The columns of the updated row an event reports (what the compare-and-set returns). */

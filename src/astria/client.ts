@@ -40,6 +40,8 @@ export interface AstriaClientOptions {
   apiKey: string;
   /** `ASTRIA_API_KEY_FILE`: the key is re-read from it whenever the file changes (`apiKey` is its first value). */
   apiKeyFile?: string;
+  /** `ASTRIA_WORKSPACE_ID`: sent as `X-Workspace-Id` on every request, so tunes made in that workspace (or in any, `all`) are seen. */
+  workspaceId?: string;
   maxRps: number;
   concurrency: number;
   timeoutMs: number;
@@ -87,6 +89,8 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
       });
   const dispatcher = options.dispatcher ?? ownAgent!;
   const apiKey = options.apiKeyFile ? fileApiKey(options.apiKeyFile, options.apiKey, options.log) : fixedApiKey(options.apiKey);
+  // Astria scopes every object by workspace: without the header only the key's personal scope is seen.
+  const workspaceHeader: Record<string, string> = options.workspaceId === undefined ? {} : { 'x-workspace-id': options.workspaceId };
   let calls = 0;
 
   function backoff(attempt: number): number {
@@ -99,7 +103,7 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
     calls += 1;
     const count = (outcome: string) => options.metrics.astriaRequests.inc({ endpoint, outcome });
     const timeout = AbortSignal.timeout(options.timeoutMs);
-    const headers = { authorization: `Bearer ${await apiKey.current()}`, accept: 'application/json' };
+    const headers = { authorization: `Bearer ${await apiKey.current()}`, accept: 'application/json', ...workspaceHeader };
     let response: Dispatcher.ResponseData;
     let text: string;
     try {

@@ -10,6 +10,8 @@ const tuneIdRegExp = new RegExp(TUNE_ID_PATTERN);
 /**
  * ISO-8601 as Astria (or a proxy re-serializing it) may write it: `T` or a space between date and
  * time, seconds and fractions optional, an offset of `Z`, `±hh`, `±hhmm` or `±hh:mm`, or none (UTC).
+ * A leap second (`23:59:60`) is read as the last millisecond before it, `23:59:59.999`: a Date has no
+ * 61st second, and a timestamp that names a real instant must not cost the whole tune.
  */
 const ISO_TIMESTAMP =
   /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*([Zz]|[+-]\d{2}(?::?\d{2})?)?$/;
@@ -20,7 +22,9 @@ export function parseTimestamp(text: string): Date | null {
   if (!match) return null;
   const [, year, month, day, hour = '00', minute = '00', second = '00', fraction = '', offset = 'Z'] = match;
   const zone = /^[+-]/.test(offset) ? `${offset.slice(0, 3)}:${offset.slice(3).replace(':', '') || '00'}` : 'Z';
-  const date = new Date(`${year}-${month}-${day}T${hour}:${minute}:${second}.${fraction.padEnd(3, '0').slice(0, 3)}${zone}`);
+  const leapSecond = second === '60';
+  const millis = leapSecond ? '999' : fraction.padEnd(3, '0').slice(0, 3);
+  const date = new Date(`${year}-${month}-${day}T${hour}:${minute}:${leapSecond ? '59' : second}.${millis}${zone}`);
   if (Number.isNaN(date.getTime())) return null;
   // Date accepts February 31st as March 3rd: the calendar day must exist as written.
   const calendar = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)));
@@ -48,27 +52,28 @@ const trainedAt = z.unknown().optional().transform((value, ctx) => {
  */
 const estimateInput = z.unknown().optional().transform((value) => (typeof value === 'string' ? parseTimestamp(value) : null));
 
+/** An Astria object id (tunes and prompts alike): a positive integer, or its digits as a string. */
+export const astriaIdSchema = z.union([z.number().int().positive().max(Number.MAX_SAFE_INTEGER), z.string().regex(tuneIdRegExp).transform(Number)]);
+
 /**
  * A tune as Astria returns it from `GET /tunes/:id`, `GET /tunes` and callbacks. Only what the status
- * rules read is declared (`id`, the three timestamps, the failure fields); everything else — `title`,
- * `created_at`, new fields — passes through untouched in whatever shape it comes. Astria documents no
- * failure shape, so `status`, `error` and `error_message` are accepted in any form; the rules use
- * what they can read of them.
+ * rules must have typed is declared (`id`, the three timestamps, the failure fields); everything else
+ * — `title`, `created_at`, new fields — passes through untouched in whatever shape it comes. Astria
+ * documents no failure shape, so `status`, `error`, `error_message` and `user_error` are accepted in
+ * any form; the rules use what they can read of them.
  */
 export const tuneSchema = z.looseObject({
-  id: z.union([z.number().int().positive().max(Number.MAX_SAFE_INTEGER), z.string().regex(tuneIdRegExp).transform(Number)]),
+  id: astriaIdSchema,
   trained_at: trainedAt,
   started_training_at: estimateInput,
   eta: estimateInput,
   status: z.unknown().optional(),
   error: z.unknown().optional(),
   error_message: z.unknown().optional(),
+  user_error: z.unknown().optional(),
 });
 
 export type Tune = z.output<typeof tuneSchema>;
-
-/** A callback body: `{ "tune": {...} }` or the bare tune. */
-export const callbackBodySchema = z.union([z.object({ tune: tuneSchema }).transform((body) => body.tune), tuneSchema]);
 
 export function isTuneId(value: string | null | undefined): value is string {
   return typeof value === 'string' && tuneIdRegExp.test(value);

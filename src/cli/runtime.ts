@@ -43,6 +43,7 @@ export function buildRuntime(config: Config, log: Logger, options: RuntimeOption
         transports: config.broadcast.transports,
         clock,
         metrics,
+        log,
       });
   return {
     config,

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { callbackBodySchema } from '../astria/tune.js';
+import { parseCallbackBody } from '../astria/callback-body.js';
 import type { Database } from '../db/executor.js';
 import type { Logger } from '../log.js';
 import { applyObservedTune } from '../status/apply-tune.js';
@@ -44,7 +44,7 @@ export interface CallbackDeps extends Database {
 }
 
 export interface CallbackResponse {
-  /** 200 applied, 202 unknown tune, 400 malformed, 401 bad secret, 413 too large, 503 not ready, or every matched model's write refused (Astria does not retry: the reconciler applies it later). */
+  /** 200 applied, 202 unknown tune or not a tune (a prompt callback), 400 malformed, 401 bad secret, 413 too large, 503 not ready, or every matched model's write refused (Astria does not retry: the reconciler applies it later). */
   status: 200 | 202 | 400 | 401 | 413 | 503;
   body: Record<string, unknown>;
 }
@@ -90,8 +90,9 @@ async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncIterable<
 /**
  * Astria's tune callback, whatever serves it (the sidecar's own port or the app's route). Astria
  * signs nothing, so the secret travels in the URL given to Astria. The body is only a hint: it goes
- * through the same rules and status service as the poller's observations. Every rejection and an
- * unknown tune leave the database unwritten.
+ * through the same rules and status service as the poller's observations. Every rejection, an
+ * unknown tune and a prompt callback (apps often give both callbacks one route) leave the database
+ * unwritten.
  */
 export async function acceptAstriaCallback(request: CallbackRequest, deps: CallbackDeps): Promise<CallbackResponse> {
   if (!secretMatches(request.givenSecret, deps.secret)) return { status: 401, body: { error: 'invalid or missing secret' } };
@@ -105,11 +106,18 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
   } catch {
     return { status: 400, body: { error: 'body is not JSON' } };
   }
-  const parsed = callbackBodySchema.safeParse(json);
-  if (!parsed.success) {
-    deps.log?.warn({ issues: parsed.error.issues.slice(0, 3) }, 'rejected malformed Astria callback');
-    return { status: 400, body: { error: 'body is not an Astria tune' } };
+  const parsed = parseCallbackBody(json);
+  if (parsed.kind === 'invalid') {
+    deps.log?.warn({ issues: parsed.issues.slice(0, 3) }, 'rejected malformed Astria callback');
+    return { status: 400, body: { error: parsed.reason } };
   }
+  if (parsed.kind === 'prompts') {
+    // An image generation's callback on the tune route: its id is a prompt id, which may equal some
+    // tune id, so it says nothing about any model. Answered before the database is asked for anything.
+    deps.log?.info({ promptIds: parsed.prompts.slice(0, 10).map((prompt) => prompt.id), prompts: parsed.prompts.length }, 'Astria prompt callback: not a tune; ignored');
+    return { status: 202, body: { status: 'ignored', reason: 'not a tune', ignored: 'prompt', prompts: parsed.prompts.length } };
+  }
+  const tune = parsed.tune;
   const notReady = deps.notReady?.() ?? null;
   if (notReady !== null) return { status: 503, body: { error: `not ready: ${notReady}` } };
 
@@ -118,7 +126,7 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     pool: deps.pool,
     prisma: deps.prisma,
     service: typeof deps.service === 'function' ? await deps.service() : deps.service,
-    tune: parsed.data,
+    tune,
     source: 'webhook',
     now: receivedAt,
     trainingTimeoutMs: deps.trainingTimeoutMs,
@@ -127,12 +135,12 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     log: deps.log,
   });
   if (result.matched === 0) {
-    deps.log?.info({ tuneId: parsed.data.id }, 'callback for a tune no model trains; ignored');
+    deps.log?.info({ tuneId: tune.id }, 'callback for a tune no model trains; ignored');
     return { status: 202, body: { status: 'ignored', reason: 'unknown tune' } };
   }
   const failed = result.failed.length;
-  if (failed > 0) deps.log?.warn({ tuneId: parsed.data.id, failed: result.failed }, 'Astria callback: some models could not be written; the reconciler applies them');
-  deps.log?.info({ tuneId: parsed.data.id, matched: result.matched, applied: result.applied.length }, 'Astria callback applied');
+  if (failed > 0) deps.log?.warn({ tuneId: tune.id, failed: result.failed }, 'Astria callback: some models could not be written; the reconciler applies them');
+  deps.log?.info({ tuneId: tune.id, matched: result.matched, applied: result.applied.length }, 'Astria callback applied');
   // Every matched model refused: nothing of it is in the database yet (Astria does not retry; the reconciler will).
   if (failed === result.matched) return { status: 503, body: { error: 'the database refused every write; the reconciler applies it later', matched: result.matched, failed } };
   return { status: 200, body: { status: 'ok', matched: result.matched, applied: result.applied.length, failed } };

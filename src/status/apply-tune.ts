@@ -29,7 +29,7 @@ export interface ApplyObservedTuneOptions extends Database {
   schema?: string;
   /** Only this model (the callback URL's `model`); null or absent = every model training the tune. */
   modelId?: string | null;
-  /** Where a failure to record the callback's arrival is reported (it never fails the call). */
+  /** Where a failure to record the callback's arrival, and an implausible `trained_at`, are reported (neither fails the call). */
   log?: { warn(object: object, message: string): void };
 }
 
@@ -100,7 +100,7 @@ const ensured = new WeakMap<object, Map<string, Promise<void>>>();
 async function defaultService(options: ApplyObservedTuneOptions): Promise<StatusService> {
   const schema = options.schema ?? DEFAULT_SCHEMA;
   // Built first: it refuses neither-or-both databases with a clear message.
-  const service = createStatusService({ pool: options.pool, prisma: options.prisma, schema });
+  const service = createStatusService({ pool: options.pool, prisma: options.prisma, schema, log: options.log });
   const database: object = (options.pool ?? options.prisma)!;
   let schemas = ensured.get(database);
   if (!schemas) ensured.set(database, (schemas = new Map()));

@@ -54,6 +54,8 @@ export interface StatusServiceOptions extends Database {
   clock?: Clock;
   metrics?: Metrics;
   onTransition?: TransitionHook;
+  /** Where an implausible `trained_at` applied is reported. */
+  log?: { warn(object: object, message: string): void };
 }
 
 export function createStatusService(options: StatusServiceOptions): StatusService {
@@ -76,21 +78,29 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
           transition.to === transition.from
             ? progressEvent(row, source, now)
             : statusChangedEvent(row, transition.from, source, now);
-        const seq = event.type === 'model_status_changed' ? await appendEvent(client, schema, eventRecord(event, now)) : null;
+        const seq = event.type === 'model_status_changed' ? await appendEvent(client, schema, eventRecord(event, transition, now)) : null;
         if (notify) await notifyEvent(client, channel, event);
         if (seq !== null && outbox.length > 0) await enqueueDeliveries(client, schema, seq, outbox);
         if (event.type === 'model_status_changed') await options.onTransition?.(event, client);
         return event;
       });
       if (!result) return { applied: false };
-      if (result.type === 'model_status_changed') recordMetrics(options.metrics, result, source, now);
+      const implausible = transition.implausibleTrainedAt;
+      if (implausible) {
+        const tuneId = transition.expected.trainingJobId;
+        options.log?.warn(
+          { modelId: transition.modelId, tuneId, trainedAt: implausible.toISOString(), observedAt: transition.changes.trainedAt?.toISOString() },
+          `Astria tune ${tuneId}: trained_at ${implausible.toISOString()} is implausible (before the tune was created, or in the future); the model's trainedAt is when the tune was observed, and no detection lag is recorded`,
+        );
+      }
+      if (result.type === 'model_status_changed') recordMetrics(options.metrics, result, source, now, !implausible);
       return { applied: true, event: result };
     },
   };
 }
 
 /** The event as the log stores it. */
-function eventRecord(event: ModelStatusChangedEvent, now: Date) {
+function eventRecord(event: ModelStatusChangedEvent, transition: Transition, now: Date) {
   return {
     eventId: event.eventId,
     modelId: event.modelId,
@@ -99,15 +109,16 @@ function eventRecord(event: ModelStatusChangedEvent, now: Date) {
     toStatus: event.status,
     source: event.source,
     payload: event,
-    trainedAt: event.data.trainedAt,
+    // The log's trained_at is what the detection lag is measured from: an implausible one is none.
+    trainedAt: transition.implausibleTrainedAt ? null : event.data.trainedAt,
     occurredAt: now,
   };
 }
 
-function recordMetrics(metrics: Metrics | undefined, event: ModelStatusChangedEvent, source: EventSource, now: Date): void {
+function recordMetrics(metrics: Metrics | undefined, event: ModelStatusChangedEvent, source: EventSource, now: Date, lagSample: boolean): void {
   if (!metrics) return;
   metrics.transitions.inc({ to: event.status, source });
-  if (source === 'reconciler' && event.status === 'READY' && event.data.trainedAt) {
+  if (lagSample && source === 'reconciler' && event.status === 'READY' && event.data.trainedAt) {
     metrics.detectionLag.observe(Math.max(0, (now.getTime() - Date.parse(event.data.trainedAt)) / 1000));
   }
 }

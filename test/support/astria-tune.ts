@@ -27,3 +27,27 @@ export function documentedTune(overrides: Record<string, unknown> = {}): Record<
     ...overrides,
   };
 }
+
+/**
+ * A finished prompt (an image generation) as Astria's docs show it, as raw JSON, with its images;
+ * `overrides` replace or add fields. Its id is deliberately a plausible tune id too: the two sequences collide.
+ */
+export function documentedPrompt(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id: 1,
+    callback: 'https://optional-callback-url.com/to-your-service-when-ready?prompt_id=1',
+    text: 'a painting of ohwx man in the style of Van Gogh',
+    negative_prompt: 'old, blemish, wrinkles, mole',
+    cfg_scale: null,
+    steps: null,
+    seed: null,
+    trained_at: '2022-10-06T16:13:40.363Z',
+    started_training_at: '2022-10-06T16:12:55.001Z',
+    created_at: '2022-10-06T16:12:54.505Z',
+    updated_at: '2022-10-06T16:13:40.363Z',
+    tune_id: 1,
+    url: 'http://api.astria.ai/tunes/1/prompts/1.json',
+    images: ['https://example.test/prompt/1/1.jpg'],
+    ...overrides,
+  };
+}

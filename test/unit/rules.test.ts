@@ -181,6 +181,138 @@ describe('decide: failure shapes', () => {
   });
 });
 
+describe('decide: every failure shape seen in the wild', () => {
+  // [shape, fields, what the message must say]
+  it.each<[string, Record<string, unknown>, string]>([
+    ['status failed', { status: 'failed' }, 'Astria training failed'],
+    ['status error', { status: 'error' }, 'Astria training failed'],
+    ['status cancelled', { status: 'cancelled' }, 'Astria training was cancelled'],
+    ['status canceled', { status: 'canceled' }, 'Astria training was cancelled'],
+    ['status in capitals, padded', { status: ' FAILED ' }, 'Astria training failed'],
+    ['error string', { error: 'GPU out of memory' }, 'Astria training failed: GPU out of memory'],
+    ['error_message string', { error_message: 'GPU out of memory' }, 'Astria training failed: GPU out of memory'],
+    ['user_error string', { user_error: 'No face detected in 7 of 10 images' }, 'Astria training failed: No face detected in 7 of 10 images'],
+    ['error object with message', { error: { message: 'GPU out of memory', code: 17 } }, 'Astria training failed: GPU out of memory'],
+    ['error object with error', { error: { error: 'GPU out of memory' } }, 'Astria training failed: GPU out of memory'],
+    ['error object with detail', { error: { detail: 'GPU out of memory' } }, 'Astria training failed: GPU out of memory'],
+    ['error object nesting its message', { error: { error: { message: 'GPU out of memory' } } }, 'Astria training failed: GPU out of memory'],
+    ['error_message object', { error_message: { message: 'GPU out of memory' } }, 'Astria training failed: GPU out of memory'],
+    ['user_error object with message', { user_error: { message: 'No face detected' } }, 'Astria training failed: No face detected'],
+    ['user_error object with detail', { user_error: { detail: 'No face detected' } }, 'Astria training failed: No face detected'],
+    ['error object without a message: compact JSON', { error: { code: 17, gpu: 'a100' } }, 'Astria training failed: {"code":17,"gpu":"a100"}'],
+    ['error array: compact JSON', { error: ['bad image 3', 'bad image 5'] }, 'Astria training failed: ["bad image 3","bad image 5"]'],
+    ['error object: its blank fields left out of the JSON', { error: { message: null, code: 17, hint: '' } }, 'Astria training failed: {"code":17}'],
+    ['status error with user_error', { status: 'error', user_error: 'No face detected' }, 'Astria training failed: No face detected'],
+    ['status canceled with error_message', { status: 'canceled', error_message: 'by user' }, 'Astria training was cancelled: by user'],
+    ['user_error first, then error_message, then error', { error: 'c', error_message: 'b', user_error: 'a' }, 'Astria training failed: a'],
+    ['an empty user_error gives way to error', { user_error: '  ', error: 'GPU out of memory' }, 'Astria training failed: GPU out of memory'],
+  ])('%s → ERROR "%s"', (_shape, fields, message) => {
+    for (const status of ['TRAINING', 'PROCESSING'] as const) {
+      // Queued, and still training: both fail.
+      for (const observation of [observe(fields), training(fields)]) {
+        const result = decide(model({ status, estimatedTime: 7 }), observation, NOW, OPTIONS);
+        expect(result).toMatchObject({ from: status, to: 'ERROR', changes: { errorMessage: message, estimatedTime: null } });
+      }
+    }
+  });
+
+  it.each<[string, Record<string, unknown>]>([
+    ['status failed', { status: 'failed' }],
+    ['status error', { status: 'error' }],
+    ['status canceled', { status: 'canceled' }],
+    ['user_error', { user_error: 'No face detected' }],
+    ['user_error object', { user_error: { message: 'No face detected' } }],
+    ['error object with detail', { error: { detail: 'x' } }],
+  ])('a set trained_at wins over %s: READY', (_shape, fields) => {
+    const result = decide(model(), trained(fields), NOW, OPTIONS);
+    expect(result).toMatchObject({ to: 'READY', changes: { errorMessage: null } });
+  });
+
+  it.each<[string, Record<string, unknown>]>([
+    ['empty user_error', { user_error: '' }],
+    ['blank user_error', { user_error: ' \n ' }],
+    ['null user_error', { user_error: null }],
+    ['empty object user_error', { user_error: {} }],
+    ['empty array error', { error: [] }],
+    ['error false', { error: false }],
+    ['error 0', { error: 0 }],
+    ['error object with an empty message only', { error: { message: '' } }],
+    ['error object of nulls and blanks (a serializer’s “no error”)', { error: { message: null, code: null, detail: ' ', errors: [] } }],
+    ['error_message array of blanks', { error_message: ['', null] }],
+    ['status trained', { status: 'trained' }],
+    ['status errored-ish but not a failure word', { status: 'erroneous' }],
+  ])('%s is not a failure', (_label, fields) => {
+    expect(decide(model(), observe(fields), NOW, OPTIONS)).toBeNull();
+  });
+
+  it("an object's message is made as safe as a string's: NUL stripped, at most 1,000 bytes, cut on a character boundary", () => {
+    const result = decide(model(), observe({ user_error: { message: `no\u0000 face ${'é'.repeat(2_000)}` } }), NOW, OPTIONS);
+    const message = result!.changes.errorMessage!;
+    expect(message.startsWith('Astria training failed: no face éé')).toBe(true);
+    expect(message).not.toContain('\u0000');
+    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(1_000);
+    expect(message.endsWith('é…')).toBe(true);
+    // Compact JSON too: a huge object without a message costs 1,000 bytes, not the row.
+    const json = decide(model(), observe({ error: { images: Array.from({ length: 500 }, (_, i) => `image ${i}`) } }), NOW, OPTIONS);
+    expect(Buffer.byteLength(json!.changes.errorMessage!)).toBeLessThanOrEqual(1_000);
+    expect(json!.changes.errorMessage!).toMatch(/^Astria training failed: \{"images":\["image 0",.*…$/);
+  });
+});
+
+describe('decide: an implausible trained_at', () => {
+  // The tune of `observe` was created 30 minutes before NOW.
+  it.each<[string, string]>([
+    ['1970', '1970-01-01T00:00:00.000Z'],
+    ['year 1', '0001-01-01T00:00:00.000Z'],
+    ['two minutes before the tune was created', iso(-minutes(32))],
+    ['ten minutes in the future', iso(minutes(10))],
+    ['a year in the future', iso(hours(24 * 365))],
+  ])('%s: still READY, trainedAt is when the tune was observed, and the transition says why', (_label, trainedAt) => {
+    const result = decide(model(), trained({ trained_at: trainedAt }), NOW, OPTIONS);
+    expect(result).toMatchObject({ to: 'READY', changes: { progress: 100, modelUrl: String(TUNE_ID), errorMessage: null } });
+    expect(result!.changes.trainedAt).toEqual(NOW);
+    expect(result!.implausibleTrainedAt).toEqual(new Date(trainedAt));
+  });
+
+  it.each<[string, string]>([
+    ['a minute before the tune was created (clock skew)', iso(-minutes(31))],
+    ['exactly when it was created', iso(-minutes(30))],
+    ['five minutes in the future (clock skew)', iso(minutes(5))],
+    ['just now', iso(0)],
+  ])('%s is plausible: trainedAt is Astria’s', (_label, trainedAt) => {
+    const result = decide(model(), trained({ trained_at: trainedAt }), NOW, OPTIONS);
+    expect(result!.changes.trainedAt).toEqual(new Date(trainedAt));
+    expect(result!.implausibleTrainedAt).toBeUndefined();
+  });
+
+  it('without a readable created_at only the future bound applies', () => {
+    for (const createdAt of [null, 'not a time', 1696257125]) {
+      const old = decide(model(), trained({ created_at: createdAt, trained_at: '2001-01-01T00:00:00.000Z' }), NOW, OPTIONS);
+      expect(old!.changes.trainedAt).toEqual(new Date('2001-01-01T00:00:00.000Z'));
+      const future = decide(model(), trained({ created_at: createdAt, trained_at: iso(hours(1)) }), NOW, OPTIONS);
+      expect(future!.changes.trainedAt).toEqual(NOW);
+    }
+  });
+
+  it('a leap-second trained_at makes the model READY', () => {
+    const result = decide(
+      model(),
+      trained({ created_at: '2003-05-05T23:40:00Z', trained_at: '2003-05-05T23:59:60Z' }),
+      NOW,
+      OPTIONS,
+    );
+    expect(result?.to).toBe('READY');
+    expect(result!.changes.trainedAt!.toISOString()).toBe('2003-05-05T23:59:59.999Z');
+    expect(result!.implausibleTrainedAt).toBeUndefined();
+  });
+
+  it('an ERROR we set heals to READY with the observed time, too', () => {
+    const result = decide(model({ status: 'ERROR', ownError: true, errorMessage: 'x' }), trained({ trained_at: '1970-01-01T00:00:00Z' }), NOW, OPTIONS);
+    expect(result).toMatchObject({ from: 'ERROR', to: 'READY' });
+    expect(result!.changes.trainedAt).toEqual(NOW);
+  });
+});
+
 describe('decide: tune gone (404)', () => {
   it.each<ModelStatus>(['TRAINING', 'PROCESSING'])('%s → ERROR "Astria tune N not found"', (status) => {
     const result = decide(model({ status, trainingJobId: '5551234' }), gone('5551234'), NOW, OPTIONS);

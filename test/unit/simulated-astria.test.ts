@@ -170,6 +170,68 @@ describe('simulated Astria', () => {
     expect((await call(fake, `/tunes/${tune.id}`)).body).toMatchObject({ status: 'cancelled', error: 'out of credits' });
   });
 
+  it('fails tunes in every shape integrations read, and training heals them all', async () => {
+    const fake = await start();
+    const shapes = [
+      { status: 'error' },
+      { status: 'canceled', error_message: 'by user' },
+      { user_error: 'No face detected' },
+      { user_error: { message: 'No face detected' } },
+      { error: { detail: 'GPU gone', code: 17 } },
+    ];
+    for (const failure of shapes) {
+      const tune = fake.addTune();
+      fake.fail(tune.id, failure);
+      const { body } = await call(fake, `/tunes/${tune.id}`);
+      expect(body).toMatchObject({ ...failure, trained_at: null });
+      fake.train(tune.id);
+      const healed = (await call(fake, `/tunes/${tune.id}`)).body as Record<string, unknown>;
+      expect(healed.trained_at).toEqual(expect.any(String));
+      for (const field of ['error', 'error_message', 'user_error']) expect(healed).not.toHaveProperty(field);
+    }
+    const scripted = fake.addTune({ userError: { message: 'Images rejected' }, error: { code: 3 } });
+    expect((await call(fake, `/tunes/${scripted.id}`)).body).toMatchObject({ user_error: { message: 'Images rejected' }, error: { code: 3 } });
+  });
+
+  it('a tune seeded as started or trained in the past was created by then; an explicit created_at wins', async () => {
+    const fake = await start({ now: () => new Date('2026-05-05T12:00:00.000Z') });
+    const started = new Date('2026-05-05T10:00:00.000Z');
+    const trained = new Date('2026-05-05T11:00:00.000Z');
+    expect(fake.addTune({ startedTrainingAt: started, trainedAt: trained }).created_at).toBe(started.toISOString());
+    expect(fake.addTune({ trainedAt: trained }).created_at).toBe(trained.toISOString());
+    expect(fake.addTune({ eta: trained }).created_at).toBe('2026-05-05T12:00:00.000Z');
+    expect(fake.addTune({ createdAt: new Date('2026-05-05T11:30:00.000Z'), trainedAt: trained }).created_at).toBe('2026-05-05T11:30:00.000Z');
+  });
+
+  it('serves any trained_at it is given, an implausible one included', async () => {
+    const fake = await start();
+    const tune = fake.addTune({ createdAt: new Date('2026-01-01T00:00:00.000Z') });
+    fake.train(tune.id, new Date(0));
+    expect((await call(fake, `/tunes/${tune.id}`)).body).toMatchObject({ created_at: '2026-01-01T00:00:00.000Z', trained_at: '1970-01-01T00:00:00.000Z' });
+    // A leap second, as text: the stored object's edits show in later answers.
+    fake.getTune(tune.id)!.trained_at = '2016-12-31T23:59:60Z';
+    expect((await call(fake, `/tunes/${tune.id}`)).body).toMatchObject({ trained_at: '2016-12-31T23:59:60Z' });
+  });
+
+  it('keeps its tunes in a workspace: seen with X-Workspace-Id of it or all; a request without sees the personal scope', async () => {
+    const fake = await start({ workspaceId: '4242' });
+    const tune = fake.addTune();
+    const workspaces: (string | null)[] = [];
+    fake.onRequest((event) => workspaces.push(event.workspaceId));
+    for (const workspace of ['4242', 'all']) {
+      const headers = { ...AUTH, 'x-workspace-id': workspace };
+      expect((await call(fake, `/tunes/${tune.id}`, headers)).status).toBe(200);
+      expect(await call(fake, '/tunes', headers)).toMatchObject({ status: 200, body: [{ id: tune.id }] });
+    }
+    for (const headers of [AUTH, { ...AUTH, 'x-workspace-id': '7' }]) {
+      expect(await call(fake, `/tunes/${tune.id}`, headers)).toMatchObject({ status: 404, body: { error: 'Not found' } });
+      expect(await call(fake, '/tunes', headers)).toMatchObject({ status: 200, body: [] });
+    }
+    // The key is checked first: the workspace never hides a 401.
+    expect((await call(fake, `/tunes/${tune.id}`, { 'x-workspace-id': '4242' })).status).toBe(401);
+    expect(workspaces).toEqual(['4242', '4242', 'all', 'all', null, null, '7', '7', '4242']);
+  });
+
   it('rate limits more than maxRps requests in a sliding second, with Retry-After', async () => {
     const fake = await start({ maxRps: 3, retryAfterSeconds: 2 });
     const tune = fake.addTune();
@@ -312,5 +374,41 @@ describe('simulated Astria', () => {
       await new Promise((resolve) => receiver.close(resolve));
     }
     expect(bodies).toEqual([{ tune: JSON.parse(JSON.stringify(tune)) }, JSON.parse(JSON.stringify(tune))]);
+  });
+
+  it("fires prompt callbacks as Astria does: {prompt}, bare, and a pack's array", async () => {
+    const fake = await start({ now: () => new Date('2026-02-02T10:00:00.000Z') });
+    const bodies: unknown[] = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        bodies.push(JSON.parse(Buffer.concat(chunks).toString()));
+        res.writeHead(202).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhooks/astria?secret=s`;
+    try {
+      expect(await fake.firePromptCallback(url, { id: 1000, tuneId: 7 })).toBe(202);
+      expect(await fake.firePromptCallback(url, { id: 1001, tuneId: 7, trainedAt: null }, { bare: true })).toBe(202);
+      expect(await fake.firePromptCallback(url, [{ id: 1002, tuneId: 7 }, { id: 1003, tuneId: 7, userError: 'NSFW' }])).toBe(202);
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise((resolve) => receiver.close(resolve));
+    }
+    expect(bodies).toEqual([
+      {
+        prompt: expect.objectContaining({
+          id: 1000,
+          tune_id: 7,
+          text: expect.any(String),
+          trained_at: '2026-02-02T10:00:00.000Z',
+          images: ['https://www.astria.ai/mock/prompts/1000/1.jpg', 'https://www.astria.ai/mock/prompts/1000/2.jpg'],
+        }),
+      },
+      expect.objectContaining({ id: 1001, tune_id: 7, trained_at: null, images: [] }),
+      [expect.objectContaining({ id: 1002, tune_id: 7 }), expect.objectContaining({ id: 1003, tune_id: 7, user_error: 'NSFW' })],
+    ]);
   });
 });

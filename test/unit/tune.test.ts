@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { callbackBodySchema, isTuneId, tuneSchema } from '../../src/astria/tune.js';
+import { isTuneId, parseTimestamp, tuneSchema } from '../../src/astria/tune.js';
 import { documentedTune } from '../support/astria-tune.js';
 
 describe('tuneSchema', () => {
@@ -92,6 +92,28 @@ describe('tuneSchema', () => {
     }
   });
 
+  it.each([
+    ['2016-12-31T23:59:60Z', '2016-12-31T23:59:59.999Z'],
+    ['2016-12-31T23:59:60.5Z', '2016-12-31T23:59:59.999Z'],
+    ['2016-12-31 23:59:60', '2016-12-31T23:59:59.999Z'],
+    ['2017-01-01T05:29:60+05:30', '2016-12-31T23:59:59.999Z'],
+  ])('reads the leap second %s as the last millisecond before it (%s)', (text, instant) => {
+    expect(parseTimestamp(text)?.toISOString()).toBe(instant);
+    const tune = tuneSchema.parse(documentedTune({ trained_at: text }));
+    expect(tune.trained_at?.toISOString()).toBe(instant);
+  });
+
+  it.each(['2016-12-31T23:59:61Z', '2016-12-31T23:60:00Z'])('still names no instant: %s', (text) => {
+    expect(parseTimestamp(text)).toBeNull();
+    expect(tuneSchema.safeParse(documentedTune({ trained_at: text })).success).toBe(false);
+  });
+
+  it('reads user_error as a failure field: accepted in any shape and passed through', () => {
+    for (const userError of ['No face detected', { message: 'No face detected' }, null, 3]) {
+      expect(tuneSchema.parse(documentedTune({ trained_at: null, user_error: userError })).user_error).toEqual(userError);
+    }
+  });
+
   it('accepts a started_training_at in 1969: a start before the epoch is odd, not unusable', () => {
     const tune = tuneSchema.parse(documentedTune({ started_training_at: '1969-12-31T23:59:00Z', trained_at: null }));
     expect(tune.started_training_at).toEqual(new Date('1969-12-31T23:59:00Z'));
@@ -113,32 +135,6 @@ describe('tuneSchema', () => {
 
   it('rejects a body that is not an object', () => {
     for (const body of [null, 'tune', 42, [documentedTune()]]) expect(tuneSchema.safeParse(body).success).toBe(false);
-  });
-});
-
-describe('callbackBodySchema', () => {
-  it('accepts {"tune": {...}} and returns the tune', () => {
-    const tune = callbackBodySchema.parse({ tune: documentedTune({ id: 42 }) });
-    expect(tune.id).toBe(42);
-    expect(tune.trained_at).toEqual(new Date('2023-10-02T14:32:40.363Z'));
-    expect((tune as Record<string, unknown>).branch).toBe('sdxl1');
-  });
-
-  it('accepts the bare tune object', () => {
-    const tune = callbackBodySchema.parse(documentedTune({ id: 43 }));
-    expect(tune.id).toBe(43);
-    expect((tune as Record<string, unknown>).model_type).toBe('lora');
-  });
-
-  it('coerces string ids in both shapes', () => {
-    expect(callbackBodySchema.parse({ tune: { id: '44', trained_at: null } }).id).toBe(44);
-    expect(callbackBodySchema.parse({ id: '45', trained_at: null }).id).toBe(45);
-  });
-
-  it('rejects bodies with no valid tune', () => {
-    for (const body of [{}, { tune: {} }, { tune: { id: 'x' } }, { tune: { id: 1, trained_at: 'nope' } }, { id: 'x' }, null, [], 'tune']) {
-      expect(callbackBodySchema.safeParse(body).success, JSON.stringify(body)).toBe(false);
-    }
   });
 });
 
