@@ -77,7 +77,7 @@ describe('simulated Astria', () => {
     expect(await call(fake, '/tunes/999999')).toMatchObject(notFound);
     expect(await call(fake, '/tunes/12ab')).toMatchObject(notFound);
     expect(await call(fake, '/tunes/-1')).toMatchObject(notFound);
-    expect(await call(fake, '/prompts')).toMatchObject(notFound);
+    expect(await call(fake, '/packs')).toMatchObject(notFound);
     expect(await call(fake, `/tunes/${kept!.id}/prompts`)).toMatchObject(notFound);
     expect(await listIds(fake, '')).toEqual([kept!.id]);
     expect(fake.getTune(removed!.id)).toBeUndefined();
@@ -247,7 +247,7 @@ describe('simulated Astria', () => {
     expect(fake.stats).toMatchObject({ requests: 5, get: 4, list: 1, maxConcurrent: 4 });
 
     fake.resetStats();
-    expect(fake.stats).toEqual({ requests: 0, get: 0, list: 0, byStatus: {}, maxConcurrent: 0 });
+    expect(fake.stats).toEqual({ requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, byStatus: {}, maxConcurrent: 0 });
   });
 
   it('hangs until closed', async () => {
