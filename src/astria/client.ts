@@ -1,12 +1,11 @@
 import pLimit from 'p-limit';
 import { Agent, errors as undiciErrors, request, type Dispatcher } from 'undici';
+import type { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import { ASTRIA_ENDPOINTS, type Metrics } from '../metrics.js';
 import { fileApiKey, fixedApiKey } from './api-key.js';
-import { ASTRIA_ENDPOINTS } from '../metrics.js';
 import { RequestBudget } from './budget.js';
-import type { z } from 'zod';
 import { isPromptId, promptSchema, type Prompt } from './prompt.js';
 import { isTuneId, tuneSchema, type Tune } from './tune.js';
 
@@ -76,7 +75,7 @@ const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 1_000, maxDelayMs
 const GATEWAY_TIMEOUT_BACKOFF_FACTOR = 4;
 const MAX_RETRY_AFTER_MS = 5 * 60_000;
 /**
- * Caps on one answer, counted while it arrives. A tune is a few KB and a page of 120 well under a MB;
+ * Caps on one answer, counted while it arrives. A tune or a prompt is a few KB and a page of 120 well under a MB;
  * with `ASTRIA_CONCURRENCY` GETs at once plus their parsed JSON, 2 MiB a tune keeps a hostile answer
  * far inside the manifests' 256 Mi.
  */
