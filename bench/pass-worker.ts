@@ -74,6 +74,8 @@ function timedAstria(client: AstriaClient, span: Span): AstriaClient {
   return {
     getTune: (tuneId, signal) => timed(span, () => client.getTune(tuneId, signal)),
     listTunes: (options, signal) => timed(span, () => client.listTunes(options, signal)),
+    getPrompt: (tuneId, promptId, signal) => timed(span, () => client.getPrompt(tuneId, promptId, signal)),
+    listPrompts: (options, signal) => timed(span, () => client.listPrompts(options, signal)),
     get calls() {
       return client.calls;
     },

@@ -2,7 +2,9 @@
  * A simulated Astria API served over real HTTP on loopback, shared by the demo, end-to-end tests and
  * benchmarks. It speaks what the Astria API facts (astria-api.md) describe: Bearer auth, `GET /tunes/:id` (bare tune),
  * `GET /tunes` (bare array, newest first, `limit`/`before_id`/`offset`), `{"error": "..."}` bodies,
- * workspaces (`X-Workspace-Id`), every failure shape seen in the wild, and tune and prompt callbacks.
+ * workspaces (`X-Workspace-Id`) and every failure shape seen in the wild. Prompts (image generations)
+ * are served the same way at `GET /prompts`, `GET /prompts/:id` and `GET /tunes/:tune_id/prompts/:id`,
+ * with ids of their own sequence, and posted to callbacks like tunes.
  * Failures are scripted with one mechanism, `injectFaults`; rate limiting and latency are options.
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -32,21 +34,9 @@ export interface SimulatedFailure {
   user_error?: unknown;
 }
 
-/** A prompt (an image generation) as `firePromptCallback` POSTs it. */
-export interface SimulatedPromptInit {
-  /** Prompt ids are a sequence of their own: one may equal any tune id. */
-  id: number;
-  tuneId: number;
-  /** Default: finished now. Null: not finished. */
-  trainedAt?: Date | null;
-  /** Default: two image URLs once finished. */
-  images?: string[];
-  userError?: string;
-}
-
 export interface Fault {
   /** Which requests it hits; default `any` (which also hits unknown paths). */
-  endpoint?: 'get' | 'list' | 'any';
+  endpoint?: Exclude<Endpoint, 'other'> | 'any';
   /** Default 500 (or the normal answer's status for `truncate`). */
   status?: number;
   headers?: Record<string, string>;
@@ -84,12 +74,14 @@ export interface SimulatedAstriaStats {
   requests: number;
   get: number;
   list: number;
+  prompt_get: number;
+  prompt_list: number;
   byStatus: Record<number, number>;
   /** Peak number of requests being served at once. */
   maxConcurrent: number;
 }
 
-export type Endpoint = 'get' | 'list' | 'other';
+export type Endpoint = 'get' | 'list' | 'prompt_get' | 'prompt_list' | 'other';
 
 export interface RequestEvent {
   method: string;
@@ -120,18 +112,47 @@ export interface SimulatedAstria {
   clearFaults(): void;
   onRequest(listener: (event: RequestEvent) => void): () => void;
   fireCallback(id: number, url: string, options?: { bare?: boolean }): Promise<number>;
-  /**
-   * POSTs prompts the way Astria calls `prompt[callback]` (one prompt, `{"prompt": {...}}` or bare)
-   * or a pack's `prompts_callback` (an array): apps often give it the tune callback's route.
-   */
-  firePromptCallback(url: string, prompts: SimulatedPromptInit | SimulatedPromptInit[], options?: { bare?: boolean }): Promise<number>;
   close(): Promise<void>;
+
+  // Prompts (image generations). Their ids are a sequence of their own, denser than tune ids (a pack
+  // makes dozens at once): the same number can name a tune and a prompt.
+  addPrompt(tuneId: number, init?: SimulatedPromptInit): PromptJson;
+  /** A pack's burst: `count` prompts for one tune, consecutive ids. */
+  addPack(tuneId: number, count: number, init?: (index: number) => SimulatedPromptInit): PromptJson[];
+  /** The stored object itself: edits to it show in later responses. */
+  getPrompt(id: number): PromptJson | undefined;
+  startPrompt(id: number, at?: Date): void;
+  /** Done with `images` (default four mock URLs; `[]` for a prompt the safety filter emptied). */
+  finishPrompt(id: number, options?: { images?: string[]; at?: Date }): void;
+  /** Settled with Astria's `user_error`, no images. */
+  failPrompt(id: number, userError?: string): void;
+  removePrompt(id: number): void;
+  /**
+   * POSTs prompts to `url` as Astria's callbacks do: `wrapped` `{"prompt": …}` (one prompt), `bare`
+   * (one prompt), or `array` (a pack's `prompts_callback`, any number). Returns the HTTP status.
+   */
+  firePromptCallback(ids: number | number[], url: string, options?: { shape?: PromptCallbackShape }): Promise<number>;
 }
+
+export interface SimulatedPromptInit {
+  id?: number;
+  text?: string;
+  callback?: string | null;
+  createdAt?: Date;
+  startedAt?: Date | null;
+}
+
+export type PromptJson = Record<string, unknown> & { id: number; tune_id: number };
+export type PromptCallbackShape = 'wrapped' | 'bare' | 'array';
 
 const FIRST_ID = 1000;
 const DEFAULT_LIMIT = 20;
 const MAX_LIMIT = 120;
 const MAX_OFFSET = 200;
+/** Astria's documented bound for the prompt list's `offset`. */
+const MAX_PROMPT_OFFSET = 10_000;
+/** Astria's default `num_images`. */
+const DEFAULT_PROMPT_IMAGES = 4;
 const RATE_WINDOW_MS = 1000;
 /** Astria deletes a tune's storage 30 days after training unless extended. */
 const STORAGE_MS = 30 * 24 * 60 * 60 * 1000;
@@ -149,9 +170,10 @@ interface Answer {
 }
 
 class SimulatedAstriaServer implements SimulatedAstria {
-  readonly stats: SimulatedAstriaStats = { requests: 0, get: 0, list: 0, byStatus: {}, maxConcurrent: 0 };
+  readonly stats: SimulatedAstriaStats = { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, byStatus: {}, maxConcurrent: 0 };
   private readonly server: Server;
-  private readonly tunes = new TuneStore();
+  private readonly tunes = new IdStore<TuneJson>('tune');
+  private readonly prompts = new IdStore<PromptJson>('prompt');
   private readonly faults = new FaultQueue();
   private readonly rate: SlidingWindowLimiter | undefined;
   private readonly listeners = new Set<(event: RequestEvent) => void>();
@@ -186,16 +208,19 @@ class SimulatedAstriaServer implements SimulatedAstria {
 
   resetStats(): void {
     // Mutated in place so callers holding `stats` keep seeing live numbers.
-    Object.assign(this.stats, { requests: 0, get: 0, list: 0, byStatus: {}, maxConcurrent: this.inFlight });
+    Object.assign(this.stats, { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, byStatus: {}, maxConcurrent: this.inFlight });
   }
 
   addTune(init: SimulatedTuneInit = {}): TuneJson {
-    return this.tunes.add(init, this.now());
+    return this.tunes.add(init.id, (id) => buildTune(id, init, this.now()));
   }
 
   addTunes(count: number, init?: (index: number) => SimulatedTuneInit): TuneJson[] {
     const now = this.now(); // one clock read for the batch keeps bulk seeding fast
-    return Array.from({ length: count }, (_, index) => this.tunes.add(init?.(index) ?? {}, now));
+    return Array.from({ length: count }, (_, index) => {
+      const tuneInit = init?.(index) ?? {};
+      return this.tunes.add(tuneInit.id, (id) => buildTune(id, tuneInit, now));
+    });
   }
 
   getTune(id: number): TuneJson | undefined {
@@ -231,14 +256,53 @@ class SimulatedAstriaServer implements SimulatedAstria {
 
   async fireCallback(id: number, url: string, options: { bare?: boolean } = {}): Promise<number> {
     const tune = this.tunes.require(id);
-    return postJson(url, options.bare ? tune : { tune });
+    return postCallback(url, options.bare ? tune : { tune });
   }
 
-  async firePromptCallback(url: string, prompts: SimulatedPromptInit | SimulatedPromptInit[], options: { bare?: boolean } = {}): Promise<number> {
+  addPrompt(tuneId: number, init: SimulatedPromptInit = {}): PromptJson {
+    return this.prompts.add(init.id, (id) => buildPrompt(id, tuneId, init, this.now()));
+  }
+
+  addPack(tuneId: number, count: number, init?: (index: number) => SimulatedPromptInit): PromptJson[] {
     const now = this.now();
-    if (Array.isArray(prompts)) return postJson(url, prompts.map((prompt) => buildPrompt(prompt, now)));
-    const prompt = buildPrompt(prompts, now);
-    return postJson(url, options.bare ? prompt : { prompt });
+    return Array.from({ length: count }, (_, index) => {
+      const promptInit = init?.(index) ?? {};
+      return this.prompts.add(promptInit.id, (id) => buildPrompt(id, tuneId, promptInit, now));
+    });
+  }
+
+  getPrompt(id: number): PromptJson | undefined {
+    return this.prompts.get(id);
+  }
+
+  startPrompt(id: number, at: Date = this.now()): void {
+    const prompt = this.prompts.require(id);
+    prompt.started_training_at = at.toISOString();
+    prompt.updated_at = at.toISOString();
+  }
+
+  finishPrompt(id: number, options: { images?: string[]; at?: Date } = {}): void {
+    const prompt = this.prompts.require(id);
+    const at = (options.at ?? this.now()).toISOString();
+    const images =
+      options.images ?? Array.from({ length: DEFAULT_PROMPT_IMAGES }, (_, n) => `https://sdbooth2-production.s3.amazonaws.com/mock/${id}/${n + 1}.jpg`);
+    Object.assign(prompt, { images, trained_at: at, started_training_at: prompt.started_training_at ?? at, updated_at: at });
+  }
+
+  failPrompt(id: number, userError = 'Image generation failed'): void {
+    const prompt = this.prompts.require(id);
+    Object.assign(prompt, { user_error: userError, images: [], updated_at: this.now().toISOString() });
+  }
+
+  removePrompt(id: number): void {
+    this.prompts.remove(id);
+  }
+
+  async firePromptCallback(ids: number | number[], url: string, options: { shape?: PromptCallbackShape } = {}): Promise<number> {
+    const prompts = (Array.isArray(ids) ? ids : [ids]).map((id) => this.prompts.require(id));
+    const shape = options.shape ?? (Array.isArray(ids) ? 'array' : 'wrapped');
+    if (shape !== 'array' && prompts.length !== 1) throw new Error(`a ${shape} prompt callback carries exactly one prompt`);
+    return postCallback(url, shape === 'array' ? prompts : shape === 'bare' ? prompts[0] : { prompt: prompts[0] });
   }
 
   close(): Promise<void> {
@@ -295,10 +359,13 @@ class SimulatedAstriaServer implements SimulatedAstria {
     return seconds === undefined ? answer : { ...answer, headers: { 'retry-after': String(seconds) } };
   }
 
-  /** `inScope`: the request was made in the tunes' workspace; out of it, the scope holds no tunes. */
+  /** `inScope`: the request was made in the objects' workspace; out of it, the scope holds nothing. */
   private answer(route: Route, query: URLSearchParams, inScope: boolean): Answer {
     if (route.endpoint === 'get') return this.answerGet(route.id, inScope);
-    if (route.endpoint === 'list') return this.answerList(query, inScope);
+    if (route.endpoint === 'list') return inScope ? answerPage(this.tunes, query, MAX_OFFSET) : jsonAnswer(200, []);
+    if (!inScope) return route.endpoint === 'prompt_list' ? jsonAnswer(200, []) : errorAnswer(404, 'Not found');
+    if (route.endpoint === 'prompt_get') return this.answerPromptGet(route.id, route.tuneId);
+    if (route.endpoint === 'prompt_list') return answerPage(this.prompts, query, MAX_PROMPT_OFFSET);
     return errorAnswer(404, 'Not found');
   }
 
@@ -307,13 +374,11 @@ class SimulatedAstriaServer implements SimulatedAstria {
     return tune ? jsonAnswer(200, tune) : errorAnswer(404, 'Not found');
   }
 
-  private answerList(query: URLSearchParams, inScope: boolean): Answer {
-    const limit = readCount(query, 'limit', DEFAULT_LIMIT, 1);
-    const offset = readCount(query, 'offset', 0, 0);
-    const beforeId = readCount(query, 'before_id', undefined, 0);
-    if (limit === null || offset === null || beforeId === null) return errorAnswer(400, 'Invalid paging parameters');
-    if (offset > MAX_OFFSET) return errorAnswer(400, `offset must be at most ${MAX_OFFSET}`);
-    return jsonAnswer(200, inScope ? this.tunes.page(beforeId, offset, Math.min(limit, MAX_LIMIT)) : []);
+  /** Under a tune, the prompt must be that tune's. */
+  private answerPromptGet(id: string, tuneId: string | undefined): Answer {
+    const prompt = /^\d+$/.test(id) ? this.prompts.get(Number(id)) : undefined;
+    if (!prompt || (tuneId !== undefined && String(prompt.tune_id) !== tuneId)) return errorAnswer(404, 'Not found');
+    return jsonAnswer(200, prompt);
   }
 
   private async sendFault(res: ServerResponse, fault: Fault, normal: () => Answer): Promise<void> {
@@ -349,34 +414,37 @@ class SimulatedAstriaServer implements SimulatedAstria {
   }
 }
 
-/** Tunes by id, plus their ids in ascending order so list pages are binary searches, not sorts. */
-class TuneStore {
-  private readonly byId = new Map<number, TuneJson>();
+/** Objects by id, plus their ids in ascending order so list pages are binary searches, not sorts. */
+class IdStore<T extends { id: number }> {
+  private readonly byId = new Map<number, T>();
   private readonly ids: number[] = [];
   private nextId = FIRST_ID;
 
-  add(init: SimulatedTuneInit, now: Date): TuneJson {
-    const id = init.id ?? this.nextId;
-    if (!Number.isSafeInteger(id) || id < 1) throw new Error(`tune id must be a positive integer: ${id}`);
-    if (this.byId.has(id)) throw new Error(`tune ${id} already exists`);
+  /** `noun` names the kind in errors: `tune` or `prompt`. */
+  constructor(private readonly noun: string) {}
+
+  add(explicitId: number | undefined, build: (id: number) => T): T {
+    const id = explicitId ?? this.nextId;
+    if (!Number.isSafeInteger(id) || id < 1) throw new Error(`${this.noun} id must be a positive integer: ${id}`);
+    if (this.byId.has(id)) throw new Error(`${this.noun} ${id} already exists`);
     this.nextId = Math.max(this.nextId, id + 1);
-    const tune = buildTune(id, init, now);
-    this.byId.set(id, tune);
+    const item = build(id);
+    this.byId.set(id, item);
     // Auto-increment ids always append; only explicit lower ids pay for an insertion.
     const last = this.ids[this.ids.length - 1];
     if (last === undefined || id > last) this.ids.push(id);
     else this.ids.splice(lowerBound(this.ids, id), 0, id);
-    return tune;
+    return item;
   }
 
-  get(id: number): TuneJson | undefined {
+  get(id: number): T | undefined {
     return this.byId.get(id);
   }
 
-  require(id: number): TuneJson {
-    const tune = this.byId.get(id);
-    if (!tune) throw new Error(`no simulated tune ${id}`);
-    return tune;
+  require(id: number): T {
+    const item = this.byId.get(id);
+    if (!item) throw new Error(`no simulated ${this.noun} ${id}`);
+    return item;
   }
 
   remove(id: number): void {
@@ -385,11 +453,11 @@ class TuneStore {
   }
 
   /** Newest first: ids strictly below `beforeId` (when given), skipping `offset`, at most `limit`. */
-  page(beforeId: number | undefined, offset: number, limit: number): TuneJson[] {
+  page(beforeId: number | undefined, offset: number, limit: number): T[] {
     const end = (beforeId === undefined ? this.ids.length : lowerBound(this.ids, beforeId)) - offset;
-    const page: TuneJson[] = [];
+    const page: T[] = [];
     for (let index = end - 1; index >= 0 && page.length < limit; index -= 1) {
-      page.push(this.byId.get(this.ids[index] as number) as TuneJson);
+      page.push(this.byId.get(this.ids[index] as number) as T);
     }
     return page;
   }
@@ -433,13 +501,36 @@ class SlidingWindowLimiter {
   }
 }
 
-type Route = { endpoint: 'get'; id: string } | { endpoint: 'list' } | { endpoint: 'other' };
+type Route =
+  | { endpoint: 'get'; id: string }
+  | { endpoint: 'list' }
+  | { endpoint: 'prompt_get'; id: string; tuneId?: string }
+  | { endpoint: 'prompt_list' }
+  | { endpoint: 'other' };
 
 function classify(method: string, pathname: string): Route {
   if (method !== 'GET') return { endpoint: 'other' };
   if (pathname === '/tunes') return { endpoint: 'list' };
   const match = /^\/tunes\/([^/]+)$/.exec(pathname);
-  return match ? { endpoint: 'get', id: match[1] as string } : { endpoint: 'other' };
+  return match ? { endpoint: 'get', id: match[1] as string } : classifyPrompt(pathname);
+}
+
+function classifyPrompt(pathname: string): Route {
+  if (pathname === '/prompts') return { endpoint: 'prompt_list' };
+  const bare = /^\/prompts\/([^/]+)$/.exec(pathname);
+  if (bare) return { endpoint: 'prompt_get', id: bare[1] as string };
+  const nested = /^\/tunes\/([^/]+)\/prompts\/([^/]+)$/.exec(pathname);
+  return nested ? { endpoint: 'prompt_get', id: nested[2] as string, tuneId: nested[1] as string } : { endpoint: 'other' };
+}
+
+/** One list page of `store`: newest first, `limit`/`before_id`/`offset` as Astria reads them. */
+function answerPage<T extends { id: number }>(store: IdStore<T>, query: URLSearchParams, maxOffset: number): Answer {
+  const limit = readCount(query, 'limit', DEFAULT_LIMIT, 1);
+  const offset = readCount(query, 'offset', 0, 0);
+  const beforeId = readCount(query, 'before_id', undefined, 0);
+  if (limit === null || offset === null || beforeId === null) return errorAnswer(400, 'Invalid paging parameters');
+  if (offset > maxOffset) return errorAnswer(400, `offset must be at most ${maxOffset}`);
+  return jsonAnswer(200, store.page(beforeId, offset, Math.min(limit, MAX_LIMIT)));
 }
 
 function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {
@@ -479,31 +570,29 @@ function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {
   return tune;
 }
 
-/** A prompt as Astria's docs show it, with `images` and `trained_at` once finished. */
-function buildPrompt(init: SimulatedPromptInit, now: Date): Record<string, unknown> {
-  const trainedAt = init.trainedAt === undefined ? now : init.trainedAt;
-  const prompt: Record<string, unknown> = {
-    id: init.id,
-    callback: null,
-    text: `ohwx person, portrait ${init.id}`,
+/** A prompt as Astria's docs show it, queued: no images and no `trained_at` until it is done. */
+function buildPrompt(id: number, tuneId: number, init: SimulatedPromptInit, now: Date): PromptJson {
+  const createdAt = (init.createdAt ?? now).toISOString();
+  return {
+    id,
+    callback: init.callback ?? null,
+    text: init.text ?? `ohwx person, portrait photo ${id}`,
     negative_prompt: '',
     cfg_scale: null,
     steps: null,
     seed: null,
-    trained_at: trainedAt?.toISOString() ?? null,
-    started_training_at: trainedAt?.toISOString() ?? null,
-    created_at: (trainedAt ?? now).toISOString(),
-    updated_at: (trainedAt ?? now).toISOString(),
-    tune_id: init.tuneId,
-    url: `https://api.astria.ai/tunes/${init.tuneId}/prompts/${init.id}.json`,
-    images: init.images ?? (trainedAt ? [1, 2].map((n) => `https://www.astria.ai/mock/prompts/${init.id}/${n}.jpg`) : []),
+    trained_at: null,
+    started_training_at: init.startedAt?.toISOString() ?? null,
+    created_at: createdAt,
+    updated_at: createdAt,
+    tune_id: tuneId,
+    url: `https://api.astria.ai/tunes/${tuneId}/prompts/${id}.json`,
+    images: [],
   };
-  if (init.userError !== undefined) prompt.user_error = init.userError;
-  return prompt;
 }
 
-/** POSTs `body` as JSON, as Astria's callbacks do; the app's status code. */
-async function postJson(url: string, body: unknown): Promise<number> {
+/** POSTs one callback body as Astria does (never retried) and returns the HTTP status. */
+async function postCallback(url: string, body: unknown): Promise<number> {
   const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   await response.arrayBuffer(); // drain so the connection can be reused
   return response.status;

@@ -5,7 +5,7 @@ const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_activ
 /** Label values known in advance: every such series exists at 0 from start, so a rate or an alert never reads "no data". */
 export const TRANSITION_TARGETS = ['TRAINING', 'READY', 'ERROR'] as const;
 export const TRANSITION_SOURCES = ['webhook', 'reconciler'] as const;
-export const ASTRIA_ENDPOINTS = ['get_tune', 'list_tunes'] as const;
+export const ASTRIA_ENDPOINTS = ['get_tune', 'list_tunes', 'get_prompt', 'list_prompts'] as const;
 export const ASTRIA_OUTCOMES = [
   'ok',
   'not_found',
@@ -58,7 +58,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     astriaRequests: new Counter({
       name: 'astria_reconciler_astria_requests_total',
-      help: 'Requests sent to Astria, by endpoint (get_tune, list_tunes) and outcome.',
+      help: 'Requests sent to Astria, by endpoint (get_tune, list_tunes, get_prompt, list_prompts) and outcome.',
       labelNames: ['endpoint', 'outcome'] as const,
       registers: [registry],
     }),

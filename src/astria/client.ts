@@ -1,13 +1,16 @@
 import pLimit from 'p-limit';
 import { Agent, errors as undiciErrors, request, type Dispatcher } from 'undici';
+import type { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import { ASTRIA_ENDPOINTS, type Metrics } from '../metrics.js';
 import { fileApiKey, fixedApiKey } from './api-key.js';
 import { RequestBudget } from './budget.js';
+import { isPromptId, promptSchema, type Prompt } from './prompt.js';
 import { isTuneId, tuneSchema, type Tune } from './tune.js';
 
 export type TuneResult = { kind: 'tune'; tune: Tune } | { kind: 'gone'; tuneId: string } | { kind: 'failed'; reason: string };
+export type PromptResult = { kind: 'prompt'; prompt: Prompt } | { kind: 'gone'; promptId: string } | { kind: 'failed'; reason: string };
 
 /** One page of `GET /tunes`. `nextBeforeId` is the cursor for the next page, null at the end of the list. */
 export type ListResult =
@@ -15,9 +18,25 @@ export type ListResult =
   /** `endpointMissing`: the list itself answered 404, so the base URL is wrong and no 404 of a tune can be trusted. */
   | { kind: 'failed'; reason: string; endpointMissing?: boolean };
 
+/** One page of `GET /prompts`, paged exactly as the tune list. */
+export type PromptListResult =
+  | { kind: 'page'; prompts: Prompt[]; nextBeforeId: number | null; skipped: number }
+  | Extract<ListResult, { kind: 'failed' }>;
+
+export interface ListOptions {
+  beforeId?: number | null;
+  limit?: number;
+}
+
 export interface AstriaClient {
   getTune(tuneId: string, signal?: AbortSignal): Promise<TuneResult>;
-  listTunes(options: { beforeId?: number | null; limit?: number }, signal?: AbortSignal): Promise<ListResult>;
+  listTunes(options: ListOptions, signal?: AbortSignal): Promise<ListResult>;
+  /**
+   * `GET /tunes/:tune_id/prompts/:id`, or `GET /prompts/:id` when the tune id is unknown (null or not a
+   * tune id): Astria serves a prompt at both.
+   */
+  getPrompt(tuneId: string | null, promptId: string, signal?: AbortSignal): Promise<PromptResult>;
+  listPrompts(options: ListOptions, signal?: AbortSignal): Promise<PromptListResult>;
   /** Requests sent so far (retries included). */
   readonly calls: number;
   close(): Promise<void>;
@@ -58,14 +77,43 @@ const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 1_000, maxDelayMs
 const GATEWAY_TIMEOUT_BACKOFF_FACTOR = 4;
 const MAX_RETRY_AFTER_MS = 5 * 60_000;
 /**
- * Caps on one answer, counted while it arrives. A tune is a few KB and a page of 120 well under a MB;
+ * Caps on one answer, counted while it arrives. A tune or a prompt is a few KB and a page of 120 well under a MB;
  * with `ASTRIA_CONCURRENCY` GETs at once plus their parsed JSON, 2 MiB a tune keeps a hostile answer
  * far inside the manifests' 256 Mi.
  */
-const MAX_BODY_BYTES: Record<Endpoint, number> = { get_tune: 2 * 1024 * 1024, list_tunes: 16 * 1024 * 1024 };
+const MAX_GET_BYTES = 2 * 1024 * 1024;
+const MAX_LIST_BYTES = 16 * 1024 * 1024;
+const MAX_BODY_BYTES: Record<Endpoint, number> = {
+  get_tune: MAX_GET_BYTES,
+  list_tunes: MAX_LIST_BYTES,
+  get_prompt: MAX_GET_BYTES,
+  list_prompts: MAX_LIST_BYTES,
+};
 export const MAX_LIST_LIMIT = 120;
 
-type Endpoint = 'get_tune' | 'list_tunes';
+type Endpoint = (typeof ASTRIA_ENDPOINTS)[number];
+
+/** What differs between reading tunes and reading prompts: their schema, name and endpoints. */
+interface ResourceKind<T extends { id: number }> {
+  /** In messages and log fields: `tune` or `prompt`. */
+  noun: string;
+  schema: z.ZodType<T>;
+  get: Endpoint;
+  list: Endpoint;
+  listPath: string;
+}
+
+const TUNES: ResourceKind<Tune> = { noun: 'tune', schema: tuneSchema, get: 'get_tune', list: 'list_tunes', listPath: '/tunes' };
+const PROMPTS: ResourceKind<Prompt> = {
+  noun: 'prompt',
+  schema: promptSchema,
+  get: 'get_prompt',
+  list: 'list_prompts',
+  listPath: '/prompts',
+};
+
+type GetResult<T> = { kind: 'found'; value: T } | { kind: 'gone' } | { kind: 'failed'; reason: string };
+type PageResult<T> = { kind: 'page'; items: T[]; nextBeforeId: number | null; skipped: number } | Extract<ListResult, { kind: 'failed' }>;
 type Attempt =
   | { outcome: 'ok'; body: unknown }
   | { outcome: 'not_found' }
@@ -196,6 +244,36 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
     return { outcome: 'give_up', label: last!.label, reason: `${last!.reason}, after ${retry.attempts} attempts` };
   }
 
+  async function getOne<T extends { id: number }>(resource: ResourceKind<T>, id: string, path: string, signal?: AbortSignal): Promise<GetResult<T>> {
+    const result = await call(resource.get, path, signal);
+    if (result.outcome === 'not_found') return { kind: 'gone' };
+    if (result.outcome === 'give_up' || result.outcome === 'not_astria') return { kind: 'failed', reason: result.reason };
+    const parsed = resource.schema.safeParse(result.body);
+    if (!parsed.success) {
+      options.log.warn({ [`${resource.noun}Id`]: id, issues: parsed.error.issues.slice(0, 3) }, `skipping invalid ${resource.noun} body from Astria`);
+      return { kind: 'failed', reason: `invalid ${resource.noun} body from Astria` };
+    }
+    if (String(parsed.data.id) !== id) return { kind: 'failed', reason: `Astria answered ${resource.noun} ${parsed.data.id} for ${id}` };
+    return { kind: 'found', value: parsed.data };
+  }
+
+  async function listPage<T extends { id: number }>(
+    resource: ResourceKind<T>,
+    { beforeId, limit: pageSize = MAX_LIST_LIMIT }: ListOptions,
+    signal?: AbortSignal,
+  ): Promise<PageResult<T>> {
+    const limit = Math.max(1, Math.min(MAX_LIST_LIMIT, Math.floor(pageSize)));
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (beforeId != null) query.set('before_id', String(beforeId));
+    const result = await call(resource.list, `${resource.listPath}?${query}`, signal);
+    if (result.outcome === 'not_found' || result.outcome === 'not_astria') {
+      return { kind: 'failed', reason: `the ${resource.noun} list answered HTTP 404: check ASTRIA_API_URL`, endpointMissing: true };
+    }
+    if (result.outcome === 'give_up') return { kind: 'failed', reason: result.reason };
+    if (!Array.isArray(result.body)) return { kind: 'failed', reason: `${resource.noun} list from Astria is not an array` };
+    return parseListPage(resource, result.body, options.log);
+  }
+
   return {
     get calls() {
       return calls;
@@ -203,29 +281,35 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
 
     async getTune(tuneId, signal) {
       if (!isTuneId(tuneId)) return { kind: 'failed', reason: `trainingJobId "${tuneId}" is not an Astria tune id` };
-      const result = await call('get_tune', `/tunes/${tuneId}`, signal);
-      if (result.outcome === 'not_found') return { kind: 'gone', tuneId };
-      if (result.outcome === 'give_up' || result.outcome === 'not_astria') return { kind: 'failed', reason: result.reason };
-      const parsed = tuneSchema.safeParse(result.body);
-      if (!parsed.success) {
-        options.log.warn({ tuneId, issues: parsed.error.issues.slice(0, 3) }, 'skipping invalid tune body from Astria');
-        return { kind: 'failed', reason: 'invalid tune body from Astria' };
-      }
-      if (String(parsed.data.id) !== tuneId) return { kind: 'failed', reason: `Astria answered tune ${parsed.data.id} for ${tuneId}` };
-      return { kind: 'tune', tune: parsed.data };
+      const result = await getOne(TUNES, tuneId, `/tunes/${tuneId}`, signal);
+      if (result.kind === 'found') return { kind: 'tune', tune: result.value };
+      return result.kind === 'gone' ? { kind: 'gone', tuneId } : result;
     },
 
-    async listTunes({ beforeId, limit: pageSize = MAX_LIST_LIMIT }, signal) {
-      const limit = Math.max(1, Math.min(MAX_LIST_LIMIT, Math.floor(pageSize)));
-      const query = new URLSearchParams({ limit: String(limit) });
-      if (beforeId != null) query.set('before_id', String(beforeId));
-      const result = await call('list_tunes', `/tunes?${query}`, signal);
-      if (result.outcome === 'not_found' || result.outcome === 'not_astria') {
-        return { kind: 'failed', reason: 'the tune list answered HTTP 404: check ASTRIA_API_URL', endpointMissing: true };
+    async listTunes(listOptions, signal) {
+      const result = await listPage(TUNES, listOptions, signal);
+      if (result.kind !== 'page') return result;
+      const { items: tunes, ...rest } = result;
+      return { ...rest, tunes };
+    },
+
+    async getPrompt(tuneId, promptId, signal) {
+      if (!isPromptId(promptId)) return { kind: 'failed', reason: `jobId "${promptId}" is not an Astria prompt id` };
+      const path = isTuneId(tuneId) ? `/tunes/${tuneId}/prompts/${promptId}` : `/prompts/${promptId}`;
+      const result = await getOne(PROMPTS, promptId, path, signal);
+      if (result.kind === 'gone') return { kind: 'gone', promptId };
+      if (result.kind === 'failed') return result;
+      if (isTuneId(tuneId) && String(result.value.tune_id) !== tuneId) {
+        return { kind: 'failed', reason: `Astria answered prompt ${promptId} of tune ${result.value.tune_id}, not of tune ${tuneId}` };
       }
-      if (result.outcome === 'give_up') return { kind: 'failed', reason: result.reason };
-      if (!Array.isArray(result.body)) return { kind: 'failed', reason: 'tune list from Astria is not an array' };
-      return parseListPage(result.body, options.log);
+      return { kind: 'prompt', prompt: result.value };
+    },
+
+    async listPrompts(listOptions, signal) {
+      const result = await listPage(PROMPTS, listOptions, signal);
+      if (result.kind !== 'page') return result;
+      const { items: prompts, ...rest } = result;
+      return { ...rest, prompts };
     },
 
     async close() {
@@ -234,23 +318,26 @@ export function createAstriaClient(options: AstriaClientOptions): AstriaClient {
   };
 }
 
-/** Validates each tune on its own: one bad element is logged and skipped, the rest of the page counts. */
-function parseListPage(items: unknown[], log: Logger): ListResult {
-  const tunes: Tune[] = [];
+/** Validates each element on its own: one bad element is logged and skipped, the rest of the page counts. */
+function parseListPage<T extends { id: number }>(resource: ResourceKind<T>, items: unknown[], log: Logger): PageResult<T> {
+  const valid: T[] = [];
   let skipped = 0;
   let lowestId: number | null = null;
   for (const item of items) {
     const id = Number((item as { id?: unknown } | null)?.id);
     if (Number.isSafeInteger(id) && id > 0) lowestId = lowestId === null ? id : Math.min(lowestId, id);
-    const parsed = tuneSchema.safeParse(item);
-    if (parsed.success) tunes.push(parsed.data);
+    const parsed = resource.schema.safeParse(item);
+    if (parsed.success) valid.push(parsed.data);
     else {
       skipped += 1;
-      log.warn({ tuneId: Number.isFinite(id) ? id : undefined, issues: parsed.error.issues.slice(0, 3) }, 'skipping invalid tune in list');
+      log.warn(
+        { [`${resource.noun}Id`]: Number.isFinite(id) ? id : undefined, issues: parsed.error.issues.slice(0, 3) },
+        `skipping invalid ${resource.noun} in list`,
+      );
     }
   }
-  if (items.length > 0 && lowestId === null) return { kind: 'failed', reason: 'tune list from Astria has no usable ids' };
-  return { kind: 'page', tunes, nextBeforeId: items.length === 0 ? null : lowestId, skipped };
+  if (items.length > 0 && lowestId === null) return { kind: 'failed', reason: `${resource.noun} list from Astria has no usable ids` };
+  return { kind: 'page', items: valid, nextBeforeId: items.length === 0 ? null : lowestId, skipped };
 }
 
 /**

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { seedModels } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { startSimulatedAstria, type SimulatedAstria, type SimulatedPromptInit } from '../../dev/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { acceptAstriaCallback, type CallbackResponse } from '../../src/http/callback.js';
 import { createHttpServer, type HttpServer } from '../../src/http/server.js';
 import { createWebhookHandler } from '../../src/http/webhook.js';
@@ -70,23 +70,26 @@ async function snapshot() {
   return { model: await readModel(db.pool, MODEL), events: events[0].n as number, callbacks: callbacks[0].n as number };
 }
 
-/** Prompts whose id is the waiting model's tune id: finished with images, and failed. */
-const collidingPrompts = (): Record<string, SimulatedPromptInit> => ({
-  finished: { id: tuneId, tuneId: 1 },
-  failed: { id: tuneId, tuneId: 1, trainedAt: null, userError: 'NSFW content detected' },
-});
+/** A prompt whose id is the waiting model's tune id, finished with images or failed; returns its id. */
+function collidingPrompt(which: 'finished' | 'failed'): number {
+  if (astria.getPrompt(tuneId)) astria.removePrompt(tuneId);
+  astria.addPrompt(1, { id: tuneId });
+  if (which === 'finished') astria.finishPrompt(tuneId);
+  else astria.failPrompt(tuneId, 'NSFW content detected');
+  return tuneId;
+}
 
 describe("the sidecar's webhook", () => {
   it.each([
-    ['{"prompt": …}', 'finished', {}],
-    ['the bare prompt', 'finished', { bare: true }],
-    ['{"prompt": …} of a failed prompt', 'failed', {}],
-    ['the bare failed prompt', 'failed', { bare: true }],
-  ] as const)('%s whose id is an in-flight tune id: 202, counted, the model untouched', async (_shape, which, options) => {
+    ['{"prompt": …}', 'finished', 'wrapped'],
+    ['the bare prompt', 'finished', 'bare'],
+    ['{"prompt": …} of a failed prompt', 'failed', 'wrapped'],
+    ['the bare failed prompt', 'failed', 'bare'],
+  ] as const)('%s whose id is an in-flight tune id: 202, counted, the model untouched', async (_shape, which, shape) => {
     const before = await snapshot();
     const counted = await webhook202s();
 
-    expect(await astria.firePromptCallback(webhookUrl, collidingPrompts()[which]!, options)).toBe(202);
+    expect(await astria.firePromptCallback(collidingPrompt(which), webhookUrl, { shape })).toBe(202);
 
     expect(await snapshot()).toEqual(before);
     expect(before).toMatchObject({ model: { status: 'TRAINING', progress: 10 }, events: 0, callbacks: 0 });

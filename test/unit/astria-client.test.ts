@@ -18,6 +18,7 @@ import {
 import type { Clock } from '../../src/clock.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { documentedPrompt } from '../support/astria-prompt.js';
 import { documentedTune } from '../support/astria-tune.js';
 
 const API_URL = 'https://api.astria.test';
@@ -829,5 +830,141 @@ describe('RequestBudget', () => {
     expect(budget.currentRate).toBe(6);
     for (let i = 0; i < 100; i += 1) budget.succeeded();
     expect(budget.currentRate).toBe(20);
+  });
+});
+
+describe('AstriaClient.getPrompt', () => {
+  it("reads the prompt under its tune: images, parsed dates, Astria's other fields kept, sent with the Bearer key", async () => {
+    const h = setup();
+    h.reply('/tunes/788416/prompts/29012345', 200, documentedPrompt({ id: 29012345, tune_id: 788416 }));
+
+    const result = await h.client.getPrompt('788416', '29012345');
+
+    expect(result.kind).toBe('prompt');
+    if (result.kind !== 'prompt') throw new Error('unreachable');
+    const prompt = result.prompt as Record<string, unknown> & typeof result.prompt;
+    expect(prompt).toMatchObject({ id: 29012345, tune_id: 788416, text: 'a painting of ohwx man in the style of Van Gogh' });
+    expect(prompt.images).toEqual([
+      'https://sdbooth2-production.s3.amazonaws.com/29012345-1.jpg',
+      'https://sdbooth2-production.s3.amazonaws.com/29012345-2.jpg',
+    ]);
+    expect(prompt.trained_at).toEqual(new Date('2022-10-06T16:13:40.115Z'));
+    expect(prompt.started_training_at).toEqual(new Date('2022-10-06T16:12:58.010Z'));
+    expect(h.requests.map((request) => request.path)).toEqual(['/tunes/788416/prompts/29012345']);
+    expect(h.requests[0]!.headers.authorization).toBe(`Bearer ${API_KEY}`);
+  });
+
+  it.each([null, 'abc', ''])('asks /prompts/:id when the tune id is unknown (%j)', async (tuneId) => {
+    const h = setup();
+    h.reply('/prompts/31', 200, documentedPrompt({ id: 31, tune_id: 4 }));
+    expect(await h.client.getPrompt(tuneId, '31')).toMatchObject({ kind: 'prompt', prompt: { id: 31, tune_id: 4 } });
+    expect(h.requests.map((request) => request.path)).toEqual(['/prompts/31']);
+  });
+
+  it('reports 404 as gone (the prompt, never a tune of that number), without retrying', async () => {
+    const h = setup();
+    h.reply('/tunes/7/prompts/7', 404, { error: 'Not found' });
+    expect(await h.client.getPrompt('7', '7')).toEqual({ kind: 'gone', promptId: '7' });
+    expect(h.client.calls).toBe(1);
+    expect(h.clock.sleeps).toEqual([]);
+  });
+
+  it("fails, never 'gone', on a 404 without Astria's JSON body", async () => {
+    const h = setup();
+    h.reply('/prompts/8', 404, '<html>Not Found</html>', { 'content-type': 'text/html' });
+    expect(await h.client.getPrompt(null, '8')).toMatchObject({ kind: 'failed' });
+  });
+
+  it.each(['abc', '0', '-3', '1e3', '../tunes/1', '1234567890123456'])('never sends a non-id jobId %j to Astria', async (promptId) => {
+    const h = setup();
+    const result = await h.client.getPrompt('5', promptId);
+    expect(result).toMatchObject({ kind: 'failed', reason: expect.stringContaining('not an Astria prompt id') });
+    expect(h.client.calls).toBe(0);
+  });
+
+  it('fails when Astria answers another prompt, or the prompt of another tune', async () => {
+    const h = setup();
+    h.reply('/tunes/5/prompts/9', 200, documentedPrompt({ id: 10, tune_id: 5 }));
+    h.reply('/tunes/5/prompts/9', 200, documentedPrompt({ id: 9, tune_id: 6 }));
+    expect(await h.client.getPrompt('5', '9')).toMatchObject({ kind: 'failed', reason: 'Astria answered prompt 10 for 9' });
+    expect(await h.client.getPrompt('5', '9')).toMatchObject({ kind: 'failed', reason: expect.stringContaining('of tune 6') });
+  });
+
+  it('fails on a prompt whose trained_at names no instant, and logs it without the key', async () => {
+    const h = setup();
+    h.reply('/prompts/12', 200, documentedPrompt({ id: 12, trained_at: 'yesterday' }));
+    expect(await h.client.getPrompt(null, '12')).toEqual({ kind: 'failed', reason: 'invalid prompt body from Astria' });
+    expect(h.logEntries().some((entry) => entry.msg === 'skipping invalid prompt body from Astria' && entry.promptId === '12')).toBe(true);
+    expect(h.logText()).not.toContain(API_KEY);
+  });
+
+  it('retries a 500 with backoff like a tune, counted under get_prompt', async () => {
+    const h = setup();
+    h.reply('/tunes/3/prompts/40', 500, { error: 'boom' });
+    h.reply('/tunes/3/prompts/40', 200, documentedPrompt({ id: 40, tune_id: 3 }));
+    expect(await h.client.getPrompt('3', '40')).toMatchObject({ kind: 'prompt' });
+    expect(h.clock.sleeps).toHaveLength(1);
+    expect(await requestCounts(h.metrics)).toEqual({ 'get_prompt:server_error': 1, 'get_prompt:ok': 1 });
+  });
+
+  it('shares one request budget with tunes: tune and prompt calls together keep 1/rps', async () => {
+    const h = setup({ maxRps: 4 });
+    h.reply('/tunes/1', 200, tuneBody(1));
+    h.reply('/tunes/1/prompts/1', 200, documentedPrompt({ id: 1, tune_id: 1 }));
+    h.reply((path) => path.startsWith('/prompts?'), 200, []);
+    h.reply((path) => path.startsWith('/tunes?'), 200, []);
+
+    await Promise.all([h.client.getTune('1'), h.client.getPrompt('1', '1'), h.client.listPrompts({}), h.client.listTunes({})]);
+
+    expect(gaps(h.requests)).toEqual([250, 250, 250]);
+  });
+});
+
+describe('AstriaClient.listPrompts', () => {
+  const isList = (path: string) => path.startsWith('/prompts?');
+  const query = (path: string) => Object.fromEntries(new URL(path, API_URL).searchParams);
+
+  it('pages /prompts newest first with limit (clamped to 120) and before_id; the lowest id is the next cursor', async () => {
+    const h = setup();
+    h.reply(isList, 200, [documentedPrompt({ id: 503 }), documentedPrompt({ id: 502, trained_at: null, images: [] })]);
+    h.reply(isList, 200, [documentedPrompt({ id: 501 })]);
+    h.reply(isList, 200, []);
+
+    const first = await h.client.listPrompts({ limit: 500 });
+    const second = await h.client.listPrompts({ beforeId: 502, limit: 2 });
+    const last = await h.client.listPrompts({ beforeId: 501 });
+
+    expect(h.requests.map((request) => query(request.path))).toEqual([
+      { limit: '120' },
+      { limit: '2', before_id: '502' },
+      { limit: '120', before_id: '501' },
+    ]);
+    expect(first).toMatchObject({ kind: 'page', nextBeforeId: 502, skipped: 0 });
+    if (first.kind === 'page') {
+      expect(first.prompts.map((prompt) => [prompt.id, prompt.images.length, prompt.trained_at])).toEqual([
+        [503, 2, new Date('2022-10-06T16:13:40.115Z')],
+        [502, 0, null],
+      ]);
+    }
+    expect(second).toMatchObject({ kind: 'page', nextBeforeId: 501 });
+    expect(last).toEqual({ kind: 'page', prompts: [], nextBeforeId: null, skipped: 0 });
+    expect(await requestCounts(h.metrics)).toEqual({ 'list_prompts:ok': 3 });
+  });
+
+  it('skips one invalid prompt, keeps the rest, and still pages past it', async () => {
+    const h = setup();
+    h.reply(isList, 200, [documentedPrompt({ id: 30 }), documentedPrompt({ id: 20, tune_id: 'x' })]);
+    const page = await h.client.listPrompts({});
+    expect(page).toMatchObject({ kind: 'page', skipped: 1, nextBeforeId: 20 });
+    if (page.kind === 'page') expect(page.prompts.map((prompt) => prompt.id)).toEqual([30]);
+    expect(h.logEntries().filter((entry) => entry.msg === 'skipping invalid prompt in list')).toHaveLength(1);
+  });
+
+  it('marks a 404 of the prompt list as a missing endpoint, and fails on a body that is not an array', async () => {
+    const h = setup();
+    h.reply(isList, 404, { error: 'Not found' });
+    h.reply(isList, 200, { prompts: [] });
+    expect(await h.client.listPrompts({})).toMatchObject({ kind: 'failed', endpointMissing: true });
+    expect(await h.client.listPrompts({})).toEqual({ kind: 'failed', reason: 'prompt list from Astria is not an array' });
   });
 });

@@ -77,7 +77,7 @@ describe('simulated Astria', () => {
     expect(await call(fake, '/tunes/999999')).toMatchObject(notFound);
     expect(await call(fake, '/tunes/12ab')).toMatchObject(notFound);
     expect(await call(fake, '/tunes/-1')).toMatchObject(notFound);
-    expect(await call(fake, '/prompts')).toMatchObject(notFound);
+    expect(await call(fake, '/packs')).toMatchObject(notFound);
     expect(await call(fake, `/tunes/${kept!.id}/prompts`)).toMatchObject(notFound);
     expect(await listIds(fake, '')).toEqual([kept!.id]);
     expect(fake.getTune(removed!.id)).toBeUndefined();
@@ -309,7 +309,7 @@ describe('simulated Astria', () => {
     expect(fake.stats).toMatchObject({ requests: 5, get: 4, list: 1, maxConcurrent: 4 });
 
     fake.resetStats();
-    expect(fake.stats).toEqual({ requests: 0, get: 0, list: 0, byStatus: {}, maxConcurrent: 0 });
+    expect(fake.stats).toEqual({ requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, byStatus: {}, maxConcurrent: 0 });
   });
 
   it('hangs until closed', async () => {
@@ -374,41 +374,5 @@ describe('simulated Astria', () => {
       await new Promise((resolve) => receiver.close(resolve));
     }
     expect(bodies).toEqual([{ tune: JSON.parse(JSON.stringify(tune)) }, JSON.parse(JSON.stringify(tune))]);
-  });
-
-  it("fires prompt callbacks as Astria does: {prompt}, bare, and a pack's array", async () => {
-    const fake = await start({ now: () => new Date('2026-02-02T10:00:00.000Z') });
-    const bodies: unknown[] = [];
-    const receiver = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => {
-        bodies.push(JSON.parse(Buffer.concat(chunks).toString()));
-        res.writeHead(202).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhooks/astria?secret=s`;
-    try {
-      expect(await fake.firePromptCallback(url, { id: 1000, tuneId: 7 })).toBe(202);
-      expect(await fake.firePromptCallback(url, { id: 1001, tuneId: 7, trainedAt: null }, { bare: true })).toBe(202);
-      expect(await fake.firePromptCallback(url, [{ id: 1002, tuneId: 7 }, { id: 1003, tuneId: 7, userError: 'NSFW' }])).toBe(202);
-    } finally {
-      receiver.closeAllConnections();
-      await new Promise((resolve) => receiver.close(resolve));
-    }
-    expect(bodies).toEqual([
-      {
-        prompt: expect.objectContaining({
-          id: 1000,
-          tune_id: 7,
-          text: expect.any(String),
-          trained_at: '2026-02-02T10:00:00.000Z',
-          images: ['https://www.astria.ai/mock/prompts/1000/1.jpg', 'https://www.astria.ai/mock/prompts/1000/2.jpg'],
-        }),
-      },
-      expect.objectContaining({ id: 1001, tune_id: 7, trained_at: null, images: [] }),
-      [expect.objectContaining({ id: 1002, tune_id: 7 }), expect.objectContaining({ id: 1003, tune_id: 7, user_error: 'NSFW' })],
-    ]);
   });
 });
