@@ -15,7 +15,7 @@ import { createMetrics } from '../../src/metrics.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
 
-/** README.md and the pages directly under docs/ (drafts in subfolders such as docs/incoming/ are not pages yet). */
+/** README.md and the pages directly under docs/ (drafts in subfolders are not pages yet). */
 const DOC_PAGES = readdirSync(join(root, 'docs'), { withFileTypes: true })
   .filter((entry) => entry.isFile() && entry.name.endsWith('.md'))
   .map((entry) => `docs/${entry.name}`)
