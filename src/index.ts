@@ -36,7 +36,8 @@ export {
   type ModelStatusChangedEvent,
 } from './status/event.js';
 export { isTuneId, tuneSchema, type Observation, type Tune } from './astria/tune.js';
-export { parseCallbackBody, promptCallbackSchema, type CallbackBody, type PromptCallback } from './astria/callback-body.js';
+export { parseCallbackBody, type CallbackBody } from './astria/callback-body.js';
+export { promptSchema, type Prompt } from './astria/prompt.js';
 export { ensureOwnSchema } from './db/own-schema.js';
 export {
   acceptAstriaCallback,

@@ -1,17 +1,14 @@
-import { z } from 'zod';
-import { astriaIdSchema, tuneSchema, type Tune } from './tune.js';
+import type { z } from 'zod';
+import { promptSchema, type Prompt } from './prompt.js';
+import { tuneSchema, type Tune } from './tune.js';
 
 /**
- * A prompt (an image generation) as Astria POSTs it to `prompt[callback]`: only its `id` is typed
- * here; everything else (`tune_id`, `text`, `images`, `trained_at`, ...) passes through as sent.
+ * What one callback body is: a tune, one or more prompts (`invalid` counts a pack's prompts that did
+ * not validate: one bad prompt costs that prompt only), or nothing Astria sends.
  */
-export const promptCallbackSchema = z.looseObject({ id: astriaIdSchema });
-export type PromptCallback = z.output<typeof promptCallbackSchema>;
-
-/** What one callback body is: a tune, one or more prompts, or nothing Astria sends. */
 export type CallbackBody =
   | { kind: 'tune'; tune: Tune }
-  | { kind: 'prompts'; prompts: PromptCallback[] }
+  | { kind: 'prompts'; prompts: Prompt[]; invalid: number }
   | { kind: 'invalid'; reason: string; issues: z.core.$ZodIssue[] };
 
 /** Fields a prompt has and a tune never has (a tune's images are `orig_images`). */
@@ -39,8 +36,16 @@ export function parseCallbackBody(json: unknown): CallbackBody {
 }
 
 function prompts(items: unknown[]): CallbackBody {
-  const parsed = z.array(promptCallbackSchema).safeParse(items);
-  return parsed.success ? { kind: 'prompts', prompts: parsed.data } : invalid('body is not an Astria prompt', parsed.error.issues);
+  const valid: Prompt[] = [];
+  let firstIssues: z.core.$ZodIssue[] | null = null;
+  for (const item of items) {
+    const parsed = promptSchema.safeParse(item);
+    if (parsed.success) valid.push(parsed.data);
+    else firstIssues ??= parsed.error.issues;
+  }
+  // Nothing readable at all is a malformed body; an empty pack is a pack with nothing to apply.
+  if (valid.length === 0 && firstIssues !== null) return invalid('body is not an Astria prompt', firstIssues);
+  return { kind: 'prompts', prompts: valid, invalid: items.length - valid.length };
 }
 
 function invalid(reason: string, issues: z.core.$ZodIssue[]): CallbackBody {

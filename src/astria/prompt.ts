@@ -35,7 +35,9 @@ const imageUrls = z
  */
 export const promptSchema = z.looseObject({
   id: tuneSchema.shape.id,
-  tune_id: tuneSchema.shape.id,
+  // Not needed to apply a prompt (its generation is found by the prompt's own id): one that is no id
+  // reads as null rather than costing the prompt.
+  tune_id: tuneSchema.shape.id.nullish().catch(null),
   images: imageUrls,
   trained_at: tuneSchema.shape.trained_at,
   started_training_at: tuneSchema.shape.started_training_at,
@@ -50,43 +52,3 @@ export type Prompt = z.output<typeof promptSchema>;
 
 /** What we learned about one prompt: the prompt itself, or that Astria no longer has it (404). */
 export type PromptObservation = { kind: 'prompt'; prompt: Prompt } | { kind: 'gone'; promptId: string };
-
-/**
- * A prompt is told apart from a tune by its shape: it names its `tune_id` and carries `text` or
- * `images`, which a tune never has (a tune's own reference is `base_tune_id`).
- */
-export function isPromptShaped(value: unknown): boolean {
-  return isObject(value) && 'tune_id' in value && ('text' in value || 'images' in value);
-}
-
-/** The prompts of a callback body, each validated on its own; `invalid` counts the ones that were not. */
-export interface PromptCallback {
-  prompts: Prompt[];
-  invalid: number;
-}
-
-/**
- * Reads a prompt callback body: `{ "prompt": {...} }`, the bare prompt, or a pack's `prompts_callback`
- * array of prompts. Null when the body is none of these (a tune, or anything else). One invalid prompt
- * of a pack costs that prompt only.
- */
-export function parsePromptCallback(body: unknown): PromptCallback | null {
-  let candidates: unknown[];
-  if (Array.isArray(body)) candidates = body;
-  else if (isObject(body) && isObject(body.prompt) && !('tune' in body)) candidates = [body.prompt];
-  else if (isPromptShaped(body)) candidates = [body];
-  else return null;
-
-  const prompts: Prompt[] = [];
-  let invalid = 0;
-  for (const candidate of candidates) {
-    const parsed = promptSchema.safeParse(candidate);
-    if (parsed.success) prompts.push(parsed.data);
-    else invalid += 1;
-  }
-  return { prompts, invalid };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}

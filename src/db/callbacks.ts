@@ -14,17 +14,19 @@ export const DEFAULT_CALLBACK_GRACE_MS = 10 * 60_000;
  * Records that Astria's callback for this tune reached us, whoever received it (the sidecar's webhook
  * or the app's route), stamped by the database's clock: the leader compares it with the database's
  * stamp of the reconciler's write, so replicas whose clocks disagree still agree on what came first.
- * A failure to record is logged, never the callback's failure: the status change matters more than
- * the statistic.
+ * `receivedAt` is that clock as the callback came in (`databaseClock`), before the writes it caused;
+ * null stamps it now. A failure to record is logged, never the callback's failure: the status change
+ * matters more than the statistic.
  */
 export async function recordCallbackArrival(
   db: SqlExecutor,
   schema: string,
   tuneId: number | string,
+  receivedAt: string | null = null,
   log?: { warn(object: object, message: string): void },
 ): Promise<boolean> {
   try {
-    await db.execute(`INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at) VALUES ($1::text, clock_timestamp())`, [String(tuneId)]);
+    await db.execute(`INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at) VALUES ($1::text, COALESCE($2::timestamptz, clock_timestamp()))`, [String(tuneId), receivedAt]);
     return true;
   } catch (error) {
     log?.warn({ tuneId: String(tuneId), err: (error as Error).message }, 'could not record the callback arrival');
@@ -115,6 +117,15 @@ export async function countCallbackOutcomes(pool: pg.Pool, schema: string, since
     [since.toISOString(), until.toISOString(), graceMs, RACE_SLACK_MS],
   );
   return rows[0]!;
+}
+
+/**
+ * The database's clock, as ISO text (a driver adapter would shift a timestamptz read in another time
+ * zone): a callback's arrival is stamped with it as it comes in, before the writes it causes.
+ */
+export async function databaseClock(db: SqlExecutor): Promise<string> {
+  const rows = await db.query<{ now: string }>(`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS now`);
+  return rows[0]!.now;
 }
 
 /**

@@ -149,9 +149,9 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
         : (
             await client.query<TransitionRecord>(
               `SELECT e.seq::text AS seq, e.event_id::text AS "eventId", e.from_status AS "from", e.to_status AS "to", e.source,
-                      ${instant('e.occurred_at')} AS "occurredAt", ${instant('e.trained_at')} AS "trainedAt",
+                      ${instant('e.recorded_at')} AS "occurredAt", ${instant('e.trained_at')} AS "trainedAt",
                       CASE WHEN e.to_status = 'READY' AND e.trained_at IS NOT NULL
-                           THEN round(extract(epoch FROM e.occurred_at - e.trained_at)::numeric, 3)::float8 END AS "lagSeconds",
+                           THEN round(extract(epoch FROM e.recorded_at - e.trained_at)::numeric, 3)::float8 END AS "lagSeconds",
                       ${tables.callbackOutcomes ? `(SELECT o.outcome FROM ${schema}.callback_outcomes o WHERE o.event_seq = e.seq)` : 'NULL::text'} AS "callbackOutcome"
                  FROM ${schema}.events e
                 WHERE e.model_id = $1::text
@@ -173,7 +173,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
         : (
             await client.query<DeliveryRecord>(
               `SELECT d.event_seq::text AS "eventSeq", e.event_id::text AS "eventId", e.to_status AS "toStatus", d.transport, d.attempts,
-                      ${instant('d.queued_at')} AS "queuedAt", ${instant('d.next_attempt_at')} AS "nextAttemptAt",
+                      ${instant('GREATEST(d.queued_at, e.recorded_at)')} AS "queuedAt", ${instant('d.next_attempt_at')} AS "nextAttemptAt",
                       ${instant('d.delivered_at')} AS "deliveredAt", ${instant('d.dead_at')} AS "deadAt", d.last_error AS "lastError"
                  FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
                 WHERE e.model_id = $1::text

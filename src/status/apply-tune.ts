@@ -1,5 +1,5 @@
 import type { Tune } from '../astria/tune.js';
-import { recordCallbackArrival } from '../db/callbacks.js';
+import { databaseClock, recordCallbackArrival } from '../db/callbacks.js';
 import { executorFor } from '../db/drivers.js';
 import { latestEventIsOwnError } from '../db/events.js';
 import type { Database } from '../db/executor.js';
@@ -60,6 +60,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   const service = options.service ?? (await defaultService(options));
   const db = executorFor(options);
   const schema = options.schema ?? DEFAULT_SCHEMA;
+  const receivedAt = source === 'webhook' ? await databaseClock(db) : null;
   const rows = await selectModelsOfTune(db, String(tune.id), options.modelId ?? null);
   const applied: ModelEvent[] = [];
   const failed: ApplyObservedTuneResult['failed'] = [];
@@ -85,7 +86,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   }
   // The leader judges a reconciler READY lost only once the grace after it is over, so recording the
   // arrival after the writes loses no race, and an unknown tune leaves nothing behind.
-  if (source === 'webhook' && rows.length > 0) await recordCallbackArrival(db, schema, tune.id, options.log);
+  if (receivedAt !== null && rows.length > 0) await recordCallbackArrival(db, schema, tune.id, receivedAt, options.log);
   return { matched: rows.length, applied, failed };
 }
 

@@ -84,6 +84,8 @@ beforeAll(async () => {
 
   // The callback never came: the reconciler applied READY 15 minutes ago (5 after Astria finished).
   await applyObservedTune({ pool: db.pool, service: createStatusService({ pool: db.pool, clock: stoppedAt(now - 15 * MINUTE) }), tune: tuneOf(tunes.lost), source: 'reconciler', now: new Date(now - 15 * MINUTE) });
+  // The database stamped that write now: it happened 15 minutes ago, as its writer's clock says.
+  await db.pool.query(`UPDATE astria_reconciler.events SET recorded_at = occurred_at WHERE model_id = 'm-lost'`);
   // The callback came and applied READY.
   await applyObservedTune({ pool: db.pool, tune: tuneOf(tunes.applied), source: 'webhook' });
   // The reconciler's failure.

@@ -89,7 +89,7 @@ describe('the npm package', () => {
     const ioredisImporters: string[] = [];
     for (const path of files.filter((file) => file.endsWith('.js') || file.endsWith('.d.ts'))) {
       const text = await readFile(join(dist, path), 'utf8');
-      for (const [, specifier] of text.matchAll(/(?:from|import\()\s*['"]([^'"]+)['"]/g)) {
+      for (const [, specifier] of text.matchAll(/(?:(?:^|[\s};])from|\bimport\()\s*['"]([^'"]+)['"]/gm)) {
         if (specifier!.startsWith('.') || specifier!.startsWith('node:') || builtinModules.includes(specifier!)) continue;
         const name = specifier!.startsWith('@') ? specifier!.split('/').slice(0, 2).join('/') : specifier!.split('/')[0]!;
         const types = name.startsWith('@types/') ? name : `@types/${name.replace(/^@(.+)\//, '$1__')}`;

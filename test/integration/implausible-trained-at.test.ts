@@ -76,6 +76,8 @@ describe('an implausible trained_at', () => {
     expect(count).toBe(2);
     expect(sum).toBeCloseTo(30 + 36_000.001, 3);
 
+    // The log is stamped by the database's clock; these transitions were applied at the test's NOW.
+    await db.pool.query('UPDATE astria_reconciler.events SET recorded_at = occurred_at');
     const report = await buildReport(db.pool, 'astria_reconciler', 7 * 86_400_000, new Date(NOW.getTime() + 1_000));
     expect(report.transitions.READY).toEqual({ webhook: 0, reconciler: CASES.length });
     expect(report.recoveries).toBe(2);

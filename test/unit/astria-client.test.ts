@@ -953,7 +953,7 @@ describe('AstriaClient.listPrompts', () => {
 
   it('skips one invalid prompt, keeps the rest, and still pages past it', async () => {
     const h = setup();
-    h.reply(isList, 200, [documentedPrompt({ id: 30 }), documentedPrompt({ id: 20, tune_id: 'x' })]);
+    h.reply(isList, 200, [documentedPrompt({ id: 30 }), documentedPrompt({ id: 20, trained_at: 'garbage' })]);
     const page = await h.client.listPrompts({});
     expect(page).toMatchObject({ kind: 'page', skipped: 1, nextBeforeId: 20 });
     if (page.kind === 'page') expect(page.prompts.map((prompt) => prompt.id)).toEqual([30]);

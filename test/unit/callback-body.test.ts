@@ -56,6 +56,14 @@ describe('parseCallbackBody: tunes', () => {
 });
 
 describe('parseCallbackBody: prompts are told apart and never read as tunes', () => {
+  it("a pack's element that is no prompt costs that element only: counted, the others read", () => {
+    expect(parseCallbackBody([documentedPrompt({ id: 1 }), 'x', documentedPrompt({ id: 2 })])).toMatchObject({
+      kind: 'prompts',
+      prompts: [{ id: 1 }, { id: 2 }],
+      invalid: 1,
+    });
+  });
+
   it('the bare prompt (its id may equal a tune id)', () => {
     expect(promptIdsOf(documentedPrompt({ id: 4242, tune_id: 17 }))).toEqual([4242]);
   });
@@ -87,7 +95,6 @@ describe('parseCallbackBody: prompts are told apart and never read as tunes', ()
   it.each<[string, unknown]>([
     ['a prompt without an id', { prompt: { tune_id: 1, text: 'x' } }],
     ['a bare prompt with an id that is no id', documentedPrompt({ id: 'abc' })],
-    ['an array holding something else than prompts', [documentedPrompt({ id: 1 }), 'x']],
     ['an array of arrays', [[documentedPrompt()]]],
   ])('refuses %s as malformed', (_label, body) => {
     expect(kindOf(body)).toBe('invalid');

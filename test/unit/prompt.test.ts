@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { failureMessage } from '../../src/astria/failure.js';
-import { isPromptId, isPromptShaped, parsePromptCallback, promptSchema } from '../../src/astria/prompt.js';
+import { parseCallbackBody } from '../../src/astria/callback-body.js';
+import { isPromptId, promptSchema } from '../../src/astria/prompt.js';
 import { documentedPrompt } from '../support/astria-prompt.js';
 import { documentedTune } from '../support/astria-tune.js';
 
@@ -23,6 +24,11 @@ describe('promptSchema', () => {
     expect(promptSchema.parse(documentedPrompt({ images: 'https://a.test/1.jpg' })).images).toEqual([]);
   });
 
+  it('reads a missing or unreadable tune_id as none: it is not needed to apply the prompt', () => {
+    expect(promptSchema.parse(documentedPrompt({ tune_id: undefined })).tune_id ?? null).toBeNull();
+    expect(promptSchema.parse(documentedPrompt({ tune_id: 'x' })).tune_id).toBeNull();
+  });
+
   it('reads timestamps as a tune does: a proxy-written trained_at parses, an unusable created_at counts as absent', () => {
     const prompt = promptSchema.parse(documentedPrompt({ trained_at: '2022-10-06 16:13:40+02', created_at: 'soon' }));
     expect(prompt.trained_at).toEqual(new Date('2022-10-06T14:13:40.000Z'));
@@ -31,7 +37,6 @@ describe('promptSchema', () => {
 
   it.each([
     ['a trained_at that names no instant', { trained_at: '2022-02-30T10:00:00Z' }],
-    ['no tune_id', { tune_id: undefined }],
     ['a non-id id', { id: 'abc' }],
   ])('refuses %s', (_name, fields) => {
     expect(promptSchema.safeParse(documentedPrompt(fields)).success).toBe(false);
@@ -43,7 +48,13 @@ describe('isPromptId', () => {
   it.each(['', '0', '012', 'abc', '1.5', '1234567890123456', null, undefined])('refuses %j', (id) => expect(isPromptId(id)).toBe(false));
 });
 
-describe('parsePromptCallback', () => {
+/** The prompts a callback body carries, or null when it is no prompt callback. */
+function parsePromptCallback(body: unknown) {
+  const parsed = parseCallbackBody(body);
+  return parsed.kind === 'prompts' ? parsed : null;
+}
+
+describe('prompt callbacks (parseCallbackBody)', () => {
   const prompt = (id: number) => documentedPrompt({ id, tune_id: 5 });
 
   it.each([
@@ -69,13 +80,13 @@ describe('parsePromptCallback', () => {
     ['an object with only an id', { id: 11 }],
     ['a string', 'prompt'],
     ['null', null],
-  ])('is null for %s: a tune is never read as a prompt', (_name, body) => {
+  ])('is no prompt callback for %s', (_name, body) => {
     expect(parsePromptCallback(body)).toBeNull();
   });
 
   it('tells a prompt from a tune by its shape even when their ids are equal', () => {
-    expect(isPromptShaped(documentedPrompt({ id: 788416 }))).toBe(true);
-    expect(isPromptShaped(documentedTune({ id: 788416 }))).toBe(false);
+    expect(parseCallbackBody(documentedPrompt({ id: 788416 })).kind).toBe('prompts');
+    expect(parseCallbackBody(documentedTune({ id: 788416 })).kind).toBe('tune');
   });
 });
 

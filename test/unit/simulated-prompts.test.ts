@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAstriaClient } from '../../src/astria/client.js';
-import { parsePromptCallback } from '../../src/astria/prompt.js';
+import { parseCallbackBody } from '../../src/astria/callback-body.js';
 import { systemClock } from '../../src/clock.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createLogger } from '../../src/log.js';
@@ -200,7 +200,7 @@ describe('simulated Astria: prompts', () => {
     fake.finishPrompt(prompt.id);
     expect(await fake.firePromptCallback(prompt.id, app.url, { shape })).toBe(200);
     expect(app.bodies).toEqual([expected(prompt.id)]);
-    expect(parsePromptCallback(app.bodies[0])?.prompts.map((item) => item.id)).toEqual([prompt.id]);
+    expect(parseCallbackBody(app.bodies[0])).toMatchObject({ kind: 'prompts', prompts: [{ id: prompt.id }] });
   });
 
   it("POSTs a pack's prompts as one array (prompts_callback), and reports the app's answer", async () => {
@@ -211,8 +211,7 @@ describe('simulated Astria: prompts', () => {
     const ids = pack.map((prompt) => prompt.id);
 
     expect(await fake.firePromptCallback(ids, app.url)).toBe(503);
-    expect(parsePromptCallback(app.bodies[0])).toMatchObject({ invalid: 0 });
-    expect(parsePromptCallback(app.bodies[0])?.prompts.map((prompt) => prompt.id)).toEqual(ids);
+    expect(parseCallbackBody(app.bodies[0])).toMatchObject({ kind: 'prompts', invalid: 0, prompts: ids.map((id) => ({ id })) });
     await expect(fake.firePromptCallback(ids, app.url, { shape: 'bare' })).rejects.toThrow('exactly one prompt');
   });
 });
