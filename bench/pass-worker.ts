@@ -11,7 +11,7 @@ import { systemClock } from '../src/clock.js';
 import { operatorFilter } from '../src/db/inflight.js';
 import { createPool } from '../src/db/pool.js';
 import { createMetrics } from '../src/metrics.js';
-import { runPass } from '../src/reconciler/pass.js';
+import { reconcileOnce } from '../src/reconciler/once.js';
 import type { StatusService } from '../src/status/service.js';
 import { createStatusService } from '../src/status/service.js';
 
@@ -133,7 +133,7 @@ async function run(job: PassJob): Promise<PassRun> {
     const rssBeforeBytes = process.memoryUsage.rss();
     const rss = sampleRss();
     const started = performance.now();
-    const report = await runPass(deps, options);
+    const report = await reconcileOnce(deps, options);
     const wallMs = performance.now() - started;
     const rssPeakBytes = rss.stop();
     const since = (at: number | null) => (at === null ? null : at - started);

@@ -31,7 +31,7 @@ import { createMetrics } from '../../src/metrics.js';
 import { decide, MODEL_STATUSES, type ModelRow } from '../../src/status/rules.js';
 import { createStatusService } from '../../src/status/service.js';
 import { operatorFilter } from '../../src/db/inflight.js';
-import { runPass } from '../../src/reconciler/pass.js';
+import { reconcileOnce } from '../../src/reconciler/once.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 
 /** No lone surrogate (what jsonb refuses): with the u flag a paired one is a single code point, not Cs. */
@@ -727,7 +727,7 @@ describe('regressions found by fuzzing', () => {
     const client = createAstriaClient({ apiUrl: API_URL, apiKey: API_KEY, maxRps: 1_000, concurrency: 1, timeoutMs: 5_000, log, metrics, clock: systemClock, dispatcher: agent });
     const ids = Object.keys(tunes).map((tuneId) => `poison-pass-${tuneId}`);
     try {
-      const report = await runPass(
+      const report = await reconcileOnce(
         { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool }), log, clock: systemClock, metrics },
         { filter: operatorFilter(Date.now(), 0, ids), trainingTimeoutMs: 10 * 365 * 24 * HOUR, concurrency: 1, plan: 'single-gets' },
       );

@@ -7,7 +7,7 @@ import { seedModels, type SeedModel } from '../../src/db/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../src/demo/simulated-astria.js';
 import { createMetrics } from '../../src/metrics.js';
-import { runPass, type PassReport } from '../../src/reconciler/pass.js';
+import { reconcileOnce, type OnceReport } from '../../src/reconciler/once.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
@@ -30,7 +30,7 @@ beforeEach(async () => {
 });
 afterEach(() => astria.close());
 
-function pass(options: { dryRun?: boolean; modelIds?: string[]; stuckAfterMs?: number } = {}): Promise<PassReport> {
+function pass(options: { dryRun?: boolean; modelIds?: string[]; stuckAfterMs?: number } = {}): Promise<OnceReport> {
   const metrics = createMetrics();
   const client = createAstriaClient({
     apiUrl: astria.url,
@@ -44,7 +44,7 @@ function pass(options: { dryRun?: boolean; modelIds?: string[]; stuckAfterMs?: n
     retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
   });
   const service = options.dryRun ? null : createStatusService({ pool: db.pool, metrics });
-  return runPass(
+  return reconcileOnce(
     { pool: db.pool, astria: client, service, log, clock: systemClock, metrics },
     {
       filter: operatorFilter(Date.now(), options.stuckAfterMs ?? 0, options.modelIds ?? []),
