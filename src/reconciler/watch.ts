@@ -117,7 +117,7 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     schedule.roundFinished({ retried: report.retried || report.incomplete !== null || report.listFailed !== null });
     if (report.listFailed !== null && now - this.listFailureLoggedAt >= LIST_FAILURE_LOG_EVERY_MS) {
       this.listFailureLoggedAt = now;
-      deps.log.warn({ reason: report.listFailed, singleGets: report.singleGets }, `${this.kind.name} list failed; its objects were fetched one by one`);
+      deps.log.warn({ reason: report.listFailed, singleGets: report.singleGets }, `${this.kind.name} list failed; its ${this.kind.name}s were fetched one by one`);
     }
     deps.log.debug({ ...report, inFlight: schedule.size, cadenceMs: schedule.cadenceMs }, 'observation round');
     if (report.calls > 0) astriaCalled();
