@@ -1,7 +1,7 @@
 /**
- * One reconciliation pass in a process of its own, so the RSS measured is the reconciler's alone (the
+ * One `--once` round in a process of its own, so the RSS measured is the reconciler's alone (the
  * simulated Astria and its tunes live in the parent, PostgreSQL in its own server). Forked by
- * `bench/run.ts`: it receives a `PassJob` over IPC, runs `runPass` with production-like settings while
+ * `bench/run.ts`: it receives a `PassJob` over IPC, runs `reconcileOnce` (the `--once` round) with production-like settings while
  * sampling RSS every 50 ms, sends back a `PassRun` and exits.
  */
 import { performance } from 'node:perf_hooks';

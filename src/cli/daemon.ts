@@ -121,7 +121,8 @@ async function untilDatabaseReady(runtime: Runtime, signal: AbortSignal, setReas
       return true;
     } catch (error) {
       setReason((error as Error).message);
-      failures.failed(error, clock.now(), 'database not usable; serving /livez and retrying', { retryInMs: delayMs });
+      // Unreachable, refusing us, or without ai_models: the database, whatever the error.
+      failures.failed(error, clock.now(), 'database not usable; serving /livez and retrying', { retryInMs: delayMs }, 'database');
     }
     await clock.sleep(delayMs, signal).catch(() => undefined);
     delayMs = Math.min(DATABASE_RETRY_MAX_MS, delayMs * 2);

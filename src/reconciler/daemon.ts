@@ -127,7 +127,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       metrics.astriaAuthOk.set(0);
       return Math.min(auth.nextTryAt!, watch.nextDiscoveryAt);
     }
-    if (leadership.termEnded) {
+    if (leadership.cutShort(error)) {
       log.info('leadership lost during a round; it stopped');
       // Try for the lock again soon: a term lost to a dropped connection is usually won straight back.
       return now + settings.observeEveryMs;

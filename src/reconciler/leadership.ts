@@ -31,8 +31,8 @@ export class Leadership {
     return this.combined.signal;
   }
 
-  /** The term that was current ended (a round cut short by it is no failure). */
-  get termEnded(): boolean {
-    return this.election.termSignal().aborted;
+  /** Whether `error` is a round being cut short by the end of its term (no failure: another replica polls now). */
+  cutShort(error: unknown): boolean {
+    return this.combined !== null && this.combined.signal.aborted && error === this.combined.signal.reason;
   }
 }

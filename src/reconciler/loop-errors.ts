@@ -14,7 +14,8 @@ const PG_CONNECTION_MESSAGES = /^(Connection terminated|timeout exceeded when tr
 
 /**
  * What a failed step of the loop failed on. A database error is recognised by its SQLSTATE (five
- * characters, whichever copy of `pg` made it), a network error code or `pg`'s connection messages.
+ * characters, whichever copy of `pg` made it), a network error code or `pg`'s connection messages,
+ * on the error or what caused it.
  */
 export function loopErrorReason(error: unknown): LoopErrorReason {
   if (error instanceof AstriaAuthError) return 'auth';
@@ -22,7 +23,8 @@ export function loopErrorReason(error: unknown): LoopErrorReason {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   if (typeof code === 'string' && (/^[0-9A-Z]{5}$/.test(code) || NETWORK_CODES.has(code))) return 'database';
   if (typeof message === 'string' && PG_CONNECTION_MESSAGES.test(message)) return 'database';
-  return 'other';
+  const { cause } = (error ?? {}) as { cause?: unknown };
+  return cause === undefined || cause === error ? 'other' : loopErrorReason(cause);
 }
 
 /** A failure logged again at most this often while it lasts. */
@@ -67,9 +69,8 @@ export class FailureReporter {
 
   constructor(private readonly deps: { log: Logger; metrics: Metrics }) {}
 
-  /** Counts the failure; logs `message` at error level when the streak says so. Returns the reason. */
-  failed(error: unknown, now: number, message: string, fields: Record<string, unknown> = {}): LoopErrorReason {
-    const reason = loopErrorReason(error);
+  /** Counts the failure (by its reason, found from the error unless given); logs `message` at error level when the streak says so. */
+  failed(error: unknown, now: number, message: string, fields: Record<string, unknown> = {}, reason = loopErrorReason(error)): LoopErrorReason {
     this.deps.metrics.loopErrors.inc({ reason });
     if (this.streak.failed(reason, now)) this.deps.log.error({ err: (error as Error).message, reason, ...fields }, message);
     return reason;

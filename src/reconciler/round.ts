@@ -51,6 +51,8 @@ export interface RoundReport extends ObserveReport {
 
 /** Concurrent database writes of a round (the pool holds 10). */
 const WRITE_CONCURRENCY = 8;
+/** Rows told at once that their object could not be seen (Astria down: every row of the round). */
+const UNOBSERVED_ROWS_AT_ONCE = 2_000;
 /** Writes aside at once, beside the round's 8. */
 const ASIDE_WRITE_CONCURRENCY = 2;
 
@@ -136,7 +138,11 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
       },
       {
         observed: (batch) => track(settleBatch(batch)),
-        unobserved: (ids, reason) => void unobserved.set(reason, [...(unobserved.get(reason) ?? []), ...ids]),
+        unobserved: (ids, reason) => {
+          const known = unobserved.get(reason);
+          if (known) known.push(...ids);
+          else unobserved.set(reason, [...ids]);
+        },
       },
     );
   } catch (error) {
@@ -147,8 +153,10 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
   // The rows of the objects that could not be seen: each is told so (a stopped round leaves them for the next).
   if (fatal === null && !aborted()) {
     for (const [reason, ids] of unobserved) {
-      const rows = await kind.inFlight.rowsByRemoteIds(deps.pool, options.filter, ids);
-      for (const row of rows) if (!options.aside?.has(row.id)) options.onOutcome(row, { kind: 'unobserved', reason });
+      for (let start = 0; start < ids.length; start += UNOBSERVED_ROWS_AT_ONCE) {
+        const rows = await kind.inFlight.rowsByRemoteIds(deps.pool, options.filter, ids.slice(start, start + UNOBSERVED_ROWS_AT_ONCE));
+        for (const row of rows) if (!options.aside?.has(row.id)) options.onOutcome(row, { kind: 'unobserved', reason });
+      }
     }
   }
   if (fatal !== null) throw (fatal as { error: unknown }).error;
