@@ -29,6 +29,8 @@ export interface ObservationSink<Remote> {
   observed(batch: Map<number, RemoteObservation<Remote>>): void;
   /** Wanted objects Astria could not be asked about, or whose answer is held back, and why. */
   unobserved(ids: number[], reason: string): void;
+  /** Resolves when the sink can take another page (settling lags behind Astria: memory stays bounded). */
+  ready(): Promise<void>;
 }
 
 export interface ObserveReport {
@@ -124,6 +126,7 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
       below = below.filter((item) => item.id < beforeId);
       const plan = planPages(below, beforeId, fullPages > 0 ? spanSum / fullPages : request.idsPerPage);
       if (plan.pagesDownTo === null) break;
+      await sink.ready();
       const page = await kind.list(astria, beforeId, request.signal);
       if (page.kind === 'failed') {
         // The list's own 404 is a wrong base URL: single GETs' 404s would be no better.

@@ -49,6 +49,11 @@ export interface RoundReport extends ObserveReport {
   interrupted: boolean;
 }
 
+/**
+ * Pages or GETs whose rows are still being settled before the next page is fetched: when the writes
+ * are slower than Astria, the round waits for them instead of holding every page's tunes and rows.
+ */
+const BATCHES_AHEAD = 4;
 /** Concurrent database writes of a round (the pool holds 10). */
 const WRITE_CONCURRENCY = 8;
 /** Rows told at once that their object could not be seen (Astria down: every row of the round). */
@@ -96,11 +101,14 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
 ): Promise<RoundReport> {
   const policy = options.policy ?? WRITE_EVERYTHING;
   const writes = pLimit(WRITE_CONCURRENCY);
-  const settling: Promise<void>[] = [];
+  const settling = new Set<Promise<void>>();
   const unobserved = new Map<string, number[]>();
   let fatal: { error: unknown } | null = null;
   const aborted = () => options.signal?.aborted === true;
-  const track = (work: Promise<void>) => settling.push(work.catch((error: unknown) => void (fatal ??= { error })));
+  const track = (work: Promise<void>) => {
+    const settled: Promise<void> = work.catch((error: unknown) => void (fatal ??= { error })).finally(() => settling.delete(settled));
+    settling.add(settled);
+  };
 
   const settleBatch = async (observations: Map<number, RemoteObservation<Remote>>) => {
     const rows = await kind.inFlight.rowsByRemoteIds(deps.pool, options.filter, [...observations.keys()]);
@@ -143,12 +151,15 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
           if (known) known.push(...ids);
           else unobserved.set(reason, [...ids]);
         },
+        ready: async () => {
+          while (settling.size >= BATCHES_AHEAD) await Promise.race(settling);
+        },
       },
     );
   } catch (error) {
     if (!aborted()) fatal ??= { error };
   } finally {
-    await Promise.all(settling);
+    await Promise.all([...settling]);
   }
   // The rows of the objects that could not be seen: each is told so (a stopped round leaves them for the next).
   if (fatal === null && !aborted()) {
