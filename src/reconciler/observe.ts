@@ -136,8 +136,10 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
       }
       report.listPages += 1;
       const observations = new Map<number, RemoteObservation<Remote>>();
+      let highest = 0;
       for (const remote of page.items) {
         const id = kind.idOf(remote);
+        highest = Math.max(highest, id);
         seen.add(id);
         if (wanted.has(id)) observations.set(id, { kind: 'seen', remote });
       }
@@ -153,7 +155,9 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
         below = [];
         break;
       }
-      spanSum += beforeId - lowest;
+      // The ids this page spans, from its newest object: a cursor far above the newest object (a
+      // wanted id that no longer exists) says nothing about how dense the account's ids are.
+      spanSum += Math.min(beforeId, highest + 1) - lowest;
       fullPages += 1;
       beforeId = lowest;
     }
