@@ -1,7 +1,7 @@
 /**
- * One reconciliation pass in a process of its own, so the RSS measured is the reconciler's alone (the
+ * One `--once` round in a process of its own, so the RSS measured is the reconciler's alone (the
  * simulated Astria and its tunes live in the parent, PostgreSQL in its own server). Forked by
- * `bench/run.ts`: it receives a `PassJob` over IPC, runs `runPass` with production-like settings while
+ * `bench/run.ts`: it receives a `PassJob` over IPC, runs `reconcileOnce` (the `--once` round) with production-like settings while
  * sampling RSS every 50 ms, sends back a `PassRun` and exits.
  */
 import { performance } from 'node:perf_hooks';
@@ -11,7 +11,7 @@ import { systemClock } from '../src/clock.js';
 import { operatorFilter } from '../src/db/inflight.js';
 import { createPool } from '../src/db/pool.js';
 import { createMetrics } from '../src/metrics.js';
-import { runPass } from '../src/reconciler/pass.js';
+import { reconcileOnce } from '../src/reconciler/once.js';
 import type { StatusService } from '../src/status/service.js';
 import { createStatusService } from '../src/status/service.js';
 
@@ -135,7 +135,7 @@ async function run(job: PassJob): Promise<PassRun> {
     const rssBeforeBytes = process.memoryUsage.rss();
     const rss = sampleRss();
     const started = performance.now();
-    const report = await runPass(deps, options);
+    const report = await reconcileOnce(deps, options);
     const wallMs = performance.now() - started;
     const rssPeakBytes = rss.stop();
     const since = (at: number | null) => (at === null ? null : at - started);

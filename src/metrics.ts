@@ -22,6 +22,9 @@ export const ASTRIA_OUTCOMES = [
 export const WEBHOOK_CODES = ['200', '202', '400', '401', '404', '405', '413', '500', '503'] as const;
 export const ASYNC_TRANSPORTS = ['http', 'redis'] as const;
 export const DELIVERY_OUTCOMES = ['delivered', 'failed'] as const;
+/** What a failed iteration of the daemon's loop failed on. */
+export const LOOP_ERROR_REASONS = ['database', 'astria', 'auth', 'other'] as const;
+export type LoopErrorReason = (typeof LOOP_ERROR_REASONS)[number];
 
 /** Creates every combination of label values at 0, so `increase()` sees the first event after a restart. */
 function zeroSeries<L extends string>(counter: Counter<L>, labels: Record<L, readonly string[]>): void {
@@ -102,7 +105,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     loopErrors: new Counter({
       name: 'astria_reconciler_loop_errors_total',
-      help: 'Reconcile loop iterations that failed (database away, Astria unusable); the loop retries.',
+      help: 'Reconcile loop iterations (rounds, discovery, leadership attempts, lost-callback judging) that failed, by what failed: database, astria, auth (the key rejected), other; the loop retries.',
+      labelNames: ['reason'] as const,
       registers: [registry],
     }),
     lastSuccess: new Gauge({
@@ -145,6 +149,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   zeroSeries(metrics.webhookRequests, { code: WEBHOOK_CODES });
   zeroSeries(metrics.broadcastDeliveries, { transport: ASYNC_TRANSPORTS, outcome: DELIVERY_OUTCOMES });
   zeroSeries(metrics.deadDeliveries, { transport: ASYNC_TRANSPORTS });
+  zeroSeries(metrics.loopErrors, { reason: LOOP_ERROR_REASONS });
   for (const transport of ASYNC_TRANSPORTS) {
     metrics.outboxPending.set({ transport }, 0);
     metrics.outboxOldestPending.set({ transport }, 0);

@@ -42,7 +42,7 @@ export interface AstriaClient {
   close(): Promise<void>;
 }
 
-/** Astria refused our key (HTTP 401). Nothing else can work: the process stops (exit code 1). */
+/** Astria refused our key (HTTP 401). Nothing else can work: `--once` exits 1; the daemon pauses polling and tries the key again. */
 export class AstriaAuthError extends Error {
   override name = 'AstriaAuthError';
 }

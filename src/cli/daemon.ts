@@ -1,10 +1,11 @@
 import { createDispatcher } from '../broadcast/dispatcher.js';
-import { pruneCallbackArrivals, pruneDeliveredEvents } from '../broadcast/retention.js';
 import { createTransports } from '../broadcast/create-transports.js';
 import { createHttpServer } from '../http/server.js';
 import { createWebhookHandler } from '../http/webhook.js';
 import { runDaemon } from '../reconciler/daemon.js';
 import { createLeaderElection } from '../reconciler/leader.js';
+import { FailureReporter } from '../reconciler/loop-errors.js';
+import { runPruning } from '../reconciler/prune.js';
 import type { StatusService } from '../status/service.js';
 import { prepareDatabase, type Runtime } from './runtime.js';
 
@@ -12,8 +13,6 @@ const PRUNE_EVERY_MS = 60 * 60_000;
 /** Retries of a database that is not usable yet: quick at first, then every 5 s. */
 const DATABASE_RETRY_FIRST_MS = 500;
 const DATABASE_RETRY_MAX_MS = 5_000;
-/** The same database problem is logged again at most this often. */
-const DATABASE_WARN_EVERY_MS = 60_000;
 
 /**
  * The sidecar: on every replica the HTTP endpoints, the broadcast dispatcher and the event-log pruning;
@@ -75,7 +74,10 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
     // Should the loop end with an error, the dispatcher and pruning must stop too.
     const stop = new AbortController();
     const stopAll = AbortSignal.any([signal, stop.signal]);
-    const background = Promise.all([dispatcher.run(stopAll), pruneEvery(runtime, PRUNE_EVERY_MS, stopAll)]);
+    const background = Promise.all([
+      dispatcher.run(stopAll),
+      runPruning(runtime, { schema: config.schema, retentionMs: config.eventRetentionMs, everyMs: PRUNE_EVERY_MS }, stopAll),
+    ]);
     try {
       await runDaemon(
         { ...runtime, service, leader },
@@ -106,44 +108,24 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
 
 /**
  * Retries `prepareDatabase` until it succeeds (true) or the signal aborts (false). Each failure is
- * counted as a loop error and becomes the `/readyz` reason; a repeated one is logged once a minute.
+ * counted as a loop error and becomes the `/readyz` reason; a lasting one is logged once a minute.
  */
 async function untilDatabaseReady(runtime: Runtime, signal: AbortSignal, setReason: (reason: string) => void): Promise<boolean> {
-  const { log, metrics, clock } = runtime;
+  const { clock } = runtime;
+  const failures = new FailureReporter(runtime);
   let delayMs = DATABASE_RETRY_FIRST_MS;
-  let lastLogged: { reason: string; at: number } | null = null;
   while (!signal.aborted) {
     try {
       await prepareDatabase(runtime, { dryRun: false });
-      if (lastLogged) log.info('database usable; starting');
+      failures.succeeded(clock.now());
       return true;
     } catch (error) {
-      const reason = (error as Error).message;
-      setReason(reason);
-      metrics.loopErrors.inc();
-      const now = clock.now();
-      if (!lastLogged || lastLogged.reason !== reason || now - lastLogged.at >= DATABASE_WARN_EVERY_MS) {
-        log.error({ err: reason, retryInMs: delayMs }, 'database not usable; serving /livez and retrying');
-        lastLogged = { reason, at: now };
-      }
+      setReason((error as Error).message);
+      // Unreachable, refusing us, or without ai_models: the database, whatever the error.
+      failures.failed(error, clock.now(), 'database not usable; serving /livez and retrying', { retryInMs: delayMs }, 'database');
     }
     await clock.sleep(delayMs, signal).catch(() => undefined);
     delayMs = Math.min(DATABASE_RETRY_MAX_MS, delayMs * 2);
   }
   return false;
-}
-
-/** Drops delivered events and callback arrivals older than the retention, now and then; failures wait for the next round. */
-async function pruneEvery({ pool, config, log, clock }: Runtime, everyMs: number, signal: AbortSignal): Promise<void> {
-  while (!signal.aborted) {
-    try {
-      const pruned = await pruneDeliveredEvents(pool, config.schema, config.eventRetentionMs);
-      if (pruned > 0) log.info({ pruned }, 'pruned delivered events past retention');
-      const prunedCallbacks = await pruneCallbackArrivals(pool, config.schema, config.eventRetentionMs);
-      if (prunedCallbacks > 0) log.info({ pruned: prunedCallbacks }, 'pruned callback arrivals past retention');
-    } catch (error) {
-      log.warn({ err: (error as Error).message }, 'event pruning failed; will retry');
-    }
-    await clock.sleep(everyMs, signal).catch(() => undefined);
-  }
 }

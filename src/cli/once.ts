@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import { operatorFilter } from '../db/inflight.js';
-import { runPass, type PassProgress, type PassReport } from '../reconciler/pass.js';
+import { reconcileOnce, type OnceProgress, type OnceReport } from '../reconciler/once.js';
 import type { Runtime } from './runtime.js';
 
 export interface OnceOptions {
@@ -13,10 +13,10 @@ export interface OnceOptions {
   progressTo: (Writable & { isTTY?: boolean }) | null;
 }
 
-/** `--once`: one pass, its report printed; exit code 3 when some models could not be checked. */
+/** `--once`: one round in which every selected model is due, its report printed; exit code 3 when some models could not be checked. */
 export async function runOnce(runtime: Runtime, options: OnceOptions): Promise<number> {
   const progressLine = options.progressTo?.isTTY ? createProgressLine(options.progressTo) : null;
-  const report = await runPass(runtime, {
+  const report = await reconcileOnce(runtime, {
     filter: operatorFilter(runtime.clock.now(), options.stuckAfterMs, options.modelIds),
     trainingTimeoutMs: runtime.config.trainingTimeoutMs,
     concurrency: runtime.config.astria.concurrency,
@@ -30,7 +30,7 @@ export async function runOnce(runtime: Runtime, options: OnceOptions): Promise<n
   return report.failed > 0 || report.stopped !== null || interrupted ? 3 : 0;
 }
 
-function formatSummary(report: PassReport, interrupted: boolean): string {
+function formatSummary(report: OnceReport, interrupted: boolean): string {
   const lines: string[] = [];
   const seconds = (report.durationMs / 1000).toFixed(1);
   lines.push(
@@ -52,7 +52,7 @@ function formatSummary(report: PassReport, interrupted: boolean): string {
 function createProgressLine(stream: Writable) {
   let lastWrite = 0;
   return {
-    update(progress: PassProgress) {
+    update(progress: OnceProgress) {
       const now = Date.now();
       if (now - lastWrite < 100 && progress.checked < progress.total) return;
       lastWrite = now;

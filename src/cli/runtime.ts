@@ -6,11 +6,11 @@ import { ensureOwnSchema } from '../db/own-schema.js';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { createMetrics } from '../metrics.js';
-import type { PassDeps } from '../reconciler/pass.js';
+import type { OnceDeps } from '../reconciler/once.js';
 import { createStatusService } from '../status/service.js';
 
 /** Everything a pass or the daemon needs, built once from the configuration. */
-export interface Runtime extends PassDeps {
+export interface Runtime extends OnceDeps {
   config: Config;
   close(): Promise<void>;
 }

@@ -1,8 +1,13 @@
 import type pg from 'pg';
-import { TUNE_ID_PATTERN } from '../astria/tune.js';
 import type { ModelRow } from '../model.js';
 
-/** Which in-flight models a pass looks at. */
+/**
+ * The in-flight rows of the host's `ai_models` (tunes training at Astria): the only place their
+ * selection is spelled out. The daemon and `--once` read them the same way, keyset page by page (the
+ * table is never held in memory whole), then by the Astria ids a round observed.
+ */
+
+/** Which in-flight models a round looks at. */
 export interface InFlightFilter {
   /** Only models whose `updatedAt` is older than this (the webhook's grace); null = all. */
   stuckBefore: Date | null;
@@ -12,8 +17,11 @@ export interface InFlightFilter {
   includeError: boolean;
 }
 
+/** Every model in flight: what the daemon watches (it judges the webhook's grace itself). */
+export const ALL_IN_FLIGHT: InFlightFilter = { stuckBefore: null, modelIds: null, includeError: false };
+
 /**
- * The filter of a pass run by an operator: named models are taken whatever their `updatedAt`, and may
+ * The filter of a round run by an operator: named models are taken whatever their `updatedAt`, and may
  * be in ERROR; otherwise every in-flight model past the webhook's grace.
  */
 export function operatorFilter(now: number, stuckAfterMs: number, modelIds: string[]): InFlightFilter {
@@ -36,47 +44,31 @@ function where(filter: InFlightFilter, params: unknown[]): string {
   return conditions.join(' AND ');
 }
 
-export interface InFlightSummary {
-  /** Models selected. */
-  count: number;
-  /** Those with a usable tune id. */
-  checkable: number;
-  /** Lowest tune id among them: how far down a list scan must page. */
-  oldestTuneId: number | null;
+/** An in-flight row as a round plans it: its id, the Astria id it names (unchecked text) and when it last changed. */
+export interface InFlightRef {
+  id: string;
+  remoteId: string;
+  /** `updatedAt`, epoch ms. */
+  updatedAt: number;
 }
 
-export async function summarizeInFlight(pool: pg.Pool, filter: InFlightFilter): Promise<InFlightSummary> {
-  const params: unknown[] = [];
-  const { rows } = await pool.query<{ count: string; checkable: string; oldest: string | null }>(
-    `SELECT count(*) AS count,
-            count(*) FILTER (WHERE "trainingJobId" ~ '${TUNE_ID_PATTERN}') AS checkable,
-            min("trainingJobId"::bigint) FILTER (WHERE "trainingJobId" ~ '${TUNE_ID_PATTERN}') AS oldest
-       FROM ai_models WHERE ${where(filter, params)}`,
-    params,
-  );
-  const row = rows[0]!;
-  return { count: Number(row.count), checkable: Number(row.checkable), oldestTuneId: row.oldest === null ? null : Number(row.oldest) };
-}
-
-/** One keyset page of in-flight models, ordered by id: the table is never held in memory whole. */
-export async function selectInFlightPage(
-  pool: pg.Pool,
-  filter: InFlightFilter,
-  afterId: string | null,
-  limit: number,
-): Promise<ModelRow[]> {
+/** One keyset page of in-flight rows, ordered by id. */
+export async function selectInFlightRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
   const params: unknown[] = [];
   const conditions = where(filter, params);
   const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
-  const { rows } = await pool.query<ModelRow>(
-    `SELECT ${MODEL_COLUMNS} FROM ai_models WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
+  const { rows } = await pool.query<{ id: string; remote_id: string; updated_at: string }>(
+    `SELECT id, "trainingJobId" AS remote_id,
+            -- 'infinity' (valid in the column) would fail the cast for every row: read as long ago.
+            CASE WHEN isfinite("updatedAt") THEN (extract(epoch FROM "updatedAt" AT TIME ZONE 'UTC') * 1000)::bigint::text ELSE '0' END AS updated_at
+       FROM ai_models WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
     params,
   );
-  return rows;
+  return rows.map((row) => ({ id: row.id, remoteId: row.remote_id, updatedAt: Number(row.updated_at) }));
 }
 
-/** The in-flight models training these tunes (one page of a list scan). */
-export async function selectInFlightByTuneIds(pool: pg.Pool, filter: InFlightFilter, tuneIds: number[]): Promise<ModelRow[]> {
+/** The in-flight models training these tunes (what one list page or GET of a round showed). */
+export async function selectInFlightByTuneIds(pool: pg.Pool, filter: InFlightFilter, tuneIds: readonly number[]): Promise<ModelRow[]> {
   if (tuneIds.length === 0) return [];
   const params: unknown[] = [];
   const conditions = where(filter, params);
@@ -86,4 +78,12 @@ export async function selectInFlightByTuneIds(pool: pg.Pool, filter: InFlightFil
     params,
   );
   return rows;
+}
+
+/**
+ * Throws when the database cannot answer. Leadership reports a database that is away as "not the
+ * leader"; the daemon asks this to tell the two apart.
+ */
+export async function pingDatabase(pool: pg.Pool): Promise<void> {
+  await pool.query('SELECT 1');
 }

@@ -1,8 +1,15 @@
-import type { InFlightTune } from '../db/inflight-tunes.js';
 import type { PagePlanItem } from './plan.js';
 
+/** An in-flight row as the schedule knows it: which Astria object, and when the row last changed. */
+export interface ScheduledRow {
+  id: string;
+  remoteId: number;
+  /** `updatedAt`, epoch ms. */
+  updatedAt: number;
+}
+
 /**
- * When the daemon looks at in-flight tunes. Pure bookkeeping: the daemon feeds it the in-flight models
+ * When the daemon looks at in-flight rows (of one resource kind). Pure bookkeeping: the daemon feeds it the in-flight models
  * (from the database) and what each observation said, and asks when the next round is and which tunes
  * it must see.
  *
@@ -33,7 +40,7 @@ export interface ScheduleOptions {
 export type FailureState = 'none' | 'retry' | 'backing-off';
 
 interface Entry {
-  tuneId: number;
+  remoteId: number;
   updatedAt: number;
   firstSeenAt: number;
   nextLookAt: number;
@@ -64,26 +71,26 @@ export class ObservationSchedule {
   }
 
   /** Brings the schedule in line with the database: new models are due once stuck, gone ones are forgotten. */
-  sync(inFlight: Iterable<InFlightTune>, now: number): void {
+  sync(inFlight: Iterable<ScheduledRow>, now: number): void {
     const present = new Set<string>();
     for (const model of inFlight) {
       present.add(model.id);
       const entry = this.entries.get(model.id);
-      if (!entry || entry.tuneId !== model.tuneId) {
-        this.entries.set(model.id, { tuneId: model.tuneId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity, failures: 0 });
+      if (!entry || entry.remoteId !== model.remoteId) {
+        this.entries.set(model.id, { remoteId: model.remoteId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity, failures: 0 });
       } else entry.updatedAt = model.updatedAt;
     }
     for (const id of this.entries.keys()) if (!present.has(id)) this.entries.delete(id);
   }
 
-  /** The tunes of every model, weight 1 for those stuck and due now, 0 for those that only ride along. */
+  /** The Astria ids of every row, weight 1 for those stuck and due now, 0 for those that only ride along. */
   roundItems(now: number): PagePlanItem[] {
-    const byTune = new Map<number, 0 | 1>();
+    const byRemote = new Map<number, 0 | 1>();
     for (const entry of this.entries.values()) {
       const weight = this.graceEnd(entry) <= now && entry.nextLookAt <= now ? 1 : 0;
-      byTune.set(entry.tuneId, Math.max(byTune.get(entry.tuneId) ?? 0, weight) as 0 | 1);
+      byRemote.set(entry.remoteId, Math.max(byRemote.get(entry.remoteId) ?? 0, weight) as 0 | 1);
     }
-    return [...byTune].map(([tuneId, weight]) => ({ tuneId, weight }));
+    return [...byRemote].map(([id, weight]) => ({ id, weight }));
   }
 
   /** When the next round should start; null when no model is scheduled (nothing in flight: no calls). */
@@ -137,8 +144,9 @@ export class ObservationSchedule {
     this.entries.delete(id);
   }
 
-  modelsOfTune(tuneId: number): string[] {
-    return [...this.entries].filter(([, entry]) => entry.tuneId === tuneId).map(([id]) => id);
+  /** The rows waiting on this Astria object. */
+  rowsOf(remoteId: number): string[] {
+    return [...this.entries].filter(([, entry]) => entry.remoteId === remoteId).map(([id]) => id);
   }
 
   /** A progress-only write (no status change) at most once per `longestWaitMs` per model. */

@@ -112,7 +112,7 @@ describe('the built daemon, webhook lost', () => {
     const running = await daemon({ RECONCILER_AUTH_RETRY: '2s', LOG_LEVEL: 'info' });
 
     await waitUntil(async () => (await metric(running, 'astria_reconciler_astria_auth_ok')) === 0, 15_000, 'astria_auth_ok 0');
-    expect((await metric(running, 'astria_reconciler_loop_errors_total'))!).toBeGreaterThan(0);
+    expect((await metric(running, 'astria_reconciler_loop_errors_total{reason="auth"}'))!).toBeGreaterThan(0);
     const webhook = await fetch(`${running.url}/webhooks/astria?secret=${SECRET}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -15,6 +15,7 @@ import {
   TRANSITION_SOURCES,
   TRANSITION_TARGETS,
   WEBHOOK_CODES,
+  LOOP_ERROR_REASONS,
 } from '../../src/metrics.js';
 import { runCli } from '../support/cli.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
@@ -291,11 +292,48 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
       await waitUntil(async () => (await fetch(`${running.url}/readyz`)).status === 200, 15_000, '/readyz 200 once the database is up');
       await waitUntil(async () => (await statusOf('m-late-db')) === 'READY', 15_000, 'the stuck model recovered');
       const metrics = await (await fetch(`${running.url}/metrics`)).text();
-      expect(Number(/^astria_reconciler_loop_errors_total (\d+)/m.exec(metrics)![1])).toBeGreaterThan(0);
+      expect(Number(/^astria_reconciler_loop_errors_total\{reason="database"\} (\d+)/m.exec(metrics)![1])).toBeGreaterThan(0);
     } finally {
       await proxy.close();
     }
   }, 60_000);
+
+  it('a database outage after start: counted under loop_errors_total{reason="database"}, logged at error level, and a line when it ends', async () => {
+    const astria = await fake();
+    const real = new URL(db.url);
+    const proxy = await createTcpProxy({ host: real.hostname, port: Number(real.port || 5432) }, await freePort());
+    const proxied = new URL(db.url);
+    proxied.port = String(proxy.port);
+    await proxy.open();
+    try {
+      const running = await daemon(astria, { DATABASE_URL: proxied.toString(), RECONCILER_INTERVAL: '500ms', LOG_LEVEL: 'info' });
+      const loopErrors = async (reason: string) => {
+        const metrics = await (await fetch(`${running.url}/metrics`)).text();
+        return Number(new RegExp(`^astria_reconciler_loop_errors_total\\{reason="${reason}"\\} (\\d+)`, 'm').exec(metrics)![1]);
+      };
+      await waitUntil(() => running.output().includes('became the leader'), 15_000, 'the daemon to lead');
+      expect(await loopErrors('database')).toBe(0);
+
+      await proxy.close();
+      await waitUntil(async () => (await loopErrors('database')) >= 2, 20_000, 'failed attempts counted under reason="database"');
+      const errorLines = running
+        .output()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { level: number; reason?: string; msg: string })
+        .filter((entry) => entry.level >= 50 && entry.reason === 'database');
+      expect(errorLines.length).toBeGreaterThan(0);
+      // Once a minute at most while it lasts: the retries every few seconds are counted, not logged.
+      expect(errorLines.length).toBeLessThan(await loopErrors('database'));
+      expect(await loopErrors('astria')).toBe(0);
+
+      await proxy.open();
+      await waitUntil(() => /database back after \d+ s/.test(running.output()), 40_000, 'a line saying the database is back');
+      expect(running.exited()).toBe(false);
+    } finally {
+      await proxy.close();
+    }
+  }, 90_000);
 
   it('a database without ai_models: /readyz 503 naming it, --once exits 1 with one line naming DATABASE_URL and ?schema=, our schema never created', async () => {
     const adminUrl = inject('adminDatabaseUrl');
@@ -349,7 +387,7 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
       ...ASYNC_TRANSPORTS.map((transport) => series('astria_reconciler_outbox_pending', { transport })),
       'astria_reconciler_lost_callbacks_total 0',
       'astria_reconciler_late_callbacks_total 0',
-      'astria_reconciler_loop_errors_total 0',
+      ...LOOP_ERROR_REASONS.map((reason) => series('astria_reconciler_loop_errors_total', { reason })),
     ];
     const lines = new Set(metrics.split('\n'));
     expect(expected.filter((line) => !lines.has(line))).toEqual([]);

@@ -96,7 +96,8 @@ const training = (tuneId: number, extra: Partial<SeedModel> = {}): SeedModel => 
   ...extra,
 });
 
-const counter = async (metric: { get(): Promise<{ values: { value: number }[] }> }) => (await metric.get()).values[0]!.value;
+/** A metric's value, summed over its labels. */
+const counter = async (metric: { get(): Promise<{ values: { value: number }[] }> }) => (await metric.get()).values.reduce((sum, { value }) => sum + value, 0);
 
 /** Virtual epoch ms of the model's event to `status`. */
 async function eventAt(modelId: string, status: string): Promise<number> {

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_SCHEMA_SQL, seedModels } from '../../dev/host-schema.js';
-import { operatorFilter, summarizeInFlight } from '../../src/db/inflight.js';
+import { operatorFilter, selectInFlightRefs } from '../../src/db/inflight.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createPool } from '../../src/db/pool.js';
 import { createStatusService } from '../../src/status/service.js';
@@ -70,8 +70,8 @@ describe('database access as deployed', () => {
     }
     const pool = createPool(`${db.url}?schema=tenant`, log);
     try {
-      const summary = await summarizeInFlight(pool, operatorFilter(Date.now(), 0, []));
-      expect(summary).toMatchObject({ count: 1, oldestTuneId: 88 });
+      const inFlight = await selectInFlightRefs(pool, operatorFilter(Date.now(), 0, []), null, 10);
+      expect(inFlight).toMatchObject([{ id: 'tenant-1', remoteId: '88' }]);
     } finally {
       await pool.end();
     }
@@ -106,8 +106,8 @@ describe('database access as deployed', () => {
     try {
       expect((await pool.query<{ search_path: string }>('SHOW search_path')).rows[0]!.search_path).toBe('"MyApp"');
       expect((await pool.query<{ lock_timeout: string }>('SHOW lock_timeout')).rows[0]!.lock_timeout).toBe('5s');
-      const summary = await summarizeInFlight(pool, operatorFilter(Date.now(), 0, []));
-      expect(summary).toMatchObject({ count: 1, oldestTuneId: 99 });
+      const inFlight = await selectInFlightRefs(pool, operatorFilter(Date.now(), 0, []), null, 10);
+      expect(inFlight).toMatchObject([{ id: 'myapp-1', remoteId: '99' }]);
     } finally {
       await pool.end();
     }

@@ -26,7 +26,7 @@ import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-
 import { createMetrics } from '../../src/metrics.js';
 import { runDaemon } from '../../src/reconciler/daemon.js';
 import { createLeaderElection } from '../../src/reconciler/leader.js';
-import { runPass, type PassReport } from '../../src/reconciler/pass.js';
+import { reconcileOnce, type OnceReport } from '../../src/reconciler/once.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { runCli, startCli } from '../support/cli.js';
@@ -74,9 +74,9 @@ function astriaClient(astria: SimulatedAstria, concurrency = 4): AstriaClient {
   return client;
 }
 
-function pass(pool: pg.Pool, astria: AstriaClient, plan: 'auto' | 'single-gets', modelIds: string[] = []): Promise<PassReport> {
+function pass(pool: pg.Pool, astria: AstriaClient, plan: 'auto' | 'single-gets', modelIds: string[] = []): Promise<OnceReport> {
   const metrics = createMetrics();
-  return runPass(
+  return reconcileOnce(
     { pool, astria, service: createStatusService({ pool, metrics }), log, clock: systemClock, metrics },
     { filter: operatorFilter(Date.now(), 0, modelIds), trainingTimeoutMs: TRAINING_TIMEOUT_MS, concurrency: 4, plan },
   );
@@ -289,7 +289,7 @@ describe('a write the database refuses', () => {
     astria.resetStats();
 
     const metrics = createMetrics();
-    const report = await runPass(
+    const report = await reconcileOnce(
       { pool, astria: client, service: createStatusService({ pool, metrics }), log, clock: systemClock, metrics },
       { filter: operatorFilter(Date.now(), 0, ids), trainingTimeoutMs: TRAINING_TIMEOUT_MS, concurrency: 1, plan: 'single-gets' },
     );

@@ -7,7 +7,7 @@ import { seedModels, type SeedModel } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createMetrics } from '../../src/metrics.js';
-import { runPass, type PassReport } from '../../src/reconciler/pass.js';
+import { reconcileOnce, type OnceReport } from '../../src/reconciler/once.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
@@ -30,7 +30,7 @@ beforeEach(async () => {
 });
 afterEach(() => astria.close());
 
-function pass(options: { dryRun?: boolean; modelIds?: string[]; stuckAfterMs?: number } = {}): Promise<PassReport> {
+function pass(options: { dryRun?: boolean; modelIds?: string[]; stuckAfterMs?: number } = {}): Promise<OnceReport> {
   const metrics = createMetrics();
   const client = createAstriaClient({
     apiUrl: astria.url,
@@ -44,7 +44,7 @@ function pass(options: { dryRun?: boolean; modelIds?: string[]; stuckAfterMs?: n
     retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
   });
   const service = options.dryRun ? null : createStatusService({ pool: db.pool, metrics });
-  return runPass(
+  return reconcileOnce(
     { pool: db.pool, astria: client, service, log, clock: systemClock, metrics },
     {
       filter: operatorFilter(Date.now(), options.stuckAfterMs ?? 0, options.modelIds ?? []),
@@ -126,7 +126,8 @@ describe('a --once pass', () => {
   it('counts a model as failed when Astria answers 500 on every try', async () => {
     const tune = astria.addTune({ trainedAt: ago(60_000) });
     await seedModels(db.pool, [stuck('m-down', tune.id)]);
-    astria.injectFaults({ endpoint: 'get', status: 500 }, 10);
+    // The list page and then the tune's GET, each tried twice.
+    astria.injectFaults({ status: 500 }, 10);
 
     const report = await pass();
 
@@ -189,8 +190,8 @@ describe('a --once pass', () => {
     expect(rows[0].n).toBe(240);
   });
 
-  it('switches to single GETs when the in-flight tunes are few and far apart in the list', async () => {
-    // Two old in-flight tunes under 2,400 newer account tunes: 20 pages would cost more than 2 GETs.
+  it('pages only the stretch of the list where the in-flight tunes are, however many newer tunes the account has', async () => {
+    // Two old in-flight tunes under 2,400 newer account tunes: one page from just above them.
     const old = astria.addTunes(2, () => ({ trainedAt: ago(60_000) }));
     astria.addTunes(2_400);
     await seedModels(db.pool, old.map((tune) => stuck(`m-${tune.id}`, tune.id)));
@@ -198,8 +199,21 @@ describe('a --once pass', () => {
     const report = await pass();
 
     expect(report).toMatchObject({ checked: 2, transitioned: 2 });
-    expect(report.apiCalls).toBeLessThanOrEqual(3);
-    expect(report.plan.singleGets).toBe(2);
+    expect(report.apiCalls).toBe(1);
+    expect(report.plan).toEqual({ listPages: 1, singleGets: 0 });
+  });
+
+  it('switches to single GETs when the in-flight tunes are few and far apart in the list', async () => {
+    // 20 pages from the newer tune down to the older one would cost more than one GET for it.
+    const [older] = astria.addTunes(1, () => ({ trainedAt: ago(60_000) }));
+    astria.addTunes(2_400);
+    const [newer] = astria.addTunes(1, () => ({ trainedAt: ago(60_000) }));
+    await seedModels(db.pool, [stuck('m-older', older!.id), stuck('m-newer', newer!.id)]);
+
+    const report = await pass();
+
+    expect(report).toMatchObject({ checked: 2, transitioned: 2 });
+    expect(report.plan).toEqual({ listPages: 1, singleGets: 1 });
   });
 
   it('falls back to a GET for an in-flight tune the list did not show', async () => {

@@ -20,7 +20,7 @@ import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria } from '../../dev/simulated-astria.js';
 import { acceptAstriaCallback } from '../../src/http/callback.js';
 import { createMetrics } from '../../src/metrics.js';
-import { runPass } from '../../src/reconciler/pass.js';
+import { reconcileOnce } from '../../src/reconciler/once.js';
 import { applyObservedTune } from '../../src/status/apply-tune.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -96,7 +96,7 @@ describe('the webhook through Prisma racing the poller through pg', () => {
             { givenSecret: SECRET, body: callbackBody(tune.id, tune) },
             { secret: SECRET, prisma, service: webhookService, trainingTimeoutMs: TRAINING_TIMEOUT_MS },
           ).then((response) => (wins.webhook += Number(response.body.applied ?? 0))),
-          runPass(poller, {
+          reconcileOnce(poller, {
             trainingTimeoutMs: TRAINING_TIMEOUT_MS,
             concurrency: 4,
             filter: { stuckBefore: null, modelIds: [id], includeError: false },

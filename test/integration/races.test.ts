@@ -1,7 +1,7 @@
 /**
  * 1,000 races of the three writers SPEC.md lets loose on one model: Astria's callback (a real HTTP POST
- * to the daemon's webhook handler on loopback), the daemon's poller (`runPass` with the daemon's
- * filter) and an operator's `--once` (`runPass` with `operatorFilter`), all started together against
+ * to the daemon's webhook handler on loopback), the daemon's poller (a round of the engine, as the
+ * daemon runs it) and an operator's `--once` (`reconcileOnce` with `operatorFilter`), all started together against
  * the same trained tune, each trial on a fresh model. Across every trial:
  * - exactly one writer applies the transition (the other two see it done);
  * - exactly one `model_status_changed` READY row per model in the event log, and exactly one NOTIFY;
@@ -25,7 +25,9 @@ import { startSimulatedAstria, type SimulatedAstria, type TuneJson } from '../..
 import { createHttpServer, type HttpServer } from '../../src/http/server.js';
 import { createWebhookHandler } from '../../src/http/webhook.js';
 import { createMetrics } from '../../src/metrics.js';
-import { runPass, type ModelOutcome, type PassDeps, type PassReport } from '../../src/reconciler/pass.js';
+import { reconcileOnce, type OnceDeps } from '../../src/reconciler/once.js';
+import { tunes } from '../../src/reconciler/resource.js';
+import { runRound } from '../../src/reconciler/round.js';
 import { decide, type ModelRow } from '../../src/status/rules.js';
 import { createStatusService, type StatusService } from '../../src/status/service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -143,17 +145,13 @@ describe('webhook vs poller vs --once on the same model', () => {
     const listener = await listen(db.url);
 
     // Two "processes": the daemon and an operator's --once, each with its own Astria client.
-    const daemon: PassDeps = { pool, astria: astriaClient(), service, log, clock: systemClock, metrics: createMetrics() };
-    const once: PassDeps = { pool, astria: astriaClient(), service, log, clock: systemClock, metrics: createMetrics() };
-    const passOptions = { trainingTimeoutMs: TRAINING_TIMEOUT_MS, concurrency: 4 };
+    const daemon = { pool, astria: astriaClient(), writer: service, log, clock: systemClock };
+    const once: OnceDeps = { pool, astria: astriaClient(), service, log, clock: systemClock, metrics: createMetrics() };
 
     const violations: string[] = [];
     const wins = { webhook: 0, daemon: 0, once: 0 };
     /** Passes that decided the transition on a TRAINING/PROCESSING read, then lost the compare-and-set. */
     let lostCompareAndSet = 0;
-    const onOutcome = (_model: ModelRow, outcome: ModelOutcome) => {
-      if (outcome.kind === 'unchanged' && outcome.tune === null) lostCompareAndSet += 1;
-    };
     const jitter = async () => {
       const roll = random();
       if (roll < 0.3) return;
@@ -177,19 +175,29 @@ describe('webhook vs poller vs --once on the same model', () => {
         },
         async () => {
           await jitter();
-          const report: PassReport = await runPass(daemon, {
-            ...passOptions,
+          let applied = 0;
+          await runRound(tunes, daemon, {
+            items: [{ id: tune.id, weight: 1 }],
             filter: { stuckBefore: null, modelIds: [model.id], includeError: false },
-            onOutcome,
+            rules: { trainingTimeoutMs: TRAINING_TIMEOUT_MS },
+            idsPerPage: 120,
+            concurrency: 4,
+            maxNotFoundShare: 0.5,
+            onOutcome: (_row, outcome) => {
+              if (outcome.kind === 'raced') lostCompareAndSet += 1;
+              else if (outcome.kind === 'observed' && outcome.wrote === 'status') applied += 1;
+              else violations.push(`${model.id}: daemon round came to ${JSON.stringify(outcome)}`);
+            },
           });
-          if (report.failed > 0) violations.push(`${model.id}: daemon pass failed ${JSON.stringify(report.failures)}`);
-          wins.daemon += report.transitioned;
-          return report.transitioned;
+          wins.daemon += applied;
+          return applied;
         },
         async () => {
           await jitter();
-          const report = await runPass(once, { ...passOptions, filter: operatorFilter(Date.now(), 0, [model.id]), onOutcome });
+          const report = await reconcileOnce(once, { trainingTimeoutMs: TRAINING_TIMEOUT_MS, concurrency: 4, filter: operatorFilter(Date.now(), 0, [model.id]) });
           if (report.failed > 0) violations.push(`${model.id}: --once pass failed ${JSON.stringify(report.failures)}`);
+          // The tune is trained: a model it read in flight and left unchanged lost the compare-and-set.
+          lostCompareAndSet += report.unchanged;
           wins.once += report.transitioned;
           return report.transitioned;
         },

@@ -15,7 +15,7 @@ import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { acceptAstriaCallback, type CallbackResponse } from '../../src/http/callback.js';
 import { createMetrics } from '../../src/metrics.js';
-import { runPass, type PassReport } from '../../src/reconciler/pass.js';
+import { reconcileOnce, type OnceReport } from '../../src/reconciler/once.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
@@ -43,7 +43,7 @@ beforeEach(async () => {
 });
 afterEach(() => astria.close());
 
-function pass(options: { plan?: 'auto' | 'single-gets'; apiUrl?: string; modelIds?: string[]; maxNotFoundShare?: number } = {}): Promise<PassReport> {
+function pass(options: { plan?: 'auto' | 'single-gets'; apiUrl?: string; modelIds?: string[]; maxNotFoundShare?: number } = {}): Promise<OnceReport> {
   const metrics = createMetrics();
   const client = createAstriaClient({
     apiUrl: options.apiUrl ?? astria.url,
@@ -56,7 +56,7 @@ function pass(options: { plan?: 'auto' | 'single-gets'; apiUrl?: string; modelId
     clock: systemClock,
     retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
   });
-  return runPass(
+  return reconcileOnce(
     { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics },
     {
       filter: operatorFilter(Date.now(), 0, options.modelIds ?? []),

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { InFlightTune } from '../../src/db/inflight-tunes.js';
-import { ObservationSchedule } from '../../src/reconciler/schedule.js';
+import { ObservationSchedule, type ScheduledRow } from '../../src/reconciler/schedule.js';
 
 const EVERY = 2_000;
 const LONGEST = 30_000;
@@ -12,7 +11,7 @@ function schedule(stuckAfterMs = STUCK_AFTER): ObservationSchedule {
   return new ObservationSchedule({ observeEveryMs: EVERY, longestWaitMs: LONGEST, stuckAfterMs });
 }
 
-const model = (id: string, tuneId: number, updatedAt = T0 - HOUR): InFlightTune => ({ id, tuneId, updatedAt });
+const model = (id: string, remoteId: number, updatedAt = T0 - HOUR): ScheduledRow => ({ id, remoteId, updatedAt });
 
 /** Runs rounds as the daemon would, the tune still training with this eta; returns when each round started. */
 function roundsWhileTraining(s: ObservationSchedule, id: string, from: number, until: number): number[] {
@@ -53,13 +52,13 @@ describe('ObservationSchedule: the webhook grace', () => {
     const s = schedule();
     s.sync([model('a', 1)], T0);
     expect(s.nextRoundAt()).toBe(T0);
-    expect(s.roundItems(T0)).toEqual([{ tuneId: 1, weight: 1 }]);
+    expect(s.roundItems(T0)).toEqual([{ id: 1, weight: 1 }]);
   });
 
   it('a model in its grace only rides along (weight 0) until the grace ends', () => {
     const s = schedule();
     s.sync([model('fresh', 7, T0 - 30_000)], T0);
-    expect(s.roundItems(T0)).toEqual([{ tuneId: 7, weight: 0 }]);
+    expect(s.roundItems(T0)).toEqual([{ id: 7, weight: 0 }]);
     expect(s.nextRoundAt()).toBe(T0 - 30_000 + STUCK_AFTER);
   });
 
@@ -67,8 +66,8 @@ describe('ObservationSchedule: the webhook grace', () => {
     const s = schedule();
     for (let now = T0; now <= T0 + STUCK_AFTER; now += 3_000) s.sync([model('touched', 9, now)], now);
     expect(s.nextRoundAt()).toBe(T0 + STUCK_AFTER);
-    expect(s.roundItems(T0 + STUCK_AFTER - 1)).toEqual([{ tuneId: 9, weight: 0 }]);
-    expect(s.roundItems(T0 + STUCK_AFTER)).toEqual([{ tuneId: 9, weight: 1 }]);
+    expect(s.roundItems(T0 + STUCK_AFTER - 1)).toEqual([{ id: 9, weight: 0 }]);
+    expect(s.roundItems(T0 + STUCK_AFTER)).toEqual([{ id: 9, weight: 1 }]);
   });
 
   it('a retrain (new tune id on the row) starts over', () => {
@@ -76,7 +75,7 @@ describe('ObservationSchedule: the webhook grace', () => {
     s.sync([model('a', 1)], T0);
     s.sync([model('a', 2, T0 + 5_000)], T0 + 5_000);
     expect(s.nextRoundAt()).toBe(T0 + 5_000 + STUCK_AFTER);
-    expect(s.roundItems(T0 + 5_000 + STUCK_AFTER)).toEqual([{ tuneId: 2, weight: 1 }]);
+    expect(s.roundItems(T0 + 5_000 + STUCK_AFTER)).toEqual([{ id: 2, weight: 1 }]);
   });
 });
 
@@ -111,9 +110,9 @@ describe('ObservationSchedule: many models, one round', () => {
     s.sync([...models, model('twin', 1_000), model('fresh', 2_000, T0)], T0);
     const items = s.roundItems(T0);
     expect(items).toHaveLength(121);
-    expect(items.find((item) => item.tuneId === 1_000)).toEqual({ tuneId: 1_000, weight: 1 });
-    expect(items.find((item) => item.tuneId === 2_000)).toEqual({ tuneId: 2_000, weight: 0 });
-    expect(s.modelsOfTune(1_000).sort()).toEqual(['m-0', 'twin']);
+    expect(items.find((item) => item.id === 1_000)).toEqual({ id: 1_000, weight: 1 });
+    expect(items.find((item) => item.id === 2_000)).toEqual({ id: 2_000, weight: 0 });
+    expect(s.rowsOf(1_000).sort()).toEqual(['m-0', 'twin']);
   });
 
   it('a model nothing was learned about stays due next round', () => {
@@ -157,7 +156,7 @@ describe('ObservationSchedule: a model that keeps failing backs off', () => {
     s.stillTraining('fine', T0);
     s.roundFinished({ retried: false });
     expect(s.nextRoundAt()).toBe(T0 + EVERY);
-    expect(s.roundItems(T0 + EVERY)).toEqual([{ tuneId: 1, weight: 0 }, { tuneId: 2, weight: 1 }]);
+    expect(s.roundItems(T0 + EVERY)).toEqual([{ id: 1, weight: 0 }, { id: 2, weight: 1 }]);
     expect(s.failureState('fine', T0 + EVERY)).toBe('none');
   });
 });

@@ -1,0 +1,86 @@
+import type pg from 'pg';
+import type { AstriaClient } from '../astria/client.js';
+import { isTuneId, type Tune } from '../astria/tune.js';
+import { selectInFlightByTuneIds, selectInFlightRefs, type InFlightFilter, type InFlightRef } from '../db/inflight.js';
+import { decide, IN_FLIGHT_STATUSES, type ModelRow, type RuleOptions, type Transition } from '../status/rules.js';
+
+/**
+ * What the engine reconciles, described: one Astria object kind, the host table rows waiting on it,
+ * and the rules between the two. The engine (observe.ts, settle.ts, round.ts) knows nothing else about
+ * either side. Astria's ids are unique only within a kind (prompt 42 and tune 42 are different
+ * objects): anything kept across kinds is keyed on (kind name, id).
+ */
+export interface ResourceKind<Row extends HostRow, Remote, Change extends StatusChange> {
+  /** Names the kind in logs and keys ('tune'). */
+  readonly name: string;
+  /** The type of the event a status change of a row appends to the event log. */
+  readonly eventType: string;
+  /** The host statuses of a row waiting on Astria. */
+  readonly inFlightStatuses: readonly string[];
+  /** The text a row holds where it names its Astria object. */
+  remoteIdOf(row: Row): string | null;
+  /** The Astria id that text names, or null when it names none (it is never sent to Astria, and is that row's failure). */
+  parseRemoteId(text: string): number | null;
+  /** Why a row naming `text` cannot be checked. */
+  badRemoteId(text: string): string;
+  /** The id of an object Astria answered with. */
+  idOf(remote: Remote): number;
+  /** One page of Astria's list of the kind, newest first, below `beforeId` (null: from the newest). */
+  list(astria: AstriaClient, beforeId: number | null, signal?: AbortSignal): Promise<RemotePage<Remote>>;
+  /** One object by its id. */
+  fetch(astria: AstriaClient, id: number, signal?: AbortSignal): Promise<RemoteResult<Remote>>;
+  /** The rules: what should happen to a row given what Astria said (pure; `now` as an argument). */
+  decide(row: Row, observation: RemoteObservation<Remote>, now: Date, options: RuleOptions): Change | null;
+  /** The host table's in-flight rows: keyset pages of references, and the rows waiting on some Astria ids. */
+  inFlight: {
+    refs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]>;
+    rowsByRemoteIds(pool: pg.Pool, filter: InFlightFilter, ids: readonly number[]): Promise<Row[]>;
+  };
+}
+
+/** The columns of a host row the engine reads itself (the rules read the rest). */
+export interface HostRow {
+  id: string;
+  status: string;
+}
+
+/** A decided change of a row; `to === from` updates progress only. */
+export interface StatusChange {
+  from: string;
+  to: string;
+}
+
+/** What Astria said about one object: here it is, or it no longer exists (404). */
+export type RemoteObservation<Remote> = { kind: 'seen'; remote: Remote } | { kind: 'gone'; id: number };
+
+export type RemoteResult<Remote> = RemoteObservation<Remote> | { kind: 'failed'; reason: string };
+
+export type RemotePage<Remote> =
+  /** `nextBeforeId`: the cursor for the next page, null at the end of the list; `skipped`: elements that did not validate. */
+  | { kind: 'page'; items: Remote[]; nextBeforeId: number | null; skipped: number }
+  /** `endpointMissing`: the list itself answered 404, so the base URL is wrong and no 404 of an object can be trusted. */
+  | { kind: 'failed'; reason: string; endpointMissing: boolean };
+
+/** Tunes → the host's `ai_models`. */
+export const tunes: ResourceKind<ModelRow, Tune, Transition> = {
+  name: 'tune',
+  eventType: 'model_status_changed',
+  inFlightStatuses: IN_FLIGHT_STATUSES,
+  remoteIdOf: (row) => row.trainingJobId,
+  parseRemoteId: (text) => (isTuneId(text) ? Number(text) : null),
+  badRemoteId: (text) => `trainingJobId "${text}" is not an Astria tune id`,
+  idOf: (tune) => tune.id,
+  async list(astria, beforeId, signal) {
+    const page = await astria.listTunes({ beforeId }, signal);
+    if (page.kind === 'failed') return { kind: 'failed', reason: page.reason, endpointMissing: page.endpointMissing === true };
+    return { kind: 'page', items: page.tunes, nextBeforeId: page.nextBeforeId, skipped: page.skipped };
+  },
+  async fetch(astria, id, signal) {
+    const result = await astria.getTune(String(id), signal);
+    if (result.kind === 'tune') return { kind: 'seen', remote: result.tune };
+    return result.kind === 'gone' ? { kind: 'gone', id } : result;
+  },
+  decide: (row, observation, now, options) =>
+    decide(row, observation.kind === 'seen' ? { kind: 'tune', tune: observation.remote } : { kind: 'gone', tuneId: String(observation.id) }, now, options),
+  inFlight: { refs: selectInFlightRefs, rowsByRemoteIds: selectInFlightByTuneIds },
+};

@@ -1,0 +1,179 @@
+import pLimit from 'p-limit';
+import type pg from 'pg';
+import type { AstriaClient } from '../astria/client.js';
+import type { Clock } from '../clock.js';
+import type { InFlightFilter } from '../db/inflight.js';
+import type { Logger } from '../log.js';
+import type { RuleOptions } from '../status/rules.js';
+import { observe, type ObserveReport } from './observe.js';
+import type { PagePlanItem } from './plan.js';
+import type { HostRow, RemoteObservation, ResourceKind, StatusChange } from './resource.js';
+import { settle, WRITE_EVERYTHING, type ChangeWriter, type Outcome, type WritePolicy } from './settle.js';
+
+export interface RoundDeps<Change> {
+  pool: pg.Pool;
+  astria: AstriaClient;
+  /** Null in a dry run: nothing is written. */
+  writer: ChangeWriter<Change> | null;
+  log: Logger;
+  clock: Clock;
+}
+
+export interface RoundOptions<Row> {
+  /** The Astria ids of the in-flight rows: weight 1 must be seen this round, weight 0 only if on a page anyway. */
+  items: readonly PagePlanItem[];
+  /** Which rows are settled with what is seen. */
+  filter: InFlightFilter;
+  rules: RuleOptions;
+  /** Ids one list page spans, as last measured (120 when the account's objects are dense in id). */
+  idsPerPage: number;
+  /** Single GETs in flight at once. */
+  concurrency: number;
+  maxNotFoundShare: number;
+  /** False: single GETs only (the benchmarks compare the two). Default true. */
+  listPages?: boolean;
+  /** Aborting stops the round: Astria calls under way or queued are cut short, writes under way finish, nothing more starts. */
+  signal?: AbortSignal;
+  /** Default: every decided change is written with the round. */
+  policy?: WritePolicy;
+  /** Writes the policy puts aside (a retry after failures). */
+  aside?: WritesAside;
+  /** Every row's outcome, as it is known (a write put aside reports when it ends). */
+  onOutcome(row: Row, outcome: Outcome): void;
+  /** An object seen with no in-flight row any more (the webhook or the app got there first). */
+  onVacant?(id: number): void;
+}
+
+export interface RoundReport extends ObserveReport {
+  /** The signal aborted the round before it ended. */
+  interrupted: boolean;
+}
+
+/**
+ * Pages or GETs whose rows are still being settled before the next page is fetched: when the writes
+ * are slower than Astria, the round waits for them instead of holding every page's tunes and rows.
+ */
+const BATCHES_AHEAD = 4;
+/** Concurrent database writes of a round (the pool holds 10). */
+const WRITE_CONCURRENCY = 8;
+/** Rows told at once that their object could not be seen (Astria down: every row of the round). */
+const UNOBSERVED_ROWS_AT_ONCE = 2_000;
+/** Writes aside at once, beside the round's 8. */
+const ASIDE_WRITE_CONCURRENCY = 2;
+
+/**
+ * Writes of rows retrying after a failed write (a row the app keeps locked waits out the lock timeout
+ * each time): they run beside the rounds, not in them, so they neither take a healthy row's slot nor
+ * hold a round up; a row whose write is under way here is left out of the rounds until it ends. The
+ * daemon keeps one for its lifetime and waits for it at shutdown.
+ */
+export class WritesAside {
+  private readonly slots = pLimit(ASIDE_WRITE_CONCURRENCY);
+  private readonly underway = new Map<string, Promise<void>>();
+
+  has(rowId: string): boolean {
+    return this.underway.has(rowId);
+  }
+
+  start(rowId: string, write: () => Promise<void>): void {
+    const done = this.slots(write)
+      .catch(() => undefined) // `write` reports its own outcome
+      .finally(() => this.underway.delete(rowId));
+    this.underway.set(rowId, done);
+  }
+
+  async settled(): Promise<void> {
+    await Promise.all(this.underway.values());
+  }
+}
+
+/**
+ * One round of the engine: observe (observe.ts) the objects of `items`, and as each answer comes,
+ * read the in-flight rows waiting on it and settle (settle.ts) each. Every row's outcome goes to
+ * `onOutcome`: a row whose object could not be seen is `unobserved`, a write that failed is `failed`.
+ * A database error reading rows ends the round (after the writes under way) and is thrown, as is
+ * Astria's 401; an abort ends it quietly (`interrupted`).
+ */
+export async function runRound<Row extends HostRow, Remote, Change extends StatusChange>(
+  kind: ResourceKind<Row, Remote, Change>,
+  deps: RoundDeps<Change>,
+  options: RoundOptions<Row>,
+): Promise<RoundReport> {
+  const policy = options.policy ?? WRITE_EVERYTHING;
+  const writes = pLimit(WRITE_CONCURRENCY);
+  const settling = new Set<Promise<void>>();
+  const unobserved = new Map<string, number[]>();
+  let fatal: { error: unknown } | null = null;
+  const aborted = () => options.signal?.aborted === true;
+  const track = (work: Promise<void>) => {
+    const settled: Promise<void> = work.catch((error: unknown) => void (fatal ??= { error })).finally(() => settling.delete(settled));
+    settling.add(settled);
+  };
+
+  const settleBatch = async (observations: Map<number, RemoteObservation<Remote>>) => {
+    const rows = await kind.inFlight.rowsByRemoteIds(deps.pool, options.filter, [...observations.keys()]);
+    if (options.onVacant) {
+      const occupied = new Set(rows.map((row) => kind.parseRemoteId(kind.remoteIdOf(row) ?? '')));
+      for (const id of observations.keys()) if (!occupied.has(id)) options.onVacant(id);
+    }
+    await Promise.all(
+      rows.map((row) => {
+        if (options.aside?.has(row.id)) return; // its write aside is still under way
+        const observation = observations.get(kind.parseRemoteId(kind.remoteIdOf(row) ?? '')!)!;
+        const settled = settle(kind, deps, row, observation, options.rules, policy);
+        if (settled === null) return;
+        if ('outcome' in settled) return options.onOutcome(row, settled.outcome);
+        const write = async () => options.onOutcome(row, await settled.write());
+        if (settled.lane === 'aside' && options.aside) return options.aside.start(row.id, write);
+        return writes(write);
+      }),
+    );
+  };
+
+  let report: ObserveReport | null = null;
+  try {
+    report = await observe(
+      kind,
+      deps.astria,
+      {
+        items: options.items,
+        idsPerPage: options.idsPerPage,
+        concurrency: options.concurrency,
+        maxNotFoundShare: options.maxNotFoundShare,
+        listPages: options.listPages ?? true,
+        signal: options.signal,
+        halted: () => fatal !== null || aborted(),
+      },
+      {
+        observed: (batch) => track(settleBatch(batch)),
+        unobserved: (ids, reason) => {
+          const known = unobserved.get(reason);
+          if (known) known.push(...ids);
+          else unobserved.set(reason, [...ids]);
+        },
+        ready: async () => {
+          while (settling.size >= BATCHES_AHEAD) await Promise.race(settling);
+        },
+      },
+    );
+  } catch (error) {
+    if (!aborted()) fatal ??= { error };
+  } finally {
+    await Promise.all([...settling]);
+  }
+  // The rows of the objects that could not be seen: each is told so (a stopped round leaves them for the next).
+  if (fatal === null && !aborted()) {
+    for (const [reason, ids] of unobserved) {
+      for (let start = 0; start < ids.length; start += UNOBSERVED_ROWS_AT_ONCE) {
+        const rows = await kind.inFlight.rowsByRemoteIds(deps.pool, options.filter, ids.slice(start, start + UNOBSERVED_ROWS_AT_ONCE));
+        for (const row of rows) if (!options.aside?.has(row.id)) options.onOutcome(row, { kind: 'unobserved', reason });
+      }
+    }
+  }
+  if (fatal !== null) throw (fatal as { error: unknown }).error;
+  return { ...(report ?? emptyReport(options.idsPerPage)), interrupted: aborted() };
+}
+
+function emptyReport(idsPerPage: number): ObserveReport {
+  return { listPages: 0, singleGets: 0, calls: 0, observed: 0, retried: false, idsPerPage, incomplete: null, listFailed: null, notFoundRefused: null };
+}
