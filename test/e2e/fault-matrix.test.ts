@@ -232,7 +232,9 @@ async function runMatrixCase(
 
 const getFault = (fault: Fault): Fault => ({ endpoint: 'get', ...fault });
 
-describe.concurrent('--once against a misbehaving Astria (built CLI, loopback fake)', () => {
+// The cases run at once, each starting the CLI twice with real backoffs: a generous bound for a
+// loaded 2-core machine (a case that hangs still fails).
+describe.concurrent('--once against a misbehaving Astria (built CLI, loopback fake)', { timeout: 120_000 }, () => {
   it('429 burst with Retry-After: the pause is honoured and the pass completes (exit 0)', async ({ expect }) => {
     const s = await scenario({ sparse: true });
     s.astria.injectFaults(getFault({ status: 429, headers: { 'retry-after': '1' } }), 2);
