@@ -58,7 +58,8 @@ function formatOrphans(orphans: OrphanReport, dryRun: boolean): string[] {
   if (linked.length + ambiguous.length + unmatched.length + raced === 0 && incomplete === null) return [];
   const lines = [
     `Models without a tune id: ${dryRun ? 'would link' : 'linked'} ${linked.length}, ambiguous ${ambiguous.length}, unmatched ${unmatched.length}` +
-      (raced > 0 ? `, saved by the app meanwhile ${raced}` : ''),
+      (raced > 0 ? `, saved by the app meanwhile ${raced}` : '') +
+      ` (${orphans.listPages} list page${orphans.listPages === 1 ? '' : 's'})`,
   ];
   for (const { modelId, tuneId } of linked) lines.push(`  ${modelId}  → tune ${tuneId}`);
   for (const { modelId, tuneIds } of ambiguous) lines.push(`  ${modelId}  matches tunes ${tuneIds.join(', ')}: none linked`);
