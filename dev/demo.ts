@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     await listenForEvents(listener, 'model_status_changed');
 
     const env = { DATABASE_URL: database.url, ASTRIA_API_KEY: API_KEY, ASTRIA_API_URL: astria.url, LOG_LEVEL: 'warn' };
-    console.log('\n$ astria-reconciler --once        # backfill every in-flight model stuck for over 2m');
+    console.log('\n$ astria-reconciler --once        # backfill every in-flight model stuck for over 2m, and find ivo-orphan\'s tune');
     const exitCode = await runCli(['--once'], env);
     console.log(`(exit code ${exitCode}${exitCode === 3 ? ': a model could not be checked, see above; safe to re-run' : ''})`);
     console.log('\n$ astria-reconciler --once --model-id bruno-false-error   # heal a false failure');
@@ -84,7 +84,14 @@ async function seedStory(astria: Awaited<ReturnType<typeof startSimulatedAstria>
   const failed = astria.addTune({ title: 'carla', status: 'failed', errorMessage: 'no face found in 4 of 10 photos' });
   const training = astria.addTune({ title: 'davi', startedTrainingAt: ago(20), eta: ago(-20) });
   const queued = astria.addTune({ title: 'elis', startedTrainingAt: ago(3), eta: ago(-37) });
-  const stuck = (id: string, tuneId: string, status: SeedModel['status'] = 'TRAINING', extra: Partial<SeedModel> = {}): SeedModel => ({
+  // Its create call timed out at the app: the tune exists, its id was never saved. Its callback URL names the model.
+  astria.addTune({
+    title: 'ivo-orphan',
+    callback: 'https://app.example.test/api/webhooks/astria?secret=demo&model=ivo-orphan',
+    startedTrainingAt: ago(30),
+    trainedAt: ago(8),
+  });
+  const stuck = (id: string, tuneId: string | null, status: SeedModel['status'] = 'TRAINING', extra: Partial<SeedModel> = {}): SeedModel => ({
     id,
     userId: `user-${id.split('-')[0]}`,
     status,
@@ -102,6 +109,7 @@ async function seedStory(astria: Awaited<ReturnType<typeof startSimulatedAstria>
     stuck('fabio-deleted', '987654'),
     stuck('gil-bad-id', 'job_abc'),
     stuck('hana-just-started', String(training.id), 'TRAINING', { updatedAt: ago(0.5) }),
+    stuck('ivo-orphan', null, 'PROCESSING', { createdAt: ago(31) }),
   ];
 }
 

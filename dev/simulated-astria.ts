@@ -14,6 +14,8 @@ import { performance } from 'node:perf_hooks';
 export interface SimulatedTuneInit {
   id?: number;
   title?: string;
+  /** The callback URL the app gave at creation (`?model=<id>` names the model); default none. */
+  callback?: string | null;
   /** Default: now, or the given `startedTrainingAt` / `trainedAt` when earlier. */
   createdAt?: Date;
   startedTrainingAt?: Date | null;
@@ -558,7 +560,7 @@ function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {
     model_type: 'lora',
     url: `https://www.astria.ai/tunes/${id}.json`,
     orig_images: [`https://www.astria.ai/mock/${id}/1.jpg`],
-    callback: null,
+    callback: init.callback ?? null,
   };
   // Reference tunes come back already trained at creation.
   if (init.trainedAt) markTrained(tune, init.trainedAt);

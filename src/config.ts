@@ -74,6 +74,9 @@ function reservedInUserinfo(url: string): boolean {
   return /[/?#@]/.test(userinfo) || userinfo.split(':').length > 2;
 }
 
+/** Where `ASTRIA_TUNE_TITLE` has the model's id: `{modelId}`, `Model {modelId}`. */
+export const TITLE_MODEL_ID = '{modelId}';
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const BROADCAST_TRANSPORTS = ['pg', 'http', 'redis'] as const;
 export type BroadcastTransport = (typeof BROADCAST_TRANSPORTS)[number];
@@ -101,6 +104,12 @@ const envSchema = z
     RECONCILER_CALLBACK_GRACE: duration('10m', timer(POSITIVE)),
     RECONCILER_AUTH_RETRY: duration('2m', timer(100)),
     RECONCILER_TRAINING_TIMEOUT: duration('24h', age(POSITIVE)),
+    RECONCILER_ORPHAN_WINDOW: duration('48h', age(POSITIVE)),
+    ASTRIA_TUNE_TITLE: z
+      .string()
+      .refine((text) => text.includes(TITLE_MODEL_ID), `must contain ${TITLE_MODEL_ID} (where the app writes the model's id into the tune's title)`)
+      .refine((text) => text.replaceAll(TITLE_MODEL_ID, '').search(/[{}]/) === -1, `must hold no placeholder but ${TITLE_MODEL_ID}`)
+      .optional(),
     RECONCILER_MAX_NOT_FOUND_SHARE: z.coerce.number().gt(0, 'must be above 0').max(1, 'must be at most 1').default(0.5),
     ASTRIA_MAX_RPS: z.coerce.number().positive().max(1_000).default(5),
     ASTRIA_CONCURRENCY: positiveInt.max(256).default(4),
@@ -186,6 +195,10 @@ export interface Config {
   /** While Astria rejects the key, how often the daemon tries it again. */
   authRetryMs: number;
   trainingTimeoutMs: number;
+  /** Rows without a tune id created this recently are matched to tunes on Astria's list (orphans). */
+  orphanWindowMs: number;
+  /** `ASTRIA_TUNE_TITLE`: the title the app gives a model's tune, `{modelId}` standing for its id; unset = no title matching. */
+  tuneTitleTemplate: string | undefined;
   /** Above this share of a pass's models answering 404, none is marked ERROR (a wrong endpoint). */
   maxNotFoundShare: number;
   shutdownTimeoutMs: number;
@@ -283,6 +296,8 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     callbackGraceMs: e.RECONCILER_CALLBACK_GRACE,
     authRetryMs: e.RECONCILER_AUTH_RETRY,
     trainingTimeoutMs: e.RECONCILER_TRAINING_TIMEOUT,
+    orphanWindowMs: e.RECONCILER_ORPHAN_WINDOW,
+    tuneTitleTemplate: e.ASTRIA_TUNE_TITLE,
     maxNotFoundShare: e.RECONCILER_MAX_NOT_FOUND_SHARE,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     eventRetentionMs: e.RECONCILER_EVENT_RETENTION,

@@ -23,6 +23,9 @@ export const WEBHOOK_CODES = ['200', '202', '400', '401', '404', '405', '413', '
 export const ASYNC_TRANSPORTS = ['http', 'redis'] as const;
 export const DELIVERY_OUTCOMES = ['delivered', 'failed'] as const;
 /** What a failed iteration of the daemon's loop failed on. */
+/** What matching a row without a tune id (an orphan) to Astria's tunes came to. */
+export const ORPHAN_OUTCOMES = ['linked', 'ambiguous', 'unmatched'] as const;
+export type OrphanOutcome = (typeof ORPHAN_OUTCOMES)[number];
 export const LOOP_ERROR_REASONS = ['database', 'astria', 'auth', 'other'] as const;
 export type LoopErrorReason = (typeof LOOP_ERROR_REASONS)[number];
 
@@ -137,6 +140,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['transport'] as const,
       registers: [registry],
     }),
+    orphans: new Counter({
+      name: 'astria_reconciler_orphans_total',
+      help: 'Models whose tune id the app never saved, matched to Astria tunes: linked (one tune found, its id saved), ambiguous (several, none linked), unmatched (none found).',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     deadDeliveries: new Counter({
       name: 'astria_reconciler_dead_deliveries_total',
       help: 'Broadcast deliveries parked as dead (the receiver kept rejecting or failing on them), by transport.',
@@ -150,6 +159,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   zeroSeries(metrics.broadcastDeliveries, { transport: ASYNC_TRANSPORTS, outcome: DELIVERY_OUTCOMES });
   zeroSeries(metrics.deadDeliveries, { transport: ASYNC_TRANSPORTS });
   zeroSeries(metrics.loopErrors, { reason: LOOP_ERROR_REASONS });
+  zeroSeries(metrics.orphans, { outcome: ORPHAN_OUTCOMES });
   for (const transport of ASYNC_TRANSPORTS) {
     metrics.outboxPending.set({ transport }, 0);
     metrics.outboxOldestPending.set({ transport }, 0);

@@ -91,6 +91,8 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
           authRetryMs: config.authRetryMs,
           schema: config.schema,
           maxNotFoundShare: config.maxNotFoundShare,
+          orphanWindowMs: config.orphanWindowMs,
+          tuneTitleTemplate: config.tuneTitleTemplate,
           signal,
         },
       );

@@ -98,7 +98,7 @@ async function run(command: Command): Promise<number> {
       return EXIT.ok;
     }
     if (command.kind === 'diagnose') return await runDiagnose(pool, config, command, { askAstria: asksAstria, log, stdout: process.stdout });
-    return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout, callbackGraceMs: config.callbackGraceMs });
+    return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout, callbackGraceMs: config.callbackGraceMs, orphanWindowMs: config.orphanWindowMs });
   } catch (error) {
     if (error instanceof UsageError || error instanceof HostTableMissingError) throw error;
     throw new DatabaseUnreachableError('cannot use the event log', error);

@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import { operatorFilter } from '../db/inflight.js';
 import { reconcileOnce, type OnceProgress, type OnceReport } from '../reconciler/once.js';
+import type { OrphanReport } from '../reconciler/orphans.js';
 import type { Runtime } from './runtime.js';
 
 export interface OnceOptions {
@@ -23,6 +24,7 @@ export async function runOnce(runtime: Runtime, options: OnceOptions): Promise<n
     maxNotFoundShare: runtime.config.maxNotFoundShare,
     signal: options.signal,
     onProgress: progressLine?.update,
+    orphans: { windowMs: runtime.config.orphanWindowMs, titleTemplate: runtime.config.tuneTitleTemplate },
   });
   progressLine?.clear();
   const interrupted = options.signal.aborted;
@@ -43,10 +45,26 @@ function formatSummary(report: OnceReport, interrupted: boolean): string {
   );
   for (const { modelId, from, to } of report.transitions) lines.push(`  ${modelId}  ${from} → ${to}`);
   for (const { modelId, reason } of report.failures) lines.push(`  ${modelId}  not checked: ${reason}`);
+  if (report.orphans) lines.push(...formatOrphans(report.orphans, report.dryRun));
   if (report.stopped) lines.push(`Pass stopped: ${report.stopped}`);
   if (report.failed > 0) lines.push('Some models could not be checked; it is safe to run again.');
   if (interrupted) lines.push('Interrupted before the pass finished; it is safe to run again.');
   return `${lines.join('\n')}\n`;
+}
+
+/** Models without a tune id: shown only when there were some. */
+function formatOrphans(orphans: OrphanReport, dryRun: boolean): string[] {
+  const { linked, ambiguous, unmatched, raced, incomplete } = orphans;
+  if (linked.length + ambiguous.length + unmatched.length + raced === 0 && incomplete === null) return [];
+  const lines = [
+    `Models without a tune id: ${dryRun ? 'would link' : 'linked'} ${linked.length}, ambiguous ${ambiguous.length}, unmatched ${unmatched.length}` +
+      (raced > 0 ? `, saved by the app meanwhile ${raced}` : '') +
+      ` (${orphans.listPages} list page${orphans.listPages === 1 ? '' : 's'})`,
+  ];
+  for (const { modelId, tuneId } of linked) lines.push(`  ${modelId}  → tune ${tuneId}`);
+  for (const { modelId, tuneIds } of ambiguous) lines.push(`  ${modelId}  matches tunes ${tuneIds.join(', ')}: none linked`);
+  if (incomplete !== null) lines.push(`  not matched: ${incomplete}`);
+  return lines;
 }
 
 function createProgressLine(stream: Writable) {

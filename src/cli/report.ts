@@ -3,6 +3,7 @@ import { UsageError } from './args.js';
 import { listDeadDeliveries, type DeadDeliveries } from '../broadcast/dead-letter.js';
 import { countCallbackOutcomes, DEFAULT_CALLBACK_GRACE_MS, type CallbackCounts } from '../db/callbacks.js';
 import { ownSchemaReady } from '../db/own-schema.js';
+import { DEFAULT_ORPHAN_WINDOW_MS, selectOrphans } from '../db/orphans.js';
 import { countTransitions, databaseNow, recoveryLag, slowestRecoveries } from '../db/report.js';
 
 /** One slow recovery: Astria finished training long before the reconciler applied READY. */
@@ -37,9 +38,16 @@ export interface Report {
    * (`webhookFirst`). `pending`: grace still running, no callback yet; `unrecorded`: from before callbacks were recorded.
    */
   callbacks: CallbackCounts;
+  /**
+   * Models training at Astria whose tune id the app never saved, created within RECONCILER_ORPHAN_WINDOW,
+   * as they are now (whatever `since`): no tune matched them yet, or several did (the daemon's log
+   * names the tunes). `models`: the newest 10.
+   */
+  orphans: { total: number; models: { modelId: string; status: string; createdAt: string }[] };
 }
 
 const SLOWEST = 10;
+const ORPHANS_LISTED = 10;
 /** Always listed, even at zero: the two outcomes an operator asks about. */
 const ALWAYS_LISTED = ['READY', 'ERROR'];
 const STATUS_ORDER = ['READY', 'ERROR', 'TRAINING', 'PROCESSING', 'UPLOADING', 'DELETED'];
@@ -57,6 +65,7 @@ export async function buildReport(
   sinceMs: number,
   until?: Date | number,
   callbackGraceMs = DEFAULT_CALLBACK_GRACE_MS,
+  orphanWindowMs = DEFAULT_ORPHAN_WINDOW_MS,
 ): Promise<Report> {
   const range = { until: until === undefined ? await databaseNow(pool) : new Date(until), since: new Date(0) };
   // No event is older than the epoch; a window reaching further is a typo (and no valid Date).
@@ -74,6 +83,7 @@ export async function buildReport(
     slowest: [],
     deadDeliveries: await listDeadDeliveries(pool, schema),
     callbacks: { lost: 0, late: 0, webhookFirst: 0, pending: 0, unrecorded: 0 },
+    orphans: await currentOrphans(pool, orphanWindowMs),
   };
   // A database the daemon never ran on has no event log yet: nothing was applied. (A report writes nothing.)
   if (!(await ownSchemaReady(pool, schema))) return report;
@@ -96,6 +106,14 @@ export async function buildReport(
   }));
   report.callbacks = await countCallbackOutcomes(pool, schema, range.since, range.until, callbackGraceMs);
   return report;
+}
+
+async function currentOrphans(pool: pg.Pool, windowMs: number): Promise<Report['orphans']> {
+  const orphans = await selectOrphans(pool, windowMs);
+  return {
+    total: orphans.length,
+    models: orphans.slice(0, ORPHANS_LISTED).map((orphan) => ({ modelId: orphan.id, status: orphan.status, createdAt: new Date(orphan.createdAt).toISOString() })),
+  };
 }
 
 function zeroTransitions(): Report['transitions'] {
@@ -159,6 +177,7 @@ export function formatReport(report: Report): string {
   }
   lines.push('', ...formatCallbacks(report.callbacks));
   lines.push('', ...formatDeadDeliveries(report.deadDeliveries));
+  lines.push('', ...formatOrphans(report.orphans));
   return `${lines.join('\n')}\n`;
 }
 
@@ -168,6 +187,17 @@ function formatCallbacks({ lost, late, webhookFirst, pending, unrecorded }: Call
   if (pending > 0) lines.push(`  ${pending} recent recoveries not judged yet (their grace is still running)`);
   if (unrecorded > 0) lines.push(`  ${unrecorded} recoveries from before callbacks were recorded: neither lost nor late`);
   return lines;
+}
+
+function formatOrphans(orphans: Report['orphans']): string[] {
+  if (orphans.total === 0) return ['Models without a tune id: none'];
+  return [
+    `Models without a tune id: ${orphans.total} (no tune matched them yet, or several did: the daemon's log names the tunes)`,
+    ...table(
+      [['model', 'status', 'created at'], ...orphans.models.map((orphan) => [orphan.modelId, orphan.status, orphan.createdAt])],
+      [false, false, false],
+    ).map((l) => `  ${l}`),
+  ];
 }
 
 function formatDeadDeliveries(dead: DeadDeliveries): string[] {
@@ -192,9 +222,9 @@ function formatDeadDeliveries(dead: DeadDeliveries): string[] {
 export async function runReport(
   pool: pg.Pool,
   schema: string,
-  options: { sinceMs: number; json: boolean; stdout: NodeJS.WritableStream; callbackGraceMs?: number },
+  options: { sinceMs: number; json: boolean; stdout: NodeJS.WritableStream; callbackGraceMs?: number; orphanWindowMs?: number },
 ): Promise<number> {
-  const report = await buildReport(pool, schema, options.sinceMs, undefined, options.callbackGraceMs);
+  const report = await buildReport(pool, schema, options.sinceMs, undefined, options.callbackGraceMs, options.orphanWindowMs);
   options.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;
 }

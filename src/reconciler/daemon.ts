@@ -3,6 +3,7 @@ import { AstriaAuthError, type AstriaClient } from '../astria/client.js';
 import type { Clock } from '../clock.js';
 import { DEFAULT_CALLBACK_GRACE_MS } from '../db/callbacks.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
+import { DEFAULT_ORPHAN_WINDOW_MS } from '../db/orphans.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { StatusService } from '../status/service.js';
@@ -11,6 +12,7 @@ import { CallbackJudge } from './callback-judge.js';
 import type { LeaderElection } from './leader.js';
 import { Leadership } from './leadership.js';
 import { FailureReporter } from './loop-errors.js';
+import { OrphanMatcher } from './orphans.js';
 import { tunes } from './resource.js';
 import { InFlightWatch } from './watch.js';
 
@@ -42,9 +44,13 @@ export interface DaemonOptions {
   authRetryMs?: number;
   /** Our own schema (callback records). */
   schema?: string;
+  /** `RECONCILER_ORPHAN_WINDOW`: models without a tune id created this recently are matched to tunes, every interval. */
+  orphanWindowMs?: number;
+  /** `ASTRIA_TUNE_TITLE`. */
+  tuneTitleTemplate?: string;
 }
 
-export const DAEMON_DEFAULTS = { observeEveryMs: 2_000, callbackGraceMs: DEFAULT_CALLBACK_GRACE_MS, authRetryMs: 2 * 60_000, schema: DEFAULT_SCHEMA, maxNotFoundShare: 0.5 };
+export const DAEMON_DEFAULTS = { observeEveryMs: 2_000, callbackGraceMs: DEFAULT_CALLBACK_GRACE_MS, authRetryMs: 2 * 60_000, schema: DEFAULT_SCHEMA, maxNotFoundShare: 0.5, orphanWindowMs: DEFAULT_ORPHAN_WINDOW_MS };
 
 /** Shortest sleep between two wake-ups, so a burst of due times cannot spin the loop. */
 const MIN_SLEEP_MS = 50;
@@ -82,6 +88,12 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     maxNotFoundShare: settings.maxNotFoundShare,
   });
   const judge = new CallbackJudge(deps, { schema: settings.schema, graceMs: settings.callbackGraceMs, everyMs: options.intervalMs });
+  const orphans = new OrphanMatcher(deps, {
+    windowMs: settings.orphanWindowMs,
+    titleTemplate: options.tuneTitleTemplate,
+    dryRun: false,
+    everyMs: options.intervalMs,
+  });
   const auth = new AuthPause(settings.authRetryMs);
   const failures = new FailureReporter(deps);
   let consecutiveErrors = 0;
@@ -95,6 +107,8 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   /** One iteration as the leader: discovery and a round when due, or a try of a rejected key. Returns when to wake. */
   const lead = async (now: number): Promise<number> => {
     if (now >= watch.nextDiscoveryAt) {
+      // Before discovery: a model linked to its tune is in flight at once.
+      if (auth.mayCall(now)) await orphans.runIfDue(now, leadership.roundSignal());
       await watch.discover(now);
       judge.judgeIfDue(now);
     }
@@ -115,6 +129,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   /** A follower forgets, and its gauges say so: the alerts take min/max over replicas, so a stale 0 or count would outlive a failover. */
   const follow = () => {
     watch.forget();
+    orphans.forget();
     auth.accepted();
     metrics.astriaAuthOk.set(1);
     metrics.inflightModels.set(0);

@@ -9,6 +9,7 @@ import type { StatusService } from '../status/service.js';
 import { DENSE_IDS_PER_PAGE, type PagePlanItem } from './plan.js';
 import { tunes } from './resource.js';
 import { runRound } from './round.js';
+import { OrphanMatcher, type OrphanOptions, type OrphanReport } from './orphans.js';
 import type { Outcome } from './settle.js';
 
 export interface OnceDeps {
@@ -37,6 +38,8 @@ export interface OnceOptions {
   /** `RECONCILER_MAX_NOT_FOUND_SHARE` (default 0.5). */
   maxNotFoundShare?: number;
   onProgress?: (progress: OnceProgress) => void;
+  /** Match models without a tune id to their tunes first (the named models only, when the filter names some). */
+  orphans?: Pick<OrphanOptions, 'windowMs' | 'titleTemplate'>;
 }
 
 export interface OnceProgress {
@@ -60,6 +63,8 @@ export interface OnceReport {
   plan: { listPages: number; singleGets: number };
   /** Why the round stopped before applying everything it saw (a wrong endpoint), null when it did not. */
   stopped: string | null;
+  /** Models without a tune id matched before the round (null when not asked); in a dry run, what would be linked. */
+  orphans: OrphanReport | null;
 }
 
 /** Keyset page of in-flight rows read at a time: only their Astria ids are kept for the round. */
@@ -88,7 +93,12 @@ export async function reconcileOnce(deps: OnceDeps, options: OnceOptions): Promi
     dryRun: deps.service === null,
     plan: { listPages: 0, singleGets: 0 },
     stopped: null,
+    orphans: null,
   };
+  if (options.orphans) {
+    const matcher = new OrphanMatcher(deps, { ...options.orphans, dryRun: deps.service === null, modelIds: filter.modelIds, everyMs: 0 });
+    report.orphans = await matcher.runIfDue(started, options.signal);
+  }
   let total = 0;
   const record = (modelId: string, outcome: Outcome) => {
     report.checked += 1;
