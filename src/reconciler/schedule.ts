@@ -20,7 +20,9 @@ export interface ScheduledRow {
  *   training", whatever its `eta` says: tunes finish minutes before it as well as after it, and the
  *   round's list pages cost the same for 1 tune or 120, so waiting for the `eta` would save little and
  *   cost the lag bound.
- * - Models in their grace ride along: a tune on a page fetched anyway costs nothing more to apply.
+ * - A model's first look is at once, whatever its age: a tune trained at creation (FaceID, `gemini-2`,
+ *   `fast`, reference tunes) is applied within a round. After that look, a model in its grace only
+ *   rides along: a tune on a page fetched anyway costs nothing more to apply.
  * - A round that needed retries (429s, 5xx) doubles the cadence, up to `longestWaitMs`; a clean round
  *   halves it back. The request budget still caps every call on top of this.
  * - A model whose write or observation failed (a row the app keeps locked, a tune whose GET fails) is
@@ -45,6 +47,8 @@ interface Entry {
   firstSeenAt: number;
   nextLookAt: number;
   lastProgressWriteAt: number;
+  /** Astria was asked about it at least once by this leader (its first look ignores the grace). */
+  looked: boolean;
   /** Failed writes or observations in a row. */
   failures: number;
 }
@@ -77,7 +81,7 @@ export class ObservationSchedule {
       present.add(model.id);
       const entry = this.entries.get(model.id);
       if (!entry || entry.remoteId !== model.remoteId) {
-        this.entries.set(model.id, { remoteId: model.remoteId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity, failures: 0 });
+        this.entries.set(model.id, { remoteId: model.remoteId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity, looked: false, failures: 0 });
       } else entry.updatedAt = model.updatedAt;
     }
     for (const id of this.entries.keys()) if (!present.has(id)) this.entries.delete(id);
@@ -87,7 +91,7 @@ export class ObservationSchedule {
   roundItems(now: number): PagePlanItem[] {
     const byRemote = new Map<number, 0 | 1>();
     for (const entry of this.entries.values()) {
-      const weight = this.graceEnd(entry) <= now && entry.nextLookAt <= now ? 1 : 0;
+      const weight = this.dueAt(entry) <= now ? 1 : 0;
       byRemote.set(entry.remoteId, Math.max(byRemote.get(entry.remoteId) ?? 0, weight) as 0 | 1);
     }
     return [...byRemote].map(([id, weight]) => ({ id, weight }));
@@ -96,7 +100,7 @@ export class ObservationSchedule {
   /** When the next round should start; null when no model is scheduled (nothing in flight: no calls). */
   nextRoundAt(): number | null {
     let due = Infinity;
-    for (const entry of this.entries.values()) due = Math.min(due, Math.max(entry.nextLookAt, this.graceEnd(entry)));
+    for (const entry of this.entries.values()) due = Math.min(due, this.dueAt(entry));
     if (due === Infinity) return null;
     return Math.max(due, this.lastRoundAt + this.cadenceMs);
   }
@@ -116,6 +120,7 @@ export class ObservationSchedule {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.failures = 0;
+    entry.looked = true;
     entry.nextLookAt = now + this.cadenceMs;
   }
 
@@ -130,6 +135,7 @@ export class ObservationSchedule {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.failures += 1;
+    entry.looked = true;
     entry.nextLookAt = now + Math.min(this.maxBackoffMs, this.options.observeEveryMs * 2 ** Math.min(entry.failures - 1, 20));
   }
 
@@ -165,6 +171,11 @@ export class ObservationSchedule {
     this.entries.clear();
     this.slowdown = 1;
     this.lastRoundAt = -Infinity;
+  }
+
+  /** A row's first look is at once (a tune trained at creation is applied within a round); later ones wait out the grace. */
+  private dueAt(entry: Entry): number {
+    return entry.looked ? Math.max(entry.nextLookAt, this.graceEnd(entry)) : entry.nextLookAt;
   }
 
   private graceEnd(entry: Entry): number {

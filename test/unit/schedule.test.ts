@@ -55,25 +55,59 @@ describe('ObservationSchedule: the webhook grace', () => {
     expect(s.roundItems(T0)).toEqual([{ id: 1, weight: 1 }]);
   });
 
-  it('a model in its grace only rides along (weight 0) until the grace ends', () => {
+  it('a young model is looked at at once (a tune trained at creation), then only rides along until the grace ends', () => {
     const s = schedule();
     s.sync([model('fresh', 7, T0 - 30_000)], T0);
-    expect(s.roundItems(T0)).toEqual([{ id: 7, weight: 0 }]);
+    expect(s.nextRoundAt()).toBe(T0);
+    expect(s.roundItems(T0)).toEqual([{ id: 7, weight: 1 }]);
+    s.roundStarted(T0);
+    s.stillTraining('fresh', T0);
+    s.roundFinished({ retried: false });
+    // The rest of its wait costs nothing: on a page fetched anyway only.
+    expect(s.roundItems(T0 + EVERY)).toEqual([{ id: 7, weight: 0 }]);
     expect(s.nextRoundAt()).toBe(T0 - 30_000 + STUCK_AFTER);
+  });
+
+  it('a young model seen on a page fetched anyway had its first look: no call of its own', () => {
+    const s = schedule();
+    s.sync([model('old', 1), model('fresh', 7, T0)], T0);
+    s.roundStarted(T0);
+    s.stillTraining('old', T0);
+    s.stillTraining('fresh', T0);
+    s.roundFinished({ retried: false });
+    expect(s.roundItems(T0 + EVERY)).toEqual([
+      { id: 1, weight: 1 },
+      { id: 7, weight: 0 },
+    ]);
+  });
+
+  it('a young model whose first look failed is due again next round, not after the grace', () => {
+    const s = schedule();
+    s.sync([model('fresh', 7, T0)], T0);
+    s.roundStarted(T0);
+    s.unobserved('fresh', T0);
+    s.roundFinished({ retried: false });
+    expect(s.nextRoundAt()).toBe(T0 + EVERY);
+    expect(s.roundItems(T0 + EVERY)).toEqual([{ id: 7, weight: 1 }]);
   });
 
   it('a row the app touches every 3 s is still stuck STUCK_AFTER after the leader first saw it', () => {
     const s = schedule();
+    s.sync([model('touched', 9, T0)], T0);
+    s.stillTraining('touched', T0);
     for (let now = T0; now <= T0 + STUCK_AFTER; now += 3_000) s.sync([model('touched', 9, now)], now);
     expect(s.nextRoundAt()).toBe(T0 + STUCK_AFTER);
     expect(s.roundItems(T0 + STUCK_AFTER - 1)).toEqual([{ id: 9, weight: 0 }]);
     expect(s.roundItems(T0 + STUCK_AFTER)).toEqual([{ id: 9, weight: 1 }]);
   });
 
-  it('a retrain (new tune id on the row) starts over', () => {
+  it('a retrain (new tune id on the row) starts over: a first look at once, then the grace', () => {
     const s = schedule();
     s.sync([model('a', 1)], T0);
+    s.stillTraining('a', T0);
     s.sync([model('a', 2, T0 + 5_000)], T0 + 5_000);
+    expect(s.nextRoundAt()).toBe(T0 + 5_000);
+    s.stillTraining('a', T0 + 5_000);
     expect(s.nextRoundAt()).toBe(T0 + 5_000 + STUCK_AFTER);
     expect(s.roundItems(T0 + 5_000 + STUCK_AFTER)).toEqual([{ id: 2, weight: 1 }]);
   });
@@ -108,6 +142,7 @@ describe('ObservationSchedule: many models, one round', () => {
     const s = schedule();
     const models = Array.from({ length: 120 }, (_, index) => model(`m-${index}`, 1_000 + index));
     s.sync([...models, model('twin', 1_000), model('fresh', 2_000, T0)], T0);
+    s.stillTraining('fresh', T0); // its first look was on a page: it now waits out its grace
     const items = s.roundItems(T0);
     expect(items).toHaveLength(121);
     expect(items.find((item) => item.id === 1_000)).toEqual({ id: 1_000, weight: 1 });
