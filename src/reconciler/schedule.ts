@@ -54,6 +54,8 @@ interface Entry {
 }
 
 const DEFAULT_MAX_BACKOFF_MS = 5 * 60_000;
+/** A model's progress-only writes (each a transaction and a NOTIFY) come at most this often. */
+export const PROGRESS_WRITE_EVERY_MS = 60_000;
 
 export class ObservationSchedule {
   private readonly entries = new Map<string, Entry>();
@@ -155,10 +157,10 @@ export class ObservationSchedule {
     return [...this.entries].filter(([, entry]) => entry.remoteId === remoteId).map(([id]) => id);
   }
 
-  /** A progress-only write (no status change) at most once per `longestWaitMs` per model. */
+  /** A progress-only write (no status change) at most once a minute per model (the rules write only a step). */
   progressWriteDue(id: string, now: number): boolean {
     const entry = this.entries.get(id);
-    return entry === undefined || now - entry.lastProgressWriteAt >= this.options.longestWaitMs;
+    return entry === undefined || now - entry.lastProgressWriteAt >= PROGRESS_WRITE_EVERY_MS;
   }
 
   progressWritten(id: string, now: number): void {

@@ -205,6 +205,33 @@ describe('daemon rounds on a fake clock', () => {
     expect(requests[0]!.at - (t0 + 10 * SECOND)).toBeLessThanOrEqual(5 * SECOND);
   });
 
+  it('progress is written in steps of 5 points (or 5 minutes left), at most once a minute, while the tune is looked at every round', async () => {
+    // A 40-minute training, 10 minutes in: 2.5 points a minute.
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 10 * MINUTE), eta: new Date(t0 + 30 * MINUTE) });
+    await seedModels(db.pool, [training(tune.id, { progress: 25, estimatedTime: 30 })]);
+    const figures: { at: number; figure: string }[] = [];
+    await runFor(10 * MINUTE, (at) => {
+      for (let ms = SECOND; ms < 10 * MINUTE; ms += 5 * SECOND) {
+        at(ms, async () => {
+          const row = await readModel(db.pool, `m-${tune.id}`);
+          const figure = `${row.progress}% ${row.estimatedTime} min`;
+          if (figures.at(-1)?.figure !== figure) figures.push({ at: clock.now(), figure });
+        });
+      }
+    });
+    expect(figures[0]!.figure).toBe('25% 30 min');
+    const writes = figures.slice(1);
+    // 25 points in 10 minutes: a write every 2 minutes, not every 30 s.
+    expect(writes.length).toBeGreaterThanOrEqual(4);
+    expect(writes.length).toBeLessThanOrEqual(6);
+    for (let index = 1; index < figures.length; index += 1) {
+      const [before, after] = [figures[index - 1]!.figure, figures[index]!.figure].map((figure) => figure.match(/\d+/g)!.map(Number));
+      expect(after[0]! - before[0]! >= 5 || before[1]! - after[1]! >= 5).toBe(true);
+    }
+    // Looked at all along: a round every 2 s.
+    expect(requests.length).toBeGreaterThan(250);
+  });
+
   it('429s slow the cadence down; clean rounds bring it back', async () => {
     const tune = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: null });
     await seedModels(db.pool, [training(tune.id)]);

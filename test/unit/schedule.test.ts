@@ -214,12 +214,14 @@ describe('ObservationSchedule: 429 slow-down', () => {
 });
 
 describe('ObservationSchedule: progress writes', () => {
-  it('at most one progress-only write per longest wait per model', () => {
+  it('at most one progress-only write a minute per model, whatever the longest wait', () => {
     const s = schedule();
-    s.sync([model('a', 1)], T0);
+    s.sync([model('a', 1), model('b', 2)], T0);
     expect(s.progressWriteDue('a', T0)).toBe(true);
     s.progressWritten('a', T0);
-    expect(s.progressWriteDue('a', T0 + LONGEST - 1)).toBe(false);
-    expect(s.progressWriteDue('a', T0 + LONGEST)).toBe(true);
+    expect(s.progressWriteDue('a', T0 + LONGEST)).toBe(false);
+    expect(s.progressWriteDue('a', T0 + 60_000 - 1)).toBe(false);
+    expect(s.progressWriteDue('a', T0 + 60_000)).toBe(true);
+    expect(s.progressWriteDue('b', T0 + 1)).toBe(true);
   });
 });
