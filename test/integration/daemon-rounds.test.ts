@@ -225,8 +225,9 @@ describe('daemon rounds on a fake clock', () => {
     expect(writes.length).toBeGreaterThanOrEqual(4);
     expect(writes.length).toBeLessThanOrEqual(6);
     for (let index = 1; index < figures.length; index += 1) {
-      const [before, after] = [figures[index - 1]!.figure, figures[index]!.figure].map((figure) => figure.match(/\d+/g)!.map(Number));
-      expect(after[0]! - before[0]! >= 5 || before[1]! - after[1]! >= 5).toBe(true);
+      const [progressBefore, minutesBefore] = figures[index - 1]!.figure.match(/\d+/g)!.map(Number);
+      const [progressAfter, minutesAfter] = figures[index]!.figure.match(/\d+/g)!.map(Number);
+      expect(progressAfter! - progressBefore! >= 5 || minutesBefore! - minutesAfter! >= 5).toBe(true);
     }
     // Looked at all along: a round every 2 s.
     expect(requests.length).toBeGreaterThan(250);
