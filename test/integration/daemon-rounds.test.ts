@@ -205,7 +205,7 @@ describe('daemon rounds on a fake clock', () => {
     expect(requests[0]!.at - (t0 + 10 * SECOND)).toBeLessThanOrEqual(5 * SECOND);
   });
 
-  it('progress is written in steps of 5 points (or 5 minutes left), at most once a minute, while the tune is looked at every round', async () => {
+  it('a tune whose eta is 30 min away is looked at every 30 s, its progress written in steps of 5 points (or 5 minutes left)', async () => {
     // A 40-minute training, 10 minutes in: 2.5 points a minute.
     const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 10 * MINUTE), eta: new Date(t0 + 30 * MINUTE) });
     await seedModels(db.pool, [training(tune.id, { progress: 25, estimatedTime: 30 })]);
@@ -229,8 +229,28 @@ describe('daemon rounds on a fake clock', () => {
       const [progressAfter, minutesAfter] = figures[index]!.figure.match(/\d+/g)!.map(Number);
       expect(progressAfter! - progressBefore! >= 5 || minutesBefore! - minutesAfter! >= 5).toBe(true);
     }
-    // Looked at all along: a round every 2 s.
-    expect(requests.length).toBeGreaterThan(250);
+    // The first look at once, then one every 30 s (not every 2 s) while the eta is more than a minute away.
+    expect(requests[0]!.at).toBe(t0);
+    expect(requests.length).toBeGreaterThanOrEqual(19);
+    expect(requests.length).toBeLessThanOrEqual(21);
+    expect(Math.max(...requests.slice(1).map((request, index) => request.at - requests[index]!.at))).toBe(30 * SECOND);
+  });
+
+  it('from a minute before the eta the tune is looked at every round: finishing at its eta, it is READY within seconds', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 10 * MINUTE), eta: new Date(t0 + 3 * MINUTE) });
+    await seedModels(db.pool, [training(tune.id)]);
+    let trainedAt = 0;
+    await runFor(4 * MINUTE, (at) =>
+      at(3 * MINUTE + 7 * SECOND, () => {
+        trainedAt = clock.now();
+        astria.train(tune.id, new Date(trainedAt));
+      }),
+    );
+    expect((await readModel(db.pool, `m-${tune.id}`)).status).toBe('READY');
+    const { rows } = await db.pool.query(`SELECT (extract(epoch FROM occurred_at) * 1000)::bigint::text AS at FROM astria_reconciler.events WHERE model_id = $1`, [`m-${tune.id}`]);
+    expect(Number(rows[0].at) - trainedAt).toBeLessThanOrEqual(2 * SECOND);
+    // Every 30 s for the first two minutes, every 2 s from 2 min on.
+    expect(requests.filter((request) => request.at < t0 + 2 * MINUTE)).toHaveLength(4);
   });
 
   it('429s slow the cadence down; clean rounds bring it back', async () => {

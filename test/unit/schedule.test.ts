@@ -113,10 +113,11 @@ describe('ObservationSchedule: the webhook grace', () => {
   });
 });
 
-describe('ObservationSchedule: eta never pushes a look minutes away', () => {
+describe('ObservationSchedule: the cadence follows the eta', () => {
   it('past its eta (a tune finishing 1–30 min late) it is looked at every round, for as long as it trains', () => {
     const s = schedule();
     s.sync([model('late', 1)], T0);
+    s.dueAt('late', T0 - 20 * 60_000);
     const starts = roundsWhileTraining(s, 'late', T0, T0 + 30 * 60_000);
     expect(starts.length).toBeGreaterThan(800);
     expect(Math.max(...gaps(starts))).toBe(EVERY);
@@ -125,15 +126,43 @@ describe('ObservationSchedule: eta never pushes a look minutes away', () => {
   it('with no eta, likewise every round', () => {
     const s = schedule();
     s.sync([model('none', 1)], T0);
+    s.dueAt('none', null);
     const starts = roundsWhileTraining(s, 'none', T0, T0 + 10 * 60_000);
     expect(Math.max(...gaps(starts))).toBe(EVERY);
   });
 
-  it('an eta far ahead changes nothing: looked at every round (tunes finish minutes before their eta too)', () => {
+  it('an eta 10 min ahead: a look every 30 s until a minute before it, then every round', () => {
     const s = schedule();
+    const eta = T0 + 10 * 60_000;
     s.sync([model('early', 1)], T0);
-    const starts = roundsWhileTraining(s, 'early', T0, T0 + 5 * 60_000);
-    expect(Math.max(...gaps(starts))).toBe(EVERY);
+    s.dueAt('early', eta);
+    const starts = roundsWhileTraining(s, 'early', T0, eta + 60_000);
+    const before = starts.filter((at) => at <= eta - 60_000);
+    const after = starts.filter((at) => at >= eta - 60_000);
+    // The first look at once, then every 30 s: 18 looks in 9 minutes, not 270.
+    expect(before[0]).toBe(T0);
+    expect(Math.max(...gaps(before))).toBe(LONGEST);
+    expect(before.length).toBeLessThanOrEqual(20);
+    expect(after[0]).toBeLessThanOrEqual(eta - 60_000 + EVERY);
+    expect(Math.max(...gaps(after))).toBe(EVERY);
+  });
+
+  it('an eta pushed later by Astria moves the close watch with it; one pulled nearer brings it back', () => {
+    const s = schedule();
+    s.sync([model('m', 1)], T0);
+    s.dueAt('m', T0 + 10 * 60_000);
+    s.stillTraining('m', T0);
+    expect(s.nextRoundAt()).toBe(T0 + LONGEST);
+    s.dueAt('m', T0 + 40_000);
+    s.stillTraining('m', T0);
+    expect(s.nextRoundAt()).toBe(T0 + EVERY);
+  });
+
+  it('a young model with an eta far ahead still gets its first look at once', () => {
+    const s = schedule();
+    s.sync([model('fresh', 7, T0)], T0);
+    s.dueAt('fresh', T0 + 30 * 60_000);
+    expect(s.roundItems(T0)).toEqual([{ id: 7, weight: 1 }]);
   });
 });
 
