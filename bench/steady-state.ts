@@ -431,6 +431,20 @@ export async function runSteadyState(adminUrl: string): Promise<SectionResult> {
     formatGrid([['tunes a page', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/model', 'list calls', 'single GETs'], ...caps]),
   );
 
+  console.error('  steady one model...');
+  const quiet: string[][] = [];
+  for (const seed of [1, 2, 3]) {
+    // One model with an accurate eta (a quiet app): the run covers its life from t0 to its finish.
+    const run = await runScenario(adminUrl, { name: `one model (seed ${seed})`, models: 1, windowMs: 30 * MINUTE, seed, plain: true });
+    const finish = run.finishes[0]!;
+    quiet.push([String(seed), seconds(finish.finishAt - run.t0, 0), String(run.requests.length), `${run.list} / ${run.get}`, ...lagCells([...run.lagByModel.values()]).slice(2)]);
+  }
+  texts.push(
+    '',
+    '-- one model in flight, eta accurate: a look every RECONCILER_INTERVAL until a minute before the eta, every round after; each a one-tune page',
+    formatGrid([['seed', 'watched (s)', 'Astria calls', 'list / GET', 'lag (s)'], ...quiet]),
+  );
+
   console.error('  steady cadence sweep...');
   const sweep: string[][] = [];
   for (const observeEveryMs of CADENCES_MS) {
