@@ -75,6 +75,8 @@ export interface Scenario {
   maxForeignAfter?: number;
   /** Only accurate etas and plain trained endings (the density pair isolates the id span). */
   plain?: boolean;
+  /** Most tunes Astria serves a list page, whatever `limit` asks (default 120). */
+  maxPageSize?: number;
 }
 
 interface Finish {
@@ -125,7 +127,7 @@ export async function runScenario(adminUrl: string, scenario: Scenario): Promise
   const clock = new VirtualClock({ start: t0, stopAt: t0 + scenario.windowMs + 5 * MINUTE, onStop: () => stop.abort(new Error('virtual time limit')) });
   const untrackUndici = trackUndiciRequests(clock);
   const database = await scratchDatabase(adminUrl);
-  const astria = await startSimulatedAstria({ apiKey: API_KEY, now: () => new Date(clock.now()) });
+  const astria = await startSimulatedAstria({ apiKey: API_KEY, now: () => new Date(clock.now()), maxPageSize: scenario.maxPageSize });
   const log = pino({ level: 'silent' });
   const metrics = createMetrics();
   const pool = createPool(database.url, log, 10);
@@ -379,6 +381,8 @@ const DENSITY: [Scenario, Scenario] = [
   { name: 'span-120', models: 120, windowMs: 3 * MINUTE, seed: 80_012, maxForeignAfter: 0, plain: true },
 ];
 const CADENCES_MS = [1_000, 2_000, 5_000, 10_000];
+/** Astria serving short list pages (100, or 20 when it ignores `limit`) beside its documented 120. */
+const PAGE_CAPS = [20, 100, 120];
 
 /** Account tunes from the oldest to the newest tune in flight. */
 function spanTunes(run: Run): number {
@@ -413,6 +417,33 @@ export async function runSteadyState(adminUrl: string): Promise<SectionResult> {
   );
   for (const run of [few, many]) targets.push(...describeRun(run).targets);
   targets.push(target('steady density: 10× the models in the same id span cost ≤ 1.5× the calls', ratio <= 1.5, `${ratio.toFixed(2)}×`));
+
+  console.error('  steady page caps...');
+  const caps: string[][] = [];
+  for (const maxPageSize of PAGE_CAPS) {
+    const run = await runScenario(adminUrl, { ...SCENARIOS[1]!, name: `200/10min, pages of ${maxPageSize}`, maxPageSize });
+    caps.push([String(maxPageSize), ...lagCells([...run.lagByModel.values()]), (run.requests.length / run.scenario.models).toFixed(2), String(run.list), String(run.get)]);
+    targets.push(...describeRun(run).targets);
+  }
+  texts.push(
+    '',
+    '-- Astria serving short list pages (200 models over 10 min): paging ends on an empty page or below the oldest in-flight tune, never on a short page',
+    formatGrid([['tunes a page', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/model', 'list calls', 'single GETs'], ...caps]),
+  );
+
+  console.error('  steady one model...');
+  const quiet: string[][] = [];
+  for (const seed of [1, 2, 3]) {
+    // One model with an accurate eta (a quiet app): the run covers its life from t0 to its finish.
+    const run = await runScenario(adminUrl, { name: `one model (seed ${seed})`, models: 1, windowMs: 30 * MINUTE, seed, plain: true });
+    const finish = run.finishes[0]!;
+    quiet.push([String(seed), seconds(finish.finishAt - run.t0, 0), String(run.requests.length), `${run.list} / ${run.get}`, ...lagCells([...run.lagByModel.values()]).slice(2)]);
+  }
+  texts.push(
+    '',
+    '-- one model in flight, eta accurate: a look every RECONCILER_INTERVAL until a minute before the eta, every round after; each a one-tune page',
+    formatGrid([['seed', 'watched (s)', 'Astria calls', 'list / GET', 'lag (s)'], ...quiet]),
+  );
 
   console.error('  steady cadence sweep...');
   const sweep: string[][] = [];

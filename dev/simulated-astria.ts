@@ -58,6 +58,11 @@ export interface SimulatedAstriaOptions {
   latencyMs?: number;
   /** More than this many requests arriving in any sliding 1000 ms window → 429; default unlimited. */
   maxRps?: number;
+  /**
+   * Most objects a list page serves, whatever `limit` asks (default 120, Astria's documented most):
+   * deployments have served 100, or 20 when `limit` was ignored, with more below.
+   */
+  maxPageSize?: number;
   /** When set, 429s carry `Retry-After` with this many seconds (Astria documents none). */
   retryAfterSeconds?: number;
   host?: string;
@@ -364,10 +369,10 @@ class SimulatedAstriaServer implements SimulatedAstria {
   /** `inScope`: the request was made in the objects' workspace; out of it, the scope holds nothing. */
   private answer(route: Route, query: URLSearchParams, inScope: boolean): Answer {
     if (route.endpoint === 'get') return this.answerGet(route.id, inScope);
-    if (route.endpoint === 'list') return inScope ? answerPage(this.tunes, query, MAX_OFFSET) : jsonAnswer(200, []);
+    if (route.endpoint === 'list') return inScope ? answerPage(this.tunes, query, MAX_OFFSET, this.options.maxPageSize) : jsonAnswer(200, []);
     if (!inScope) return route.endpoint === 'prompt_list' ? jsonAnswer(200, []) : errorAnswer(404, 'Not found');
     if (route.endpoint === 'prompt_get') return this.answerPromptGet(route.id, route.tuneId);
-    if (route.endpoint === 'prompt_list') return answerPage(this.prompts, query, MAX_PROMPT_OFFSET);
+    if (route.endpoint === 'prompt_list') return answerPage(this.prompts, query, MAX_PROMPT_OFFSET, this.options.maxPageSize);
     return errorAnswer(404, 'Not found');
   }
 
@@ -526,13 +531,13 @@ function classifyPrompt(pathname: string): Route {
 }
 
 /** One list page of `store`: newest first, `limit`/`before_id`/`offset` as Astria reads them. */
-function answerPage<T extends { id: number }>(store: IdStore<T>, query: URLSearchParams, maxOffset: number): Answer {
+function answerPage<T extends { id: number }>(store: IdStore<T>, query: URLSearchParams, maxOffset: number, maxPageSize = MAX_LIMIT): Answer {
   const limit = readCount(query, 'limit', DEFAULT_LIMIT, 1);
   const offset = readCount(query, 'offset', 0, 0);
   const beforeId = readCount(query, 'before_id', undefined, 0);
   if (limit === null || offset === null || beforeId === null) return errorAnswer(400, 'Invalid paging parameters');
   if (offset > maxOffset) return errorAnswer(400, `offset must be at most ${maxOffset}`);
-  return jsonAnswer(200, store.page(beforeId, offset, Math.min(limit, MAX_LIMIT)));
+  return jsonAnswer(200, store.page(beforeId, offset, Math.min(limit, maxPageSize)));
 }
 
 function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {

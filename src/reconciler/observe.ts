@@ -70,7 +70,8 @@ export function notFoundGuard(count: { gone: number; answered: number; shown: nu
 
 /**
  * List pages from just above the newest wanted id down as far as the plan says (re-planned after each
- * page with the density measured), then single GETs for what must be seen and was not: stragglers
+ * page with the span a page as Astria serves it measured; each asking for no more objects than the ids
+ * left to cover), then single GETs for what must be seen and was not: stragglers
  * below the pages, objects the list did not show (deleted or unreadable: the GET answers with a 404
  * or the object) and all below a page that failed. 404s wait for the end: the not-found guard decides
  * whether they are applied. Throws what the client throws (Astria's 401, the signal's reason), after
@@ -118,16 +119,18 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
     );
 
   let spanSum = 0;
-  let fullPages = 0;
+  let measuredPages = 0;
   try {
     let beforeId = request.items.reduce((newest, item) => Math.max(newest, item.id), 0) + 1;
     let below: readonly PagePlanItem[] = request.items;
     while (request.listPages && !stopped()) {
       below = below.filter((item) => item.id < beforeId);
-      const plan = planPages(below, beforeId, fullPages > 0 ? spanSum / fullPages : request.idsPerPage);
+      const plan = planPages(below, beforeId, measuredPages > 0 ? spanSum / measuredPages : request.idsPerPage);
       if (plan.pagesDownTo === null) break;
+      // Never more objects than the ids left to cover can hold: one model costs what its GET costs.
+      const limit = Math.min(MAX_LIST_LIMIT, beforeId - plan.pagesDownTo);
       await sink.ready();
-      const page = await kind.list(astria, beforeId, request.signal);
+      const page = await kind.list(astria, beforeId, request.signal, limit);
       if (page.kind === 'failed') {
         // The list's own 404 is a wrong base URL: single GETs' 404s would be no better.
         if (page.endpointMissing) report.incomplete = page.reason;
@@ -146,8 +149,9 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
       report.observed += observations.size;
       shown += observations.size;
       if (observations.size > 0) sink.observed(observations);
-      // The end of the account's list: every object below the cursor was on this page.
-      const end = page.nextBeforeId === null || page.items.length + page.skipped < MAX_LIST_LIMIT;
+      // Only an empty page ends the list: Astria may serve fewer than asked (100, or 20 when it ignores
+      // `limit`) with more below. A cursor that does not move down is taken as the end too.
+      const end = page.nextBeforeId === null || page.nextBeforeId >= beforeId;
       const lowest = end ? 0 : page.nextBeforeId!;
       // Wanted on this page's stretch of ids and not shown: deleted (404) or unreadable; its GET says which.
       for (const item of below) if (item.weight === 1 && item.id >= lowest && !seen.has(item.id)) getOne(item.id);
@@ -155,13 +159,17 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
         below = [];
         break;
       }
-      // The ids this page spans, from its newest object: a cursor far above the newest object (a
-      // wanted id that no longer exists) says nothing about how dense the account's ids are.
-      spanSum += Math.min(beforeId, highest + 1) - lowest;
-      fullPages += 1;
+      // The ids a page as Astria serves it spans, from its newest object (a cursor far above the newest
+      // object, a wanted id that no longer exists, says nothing about how dense the account's ids are).
+      // A page cut short by our own `limit` says nothing about how far a whole page reaches.
+      const servedWhole = limit === MAX_LIST_LIMIT || page.items.length + page.skipped < limit;
+      if (servedWhole) {
+        spanSum += Math.min(beforeId, highest + 1) - lowest;
+        measuredPages += 1;
+      }
       beforeId = lowest;
     }
-    if (fullPages > 0) report.idsPerPage = spanSum / fullPages;
+    if (measuredPages > 0) report.idsPerPage = spanSum / measuredPages;
 
     // Stragglers below the pages, and everything below a list page that failed. When the list answered
     // 404 they stay unseen: the round is incomplete.

@@ -25,8 +25,10 @@ export interface ResourceKind<Row extends HostRow, Remote, Change extends Status
   badRemoteId(text: string): string;
   /** The id of an object Astria answered with. */
   idOf(remote: Remote): number;
-  /** One page of Astria's list of the kind, newest first, below `beforeId` (null: from the newest). */
-  list(astria: AstriaClient, beforeId: number | null, signal?: AbortSignal): Promise<RemotePage<Remote>>;
+  /** One page of Astria's list of the kind, newest first, below `beforeId` (null: from the newest), at most `limit` objects (default: Astria's most). */
+  list(astria: AstriaClient, beforeId: number | null, signal?: AbortSignal, limit?: number): Promise<RemotePage<Remote>>;
+  /** When Astria expects the object done (epoch ms; its `eta`), null when it does not say; absent: never said. */
+  dueAtOf?(remote: Remote): number | null;
   /** One object by its id. */
   fetch(astria: AstriaClient, id: number, signal?: AbortSignal): Promise<RemoteResult<Remote>>;
   /** The rules: what should happen to a row given what Astria said (pure; `now` as an argument). */
@@ -70,8 +72,9 @@ export const tunes: ResourceKind<ModelRow, Tune, Transition> = {
   parseRemoteId: (text) => (isTuneId(text) ? Number(text) : null),
   badRemoteId: (text) => `trainingJobId "${text}" is not an Astria tune id`,
   idOf: (tune) => tune.id,
-  async list(astria, beforeId, signal) {
-    const page = await astria.listTunes({ beforeId }, signal);
+  dueAtOf: (tune) => tune.eta?.getTime() ?? null,
+  async list(astria, beforeId, signal, limit) {
+    const page = await astria.listTunes({ beforeId, limit }, signal);
     if (page.kind === 'failed') return { kind: 'failed', reason: page.reason, endpointMissing: page.endpointMissing === true };
     return { kind: 'page', items: page.tunes, nextBeforeId: page.nextBeforeId, skipped: page.skipped };
   },

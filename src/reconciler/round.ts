@@ -40,6 +40,8 @@ export interface RoundOptions<Row> {
   aside?: WritesAside;
   /** Every row's outcome, as it is known (a write put aside reports when it ends). */
   onOutcome(row: Row, outcome: Outcome): void;
+  /** What Astria said about when a seen row's object is due (its `eta`; null when it says nothing). */
+  onDueAt?(rowId: string, dueAt: number | null): void;
   /** An object seen with no in-flight row any more (the webhook or the app got there first). */
   onVacant?(id: number): void;
 }
@@ -120,6 +122,7 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
       rows.map((row) => {
         if (options.aside?.has(row.id)) return; // its write aside is still under way
         const observation = observations.get(kind.parseRemoteId(kind.remoteIdOf(row) ?? '')!)!;
+        if (observation.kind === 'seen') options.onDueAt?.(row.id, kind.dueAtOf?.(observation.remote) ?? null);
         const settled = settle(kind, deps, row, observation, options.rules, policy);
         if (settled === null) return;
         if ('outcome' in settled) return options.onOutcome(row, settled.outcome);

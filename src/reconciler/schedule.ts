@@ -16,11 +16,13 @@ export interface ScheduledRow {
  * - A model is *stuck* once the webhook's grace is over: `RECONCILER_STUCK_AFTER` after its `updatedAt`
  *   or after this leader first saw it in flight, whichever comes first (an app that keeps touching the
  *   row cannot postpone it forever; a failover restarts that clock, and it still ends).
- * - A stuck model is looked at every `observeEveryMs` (a round) for as long as Astria says "still
- *   training", whatever its `eta` says: tunes finish minutes before it as well as after it, and the
- *   round's list pages cost the same for 1 tune or 120, so waiting for the `eta` would save little and
- *   cost the lag bound.
- * - Models in their grace ride along: a tune on a page fetched anyway costs nothing more to apply.
+ * - A stuck model is looked at every `observeEveryMs` (a round) from a minute before its `eta` for as
+ *   long as Astria says "still training" (tunes finish after their eta as often as not), and every
+ *   round when Astria gives no eta; while the eta is more than a minute away, at most every
+ *   `longestWaitMs` (a tune finishing well before its eta waits that long at most).
+ * - A model's first look is at once, whatever its age: a tune trained at creation (FaceID, `gemini-2`,
+ *   `fast`, reference tunes) is applied within a round. After that look, a model in its grace only
+ *   rides along: a tune on a page fetched anyway costs nothing more to apply.
  * - A round that needed retries (429s, 5xx) doubles the cadence, up to `longestWaitMs`; a clean round
  *   halves it back. The request budget still caps every call on top of this.
  * - A model whose write or observation failed (a row the app keeps locked, a tune whose GET fails) is
@@ -45,11 +47,19 @@ interface Entry {
   firstSeenAt: number;
   nextLookAt: number;
   lastProgressWriteAt: number;
+  /** When Astria expects its tune done (epoch ms), null when unknown. */
+  dueAt: number | null;
+  /** Astria was asked about it at least once by this leader (its first look ignores the grace). */
+  looked: boolean;
   /** Failed writes or observations in a row. */
   failures: number;
 }
 
 const DEFAULT_MAX_BACKOFF_MS = 5 * 60_000;
+/** From this long before a tune's eta (and after it, and without one) it is looked at every round. */
+export const DUE_MARGIN_MS = 60_000;
+/** A model's progress-only writes (each a transaction and a NOTIFY) come at most this often. */
+export const PROGRESS_WRITE_EVERY_MS = 60_000;
 
 export class ObservationSchedule {
   private readonly entries = new Map<string, Entry>();
@@ -77,7 +87,7 @@ export class ObservationSchedule {
       present.add(model.id);
       const entry = this.entries.get(model.id);
       if (!entry || entry.remoteId !== model.remoteId) {
-        this.entries.set(model.id, { remoteId: model.remoteId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity, failures: 0 });
+        this.entries.set(model.id, { remoteId: model.remoteId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity, dueAt: null, looked: false, failures: 0 });
       } else entry.updatedAt = model.updatedAt;
     }
     for (const id of this.entries.keys()) if (!present.has(id)) this.entries.delete(id);
@@ -87,7 +97,7 @@ export class ObservationSchedule {
   roundItems(now: number): PagePlanItem[] {
     const byRemote = new Map<number, 0 | 1>();
     for (const entry of this.entries.values()) {
-      const weight = this.graceEnd(entry) <= now && entry.nextLookAt <= now ? 1 : 0;
+      const weight = this.lookDueAt(entry) <= now ? 1 : 0;
       byRemote.set(entry.remoteId, Math.max(byRemote.get(entry.remoteId) ?? 0, weight) as 0 | 1);
     }
     return [...byRemote].map(([id, weight]) => ({ id, weight }));
@@ -96,7 +106,7 @@ export class ObservationSchedule {
   /** When the next round should start; null when no model is scheduled (nothing in flight: no calls). */
   nextRoundAt(): number | null {
     let due = Infinity;
-    for (const entry of this.entries.values()) due = Math.min(due, Math.max(entry.nextLookAt, this.graceEnd(entry)));
+    for (const entry of this.entries.values()) due = Math.min(due, this.lookDueAt(entry));
     if (due === Infinity) return null;
     return Math.max(due, this.lastRoundAt + this.cadenceMs);
   }
@@ -111,12 +121,25 @@ export class ObservationSchedule {
     this.slowdown = options.retried ? Math.min(most, this.slowdown * 2) : Math.max(1, this.slowdown / 2);
   }
 
-  /** Astria says the tune is still training: looked at again next round. */
+  /** What Astria said about when the model's tune is due (its `eta`); null when it says nothing. */
+  dueAt(id: string, dueAt: number | null): void {
+    const entry = this.entries.get(id);
+    if (entry) entry.dueAt = dueAt;
+  }
+
+  /**
+   * Astria says the tune is still training: looked at again next round, or, while its eta is more
+   * than a minute away, at most every `longestWaitMs` until a minute before it (it only rides along
+   * meanwhile).
+   */
   stillTraining(id: string, now: number): void {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.failures = 0;
-    entry.nextLookAt = now + this.cadenceMs;
+    entry.looked = true;
+    const next = now + this.cadenceMs;
+    const watchFrom = entry.dueAt === null ? -Infinity : entry.dueAt - DUE_MARGIN_MS;
+    entry.nextLookAt = watchFrom <= next ? next : Math.max(next, Math.min(now + this.options.longestWaitMs, watchFrom));
   }
 
   /** Nothing usable was learned about the model this round: it stays due. */
@@ -130,6 +153,7 @@ export class ObservationSchedule {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.failures += 1;
+    entry.looked = true;
     entry.nextLookAt = now + Math.min(this.maxBackoffMs, this.options.observeEveryMs * 2 ** Math.min(entry.failures - 1, 20));
   }
 
@@ -149,10 +173,10 @@ export class ObservationSchedule {
     return [...this.entries].filter(([, entry]) => entry.remoteId === remoteId).map(([id]) => id);
   }
 
-  /** A progress-only write (no status change) at most once per `longestWaitMs` per model. */
+  /** A progress-only write (no status change) at most once a minute per model (the rules write only a step). */
   progressWriteDue(id: string, now: number): boolean {
     const entry = this.entries.get(id);
-    return entry === undefined || now - entry.lastProgressWriteAt >= this.options.longestWaitMs;
+    return entry === undefined || now - entry.lastProgressWriteAt >= PROGRESS_WRITE_EVERY_MS;
   }
 
   progressWritten(id: string, now: number): void {
@@ -165,6 +189,11 @@ export class ObservationSchedule {
     this.entries.clear();
     this.slowdown = 1;
     this.lastRoundAt = -Infinity;
+  }
+
+  /** A row's first look is at once (a tune trained at creation is applied within a round); later ones wait out the grace. */
+  private lookDueAt(entry: Entry): number {
+    return entry.looked ? Math.max(entry.nextLookAt, this.graceEnd(entry)) : entry.nextLookAt;
   }
 
   private graceEnd(entry: Entry): number {

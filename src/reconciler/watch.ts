@@ -108,6 +108,7 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
       },
       aside: this.aside,
       onOutcome: (row, outcome) => (outcome.kind === 'unobserved' ? unobserved.push({ rowId: row.id, reason: outcome.reason }) : this.record(now, row.id, outcome)),
+      onDueAt: (rowId, dueAt) => schedule.dueAt(rowId, dueAt),
       onVacant: (id) => schedule.rowsOf(id).forEach((rowId) => schedule.forget(rowId)),
     });
     if (report.interrupted) throw signal.reason;

@@ -17,6 +17,14 @@ export interface RuleOptions {
 }
 
 const MAX_TRAINING_PROGRESS = 99;
+/**
+ * A progress-only write (the status unchanged) waits until the bar moved this many points: a
+ * 20-minute training moves 5 points a minute, so its bar still moves about once a minute (the most a
+ * model is written for progress) in at most 20 steps, and a longer training costs fewer writes.
+ */
+export const PROGRESS_STEP = 5;
+/** Likewise for the minutes left (`estimatedTime`): a countdown written every minute is one write a minute per model. */
+export const ESTIMATE_STEP_MINUTES = 5;
 /** Bytes of the message as JSON: it travels in every event and NOTIFY of the model. */
 const MAX_ERROR_MESSAGE_BYTES = 1_000;
 const MAX_INT = 2_147_483_647;
@@ -88,8 +96,16 @@ function stillTraining(
     const minutesLeft = Math.min(MAX_INT, Math.max(0, Math.ceil((tune.eta.getTime() - now.getTime()) / 60_000)));
     if (minutesLeft !== model.estimatedTime) changes.estimatedTime = minutesLeft;
   }
-  if (to === model.status && Object.keys(changes).length === 0) return null;
+  if (to === model.status && !worthAProgressWrite(model, changes)) return null;
   return transition(to, changes);
+}
+
+/** Whether a progress-only change moves what the app shows by a step at least (estimates appearing or going count). */
+function worthAProgressWrite(model: ModelRow, changes: ModelChanges): boolean {
+  if (changes.progress !== undefined && (changes.progress - model.progress >= PROGRESS_STEP || changes.progress === MAX_TRAINING_PROGRESS)) return true;
+  if (changes.estimatedTime === undefined) return false;
+  if (changes.estimatedTime === null || model.estimatedTime === null) return true;
+  return Math.abs(changes.estimatedTime - model.estimatedTime) >= ESTIMATE_STEP_MINUTES || changes.estimatedTime === 0;
 }
 
 /** Share of the time from `started_training_at` to `eta` already elapsed, as 0–99. */

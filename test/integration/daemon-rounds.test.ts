@@ -177,19 +177,80 @@ describe('daemon rounds on a fake clock', () => {
     expect(requests.length).toBe(lists.length + gets.length);
   });
 
-  it('a row the app touches every 3 s is still recovered once the grace from first sight ends', async () => {
-    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 2 * HOUR), trainedAt: new Date(t0 - HOUR) });
+  it('a row the app touches every 3 s is looked at once when it appears, then spared until the grace from first sight ends', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 2 * HOUR), eta: null });
     await seedModels(db.pool, [training(tune.id, { updatedAt: new Date(t0) })]);
     const touch = async () => {
       await db.pool.query(`UPDATE ai_models SET "updatedAt" = ($1::timestamptz AT TIME ZONE 'UTC') WHERE id = $2`, [new Date(clock.now()).toISOString(), `m-${tune.id}`]);
     };
     await runFor(4 * MINUTE, (at) => {
       for (let ms = 3 * SECOND; ms < 4 * MINUTE; ms += 3 * SECOND) at(ms, touch);
+      at(MINUTE, () => astria.train(tune.id));
     });
     expect((await readModel(db.pool, `m-${tune.id}`)).status).toBe('READY');
-    // Nothing was asked of Astria during the grace: it exists to save calls.
-    expect(requests[0]!.at).toBeGreaterThanOrEqual(t0 + 2 * MINUTE);
-    expect(requests[0]!.at).toBeLessThanOrEqual(t0 + 2 * MINUTE + 31 * SECOND);
+    // Its first look is at once; then nothing is asked of Astria during the grace: it exists to save calls.
+    expect(requests[0]!.at).toBe(t0);
+    const afterFirst = requests.slice(1);
+    expect(afterFirst[0]!.at).toBeGreaterThanOrEqual(t0 + 2 * MINUTE);
+    expect(afterFirst[0]!.at).toBeLessThanOrEqual(t0 + 2 * MINUTE + 31 * SECOND);
+  });
+
+  it('a young model whose tune was trained at creation (FaceID, gemini-2, fast) is applied within a round of appearing, not after the grace', async () => {
+    astria.addTunes(300, () => ({ startedTrainingAt: new Date(t0 - 2 * HOUR), trainedAt: new Date(t0 - HOUR) }));
+    const instant = astria.addTune({ createdAt: new Date(t0 + 10 * SECOND), trainedAt: new Date(t0 + 10 * SECOND) });
+    await runFor(30 * SECOND, (at) => at(10 * SECOND, () => seedModels(db.pool, [training(instant.id, { updatedAt: new Date(clock.now()) })])));
+    expect((await readModel(db.pool, `m-${instant.id}`)).status).toBe('READY');
+    // One call for it, asking for no more than the one tune it needs.
+    expect(requests.map((request) => request.path)).toEqual([`/tunes?limit=1&before_id=${instant.id + 1}`]);
+    expect(requests[0]!.at - (t0 + 10 * SECOND)).toBeLessThanOrEqual(5 * SECOND);
+  });
+
+  it('a tune whose eta is 30 min away is looked at every 30 s, its progress written in steps of 5 points (or 5 minutes left)', async () => {
+    // A 40-minute training, 10 minutes in: 2.5 points a minute.
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 10 * MINUTE), eta: new Date(t0 + 30 * MINUTE) });
+    await seedModels(db.pool, [training(tune.id, { progress: 25, estimatedTime: 30 })]);
+    const figures: { at: number; figure: string }[] = [];
+    await runFor(10 * MINUTE, (at) => {
+      for (let ms = SECOND; ms < 10 * MINUTE; ms += 5 * SECOND) {
+        at(ms, async () => {
+          const row = await readModel(db.pool, `m-${tune.id}`);
+          const figure = `${row.progress}% ${row.estimatedTime} min`;
+          if (figures.at(-1)?.figure !== figure) figures.push({ at: clock.now(), figure });
+        });
+      }
+    });
+    expect(figures[0]!.figure).toBe('25% 30 min');
+    const writes = figures.slice(1);
+    // 25 points in 10 minutes: a write every 2 minutes, not every 30 s.
+    expect(writes.length).toBeGreaterThanOrEqual(4);
+    expect(writes.length).toBeLessThanOrEqual(6);
+    for (let index = 1; index < figures.length; index += 1) {
+      const [progressBefore, minutesBefore] = figures[index - 1]!.figure.match(/\d+/g)!.map(Number);
+      const [progressAfter, minutesAfter] = figures[index]!.figure.match(/\d+/g)!.map(Number);
+      expect(progressAfter! - progressBefore! >= 5 || minutesBefore! - minutesAfter! >= 5).toBe(true);
+    }
+    // The first look at once, then one every 30 s (not every 2 s) while the eta is more than a minute away.
+    expect(requests[0]!.at).toBe(t0);
+    expect(requests.length).toBeGreaterThanOrEqual(19);
+    expect(requests.length).toBeLessThanOrEqual(21);
+    expect(Math.max(...requests.slice(1).map((request, index) => request.at - requests[index]!.at))).toBe(30 * SECOND);
+  });
+
+  it('from a minute before the eta the tune is looked at every round: finishing at its eta, it is READY within seconds', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - 10 * MINUTE), eta: new Date(t0 + 3 * MINUTE) });
+    await seedModels(db.pool, [training(tune.id)]);
+    let trainedAt = 0;
+    await runFor(4 * MINUTE, (at) =>
+      at(3 * MINUTE + 7 * SECOND, () => {
+        trainedAt = clock.now();
+        astria.train(tune.id, new Date(trainedAt));
+      }),
+    );
+    expect((await readModel(db.pool, `m-${tune.id}`)).status).toBe('READY');
+    const { rows } = await db.pool.query(`SELECT (extract(epoch FROM occurred_at) * 1000)::bigint::text AS at FROM astria_reconciler.events WHERE model_id = $1`, [`m-${tune.id}`]);
+    expect(Number(rows[0].at) - trainedAt).toBeLessThanOrEqual(2 * SECOND);
+    // Every 30 s for the first two minutes, every 2 s from 2 min on.
+    expect(requests.filter((request) => request.at < t0 + 2 * MINUTE)).toHaveLength(4);
   });
 
   it('429s slow the cadence down; clean rounds bring it back', async () => {
@@ -267,7 +328,8 @@ describe('daemon rounds: one model\'s failure stays that model\'s', () => {
     const metrics = await runFor(MINUTE, (at) => at(30 * SECOND, () => tunes.slice(1).forEach((id) => astria.remove(id))));
     for (const id of tunes.slice(1)) expect((await readModel(db.pool, `m-${id}`)).status).toBe('ERROR');
     expect((await readModel(db.pool, `m-${tunes[0]}`)).status).toBe('TRAINING');
-    expect(requests.filter((request) => request.path.startsWith('/tunes?'))).toEqual([]);
+    // The fresh one's first look came before the deletions; after them, every round is single GETs.
+    expect(requests.filter((request) => request.path.startsWith('/tunes?') && request.at >= t0 + 30 * SECOND)).toEqual([]);
     expect(await counter(metrics.loopErrors)).toBe(0);
   });
 

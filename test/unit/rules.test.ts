@@ -384,6 +384,26 @@ describe('decide: still training', () => {
     expect(withEta?.changes.estimatedTime).toBe(20);
   });
 
+  it('a progress-only change smaller than a step (4 points, 4 minutes) writes nothing: the bar would barely move', () => {
+    // Started 10 minutes ago, due in 30: 25 %, 30 minutes left.
+    expect(decide(model({ progress: 21, estimatedTime: 34 }), training(), NOW, OPTIONS)).toBeNull();
+  });
+
+  it('a step in either figure writes both as they are now', () => {
+    expect(decide(model({ progress: 20, estimatedTime: 34 }), training(), NOW, OPTIONS)?.changes).toEqual({ progress: 25, estimatedTime: 30 });
+    expect(decide(model({ progress: 24, estimatedTime: 35 }), training(), NOW, OPTIONS)?.changes).toEqual({ progress: 25, estimatedTime: 30 });
+  });
+
+  it('the last figures are always written: 99 % and 0 minutes left, whatever the step', () => {
+    const overdue = training({ started_training_at: iso(-minutes(60)), eta: iso(-minutes(20)) });
+    expect(decide(model({ progress: 97, estimatedTime: 1 }), overdue, NOW, OPTIONS)?.changes).toEqual({ progress: 99, estimatedTime: 0 });
+  });
+
+  it('a status change carries the small progress change with it', () => {
+    const result = decide(model({ status: 'PROCESSING', progress: 24, estimatedTime: 31 }), training(), NOW, OPTIONS);
+    expect(result).toMatchObject({ from: 'PROCESSING', to: 'TRAINING', changes: { progress: 25, estimatedTime: 30 } });
+  });
+
   it('estimatedTime rounds up to whole minutes', () => {
     const result = decide(model(), training({ eta: iso(90_000) }), NOW, OPTIONS);
     expect(result?.changes.estimatedTime).toBe(2);

@@ -55,34 +55,69 @@ describe('ObservationSchedule: the webhook grace', () => {
     expect(s.roundItems(T0)).toEqual([{ id: 1, weight: 1 }]);
   });
 
-  it('a model in its grace only rides along (weight 0) until the grace ends', () => {
+  it('a young model is looked at at once (a tune trained at creation), then only rides along until the grace ends', () => {
     const s = schedule();
     s.sync([model('fresh', 7, T0 - 30_000)], T0);
-    expect(s.roundItems(T0)).toEqual([{ id: 7, weight: 0 }]);
+    expect(s.nextRoundAt()).toBe(T0);
+    expect(s.roundItems(T0)).toEqual([{ id: 7, weight: 1 }]);
+    s.roundStarted(T0);
+    s.stillTraining('fresh', T0);
+    s.roundFinished({ retried: false });
+    // The rest of its wait costs nothing: on a page fetched anyway only.
+    expect(s.roundItems(T0 + EVERY)).toEqual([{ id: 7, weight: 0 }]);
     expect(s.nextRoundAt()).toBe(T0 - 30_000 + STUCK_AFTER);
+  });
+
+  it('a young model seen on a page fetched anyway had its first look: no call of its own', () => {
+    const s = schedule();
+    s.sync([model('old', 1), model('fresh', 7, T0)], T0);
+    s.roundStarted(T0);
+    s.stillTraining('old', T0);
+    s.stillTraining('fresh', T0);
+    s.roundFinished({ retried: false });
+    expect(s.roundItems(T0 + EVERY)).toEqual([
+      { id: 1, weight: 1 },
+      { id: 7, weight: 0 },
+    ]);
+  });
+
+  it('a young model whose first look failed is due again next round, not after the grace', () => {
+    const s = schedule();
+    s.sync([model('fresh', 7, T0)], T0);
+    s.roundStarted(T0);
+    s.unobserved('fresh', T0);
+    s.roundFinished({ retried: false });
+    expect(s.nextRoundAt()).toBe(T0 + EVERY);
+    expect(s.roundItems(T0 + EVERY)).toEqual([{ id: 7, weight: 1 }]);
   });
 
   it('a row the app touches every 3 s is still stuck STUCK_AFTER after the leader first saw it', () => {
     const s = schedule();
+    s.sync([model('touched', 9, T0)], T0);
+    s.stillTraining('touched', T0);
     for (let now = T0; now <= T0 + STUCK_AFTER; now += 3_000) s.sync([model('touched', 9, now)], now);
     expect(s.nextRoundAt()).toBe(T0 + STUCK_AFTER);
     expect(s.roundItems(T0 + STUCK_AFTER - 1)).toEqual([{ id: 9, weight: 0 }]);
     expect(s.roundItems(T0 + STUCK_AFTER)).toEqual([{ id: 9, weight: 1 }]);
   });
 
-  it('a retrain (new tune id on the row) starts over', () => {
+  it('a retrain (new tune id on the row) starts over: a first look at once, then the grace', () => {
     const s = schedule();
     s.sync([model('a', 1)], T0);
+    s.stillTraining('a', T0);
     s.sync([model('a', 2, T0 + 5_000)], T0 + 5_000);
+    expect(s.nextRoundAt()).toBe(T0 + 5_000);
+    s.stillTraining('a', T0 + 5_000);
     expect(s.nextRoundAt()).toBe(T0 + 5_000 + STUCK_AFTER);
     expect(s.roundItems(T0 + 5_000 + STUCK_AFTER)).toEqual([{ id: 2, weight: 1 }]);
   });
 });
 
-describe('ObservationSchedule: eta never pushes a look minutes away', () => {
+describe('ObservationSchedule: the cadence follows the eta', () => {
   it('past its eta (a tune finishing 1–30 min late) it is looked at every round, for as long as it trains', () => {
     const s = schedule();
     s.sync([model('late', 1)], T0);
+    s.dueAt('late', T0 - 20 * 60_000);
     const starts = roundsWhileTraining(s, 'late', T0, T0 + 30 * 60_000);
     expect(starts.length).toBeGreaterThan(800);
     expect(Math.max(...gaps(starts))).toBe(EVERY);
@@ -91,15 +126,43 @@ describe('ObservationSchedule: eta never pushes a look minutes away', () => {
   it('with no eta, likewise every round', () => {
     const s = schedule();
     s.sync([model('none', 1)], T0);
+    s.dueAt('none', null);
     const starts = roundsWhileTraining(s, 'none', T0, T0 + 10 * 60_000);
     expect(Math.max(...gaps(starts))).toBe(EVERY);
   });
 
-  it('an eta far ahead changes nothing: looked at every round (tunes finish minutes before their eta too)', () => {
+  it('an eta 10 min ahead: a look every 30 s until a minute before it, then every round', () => {
     const s = schedule();
+    const eta = T0 + 10 * 60_000;
     s.sync([model('early', 1)], T0);
-    const starts = roundsWhileTraining(s, 'early', T0, T0 + 5 * 60_000);
-    expect(Math.max(...gaps(starts))).toBe(EVERY);
+    s.dueAt('early', eta);
+    const starts = roundsWhileTraining(s, 'early', T0, eta + 60_000);
+    const before = starts.filter((at) => at <= eta - 60_000);
+    const after = starts.filter((at) => at >= eta - 60_000);
+    // The first look at once, then every 30 s: 18 looks in 9 minutes, not 270.
+    expect(before[0]).toBe(T0);
+    expect(Math.max(...gaps(before))).toBe(LONGEST);
+    expect(before.length).toBeLessThanOrEqual(20);
+    expect(after[0]).toBeLessThanOrEqual(eta - 60_000 + EVERY);
+    expect(Math.max(...gaps(after))).toBe(EVERY);
+  });
+
+  it('an eta pushed later by Astria moves the close watch with it; one pulled nearer brings it back', () => {
+    const s = schedule();
+    s.sync([model('m', 1)], T0);
+    s.dueAt('m', T0 + 10 * 60_000);
+    s.stillTraining('m', T0);
+    expect(s.nextRoundAt()).toBe(T0 + LONGEST);
+    s.dueAt('m', T0 + 40_000);
+    s.stillTraining('m', T0);
+    expect(s.nextRoundAt()).toBe(T0 + EVERY);
+  });
+
+  it('a young model with an eta far ahead still gets its first look at once', () => {
+    const s = schedule();
+    s.sync([model('fresh', 7, T0)], T0);
+    s.dueAt('fresh', T0 + 30 * 60_000);
+    expect(s.roundItems(T0)).toEqual([{ id: 7, weight: 1 }]);
   });
 });
 
@@ -108,6 +171,7 @@ describe('ObservationSchedule: many models, one round', () => {
     const s = schedule();
     const models = Array.from({ length: 120 }, (_, index) => model(`m-${index}`, 1_000 + index));
     s.sync([...models, model('twin', 1_000), model('fresh', 2_000, T0)], T0);
+    s.stillTraining('fresh', T0); // its first look was on a page: it now waits out its grace
     const items = s.roundItems(T0);
     expect(items).toHaveLength(121);
     expect(items.find((item) => item.id === 1_000)).toEqual({ id: 1_000, weight: 1 });
@@ -179,12 +243,14 @@ describe('ObservationSchedule: 429 slow-down', () => {
 });
 
 describe('ObservationSchedule: progress writes', () => {
-  it('at most one progress-only write per longest wait per model', () => {
+  it('at most one progress-only write a minute per model, whatever the longest wait', () => {
     const s = schedule();
-    s.sync([model('a', 1)], T0);
+    s.sync([model('a', 1), model('b', 2)], T0);
     expect(s.progressWriteDue('a', T0)).toBe(true);
     s.progressWritten('a', T0);
-    expect(s.progressWriteDue('a', T0 + LONGEST - 1)).toBe(false);
-    expect(s.progressWriteDue('a', T0 + LONGEST)).toBe(true);
+    expect(s.progressWriteDue('a', T0 + LONGEST)).toBe(false);
+    expect(s.progressWriteDue('a', T0 + 60_000 - 1)).toBe(false);
+    expect(s.progressWriteDue('a', T0 + 60_000)).toBe(true);
+    expect(s.progressWriteDue('b', T0 + 1)).toBe(true);
   });
 });
