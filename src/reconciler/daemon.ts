@@ -13,6 +13,7 @@ import { Leadership } from './leadership.js';
 import { FailureReporter } from './loop-errors.js';
 import { tunes } from './resource.js';
 import { InFlightWatch } from './watch.js';
+import { noteTuneModels, type TuneModel } from '../db/tune-models.js';
 
 export interface DaemonDeps {
   pool: pg.Pool;
@@ -73,7 +74,8 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   const { signal } = options;
   const settings = { ...DAEMON_DEFAULTS, ...definedOnly(options) };
   const leadership = new Leadership(deps.leader, deps.pool, signal);
-  const watch = new InFlightWatch(tunes, { ...deps, writer: deps.service }, {
+  const discovered = (rows: readonly TuneModel[]) => noteTuneModels(deps.pool, settings.schema, rows, log);
+  const watch = new InFlightWatch(tunes, { ...deps, writer: deps.service, discovered }, {
     intervalMs: options.intervalMs,
     stuckAfterMs: options.stuckAfterMs,
     observeEveryMs: settings.observeEveryMs,
