@@ -64,11 +64,12 @@ function firstCallbackFor(schema: string, graceParam: string, slackParam: string
 }
 
 /**
- * How long after the database stamped an event its transaction may still commit (a write waiting on a
- * row lock, a slow commit): the judging window reaches this far behind the grace, so such an event,
- * invisible when its time passed, is still judged.
+ * How long after the database stamped an event its transaction may still commit: the judging window
+ * reaches this far behind the grace, so such an event, invisible when its time passed, is still judged.
+ * Reconciler READYs are written by our own connections, whose statements time out after 30 s, in a
+ * transaction of a few statements: ten minutes covers it with room.
  */
-const COMMIT_SLACK_MS = 60 * 60_000;
+const COMMIT_SLACK_MS = 10 * 60_000;
 
 /**
  * Gives every reconciler READY not yet judged its verdict, once, in the database (so a failover never
@@ -90,8 +91,9 @@ export async function classifyReconcilerRecoveries(pool: pg.Pool, schema: string
          ${firstCallbackFor(schema, '$1', '$2')}
         WHERE e.source = 'reconciler' AND e.to_status = 'READY'
           AND e.recorded_at >= (SELECT GREATEST(started_at, judged_from) FROM ${own}.callback_recording)
-          AND NOT EXISTS (SELECT 1 FROM ${own}.callback_outcomes o WHERE o.event_seq = e.seq)
           AND (cb.first IS NOT NULL OR e.recorded_at + $1 * interval '1 millisecond' <= now())
+       -- A READY judged already keeps its verdict. (No anti-join on the verdicts: planned while the
+       -- table looks empty, it would scan it once per READY of a catch-up.)
        ON CONFLICT (event_seq) DO NOTHING
        RETURNING outcome
      ), advanced AS (
