@@ -3,6 +3,7 @@ import { AstriaAuthError, type AstriaClient } from '../astria/client.js';
 import type { Clock } from '../clock.js';
 import { DEFAULT_CALLBACK_GRACE_MS } from '../db/callbacks.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
+import { noteTuneModels, type TuneModel } from '../db/tune-models.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { StatusService } from '../status/service.js';
@@ -13,7 +14,6 @@ import { Leadership } from './leadership.js';
 import { FailureReporter } from './loop-errors.js';
 import { tunes } from './resource.js';
 import { InFlightWatch } from './watch.js';
-import { noteTuneModels, type TuneModel } from '../db/tune-models.js';
 
 export interface DaemonDeps {
   pool: pg.Pool;
