@@ -5,8 +5,8 @@
  * database pay for judging lost callbacks, and what does a callback without `&model=` pay to find its
  * model? The same measured on an empty history beside it.
  *
- * The first judgement gives the whole history its verdicts (a leader's first run, or its catch-up after
- * a stop); from then on the history is as a leader running all along leaves it. An idle minute is two judgements (`RECONCILER_INTERVAL` 30 s at its
+ * The first judgements give the whole history its verdicts, a day each (a leader's first run, or its
+ * catch-up after a stop); from then on the history is as a leader running all along leaves it. An idle minute is two judgements (`RECONCILER_INTERVAL` 30 s at its
  * default); their time is the database's (one statement each, on loopback). A callback's lookup is
  * timed for a tune the daemon's discovery noted, and for one it did not (the app table searched).
  */
@@ -32,8 +32,9 @@ interface HistoryFigures {
   models: number;
   events: number;
   callbacks: number;
-  /** The first judgement after the history was written (a leader's first, or its catch-up after a stop). */
-  firstJudgementMs: number;
+  /** The judgements that gave the whole history its verdicts (a leader's first run, or its catch-up after a stop), and their time. */
+  catchUpJudgements: number;
+  catchUpMs: number;
   judgingMsPerMinute: number;
   judgingMaxMs: number;
   notedLookupP50Ms: number | null;
@@ -78,15 +79,25 @@ async function writeHistory(pool: pg.Pool, models: number): Promise<void> {
   await pool.query('VACUUM ANALYZE');
 }
 
+/** Whether the judging watermark has reached the present (the grace and the commit slack before now). */
+async function caughtUp(pool: pg.Pool): Promise<boolean> {
+  const { rows } = await pool.query<{ done: boolean }>(`SELECT judged_from >= now() - interval '21 minutes' AS done FROM ${SCHEMA}.callback_recording`);
+  return rows[0]!.done;
+}
+
 async function measureHistory(adminUrl: string, models: number): Promise<HistoryFigures> {
   const database = await scratchDatabase(adminUrl);
   try {
     const { pool } = database;
     await writeHistory(pool, models);
-    // The first judgement gives every READY of the history its verdict, as a leader running all along would have.
+    // The catch-up (a day a judgement) gives every READY of the history its verdict, as a leader running all along would have.
     let started = performance.now();
-    await classifyReconcilerRecoveries(pool, SCHEMA, DEFAULT_CALLBACK_GRACE_MS);
-    const firstJudgementMs = performance.now() - started;
+    let catchUpJudgements = 0;
+    do {
+      await classifyReconcilerRecoveries(pool, SCHEMA, DEFAULT_CALLBACK_GRACE_MS);
+      catchUpJudgements++;
+    } while (!(await caughtUp(pool)));
+    const catchUpMs = performance.now() - started;
 
     const judgements: number[] = [];
     for (let i = 0; i < MEASURED_MINUTES * JUDGEMENTS_PER_MINUTE; i++) {
@@ -118,7 +129,8 @@ async function measureHistory(adminUrl: string, models: number): Promise<History
     return {
       models,
       ...counts.rows[0]!,
-      firstJudgementMs,
+      catchUpJudgements,
+      catchUpMs,
       judgingMsPerMinute: judgements.reduce((sum, ms) => sum + ms, 0) / MEASURED_MINUTES,
       judgingMaxMs: Math.max(...judgements),
       notedLookupP50Ms,
@@ -137,7 +149,7 @@ export async function runHistory(adminUrl: string): Promise<SectionResult> {
     String(f.models),
     String(f.events),
     String(f.callbacks),
-    fixedOrDash(f.firstJudgementMs, 1),
+    `${f.catchUpJudgements} in ${fixedOrDash(f.catchUpMs, 0)}`,
     fixedOrDash(f.judgingMsPerMinute, 1),
     fixedOrDash(f.judgingMaxMs, 1),
     fixedOrDash(f.notedLookupP50Ms, 2),
@@ -146,7 +158,7 @@ export async function runHistory(adminUrl: string): Promise<SectionResult> {
   const text = [
     `Idle leader, nothing in flight: ${JUDGEMENTS_PER_MINUTE} lost-callback judgements a minute over ${MEASURED_MINUTES} minutes; a callback without &model= finding its model (p50 of ${LOOKUPS / 2} each).`,
     formatGrid([
-      ['history', 'models', 'events', 'callbacks', 'first judgement ms', 'judging ms/min', 'max judgement ms', 'lookup noted ms', 'lookup app table ms'],
+      ['history', 'models', 'events', 'callbacks', 'catch-up judgements in ms', 'judging ms/min', 'max judgement ms', 'lookup noted ms', 'lookup app table ms'],
       row('none', empty),
       row(`${DAYS} days`, full),
     ]),

@@ -70,6 +70,12 @@ function firstCallbackFor(schema: string, graceParam: string, slackParam: string
  * transaction of a few statements: ten minutes covers it with room.
  */
 const COMMIT_SLACK_MS = 10 * 60_000;
+/**
+ * The most of the log one judgement reads: a leader catching up on weeks (after an upgrade, or a long
+ * stop) does it a day a judgement, each well inside the statement timeout, never one statement that
+ * times out again every interval.
+ */
+const CATCH_UP_SPAN_MS = 24 * 3_600_000;
 
 /**
  * Gives every reconciler READY not yet judged its verdict, once, in the database (so a failover never
@@ -77,9 +83,9 @@ const COMMIT_SLACK_MS = 10 * 60_000;
  * write to `graceMs` after it), `lost` once `graceMs` passed without one. Every time compared is the
  * database's (its stamps, its `now()`): no replica's clock decides. Transitions from before callbacks
  * were recorded are left alone. Only READYs from `judged_from` on are read (over the index of
- * reconciler READYs), and the same statement moves `judged_from` up to the grace and the commit slack
- * before now: every READY older than that has its verdict, so a run reads the last minutes of the log
- * whatever its length. Returns how many of each were judged now.
+ * reconciler READYs, at most a day of them), and the same statement moves `judged_from` up to the grace
+ * and the commit slack before now (or a day on, catching up): every READY older than that has its
+ * verdict, so a run reads the last minutes of the log whatever its length. Returns how many of each were judged now.
  */
 export async function classifyReconcilerRecoveries(pool: pg.Pool, schema: string, graceMs: number): Promise<{ lost: number; late: number }> {
   const own = quoteIdentifier(schema);
@@ -91,6 +97,7 @@ export async function classifyReconcilerRecoveries(pool: pg.Pool, schema: string
          ${firstCallbackFor(schema, '$1', '$2')}
         WHERE e.source = 'reconciler' AND e.to_status = 'READY'
           AND e.recorded_at >= (SELECT GREATEST(started_at, judged_from) FROM ${own}.callback_recording)
+          AND e.recorded_at < (SELECT GREATEST(started_at, judged_from) FROM ${own}.callback_recording) + $4 * interval '1 millisecond'
           AND (cb.first IS NOT NULL OR e.recorded_at + $1 * interval '1 millisecond' <= now())
        -- A READY judged already keeps its verdict. (No anti-join on the verdicts: planned while the
        -- table looks empty, it would scan it once per READY of a catch-up.)
@@ -98,10 +105,10 @@ export async function classifyReconcilerRecoveries(pool: pg.Pool, schema: string
        RETURNING outcome
      ), advanced AS (
        UPDATE ${own}.callback_recording
-          SET judged_from = GREATEST(judged_from, now() - ($1 + $3) * interval '1 millisecond')
+          SET judged_from = GREATEST(judged_from, LEAST(GREATEST(started_at, judged_from) + $4 * interval '1 millisecond', now() - ($1 + $3) * interval '1 millisecond'))
      )
      SELECT count(*) FILTER (WHERE outcome = 'lost')::int AS lost, count(*) FILTER (WHERE outcome = 'late')::int AS late FROM judged`,
-    [graceMs, RACE_SLACK_MS, COMMIT_SLACK_MS],
+    [graceMs, RACE_SLACK_MS, COMMIT_SLACK_MS, CATCH_UP_SPAN_MS],
   );
   return rows[0]!;
 }

@@ -126,6 +126,8 @@ describe('judging reads what is new', () => {
       // No leader for two days: the first READY's verdict is still owed, and given.
       await elapse(fresh.pool, 2 * DAY);
       expect(await judgeFresh()).toEqual({ lost: 1, late: 0 });
+      // A day a judgement: the second reaches the present.
+      expect(await judgeFresh()).toEqual({ lost: 0, late: 0 });
       const { rows } = await fresh.pool.query<{ behind_minutes: number }>(
         `SELECT round(extract(epoch FROM now() - judged_from) / 60)::int AS behind_minutes FROM ${SCHEMA}.callback_recording`,
       );
