@@ -22,7 +22,11 @@
  * Then (issue 11, bench/nextjs-browser.ts):
  *   browser          examples/nextjs in headless Chromium: webhook POST → DOM text, and a lost callback's
  *                    trained_at → DOM text with the sidecar at its default settings
- * BENCH_ONLY=backfill,steady,latency,browser (any subset, comma separated) picks the sections; default all.
+ * Then (bench/history.ts):
+ *   history          an idle leader with 30 days of history (216k models, their events and callbacks)
+ *                    beside an empty one: lost-callback judging's database time a minute, and a
+ *                    callback finding its model through the tune lookup table or the app's table
+ * BENCH_ONLY=backfill,steady,latency,browser,history (any subset, comma separated) picks the sections; default all.
  *
  * Database: a scratch database on BENCH_DATABASE_URL's server if set, else an embedded PostgreSQL.
  */
@@ -42,6 +46,7 @@ import {
   type TargetResult,
 } from './report.js';
 import { runBroadcastLatency } from './broadcast-latency.js';
+import { runHistory } from './history.js';
 import { runNextjsBrowser } from './nextjs-browser.js';
 import { API_KEY, LIST_PAGE_SIZE, countRecovered, createWorld } from './scenario.js';
 import type { SectionResult } from './stats.js';
@@ -119,7 +124,7 @@ function targets(measurements: Measurement[]): TargetResult[] {
   ];
 }
 
-const SECTIONS = ['backfill', 'steady', 'latency', 'browser'] as const;
+const SECTIONS = ['backfill', 'steady', 'latency', 'browser', 'history'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** BENCH_ONLY=steady,latency → those sections, in the fixed order above; unset → all of them. */
@@ -161,7 +166,9 @@ async function main(): Promise<number> {
             ? await runSteadyState(database.url)
             : section === 'latency'
               ? await runBroadcastLatency(database.url)
-              : await runNextjsBrowser(database.url);
+              : section === 'browser'
+                ? await runNextjsBrowser(database.url)
+                : await runHistory(database.url);
       console.log(`\n== ${section} ==\n${result.text}\n`);
       console.log(formatTargets(result.targets));
       results.push(...result.targets);

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { SqlExecutor } from './executor.js';
 import { quoteIdentifier } from './identifier.js';
@@ -10,12 +11,22 @@ const RACE_SLACK_MS = 60_000;
 /** `RECONCILER_CALLBACK_GRACE`'s default. */
 export const DEFAULT_CALLBACK_GRACE_MS = 10 * 60_000;
 
+/** This process, as callback arrivals name their receiver: host and pid, what an operator greps logs by. */
+const THIS_PROCESS = `${hostname()}/${process.pid}`;
+
+/** What a callback changed where it was received: models whose change was applied, and whose write the database refused. */
+export interface CallbackAnswer {
+  applied: number;
+  refused: number;
+}
+
 /**
  * Records that Astria's callback for this tune reached us, whoever received it (the sidecar's webhook
  * or the app's route), stamped by the database's clock: the leader compares it with the database's
  * stamp of the reconciler's write, so replicas whose clocks disagree still agree on what came first.
  * `receivedAt` is that clock as the callback came in (`databaseClock`), before the writes it caused;
- * null stamps it now. A failure to record is logged, never the callback's failure: the status change
+ * null stamps it now. The arrival names the process that received it and, when given, what it changed
+ * (for `diagnose`). A failure to record is logged, never the callback's failure: the status change
  * matters more than the statistic.
  */
 export async function recordCallbackArrival(
@@ -23,10 +34,15 @@ export async function recordCallbackArrival(
   schema: string,
   tuneId: number | string,
   receivedAt: string | null = null,
+  answer: CallbackAnswer | null = null,
   log?: { warn(object: object, message: string): void },
 ): Promise<boolean> {
   try {
-    await db.execute(`INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at) VALUES ($1::text, COALESCE($2::timestamptz, clock_timestamp()))`, [String(tuneId), receivedAt]);
+    await db.execute(
+      `INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at, receiver, applied, refused)
+       VALUES ($1::text, COALESCE($2::timestamptz, clock_timestamp()), $3::text, $4::int, $5::int)`,
+      [String(tuneId), receivedAt, THIS_PROCESS, answer?.applied ?? null, answer?.refused ?? null],
+    );
     return true;
   } catch (error) {
     log?.warn({ tuneId: String(tuneId), err: (error as Error).message }, 'could not record the callback arrival');
@@ -48,28 +64,53 @@ function firstCallbackFor(schema: string, graceParam: string, slackParam: string
 }
 
 /**
+ * How long after the database stamped an event its transaction may still commit: the judging window
+ * reaches this far behind the grace, so such an event, invisible when its time passed, is still judged.
+ * Reconciler READYs are written by our own connections, whose statements time out after 30 s, in a
+ * transaction of a few statements: ten minutes covers it with room.
+ */
+const COMMIT_SLACK_MS = 10 * 60_000;
+/**
+ * The most of the log one judgement reads: a leader catching up on weeks (after an upgrade, or a long
+ * stop) does it a day a judgement, each well inside the statement timeout, never one statement that
+ * times out again every interval.
+ */
+const CATCH_UP_SPAN_MS = 24 * 3_600_000;
+
+/**
  * Gives every reconciler READY not yet judged its verdict, once, in the database (so a failover never
  * counts one twice): `late` as soon as a callback for its tune arrived (from a minute before the
  * write to `graceMs` after it), `lost` once `graceMs` passed without one. Every time compared is the
  * database's (its stamps, its `now()`): no replica's clock decides. Transitions from before callbacks
- * were recorded are left alone. Returns how many of each were judged now.
+ * were recorded are left alone. Only READYs from `judged_from` on are read (over the index of
+ * reconciler READYs, at most a day of them), and the same statement moves `judged_from` up to the grace
+ * and the commit slack before now (or a day on, catching up): every READY older than that has its
+ * verdict, so a run reads the last minutes of the log whatever its length. Returns how many of each were judged now.
  */
 export async function classifyReconcilerRecoveries(pool: pg.Pool, schema: string, graceMs: number): Promise<{ lost: number; late: number }> {
   const own = quoteIdentifier(schema);
-  const { rows } = await pool.query<{ outcome: 'lost' | 'late' }>(
-    `INSERT INTO ${own}.callback_outcomes (event_seq, outcome, classified_at)
-     SELECT e.seq, CASE WHEN cb.first IS NULL THEN 'lost' ELSE 'late' END, now()
-       FROM ${own}.events e
-       ${firstCallbackFor(schema, '$1', '$2')}
-      WHERE e.source = 'reconciler' AND e.to_status = 'READY'
-        AND e.recorded_at >= (SELECT started_at FROM ${own}.callback_recording)
-        AND NOT EXISTS (SELECT 1 FROM ${own}.callback_outcomes o WHERE o.event_seq = e.seq)
-        AND (cb.first IS NOT NULL OR e.recorded_at + $1 * interval '1 millisecond' <= now())
-     ON CONFLICT (event_seq) DO NOTHING
-     RETURNING outcome`,
-    [graceMs, RACE_SLACK_MS],
+  const { rows } = await pool.query<{ lost: number; late: number }>(
+    `WITH judged AS (
+       INSERT INTO ${own}.callback_outcomes (event_seq, outcome, classified_at)
+       SELECT e.seq, CASE WHEN cb.first IS NULL THEN 'lost' ELSE 'late' END, now()
+         FROM ${own}.events e
+         ${firstCallbackFor(schema, '$1', '$2')}
+        WHERE e.source = 'reconciler' AND e.to_status = 'READY'
+          AND e.recorded_at >= (SELECT GREATEST(started_at, judged_from) FROM ${own}.callback_recording)
+          AND e.recorded_at < (SELECT GREATEST(started_at, judged_from) FROM ${own}.callback_recording) + $4 * interval '1 millisecond'
+          AND (cb.first IS NOT NULL OR e.recorded_at + $1 * interval '1 millisecond' <= now())
+       -- A READY judged already keeps its verdict. (No anti-join on the verdicts: planned while the
+       -- table looks empty, it would scan it once per READY of a catch-up.)
+       ON CONFLICT (event_seq) DO NOTHING
+       RETURNING outcome
+     ), advanced AS (
+       UPDATE ${own}.callback_recording
+          SET judged_from = GREATEST(judged_from, LEAST(GREATEST(started_at, judged_from) + $4 * interval '1 millisecond', now() - ($1 + $3) * interval '1 millisecond'))
+     )
+     SELECT count(*) FILTER (WHERE outcome = 'lost')::int AS lost, count(*) FILTER (WHERE outcome = 'late')::int AS late FROM judged`,
+    [graceMs, RACE_SLACK_MS, COMMIT_SLACK_MS, CATCH_UP_SPAN_MS],
   );
-  return { lost: rows.filter((row) => row.outcome === 'lost').length, late: rows.filter((row) => row.outcome === 'late').length };
+  return rows[0]!;
 }
 
 export interface CallbackCounts {

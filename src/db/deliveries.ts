@@ -55,6 +55,8 @@ export async function claimDeliveries<Payload>(
     )
     UPDATE ${own}.deliveries d
        SET attempts = d.attempts + 1,
+           first_attempt_at = COALESCE(d.first_attempt_at, now()),
+           last_attempt_at = now(),
            next_attempt_at = now() + $3 * interval '1 millisecond'
       FROM claimable c, ${own}.events e
      WHERE d.transport = $1 AND d.event_seq = c.event_seq AND e.seq = d.event_seq
@@ -158,7 +160,7 @@ export async function requeueDead(pool: pg.Pool, schema: string, transport: stri
   const { rows } = await pool.query<{ transport: string; n: number }>(
     `WITH requeued AS (
        UPDATE ${quoteIdentifier(schema)}.deliveries
-          SET dead_at = NULL, attempts = 0, next_attempt_at = now(), queued_at = now()
+          SET dead_at = NULL, attempts = 0, first_attempt_at = NULL, next_attempt_at = now(), queued_at = now()
         WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND ($1::text IS NULL OR transport = $1)
        RETURNING transport)
      SELECT transport, count(*)::int AS n FROM requeued GROUP BY transport`,

@@ -50,6 +50,11 @@ export interface TransitionRecord {
 
 export interface CallbackArrival {
   receivedAt: string;
+  /** The process that received it (`host/pid`); null when recorded before receivers were. */
+  receiver: string | null;
+  /** Models whose change it applied, and whose write the database refused; null when recorded before answers were. */
+  applied: number | null;
+  refused: number | null;
 }
 
 export interface DeliveryRecord {
@@ -63,6 +68,9 @@ export interface DeliveryRecord {
   deliveredAt: string | null;
   deadAt: string | null;
   lastError: string | null;
+  /** When the dispatcher first and last tried it (null: not yet, or tried before attempt times were recorded). */
+  firstAttemptAt: string | null;
+  lastAttemptAt: string | null;
 }
 
 /** Everything our schema recorded about one model. */
@@ -82,6 +90,10 @@ export interface OwnTables {
   callbacks: boolean;
   callbackOutcomes: boolean;
   callbackRecording: boolean;
+  /** Callback arrivals name their receiver and what they changed. */
+  callbackAnswers: boolean;
+  /** Deliveries hold their first and last attempt times. */
+  deliveryAttemptTimes: boolean;
 }
 
 export interface DiagnosisReader {
@@ -124,7 +136,9 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
             EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'dead_at' AND NOT attisdropped) AS deliveries,
             to_regclass($3) IS NOT NULL AS callbacks,
             to_regclass($4) IS NOT NULL AS "callbackOutcomes",
-            to_regclass($5) IS NOT NULL AS "callbackRecording"`,
+            to_regclass($5) IS NOT NULL AS "callbackRecording",
+            EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($3) AND attname = 'receiver' AND NOT attisdropped) AS "callbackAnswers",
+            EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'first_attempt_at' AND NOT attisdropped) AS "deliveryAttemptTimes"`,
     [`${schema}.events`, `${schema}.deliveries`, `${schema}.callbacks`, `${schema}.callback_outcomes`, `${schema}.callback_recording`],
   );
   const { now, ...tables } = rows[0]!;
@@ -164,7 +178,9 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
           ? []
           : (
               await client.query<CallbackArrival>(
-                `SELECT ${instant('received_at')} AS "receivedAt" FROM ${schema}.callbacks WHERE tune_id = $1::text ORDER BY received_at, id`,
+                `SELECT ${instant('received_at')} AS "receivedAt",
+                        ${tables.callbackAnswers ? 'receiver, applied, refused' : 'NULL::text AS receiver, NULL::int AS applied, NULL::int AS refused'}
+                   FROM ${schema}.callbacks WHERE tune_id = $1::text ORDER BY received_at, id`,
                 [model.trainingJobId],
               )
             ).rows;
@@ -174,7 +190,8 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
             await client.query<DeliveryRecord>(
               `SELECT d.event_seq::text AS "eventSeq", e.event_id::text AS "eventId", e.to_status AS "toStatus", d.transport, d.attempts,
                       ${instant('GREATEST(d.queued_at, e.recorded_at)')} AS "queuedAt", ${instant('d.next_attempt_at')} AS "nextAttemptAt",
-                      ${instant('d.delivered_at')} AS "deliveredAt", ${instant('d.dead_at')} AS "deadAt", d.last_error AS "lastError"
+                      ${instant('d.delivered_at')} AS "deliveredAt", ${instant('d.dead_at')} AS "deadAt", d.last_error AS "lastError",
+                      ${tables.deliveryAttemptTimes ? `${instant('d.first_attempt_at')} AS "firstAttemptAt", ${instant('d.last_attempt_at')} AS "lastAttemptAt"` : 'NULL::text AS "firstAttemptAt", NULL::text AS "lastAttemptAt"'}
                  FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
                 WHERE e.model_id = $1::text
                 ORDER BY d.event_seq, d.transport`,

@@ -1,15 +1,51 @@
 import type { ModelChanges, ModelRow, Transition, UpdatedModel } from '../model.js';
 import type pg from 'pg';
 import type { SqlExecutor } from './executor.js';
+import { quoteIdentifier } from './identifier.js';
 import { MODEL_COLUMNS } from './inflight.js';
+import { noteModelsOfTune } from './tune-models.js';
 
-/** The app's models of one Astria tune (only `modelId` when given), in any status, as the rules read them. */
-export async function selectModelsOfTune(db: SqlExecutor, tuneId: string, modelId: string | null): Promise<ModelRow[]> {
-  return db.query<ModelRow>(
+/**
+ * The app's models of one Astria tune (only `modelId` when given, by its primary key), in any status,
+ * as the rules read them. Without `modelId` the tune's models are looked up in our own `tune_models`
+ * first (kept by the daemon's discovery and by this function), each checked against the app's table
+ * (still an Astria model, still on this tune); when that finds none (a model created seconds ago, no
+ * daemon running, an entry gone stale, the table unreadable) the app's table is searched by
+ * `trainingJobId`, and what it found is noted for next time. The lookup only saves the search: what
+ * is returned always comes from the app's table.
+ */
+export async function selectModelsOfTune(
+  db: SqlExecutor,
+  schema: string,
+  tuneId: string,
+  modelId: string | null,
+  log?: { warn(object: object, message: string): void },
+): Promise<ModelRow[]> {
+  if (modelId === null) {
+    const noted = await selectNotedModelsOfTune(db, schema, tuneId, log);
+    if (noted.length > 0) return noted;
+  }
+  const rows = await db.query<ModelRow>(
     `SELECT ${MODEL_COLUMNS} FROM ai_models
       WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1::text AND ($2::text IS NULL OR id = $2::text) ORDER BY id`,
     [tuneId, modelId],
   );
+  if (modelId === null && rows.length > 0) await noteModelsOfTune(db, schema, tuneId, rows.map((row) => row.id), log);
+  return rows;
+}
+
+async function selectNotedModelsOfTune(db: SqlExecutor, schema: string, tuneId: string, log?: { warn(object: object, message: string): void }): Promise<ModelRow[]> {
+  try {
+    return await db.query<ModelRow>(
+      `SELECT ${MODEL_COLUMNS} FROM ai_models
+        WHERE id = ANY (ARRAY(SELECT model_id FROM ${quoteIdentifier(schema)}.tune_models WHERE tune_id = $1::text))
+          AND "aiProvider" = 'astria' AND "trainingJobId" = $1::text ORDER BY id`,
+      [tuneId],
+    );
+  } catch (error) {
+    log?.warn({ tuneId, err: (error as Error).message }, 'could not read the tune lookup table; searching the app table');
+    return [];
+  }
 }
 
 /** The model read again, if it still trains this tune (a retrain re-points it to another). */

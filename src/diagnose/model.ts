@@ -74,11 +74,15 @@ function timeline(input: ModelDiagnosisInput, view: AstriaView | null, arrivals:
   if (view?.startedTrainingAt) entries.push({ at: view.startedTrainingAt, kind: 'astria_started', text: `Astria started training` });
   if (view?.trainedAt) entries.push({ at: view.trainedAt, kind: 'astria_finished', text: `Astria finished training (trained_at)` });
   for (const arrival of arrivals) {
+    const by = arrival.receiver === null ? '' : ` at ${arrival.receiver}`;
+    const refused = arrival.refused ? `; the database refused ${plural(arrival.refused, 'write')} (the reconciler applies them)` : '';
     entries.push({
       at: arrival.receivedAt,
       kind: 'callback_arrived',
-      text: `callback for tune ${input.model.trainingJobId} arrived; ${arrival.applied ? `applied ${arrival.applied.from} -> ${arrival.applied.to}` : 'changed nothing'}`,
+      text: `callback for tune ${input.model.trainingJobId} arrived${by}; ${arrival.applied ? `applied ${arrival.applied.from} -> ${arrival.applied.to}` : 'changed nothing'}${refused}`,
       applied: arrival.applied !== null,
+      receiver: arrival.receiver,
+      refused: arrival.refused,
     });
   }
   for (const t of input.records.transitions) {
@@ -96,7 +100,10 @@ function timeline(input: ModelDiagnosisInput, view: AstriaView | null, arrivals:
   }
   for (const d of input.records.deliveries) {
     const state = d.deliveredAt ? 'delivered' : d.deadAt ? 'dead' : 'pending';
-    const lastTry = d.deliveredAt ?? d.deadAt;
+    // Attempt times are recorded; a delivery tried before they were falls back to what bounds them.
+    const firstTry = d.firstAttemptAt ?? (d.attempts > 0 ? d.queuedAt : null);
+    const lastTry = d.lastAttemptAt ?? d.deliveredAt ?? d.deadAt;
+    const tries = firstTry === null ? '' : firstTry === lastTry || lastTry === null ? ` (tried ${firstTry})` : ` (first try ${firstTry}, last ${lastTry})`;
     const detail =
       state === 'delivered'
         ? `delivered at ${d.deliveredAt}`
@@ -108,11 +115,11 @@ function timeline(input: ModelDiagnosisInput, view: AstriaView | null, arrivals:
     entries.push({
       at: d.queuedAt,
       kind: 'delivery',
-      text: `${d.transport} delivery of the ${d.toStatus} event: ${plural(d.attempts, 'attempt')}, ${detail}`,
+      text: `${d.transport} delivery of the ${d.toStatus} event: ${plural(d.attempts, 'attempt')}${tries}, ${detail}`,
       transport: d.transport,
       eventId: d.eventId,
       attempts: d.attempts,
-      firstTry: d.attempts > 0 ? d.queuedAt : null,
+      firstTry,
       lastTry: lastTry ?? null,
       state,
       lastError: d.lastError,
@@ -125,19 +132,25 @@ function timeline(input: ModelDiagnosisInput, view: AstriaView | null, arrivals:
 
 interface ArrivalMatch {
   receivedAt: string;
+  /** The process that received it, when recorded. */
+  receiver: string | null;
+  /** Writes of it the database refused, when recorded. */
+  refused: number | null;
   applied: TransitionRecord | null;
 }
 
 /**
- * Which arrival applied which webhook transition. The arrival record holds the time only, so "applied"
- * is read from the event log: a webhook transition of this model written within a minute after it.
+ * Which arrival applied which webhook transition: the webhook transition of this model written within
+ * a minute after it. An arrival that recorded it applied nothing claims none (its process said so);
+ * one recorded before arrivals said what they changed claims by time alone.
  */
 function matchArrivals(records: ModelRecords): ArrivalMatch[] {
   const unclaimed = records.transitions.filter((t) => t.source === 'webhook');
-  return records.callbacks.map(({ receivedAt }) => {
-    const index = unclaimed.findIndex((t) => ms(t.occurredAt) >= ms(receivedAt) - 1_000 && ms(t.occurredAt) - ms(receivedAt) <= CALLBACK_MATCH_MS);
+  return records.callbacks.map(({ receivedAt, receiver, applied: appliedCount, refused }) => {
+    const index =
+      appliedCount === 0 ? -1 : unclaimed.findIndex((t) => ms(t.occurredAt) >= ms(receivedAt) - 1_000 && ms(t.occurredAt) - ms(receivedAt) <= CALLBACK_MATCH_MS);
     const applied = index === -1 ? null : unclaimed.splice(index, 1)[0]!;
-    return { receivedAt, applied };
+    return { receivedAt, receiver, refused, applied };
   });
 }
 

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import { DEFAULT_CALLBACK_GRACE_MS } from '../db/callbacks.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { DEFAULT_ORPHAN_WINDOW_MS } from '../db/orphans.js';
+import { noteTuneModels, type TuneModel } from '../db/tune-models.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { StatusService } from '../status/service.js';
@@ -79,7 +80,8 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   const { signal } = options;
   const settings = { ...DAEMON_DEFAULTS, ...definedOnly(options) };
   const leadership = new Leadership(deps.leader, deps.pool, signal);
-  const watch = new InFlightWatch(tunes, { ...deps, writer: deps.service }, {
+  const discovered = (rows: readonly TuneModel[]) => noteTuneModels(deps.pool, settings.schema, rows, log);
+  const watch = new InFlightWatch(tunes, { ...deps, writer: deps.service, discovered }, {
     intervalMs: options.intervalMs,
     stuckAfterMs: options.stuckAfterMs,
     observeEveryMs: settings.observeEveryMs,

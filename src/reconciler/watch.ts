@@ -48,7 +48,15 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
 
   constructor(
     private readonly kind: ResourceKind<Row, Remote, Change>,
-    private readonly deps: RoundDeps<Change> & { pool: pg.Pool; astria: AstriaClient; log: Logger; clock: Clock; metrics: Metrics },
+    private readonly deps: RoundDeps<Change> & {
+      pool: pg.Pool;
+      astria: AstriaClient;
+      log: Logger;
+      clock: Clock;
+      metrics: Metrics;
+      /** Told every in-flight row each discovery read (the tune lookup table is kept so). */
+      discovered?: (rows: readonly ScheduledRow[]) => Promise<void>;
+    },
     private readonly options: WatchOptions,
   ) {
     this.schedule = new ObservationSchedule({
@@ -76,6 +84,7 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
       if (page.length < DISCOVERY_PAGE_SIZE) break;
       afterId = page.at(-1)!.id;
     }
+    await this.deps.discovered?.(inFlight);
     this.schedule.sync(inFlight, now);
     this.deps.metrics.inflightModels.set(inFlight.length);
     this.nextDiscoveryAt = now + Math.min(this.options.intervalMs, MAX_DISCOVERY_EVERY_MS);

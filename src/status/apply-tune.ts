@@ -61,7 +61,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   const db = executorFor(options);
   const schema = options.schema ?? DEFAULT_SCHEMA;
   const receivedAt = source === 'webhook' ? await databaseClock(db) : null;
-  const rows = await selectModelsOfTune(db, String(tune.id), options.modelId ?? null);
+  const rows = await selectModelsOfTune(db, schema, String(tune.id), options.modelId ?? null, options.log);
   const applied: ModelEvent[] = [];
   const failed: ApplyObservedTuneResult['failed'] = [];
   for (const first of rows) {
@@ -86,7 +86,9 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   }
   // The leader judges a reconciler READY lost only once the grace after it is over, so recording the
   // arrival after the writes loses no race, and an unknown tune leaves nothing behind.
-  if (receivedAt !== null && rows.length > 0) await recordCallbackArrival(db, schema, tune.id, receivedAt, options.log);
+  if (receivedAt !== null && rows.length > 0) {
+    await recordCallbackArrival(db, schema, tune.id, receivedAt, { applied: applied.length, refused: failed.length }, options.log);
+  }
   return { matched: rows.length, applied, failed };
 }
 

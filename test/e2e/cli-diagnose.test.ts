@@ -3,6 +3,7 @@
  * product's own paths: the callback's and the reconciler's (`applyObservedTune`), the status service's
  * outbox and the dispatcher delivering it to a loopback receiver; Astria is the loopback simulation.
  */
+import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { createDispatcher } from '../../src/broadcast/dispatcher.js';
@@ -147,9 +148,11 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
     expect(code).toBe(0);
     expect(json.verdict).toMatchObject({ code: 'callback_applied', next: expect.stringMatching(/browser's stream/) });
     const arrival = json.timeline.find((entry: { kind: string }) => entry.kind === 'callback_arrived');
-    expect(arrival).toMatchObject({ applied: true });
+    // This test's process applied it: the arrival names it.
+    const receiver = `${hostname()}/${process.pid}`;
+    expect(arrival).toMatchObject({ applied: true, receiver, refused: 0 });
     expect(json.timeline.findIndex((entry: { kind: string }) => entry.kind === 'transition')).toBeGreaterThan(json.timeline.indexOf(arrival));
-    expect(text).toMatch(/callback for tune \d+ arrived; applied TRAINING -> READY/);
+    expect(text).toContain(`arrived at ${receiver}; applied TRAINING -> READY`);
   });
 
   it('applied and delivered to every transport: settled, the delivery named', async () => {
@@ -157,7 +160,11 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
     expect(code).toBe(0);
     expect(json.verdict.code).toBe('callback_applied');
     expect(json.verdict.message).toMatch(/every delivery of its events done by \d{4}-/);
-    expect(json.timeline.at(-1)).toMatchObject({ kind: 'delivery', transport: 'http', state: 'delivered', attempts: 1, lastError: null });
+    const delivery = json.timeline.at(-1);
+    expect(delivery).toMatchObject({ kind: 'delivery', transport: 'http', state: 'delivered', attempts: 1, lastError: null });
+    // One attempt: first and last try are the same recorded instant, at or after the event was queued.
+    expect(delivery.firstTry).toBe(delivery.lastTry);
+    expect(Date.parse(delivery.firstTry)).toBeGreaterThanOrEqual(Date.parse(delivery.at));
   });
 
   it('the same model found by its tune id', async () => {
@@ -181,7 +188,10 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
     expect(code).toBe(3);
     expect(json.verdict.code).toBe('delivery_pending');
     expect(json.verdict.next).toMatch(/receiver is away/);
-    expect(json.timeline.find((entry: { kind: string }) => entry.kind === 'delivery')).toMatchObject({ state: 'pending', lastError: expect.any(String) });
+    const delivery = json.timeline.find((entry: { kind: string }) => entry.kind === 'delivery');
+    expect(delivery).toMatchObject({ state: 'pending', lastError: expect.any(String), firstTry: expect.any(String), lastTry: expect.any(String) });
+    // Still pending, yet its last try is known: the dispatcher recorded it.
+    expect(Date.parse(delivery.lastTry)).toBeGreaterThanOrEqual(Date.parse(delivery.firstTry));
   });
 
   it('still training: exit 0 with Astria eta; without Astria, judged by the app estimate', async () => {

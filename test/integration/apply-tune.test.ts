@@ -1,7 +1,9 @@
+import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { seedModels } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { noteTuneModels } from '../../src/db/tune-models.js';
 import { applyObservedTune } from '../../src/status/apply-tune.js';
 import { createStatusService, type StatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
@@ -120,5 +122,53 @@ describe('applyObservedTune as the app route calls it', () => {
     expect((await readModel(db.pool, 'lock-a')).status).toBe('TRAINING');
     expect((await readModel(db.pool, 'lock-b')).status).toBe('READY');
     expect(await arrivals(804)).toHaveLength(1);
+    // The arrival says who received it and what it answered: two applied, one refused.
+    const answer = await db.pool.query(`SELECT receiver, applied, refused FROM astria_reconciler.callbacks WHERE tune_id = '804'`);
+    expect(answer.rows).toEqual([{ receiver: `${hostname()}/${process.pid}`, applied: 2, refused: 1 }]);
   }, 30_000);
+});
+
+describe('finding the models of a tune', () => {
+  const noted = async (tuneId: number) =>
+    (await db.pool.query<{ model_id: string }>(`SELECT model_id FROM astria_reconciler.tune_models WHERE tune_id = $1 ORDER BY model_id`, [String(tuneId)])).rows.map(
+      (row) => row.model_id,
+    );
+
+  it("serves a tune the daemon's discovery noted from the lookup table, checked against the app's row", async () => {
+    await seedModels(db.pool, [
+      { id: 'lookup-a', status: 'TRAINING', trainingJobId: '901' },
+      { id: 'lookup-b', status: 'TRAINING', trainingJobId: '902' },
+    ]);
+    await noteTuneModels(db.pool, 'astria_reconciler', [
+      { id: 'lookup-a', remoteId: 901 },
+      { id: 'lookup-b', remoteId: 902 },
+    ]);
+    expect(await noted(901)).toEqual(['lookup-a']);
+    // A second model took the same tune after discovery noted it: the lookup names only the first,
+    // so only it is applied by this callback (the reconciler's next look applies the other).
+    await seedModels(db.pool, [{ id: 'lookup-a2', status: 'TRAINING', trainingJobId: '901' }]);
+    const result = await applyObservedTune({ pool: db.pool, service, tune: trained(901), now: NOW });
+    expect(result.applied.map((event) => event.modelId)).toEqual(['lookup-a']);
+    expect((await readModel(db.pool, 'lookup-a2')).status).toBe('TRAINING');
+  });
+
+  it("falls back to the app's table for a model created since (or no daemon), and notes what it found", async () => {
+    await seedModels(db.pool, [{ id: 'lookup-new', status: 'TRAINING', trainingJobId: '903' }]);
+    expect(await noted(903)).toEqual([]);
+    const result = await applyObservedTune({ pool: db.pool, service, tune: trained(903), now: NOW });
+    expect(result.applied.map((event) => event.modelId)).toEqual(['lookup-new']);
+    expect(await noted(903)).toEqual(['lookup-new']);
+  });
+
+  it('a stale note (the model retrained onto another tune) is never trusted: the app table decides', async () => {
+    await seedModels(db.pool, [
+      { id: 'lookup-retrained', status: 'TRAINING', trainingJobId: '905' },
+      { id: 'lookup-current', status: 'TRAINING', trainingJobId: '904' },
+    ]);
+    // Noted while it trained 904; the app has moved it to 905 since.
+    await noteTuneModels(db.pool, 'astria_reconciler', [{ id: 'lookup-retrained', remoteId: 904 }]);
+    const result = await applyObservedTune({ pool: db.pool, service, tune: trained(904), now: NOW });
+    expect(result.applied.map((event) => event.modelId)).toEqual(['lookup-current']);
+    expect((await readModel(db.pool, 'lookup-retrained')).status).toBe('TRAINING');
+  });
 });

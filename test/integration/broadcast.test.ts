@@ -63,7 +63,7 @@ describe('own schema', () => {
       `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
       [schema],
     );
-    expect(rows.map((row) => row.table_name)).toEqual(['callback_outcomes', 'callback_recording', 'callbacks', 'deliveries', 'events', 'migrations']);
+    expect(rows.map((row) => row.table_name)).toEqual(['callback_outcomes', 'callback_recording', 'callbacks', 'deliveries', 'events', 'migrations', 'tune_models']);
     const recording = await db.pool.query(`SELECT count(*)::int AS n FROM ${schema}.callback_recording`);
     expect(recording.rows[0].n).toBe(1);
   });

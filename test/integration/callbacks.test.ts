@@ -25,7 +25,10 @@ const skewedClock = (offsetMs: number) => ({ now: () => Date.now() + offsetMs, s
 async function elapse(pool: pg.Pool, ms: number): Promise<void> {
   await pool.query(`UPDATE ${SCHEMA}.events SET recorded_at = recorded_at - $1 * interval '1 millisecond'`, [ms]);
   await pool.query(`UPDATE ${SCHEMA}.callbacks SET received_at = received_at - $1 * interval '1 millisecond'`, [ms]);
-  await pool.query(`UPDATE ${SCHEMA}.callback_recording SET started_at = started_at - $1 * interval '1 millisecond'`, [ms]);
+  await pool.query(
+    `UPDATE ${SCHEMA}.callback_recording SET started_at = started_at - $1 * interval '1 millisecond', judged_from = judged_from - $1 * interval '1 millisecond'`,
+    [ms],
+  );
 }
 
 /** The reconciler (its process clock `offsetMs` off) applies READY for the model of `tuneId`. */
@@ -106,6 +109,37 @@ describe('lost means lost', () => {
     const report = await buildReport(db.pool, SCHEMA, 3 * DAY);
     expect(report.callbacks).toEqual({ lost: 3, late: 2, webhookFirst: 1, pending: 0, unrecorded: 1 });
     expect(formatReport(report)).toContain('1 recoveries from before callbacks were recorded: neither lost nor late');
+  });
+});
+
+describe('judging reads what is new', () => {
+  it('a leader back after two days judges every READY since its last judgement; the next judgement starts near now', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const back = await trainingModels(fresh.pool, 'back', 3, 97_000);
+      await reconciled(fresh.pool, back[0]!);
+      await reconciled(fresh.pool, back[1]!);
+      await elapse(fresh.pool, MINUTE);
+      await recordCallbackArrival(pgExecutor(fresh.pool), SCHEMA, back[1]!);
+      const judgeFresh = () => classifyReconcilerRecoveries(fresh.pool, SCHEMA, GRACE);
+      expect(await judgeFresh()).toEqual({ lost: 0, late: 1 });
+      // No leader for two days: the first READY's verdict is still owed, and given.
+      await elapse(fresh.pool, 2 * DAY);
+      expect(await judgeFresh()).toEqual({ lost: 1, late: 0 });
+      // A day a judgement: the second reaches the present.
+      expect(await judgeFresh()).toEqual({ lost: 0, late: 0 });
+      const { rows } = await fresh.pool.query<{ behind_minutes: number }>(
+        `SELECT round(extract(epoch FROM now() - judged_from) / 60)::int AS behind_minutes FROM ${SCHEMA}.callback_recording`,
+      );
+      // Grace (10 min) plus the ten minutes a slow transaction of ours may take to commit.
+      expect(rows[0]!.behind_minutes).toBe(20);
+      // A READY written now is judged as before.
+      await reconciled(fresh.pool, back[2]!);
+      await elapse(fresh.pool, GRACE + MINUTE);
+      expect(await judgeFresh()).toEqual({ lost: 1, late: 0 });
+    } finally {
+      await fresh.drop();
+    }
   });
 });
 

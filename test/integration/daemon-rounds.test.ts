@@ -175,6 +175,14 @@ describe('daemon rounds on a fake clock', () => {
     expect(lists.length).toBeLessThanOrEqual(31);
     expect(gets.length).toBeGreaterThanOrEqual(lists.length - 1); // the run may end between the two
     expect(requests.length).toBe(lists.length + gets.length);
+    // Discovery noted each in-flight model under its tune: a callback without &model= finds it there.
+    const noted = await db.pool.query<{ tune_id: string; model_id: string }>(
+      `SELECT tune_id, model_id FROM astria_reconciler.tune_models WHERE model_id = ANY ($1::text[]) ORDER BY model_id`,
+      [[straggler, ...cluster].map((tune) => `m-${tune.id}`)],
+    );
+    expect(noted.rows).toEqual(
+      [straggler, ...cluster].map((tune) => ({ tune_id: String(tune.id), model_id: `m-${tune.id}` })).sort((a, b) => a.model_id.localeCompare(b.model_id)),
+    );
   });
 
   it('a row the app touches every 3 s is looked at once when it appears, then spared until the grace from first sight ends', async () => {

@@ -112,9 +112,36 @@ describe('our schema, by numbered migrations', () => {
 
   it('leaves alone a schema a later release migrated further (a rollback)', async () => {
     await ensureOwnSchema(db.pool, 'later');
-    await db.pool.query(`INSERT INTO later.migrations (id, name) VALUES ($1, 'from a later release')`, [MIGRATIONS.length + 1]);
+    await db.pool.query(`INSERT INTO later.migrations (id, name) VALUES ($1, 'from a later release')`, [MIGRATIONS.at(-1)!.id + 1]);
     await ensureOwnSchema(db.pool, 'later');
     expect(await migrationsOf(db.pool, 'later')).toHaveLength(MIGRATIONS.length + 1);
+  });
+
+  it('a schema at migration 2 upgrades with its history: an unjudged READY still judged, old arrivals and deliveries without the new facts', async () => {
+    await db.pool.query('CREATE SCHEMA "at two"');
+    await db.pool.query(`CREATE TABLE "at two".migrations (id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    for (const migration of MIGRATIONS.filter(({ id }) => id <= 2)) {
+      for (const statement of migration.statements('"at two"')) await db.pool.query(statement);
+      await db.pool.query(`INSERT INTO "at two".migrations (id, name) VALUES ($1, $2)`, [migration.id, migration.name]);
+    }
+    await db.pool.query(`UPDATE "at two".callback_recording SET started_at = now() - interval '1 day'`);
+    // A reconciler READY 20 minutes ago, never judged (no leader since), its delivery tried once, and a callback for another tune.
+    await db.pool.query(
+      `INSERT INTO "at two".events (event_id, model_id, user_id, from_status, to_status, source, payload, occurred_at, recorded_at)
+       VALUES (gen_random_uuid(), 'm-two', 'u', 'TRAINING', 'READY', 'reconciler', '{"data":{"modelUrl":"4242"}}', now() - interval '20 minutes', now() - interval '20 minutes')`,
+    );
+    await db.pool.query(`INSERT INTO "at two".deliveries (event_seq, transport, attempts) SELECT seq, 'http', 1 FROM "at two".events`);
+    await db.pool.query(`INSERT INTO "at two".callbacks (tune_id) VALUES ('999')`);
+
+    await ensureOwnSchema(db.pool, 'at two');
+    expect(await migrationsOf(db.pool, 'at two')).toEqual(allMigrations);
+    expect(await catalog(db.pool, 'at two')).toEqual(await catalog(db.pool, 'new'));
+    expect(await classifyReconcilerRecoveries(db.pool, 'at two', 600_000)).toEqual({ lost: 1, late: 0 });
+    const old = await db.pool.query(
+      `SELECT (SELECT row(receiver, applied, refused)::text FROM "at two".callbacks) AS arrival,
+              (SELECT row(first_attempt_at, last_attempt_at)::text FROM "at two".deliveries) AS delivery`,
+    );
+    expect(old.rows[0]).toEqual({ arrival: '(,,)', delivery: '(,)' });
   });
 
   it('report refuses a schema the previous release made, and names the way out; it upgrades nothing itself', async () => {

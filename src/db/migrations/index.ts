@@ -1,5 +1,6 @@
 import { initial } from './000001-initial.js';
 import { databaseClock } from './000002-database-clock.js';
+import { costFollowsWork } from './000004-cost-follows-work.js';
 
 export interface Migration {
   /** Applied in increasing order, each once; recorded in `<schema>.migrations`. Never renumbered. */
@@ -13,4 +14,5 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'initial', statements: initial },
   { id: 2, name: 'database-clock', statements: databaseClock },
+  { id: 4, name: 'cost-follows-work', statements: costFollowsWork },
 ];
