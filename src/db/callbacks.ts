@@ -24,12 +24,16 @@ export async function recordCallbackArrival(
   tuneId: number | string,
   receivedAt: string | null = null,
   log?: { warn(object: object, message: string): void },
+  kind: 'tune' | 'prompt' = 'tune',
 ): Promise<boolean> {
   try {
-    await db.execute(`INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at) VALUES ($1::text, COALESCE($2::timestamptz, clock_timestamp()))`, [String(tuneId), receivedAt]);
+    await db.execute(
+      `INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at, kind) VALUES ($1::text, COALESCE($2::timestamptz, clock_timestamp()), $3::text)`,
+      [String(tuneId), receivedAt, kind],
+    );
     return true;
   } catch (error) {
-    log?.warn({ tuneId: String(tuneId), err: (error as Error).message }, 'could not record the callback arrival');
+    log?.warn({ kind, id: String(tuneId), err: (error as Error).message }, 'could not record the callback arrival');
     return false;
   }
 }

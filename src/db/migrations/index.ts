@@ -1,5 +1,6 @@
 import { initial } from './000001-initial.js';
 import { databaseClock } from './000002-database-clock.js';
+import { generationEvents } from './000003-generation-events.js';
 
 export interface Migration {
   /** Applied in increasing order, each once; recorded in `<schema>.migrations`. Never renumbered. */
@@ -13,4 +14,5 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'initial', statements: initial },
   { id: 2, name: 'database-clock', statements: databaseClock },
+  { id: 3, name: 'generation-events', statements: generationEvents },
 ];
