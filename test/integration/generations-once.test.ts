@@ -9,6 +9,8 @@ import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-
 import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { operatorFilter } from '../../src/db/inflight.js';
+import { classifyReconcilerRecoveries, recordCallbackArrival } from '../../src/db/callbacks.js';
+import { executorFor } from '../../src/db/drivers.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createMetrics } from '../../src/metrics.js';
 import { reconcileOnce, type OnceKind, type OnceReport } from '../../src/reconciler/once.js';
@@ -219,5 +221,23 @@ describe('a --once pass over generations', () => {
     expect(rows).toHaveLength(20);
     expect(rows.every((row) => row.n === 1)).toBe(true);
     for (let n = 0; n < 20; n++) expect((await readGeneration(db.pool, `g-race-${n}`)).status).toBe('COMPLETED');
+  });
+
+  it('judges recovered generations lost or late by prompt callbacks only: a tune callback of the same id is not theirs', async () => {
+    const late = astria.addPrompt(tuneId);
+    const lost = astria.addPrompt(tuneId);
+    astria.finishPrompt(late.id);
+    astria.finishPrompt(lost.id);
+    await seedGenerations(db.pool, [waiting('g-late', late.id), waiting('g-lost', lost.id)]);
+    await pass({ kinds: ['prompts'] });
+    const own = executorFor({ pool: db.pool });
+    await recordCallbackArrival(own, 'astria_reconciler', late.id, null, undefined, 'prompt');
+    // A tune's callback whose id equals the lost prompt's: says nothing about that prompt.
+    await recordCallbackArrival(own, 'astria_reconciler', lost.id, null, undefined, 'tune');
+
+    // Within a ten-minute grace: the one whose callback came is late, the other still waits.
+    expect(await classifyReconcilerRecoveries(db.pool, 'astria_reconciler', 600_000)).toEqual({ tune: { lost: 0, late: 0 }, prompt: { lost: 0, late: 1 } });
+    // Once no grace is left, the other is lost.
+    expect(await classifyReconcilerRecoveries(db.pool, 'astria_reconciler', 0)).toEqual({ tune: { lost: 0, late: 0 }, prompt: { lost: 1, late: 0 } });
   });
 });
