@@ -154,7 +154,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
                            THEN round(extract(epoch FROM e.recorded_at - e.trained_at)::numeric, 3)::float8 END AS "lagSeconds",
                       ${tables.callbackOutcomes ? `(SELECT o.outcome FROM ${schema}.callback_outcomes o WHERE o.event_seq = e.seq)` : 'NULL::text'} AS "callbackOutcome"
                  FROM ${schema}.events e
-                WHERE e.model_id = $1::text
+                WHERE e.model_id = $1::text AND e.kind = 'tune'
                 ORDER BY e.seq`,
               [model.id],
             )
@@ -164,7 +164,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
           ? []
           : (
               await client.query<CallbackArrival>(
-                `SELECT ${instant('received_at')} AS "receivedAt" FROM ${schema}.callbacks WHERE tune_id = $1::text ORDER BY received_at, id`,
+                `SELECT ${instant('received_at')} AS "receivedAt" FROM ${schema}.callbacks WHERE tune_id = $1::text AND kind = 'tune' ORDER BY received_at, id`,
                 [model.trainingJobId],
               )
             ).rows;
@@ -176,7 +176,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
                       ${instant('GREATEST(d.queued_at, e.recorded_at)')} AS "queuedAt", ${instant('d.next_attempt_at')} AS "nextAttemptAt",
                       ${instant('d.delivered_at')} AS "deliveredAt", ${instant('d.dead_at')} AS "deadAt", d.last_error AS "lastError"
                  FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
-                WHERE e.model_id = $1::text
+                WHERE e.model_id = $1::text AND e.kind = 'tune'
                 ORDER BY d.event_seq, d.transport`,
               [model.id],
             )
@@ -196,7 +196,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
         [id],
       );
       const logged = tables.events
-        ? (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.events WHERE model_id = $1::text`, [id])).rows[0]!.n
+        ? (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.events WHERE model_id = $1::text AND kind = 'tune'`, [id])).rows[0]!.n
         : 0;
       return { similarModelIds: similar.rows.map((row) => row.id), loggedEvents: logged };
     },
