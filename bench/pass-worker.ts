@@ -84,7 +84,10 @@ function timedAstria(client: AstriaClient, span: Span): AstriaClient {
 }
 
 function timedService(service: StatusService, span: Span): StatusService {
-  return { apply: (transition, source) => timed(span, () => service.apply(transition, source)) };
+  return {
+    apply: (transition, source) => timed(span, () => service.apply(transition, source)),
+    applyGeneration: (transition, source) => timed(span, () => service.applyGeneration(transition, source)),
+  };
 }
 
 /** Samples RSS until stopped; `peak` includes the samples taken at start and stop. */

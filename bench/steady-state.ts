@@ -197,6 +197,7 @@ export async function runScenario(adminUrl: string, scenario: Scenario): Promise
         if (result.applied && (transition.to === 'READY' || transition.to === 'ERROR') && ++terminal === scenario.models) stop.abort(new Error('all done'));
         return result;
       },
+      applyGeneration: (transition, source) => inner.applyGeneration(transition, source),
     };
 
     const realStart = performance.now();

@@ -7,6 +7,7 @@ export {
   createStatusService,
   type ApplyResult,
   type StatusService,
+  type StatusChangedEvent,
   type StatusServiceOptions,
   type TransitionHook,
 } from './status/service.js';
@@ -16,6 +17,15 @@ export {
   type ApplyObservedTuneOptions,
   type ApplyObservedTuneResult,
 } from './status/apply-tune.js';
+export {
+  applyObservedPrompt,
+  type ApplyObservedPromptOptions,
+  type ApplyObservedPromptResult,
+} from './status/apply-prompt.js';
+export {
+  generationStatusChangedEventSchema,
+  type GenerationStatusChangedEvent,
+} from './status/generation-event.js';
 export {
   decide,
   IN_FLIGHT_STATUSES,

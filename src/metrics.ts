@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CALLBACK_KINDS } from './db/callbacks.js';
 
 const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
@@ -98,12 +99,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     lostCallbacks: new Counter({
       name: 'astria_reconciler_lost_callbacks_total',
-      help: 'Reconciler transitions whose Astria callback never arrived within RECONCILER_CALLBACK_GRACE (counted once per model, by the leader).',
+      help: 'Reconciler transitions whose Astria callback never arrived within RECONCILER_CALLBACK_GRACE (counted once per model or generation, by the leader), by kind: tune, prompt.',
+      labelNames: ['kind'] as const,
       registers: [registry],
     }),
     lateCallbacks: new Counter({
       name: 'astria_reconciler_late_callbacks_total',
-      help: 'Astria callbacks that arrived after the reconciler had already applied their transition.',
+      help: 'Astria callbacks that arrived after the reconciler had already applied their transition, by kind: tune, prompt.',
+      labelNames: ['kind'] as const,
       registers: [registry],
     }),
     loopErrors: new Counter({
@@ -160,6 +163,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   zeroSeries(metrics.deadDeliveries, { transport: ASYNC_TRANSPORTS });
   zeroSeries(metrics.loopErrors, { reason: LOOP_ERROR_REASONS });
   zeroSeries(metrics.orphans, { outcome: ORPHAN_OUTCOMES });
+  zeroSeries(metrics.lostCallbacks, { kind: CALLBACK_KINDS });
+  zeroSeries(metrics.lateCallbacks, { kind: CALLBACK_KINDS });
   for (const transport of ASYNC_TRANSPORTS) {
     metrics.outboxPending.set({ transport }, 0);
     metrics.outboxOldestPending.set({ transport }, 0);

@@ -1,3 +1,4 @@
+import { ONCE_KINDS, type OnceKind } from '../reconciler/once.js';
 import { parseArgs } from 'node:util';
 import { age, durationProblem, parseDuration, type AsyncBroadcastTransport, type DurationRange } from '../config.js';
 
@@ -5,7 +6,7 @@ export type Command =
   | { kind: 'help' }
   | { kind: 'version' }
   | { kind: 'daemon'; stuckAfterMs: number | null }
-  | { kind: 'once'; dryRun: boolean; modelIds: string[]; stuckAfterMs: number | null; json: boolean }
+  | { kind: 'once'; dryRun: boolean; modelIds: string[]; stuckAfterMs: number | null; json: boolean; kinds: readonly OnceKind[] }
   | { kind: 'report'; sinceMs: number; json: boolean }
   | { kind: 'requeue-dead'; transport: AsyncBroadcastTransport | null }
   | DiagnoseCommand;
@@ -27,7 +28,7 @@ export class UsageError extends Error {
 
 export const USAGE = `Usage:
   astria-reconciler                      run the daemon (until SIGTERM/SIGINT)
-  astria-reconciler --once [options]     one pass over every in-flight model, then exit
+  astria-reconciler --once [options]     one pass over every in-flight model and generation, then exit
   astria-reconciler report [--since 7d] [--json]
                                          what was applied, from the event log, and the dead deliveries
   astria-reconciler requeue-dead [--transport http|redis]
@@ -39,7 +40,8 @@ export const USAGE = `Usage:
 
 Options for --once:
   --dry-run              report what would change; write nothing, send no event
-  --model-id ID          only this model (repeatable); may name a model in ERROR to heal it
+  --model-id ID          only this model and its generations (repeatable); may name a model in ERROR to heal it
+  --kind tunes|prompts   only models (tunes) or only generations (prompts); default both
   --stuck-after DURATION override RECONCILER_STUCK_AFTER (0s = every in-flight model)
   --json                 print one JSON report on stdout
 
@@ -105,6 +107,7 @@ export function parseCommand(argv: string[]): Command {
         once: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
         'model-id': { type: 'string', multiple: true },
+        kind: { type: 'string' },
         'stuck-after': { type: 'string' },
         json: { type: 'boolean' },
         since: { type: 'string' },
@@ -136,11 +139,11 @@ export function parseCommand(argv: string[]): Command {
   }
 
   if (known === 'report') {
-    reject(['once', 'dry-run', 'model-id', 'stuck-after', 'transport'], 'with report');
+    reject(['once', 'dry-run', 'model-id', 'kind', 'stuck-after', 'transport'], 'with report');
     return { kind: 'report', sinceMs: duration('--since', values.since ?? '7d'), json: values.json ?? false };
   }
   if (known === 'requeue-dead') {
-    reject(['once', 'dry-run', 'model-id', 'stuck-after', 'since', 'json'], 'with requeue-dead');
+    reject(['once', 'dry-run', 'model-id', 'kind', 'stuck-after', 'since', 'json'], 'with requeue-dead');
     const transport = TRANSPORTS.find((name) => name === values.transport) ?? null;
     if (values.transport !== undefined && transport === null) {
       throw new UsageError(`--transport: "${values.transport}" is not one of ${TRANSPORTS.join(', ')}`);
@@ -151,10 +154,13 @@ export function parseCommand(argv: string[]): Command {
   reject(['transport'], 'without requeue-dead');
   const stuckAfterMs = values['stuck-after'] === undefined ? null : duration('--stuck-after', values['stuck-after'], age());
   if (!values.once) {
-    reject(['dry-run', 'model-id', 'json'], 'without --once');
+    reject(['dry-run', 'model-id', 'kind', 'json'], 'without --once');
     return { kind: 'daemon', stuckAfterMs };
   }
   const modelIds = values['model-id'] ?? [];
   if (modelIds.some((id) => id.trim() === '')) throw new UsageError('--model-id needs a model id');
-  return { kind: 'once', dryRun: values['dry-run'] ?? false, modelIds, stuckAfterMs, json: values.json ?? false };
+  const onlyKind = ONCE_KINDS.find((name) => name === values.kind);
+  if (values.kind !== undefined && onlyKind === undefined) throw new UsageError(`--kind: "${values.kind}" is not one of ${ONCE_KINDS.join(', ')}`);
+  const kinds = onlyKind ? [onlyKind] : ONCE_KINDS;
+  return { kind: 'once', dryRun: values['dry-run'] ?? false, modelIds, stuckAfterMs, json: values.json ?? false, kinds };
 }

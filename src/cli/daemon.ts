@@ -41,6 +41,11 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
       if (result.applied) dispatcher.kick();
       return result;
     },
+    async applyGeneration(transition, source) {
+      const result = await runtime.service!.applyGeneration(transition, source);
+      if (result.applied) dispatcher.kick();
+      return result;
+    },
   };
   const leader = createLeaderElection({
     databaseUrl: config.databaseUrl,

@@ -58,6 +58,7 @@ async function run(command: Command): Promise<number> {
     try {
       return await runOnce(runtime, {
         modelIds: command.modelIds,
+        kinds: command.kinds,
         stuckAfterMs: config.stuckAfterMs,
         json: command.json,
         signal,

@@ -1,11 +1,13 @@
 import type { Writable } from 'node:stream';
 import { operatorFilter } from '../db/inflight.js';
-import { reconcileOnce, type OnceProgress, type OnceReport } from '../reconciler/once.js';
+import { reconcileOnce, type OnceKind, type OnceProgress, type OnceReport } from '../reconciler/once.js';
 import type { OrphanReport } from '../reconciler/orphans.js';
 import type { Runtime } from './runtime.js';
 
 export interface OnceOptions {
   modelIds: string[];
+  /** Default both. */
+  kinds?: readonly OnceKind[];
   stuckAfterMs: number;
   json: boolean;
   signal: AbortSignal;
@@ -25,11 +27,13 @@ export async function runOnce(runtime: Runtime, options: OnceOptions): Promise<n
     signal: options.signal,
     onProgress: progressLine?.update,
     orphans: { windowMs: runtime.config.orphanWindowMs, titleTemplate: runtime.config.tuneTitleTemplate },
+    ...(options.kinds ? { kinds: options.kinds } : {}),
   });
   progressLine?.clear();
   const interrupted = options.signal.aborted;
   options.stdout.write(options.json ? `${JSON.stringify({ ...report, interrupted })}\n` : formatSummary(report, interrupted));
-  return report.failed > 0 || report.stopped !== null || interrupted ? 3 : 0;
+  const incomplete = report.failed > 0 || report.stopped !== null || (report.prompts !== null && (report.prompts.failed > 0 || report.prompts.stopped !== null));
+  return incomplete || interrupted ? 3 : 0;
 }
 
 function formatSummary(report: OnceReport, interrupted: boolean): string {
@@ -48,6 +52,18 @@ function formatSummary(report: OnceReport, interrupted: boolean): string {
   if (report.orphans) lines.push(...formatOrphans(report.orphans, report.dryRun));
   if (report.stopped) lines.push(`Pass stopped: ${report.stopped}`);
   if (report.failed > 0) lines.push('Some models could not be checked; it is safe to run again.');
+  const generations = report.prompts;
+  if (generations) {
+    lines.push(
+      `${report.dryRun ? 'Dry run: ' : ''}checked ${generations.checked} in-flight generation${generations.checked === 1 ? '' : 's'} ` +
+        `(${generations.plan.listPages} list page${generations.plan.listPages === 1 ? '' : 's'}, ${generations.plan.singleGets} single GET${generations.plan.singleGets === 1 ? '' : 's'})`,
+      `  ${report.dryRun ? 'would transition' : 'transitioned'} ${generations.transitioned}, unchanged ${generations.unchanged}, could not check ${generations.failed}`,
+    );
+    for (const { generationId, from, to } of generations.transitions) lines.push(`  ${generationId}  ${from} → ${to}`);
+    for (const { generationId, reason } of generations.failures) lines.push(`  ${generationId}  not checked: ${reason}`);
+    if (generations.stopped) lines.push(`Generations pass stopped: ${generations.stopped}`);
+    if (generations.failed > 0) lines.push('Some generations could not be checked; it is safe to run again.');
+  }
   if (interrupted) lines.push('Interrupted before the pass finished; it is safe to run again.');
   return `${lines.join('\n')}\n`;
 }

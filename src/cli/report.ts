@@ -44,6 +44,11 @@ export interface Report {
    * names the tunes). `models`: the newest 10.
    */
   orphans: { total: number; models: { modelId: string; status: string; createdAt: string }[] };
+  /**
+   * The app's generations (Astria prompts): status changes as `transitions`, and the verdicts on
+   * COMPLETED as `callbacks`. Every key above is the models' (tunes').
+   */
+  generations: { transitions: Record<string, { webhook: number; reconciler: number }>; total: number; callbacks: CallbackCounts };
 }
 
 const SLOWEST = 10;
@@ -84,6 +89,7 @@ export async function buildReport(
     deadDeliveries: await listDeadDeliveries(pool, schema),
     callbacks: { lost: 0, late: 0, webhookFirst: 0, pending: 0, unrecorded: 0 },
     orphans: await currentOrphans(pool, orphanWindowMs),
+    generations: { transitions: {}, total: 0, callbacks: { lost: 0, late: 0, webhookFirst: 0, pending: 0, unrecorded: 0 } },
   };
   // A database the daemon never ran on has no event log yet: nothing was applied. (A report writes nothing.)
   if (!(await ownSchemaReady(pool, schema))) return report;
@@ -105,6 +111,12 @@ export async function buildReport(
     occurredAt: row.recorded_at.toISOString(),
   }));
   report.callbacks = await countCallbackOutcomes(pool, schema, range.since, range.until, callbackGraceMs);
+  for (const row of await countTransitions(pool, schema, range, 'prompt')) {
+    const entry = (report.generations.transitions[row.to_status] ??= { webhook: 0, reconciler: 0 });
+    if (row.source === 'webhook' || row.source === 'reconciler') entry[row.source] += row.n;
+    report.generations.total += row.n;
+  }
+  report.generations.callbacks = await countCallbackOutcomes(pool, schema, range.since, range.until, callbackGraceMs, 'prompt');
   return report;
 }
 
@@ -175,15 +187,19 @@ export function formatReport(report: Report): string {
       ).map((l) => `  ${l}`),
     );
   }
-  lines.push('', ...formatCallbacks(report.callbacks));
+  lines.push('', ...formatCallbacks(report.callbacks, 'READY'));
+  if (report.generations.total > 0) {
+    const changes = Object.entries(report.generations.transitions).map(([status, { webhook, reconciler }]) => `${status} ${webhook + reconciler} (reconciler ${reconciler})`);
+    lines.push('', `Generations: ${report.generations.total} status changes: ${changes.join(', ')}`, ...formatCallbacks(report.generations.callbacks, 'COMPLETED'));
+  }
   lines.push('', ...formatDeadDeliveries(report.deadDeliveries));
   lines.push('', ...formatOrphans(report.orphans));
   return `${lines.join('\n')}\n`;
 }
 
-function formatCallbacks({ lost, late, webhookFirst, pending, unrecorded }: CallbackCounts): string[] {
-  const lines = [`Astria callbacks (READY): lost ${lost}, late ${late}, webhook first ${webhookFirst}`];
-  if (lost > 0) lines.push('  lost: the reconciler applied READY and no callback came within RECONCILER_CALLBACK_GRACE: check the callback URL');
+function formatCallbacks({ lost, late, webhookFirst, pending, unrecorded }: CallbackCounts, status: 'READY' | 'COMPLETED'): string[] {
+  const lines = [`Astria callbacks (${status}): lost ${lost}, late ${late}, webhook first ${webhookFirst}`];
+  if (lost > 0) lines.push(`  lost: the reconciler applied ${status} and no callback came within RECONCILER_CALLBACK_GRACE: check the callback URL`);
   if (pending > 0) lines.push(`  ${pending} recent recoveries not judged yet (their grace is still running)`);
   if (unrecorded > 0) lines.push(`  ${unrecorded} recoveries from before callbacks were recorded: neither lost nor late`);
   return lines;

@@ -36,28 +36,36 @@ export async function recordCallbackArrival(
   receivedAt: string | null = null,
   answer: CallbackAnswer | null = null,
   log?: { warn(object: object, message: string): void },
+  kind: 'tune' | 'prompt' = 'tune',
 ): Promise<boolean> {
   try {
     await db.execute(
-      `INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at, receiver, applied, refused)
-       VALUES ($1::text, COALESCE($2::timestamptz, clock_timestamp()), $3::text, $4::int, $5::int)`,
-      [String(tuneId), receivedAt, THIS_PROCESS, answer?.applied ?? null, answer?.refused ?? null],
+      `INSERT INTO ${quoteIdentifier(schema)}.callbacks (tune_id, received_at, receiver, applied, refused, kind)
+       VALUES ($1::text, COALESCE($2::timestamptz, clock_timestamp()), $3::text, $4::int, $5::int, $6::text)`,
+      [String(tuneId), receivedAt, THIS_PROCESS, answer?.applied ?? null, answer?.refused ?? null, kind],
     );
     return true;
   } catch (error) {
-    log?.warn({ tuneId: String(tuneId), err: (error as Error).message }, 'could not record the callback arrival');
+    log?.warn({ kind, id: String(tuneId), err: (error as Error).message }, 'could not record the callback arrival');
     return false;
   }
 }
 
+/** The kinds of object a callback is about: a tune (models) or a prompt (generations). */
+export const CALLBACK_KINDS = ['tune', 'prompt'] as const;
+export type CallbackKind = (typeof CALLBACK_KINDS)[number];
+
+/** An event that a callback would have applied: a model's READY, a generation's COMPLETED. */
+const RECOVERY = `((e.kind = 'tune' AND e.to_status = 'READY') OR (e.kind = 'prompt' AND e.to_status = 'COMPLETED'))`;
+
 /**
- * The first callback for the tune of event `e` that arrived from `RACE_SLACK_MS` before the database
+ * The first callback for the object of event `e` that arrived from `RACE_SLACK_MS` before the database
  * wrote it to the grace after, as `cb.first` (null when none): what makes a reconciler READY late, not lost.
  */
 function firstCallbackFor(schema: string, graceParam: string, slackParam: string): string {
   return `LEFT JOIN LATERAL (
          SELECT min(c.received_at) AS first FROM ${quoteIdentifier(schema)}.callbacks c
-          WHERE c.tune_id = e.payload->'data'->>'modelUrl'
+          WHERE c.kind = e.kind AND c.tune_id = CASE WHEN e.kind = 'prompt' THEN e.remote_id ELSE e.payload->'data'->>'modelUrl' END
             AND c.received_at >= e.recorded_at - ${slackParam} * interval '1 millisecond'
             AND c.received_at <= e.recorded_at + ${graceParam} * interval '1 millisecond'
        ) cb ON e.source = 'reconciler'`;
@@ -87,30 +95,31 @@ const CATCH_UP_SPAN_MS = 24 * 3_600_000;
  * and the commit slack before now (or a day on, catching up): every READY older than that has its
  * verdict, so a run reads the last minutes of the log whatever its length. Returns how many of each were judged now.
  */
-export async function classifyReconcilerRecoveries(pool: pg.Pool, schema: string, graceMs: number): Promise<{ lost: number; late: number }> {
+export async function classifyReconcilerRecoveries(pool: pg.Pool, schema: string, graceMs: number): Promise<Record<CallbackKind, { lost: number; late: number }>> {
   const own = quoteIdentifier(schema);
-  const { rows } = await pool.query<{ lost: number; late: number }>(
+  const { rows } = await pool.query<{ outcome: 'lost' | 'late'; kind: CallbackKind }>(
     `WITH judged AS (
        INSERT INTO ${own}.callback_outcomes (event_seq, outcome, classified_at)
        SELECT e.seq, CASE WHEN cb.first IS NULL THEN 'lost' ELSE 'late' END, now()
          FROM ${own}.events e
          ${firstCallbackFor(schema, '$1', '$2')}
-        WHERE e.source = 'reconciler' AND e.to_status = 'READY'
+        WHERE e.source = 'reconciler' AND e.to_status IN ('READY', 'COMPLETED') AND ${RECOVERY}
           AND e.recorded_at >= (SELECT GREATEST(started_at, judged_from) FROM ${own}.callback_recording)
           AND e.recorded_at < (SELECT GREATEST(started_at, judged_from) FROM ${own}.callback_recording) + $4 * interval '1 millisecond'
           AND (cb.first IS NOT NULL OR e.recorded_at + $1 * interval '1 millisecond' <= now())
-       -- A READY judged already keeps its verdict. (No anti-join on the verdicts: planned while the
-       -- table looks empty, it would scan it once per READY of a catch-up.)
+       -- A recovery judged already keeps its verdict. (No anti-join on the verdicts: planned while the
+       -- table looks empty, it would scan it once per recovery of a catch-up.)
        ON CONFLICT (event_seq) DO NOTHING
-       RETURNING outcome
+       RETURNING event_seq, outcome
      ), advanced AS (
        UPDATE ${own}.callback_recording
           SET judged_from = GREATEST(judged_from, LEAST(GREATEST(started_at, judged_from) + $4 * interval '1 millisecond', now() - ($1 + $3) * interval '1 millisecond'))
      )
-     SELECT count(*) FILTER (WHERE outcome = 'lost')::int AS lost, count(*) FILTER (WHERE outcome = 'late')::int AS late FROM judged`,
+     SELECT judged.outcome, e.kind FROM judged JOIN ${own}.events e ON e.seq = judged.event_seq`,
     [graceMs, RACE_SLACK_MS, COMMIT_SLACK_MS, CATCH_UP_SPAN_MS],
   );
-  return rows[0]!;
+  const count = (kind: CallbackKind, outcome: 'lost' | 'late') => rows.filter((row) => row.kind === kind && row.outcome === outcome).length;
+  return { tune: { lost: count('tune', 'lost'), late: count('tune', 'late') }, prompt: { lost: count('prompt', 'lost'), late: count('prompt', 'late') } };
 }
 
 export interface CallbackCounts {
@@ -132,7 +141,7 @@ export interface CallbackCounts {
  * interval) are judged here the same way, as of `until`, without writing: the leader's counters stay
  * its own.
  */
-export async function countCallbackOutcomes(pool: pg.Pool, schema: string, since: Date, until: Date, graceMs: number): Promise<CallbackCounts> {
+export async function countCallbackOutcomes(pool: pg.Pool, schema: string, since: Date, until: Date, graceMs: number, kind: CallbackKind = 'tune'): Promise<CallbackCounts> {
   const own = quoteIdentifier(schema);
   const { rows } = await pool.query<CallbackCounts>(
     `SELECT count(*) FILTER (WHERE verdict = 'lost')::int AS lost,
@@ -153,9 +162,9 @@ export async function countCallbackOutcomes(pool: pg.Pool, schema: string, since
            CROSS JOIN ${own}.callback_recording r
            LEFT JOIN ${own}.callback_outcomes o ON o.event_seq = e.seq
            ${firstCallbackFor(schema, '$3', '$4')}
-          WHERE e.to_status = 'READY' AND e.recorded_at >= $1 AND e.recorded_at <= $2
+          WHERE ${RECOVERY} AND e.kind = $5::text AND e.recorded_at >= $1 AND e.recorded_at <= $2
        ) verdicts`,
-    [since.toISOString(), until.toISOString(), graceMs, RACE_SLACK_MS],
+    [since.toISOString(), until.toISOString(), graceMs, RACE_SLACK_MS, kind],
   );
   return rows[0]!;
 }

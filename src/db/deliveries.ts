@@ -37,11 +37,12 @@ export async function claimDeliveries<Payload>(
        WHERE d.transport = $1
          AND d.event_seq = ANY (ARRAY(
                SELECT h.event_seq
-                 FROM (SELECT DISTINCT ON (e.model_id) hd.event_seq, hd.next_attempt_at
+                 -- One head per object, in order: a model's events, or a generation's.
+                 FROM (SELECT DISTINCT ON (e.kind, COALESCE(e.generation_id, e.model_id)) hd.event_seq, hd.next_attempt_at
                          FROM ${own}.deliveries hd
                          JOIN ${own}.events e ON e.seq = hd.event_seq
                         WHERE hd.transport = $1 AND hd.delivered_at IS NULL AND hd.dead_at IS NULL
-                        ORDER BY e.model_id, hd.event_seq) AS h
+                        ORDER BY e.kind, COALESCE(e.generation_id, e.model_id), hd.event_seq) AS h
                 WHERE h.next_attempt_at <= now()
                 ORDER BY h.event_seq
                 -- Room for the rows other replicas hold locked right now.

@@ -168,7 +168,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
                            THEN round(extract(epoch FROM e.recorded_at - e.trained_at)::numeric, 3)::float8 END AS "lagSeconds",
                       ${tables.callbackOutcomes ? `(SELECT o.outcome FROM ${schema}.callback_outcomes o WHERE o.event_seq = e.seq)` : 'NULL::text'} AS "callbackOutcome"
                  FROM ${schema}.events e
-                WHERE e.model_id = $1::text
+                WHERE e.model_id = $1::text AND e.kind = 'tune'
                 ORDER BY e.seq`,
               [model.id],
             )
@@ -180,7 +180,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
               await client.query<CallbackArrival>(
                 `SELECT ${instant('received_at')} AS "receivedAt",
                         ${tables.callbackAnswers ? 'receiver, applied, refused' : 'NULL::text AS receiver, NULL::int AS applied, NULL::int AS refused'}
-                   FROM ${schema}.callbacks WHERE tune_id = $1::text ORDER BY received_at, id`,
+                   FROM ${schema}.callbacks WHERE tune_id = $1::text AND kind = 'tune' ORDER BY received_at, id`,
                 [model.trainingJobId],
               )
             ).rows;
@@ -193,7 +193,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
                       ${instant('d.delivered_at')} AS "deliveredAt", ${instant('d.dead_at')} AS "deadAt", d.last_error AS "lastError",
                       ${tables.deliveryAttemptTimes ? `${instant('d.first_attempt_at')} AS "firstAttemptAt", ${instant('d.last_attempt_at')} AS "lastAttemptAt"` : 'NULL::text AS "firstAttemptAt", NULL::text AS "lastAttemptAt"'}
                  FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
-                WHERE e.model_id = $1::text
+                WHERE e.model_id = $1::text AND e.kind = 'tune'
                 ORDER BY d.event_seq, d.transport`,
               [model.id],
             )
@@ -213,7 +213,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
         [id],
       );
       const logged = tables.events
-        ? (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.events WHERE model_id = $1::text`, [id])).rows[0]!.n
+        ? (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.events WHERE model_id = $1::text AND kind = 'tune'`, [id])).rows[0]!.n
         : 0;
       return { similarModelIds: similar.rows.map((row) => row.id), loggedEvents: logged };
     },

@@ -5,7 +5,13 @@ import { quoteIdentifier } from './identifier.js';
 /** An event as the log stores it: its columns, and the whole event as published (`payload`). */
 export interface EventRecord {
   eventId: string;
-  modelId: string;
+  /** What changed: a model ('tune', the default) or a generation ('prompt'). */
+  kind?: 'tune' | 'prompt';
+  /** A generation's event names its generation; its model may be none. */
+  generationId?: string | null;
+  /** A generation's event: its Astria prompt id. */
+  remoteId?: string | null;
+  modelId: string | null;
   userId: string;
   fromStatus: string;
   toStatus: string;
@@ -20,8 +26,8 @@ export interface EventRecord {
 export async function appendEvent(tx: SqlExecutor, schema: string, event: EventRecord): Promise<string> {
   const rows = await tx.query<{ seq: string }>(
     `INSERT INTO ${quoteIdentifier(schema)}.events
-       (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at)
-     VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::jsonb, $8::timestamptz, $9::timestamptz)
+       (event_id, model_id, user_id, from_status, to_status, source, payload, trained_at, occurred_at, kind, generation_id, remote_id)
+     VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::jsonb, $8::timestamptz, $9::timestamptz, $10::text, $11::text, $12::text)
      RETURNING seq`,
     [
       event.eventId,
@@ -33,6 +39,9 @@ export async function appendEvent(tx: SqlExecutor, schema: string, event: EventR
       JSON.stringify(event.payload),
       event.trainedAt,
       event.occurredAt.toISOString(),
+      event.kind ?? 'tune',
+      event.generationId ?? null,
+      event.remoteId ?? null,
     ],
   );
   return rows[0]!.seq;
@@ -60,7 +69,7 @@ export async function flushNotifications(client: pg.ClientBase): Promise<void> {
 export async function latestEventIsOwnError(db: SqlExecutor, schema: string, modelId: string, errorMessage: string | null): Promise<boolean> {
   const rows = await db.query<{ own: boolean }>(
     `SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM $2::text AS own
-       FROM ${quoteIdentifier(schema)}.events e WHERE e.model_id = $1::text ORDER BY e.seq DESC LIMIT 1`,
+       FROM ${quoteIdentifier(schema)}.events e WHERE e.model_id = $1::text AND e.kind = 'tune' ORDER BY e.seq DESC LIMIT 1`,
     [modelId, errorMessage],
   );
   return rows[0]?.own === true;

@@ -20,13 +20,18 @@ export interface ReportWindow {
 const window = ({ since, until }: ReportWindow) => [since.toISOString(), until.toISOString()];
 
 /** Status changes in the window, by target status and by who applied them. */
-export async function countTransitions(pool: pg.Pool, schema: string, range: ReportWindow): Promise<{ to_status: string; source: string; n: number }[]> {
+export async function countTransitions(
+  pool: pg.Pool,
+  schema: string,
+  range: ReportWindow,
+  kind: 'tune' | 'prompt' = 'tune',
+): Promise<{ to_status: string; source: string; n: number }[]> {
   const { rows } = await pool.query<{ to_status: string; source: string; n: number }>(
     `SELECT to_status, source, count(*)::int AS n
        FROM ${quoteIdentifier(schema)}.events
-      WHERE recorded_at >= $1 AND recorded_at <= $2
+      WHERE recorded_at >= $1 AND recorded_at <= $2 AND kind = $3
       GROUP BY to_status, source`,
-    window(range),
+    [...window(range), kind],
   );
   return rows;
 }
@@ -35,7 +40,7 @@ export async function countTransitions(pool: pg.Pool, schema: string, range: Rep
 const recoveries = (schema: string) => `
     FROM ${quoteIdentifier(schema)}.events
    WHERE recorded_at >= $1 AND recorded_at <= $2
-     AND source = 'reconciler' AND to_status = 'READY' AND trained_at IS NOT NULL`;
+     AND kind = 'tune' AND source = 'reconciler' AND to_status = 'READY' AND trained_at IS NOT NULL`;
 /** Detection lag in seconds: Astria's `trained_at` to the database writing READY. */
 const LAG = `GREATEST(0, extract(epoch FROM recorded_at - trained_at))::float8`;
 

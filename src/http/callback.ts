@@ -2,6 +2,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { parseCallbackBody } from '../astria/callback-body.js';
 import type { Database } from '../db/executor.js';
 import type { Logger } from '../log.js';
+import type { Prompt } from '../astria/prompt.js';
+import { executorFor } from '../db/drivers.js';
+import { generationsTablePresent } from '../db/generations.js';
+import { applyObservedPrompt } from '../status/apply-prompt.js';
 import { applyObservedTune } from '../status/apply-tune.js';
 import type { StatusService } from '../status/service.js';
 
@@ -44,7 +48,7 @@ export interface CallbackDeps extends Database {
 }
 
 export interface CallbackResponse {
-  /** 200 applied, 202 unknown tune or not a tune (a prompt callback), 400 malformed, 401 bad secret, 413 too large, 503 not ready, or every matched model's write refused (Astria does not retry: the reconciler applies it later). */
+  /** 200 applied, 202 unknown tune or prompt (or prompts with no `generations` table), 400 malformed, 401 bad secret, 413 too large, 503 not ready, or every matched model's write refused (Astria does not retry: the reconciler applies it later). */
   status: 200 | 202 | 400 | 401 | 413 | 503;
   body: Record<string, unknown>;
 }
@@ -88,11 +92,11 @@ async function* streamChunks(stream: ReadableStream<Uint8Array>): AsyncIterable<
 }
 
 /**
- * Astria's tune callback, whatever serves it (the sidecar's own port or the app's route). Astria
- * signs nothing, so the secret travels in the URL given to Astria. The body is only a hint: it goes
- * through the same rules and status service as the poller's observations. Every rejection, an
- * unknown tune and a prompt callback (apps often give both callbacks one route) leave the database
- * unwritten.
+ * Astria's tune and prompt callbacks, on one route, whatever serves it (the sidecar's own port or the
+ * app's route). Astria signs nothing, so the secret travels in the URL given to Astria. The body is
+ * only a hint: it goes through the same rules and status service as the poller's observations. A tune
+ * applies to models, a prompt (`{"prompt": …}`, bare, or a pack's array) to generations only: the two
+ * id sequences collide. Every rejection and an unknown tune or prompt leave the database unwritten.
  */
 export async function acceptAstriaCallback(request: CallbackRequest, deps: CallbackDeps): Promise<CallbackResponse> {
   if (!secretMatches(request.givenSecret, deps.secret)) return { status: 401, body: { error: 'invalid or missing secret' } };
@@ -111,15 +115,10 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     deps.log?.warn({ issues: parsed.issues.slice(0, 3) }, 'rejected malformed Astria callback');
     return { status: 400, body: { error: parsed.reason } };
   }
-  if (parsed.kind === 'prompts') {
-    // An image generation's callback on the tune route: its id is a prompt id, which may equal some
-    // tune id, so it says nothing about any model. Answered before the database is asked for anything.
-    deps.log?.info({ promptIds: parsed.prompts.slice(0, 10).map((prompt) => prompt.id), prompts: parsed.prompts.length }, 'Astria prompt callback: not a tune; ignored');
-    return { status: 202, body: { status: 'ignored', reason: 'not a tune', ignored: 'prompt', prompts: parsed.prompts.length } };
-  }
-  const tune = parsed.tune;
   const notReady = deps.notReady?.() ?? null;
   if (notReady !== null) return { status: 503, body: { error: `not ready: ${notReady}` } };
+  if (parsed.kind === 'prompts') return acceptPrompts(parsed.prompts, parsed.invalid, deps);
+  const tune = parsed.tune;
 
   const receivedAt = deps.now?.() ?? new Date();
   const result = await applyObservedTune({
@@ -144,4 +143,46 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
   // Every matched model refused: nothing of it is in the database yet (Astria does not retry; the reconciler will).
   if (failed === result.matched) return { status: 503, body: { error: 'the database refused every write; the reconciler applies it later', matched: result.matched, failed } };
   return { status: 200, body: { status: 'ok', matched: result.matched, applied: result.applied.length, failed } };
+}
+
+/**
+ * The prompts of one callback applied to their generations, one after another. 200 when any
+ * generation matched; every matched generation's write refused is a 503 (Astria does not retry: the
+ * reconciler applies them later). An app without a `generations` table answers 202.
+ */
+async function acceptPrompts(prompts: Prompt[], invalid: number, deps: CallbackDeps): Promise<CallbackResponse> {
+  if (invalid > 0) deps.log?.warn({ invalid }, 'Astria prompt callback: some prompts did not validate; skipped');
+  if (!(await generationsTablePresent(executorFor(deps)))) {
+    deps.log?.info({ prompts: prompts.length }, 'Astria prompt callback, but the app has no generations table; ignored');
+    return { status: 202, body: { status: 'ignored', reason: 'no generations table', prompts: prompts.length } };
+  }
+  const service = typeof deps.service === 'function' ? await deps.service() : deps.service;
+  const receivedAt = deps.now?.() ?? new Date();
+  let matched = 0;
+  let applied = 0;
+  const failed: { generationId: string; reason: string }[] = [];
+  for (const prompt of prompts) {
+    const result = await applyObservedPrompt({
+      pool: deps.pool,
+      prisma: deps.prisma,
+      service,
+      prompt,
+      source: 'webhook',
+      now: receivedAt,
+      generationTimeoutMs: deps.trainingTimeoutMs,
+      schema: deps.schema,
+      log: deps.log,
+    });
+    matched += result.matched;
+    applied += result.applied.length;
+    failed.push(...result.failed);
+  }
+  if (matched === 0) {
+    deps.log?.info({ promptIds: prompts.slice(0, 10).map((prompt) => prompt.id) }, 'callback for prompts no generation waits on; ignored');
+    return { status: 202, body: { status: 'ignored', reason: 'unknown prompt', prompts: prompts.length } };
+  }
+  if (failed.length > 0) deps.log?.warn({ failed }, 'Astria prompt callback: some generations could not be written; the reconciler applies them');
+  deps.log?.info({ prompts: prompts.length, matched, applied }, 'Astria prompt callback applied');
+  if (failed.length === matched) return { status: 503, body: { error: 'the database refused every write; the reconciler applies it later', matched, failed: failed.length } };
+  return { status: 200, body: { status: 'ok', kind: 'prompt', matched, applied, failed: failed.length } };
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { classifyReconcilerRecoveries } from '../db/callbacks.js';
+import { CALLBACK_KINDS, classifyReconcilerRecoveries } from '../db/callbacks.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { FailureReporter } from './loop-errors.js';
@@ -45,9 +45,11 @@ export class CallbackJudge {
     const { pool, metrics, log } = this.deps;
     try {
       const judged = await classifyReconcilerRecoveries(pool, this.options.schema, this.options.graceMs);
-      metrics.lostCallbacks.inc(judged.lost);
-      metrics.lateCallbacks.inc(judged.late);
-      if (judged.lost > 0) log.warn({ lost: judged.lost }, 'Astria callbacks lost: the reconciler applied these and no callback came');
+      for (const kind of CALLBACK_KINDS) {
+        metrics.lostCallbacks.inc({ kind }, judged[kind].lost);
+        metrics.lateCallbacks.inc({ kind }, judged[kind].late);
+        if (judged[kind].lost > 0) log.warn({ kind, lost: judged[kind].lost }, 'Astria callbacks lost: the reconciler applied these and no callback came');
+      }
       this.failures.succeeded(now);
     } catch (error) {
       this.failures.failed(error, now, 'judging lost callbacks failed; polling goes on, judged again next interval');

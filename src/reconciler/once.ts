@@ -1,16 +1,23 @@
 import type pg from 'pg';
 import type { AstriaClient } from '../astria/client.js';
 import type { Clock } from '../clock.js';
+import { executorFor } from '../db/drivers.js';
+import { generationsTablePresent } from '../db/generations.js';
 import type { InFlightFilter } from '../db/inflight.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { GenerationStatus } from '../status/generation-rules.js';
 import type { ModelStatus } from '../status/rules.js';
 import type { StatusService } from '../status/service.js';
 import { DENSE_IDS_PER_PAGE, type PagePlanItem } from './plan.js';
-import { tunes } from './resource.js';
+import { prompts, tunes, type HostRow, type ResourceKind, type StatusChange } from './resource.js';
 import { runRound } from './round.js';
 import { OrphanMatcher, type OrphanOptions, type OrphanReport } from './orphans.js';
-import type { Outcome } from './settle.js';
+import type { ChangeWriter, Outcome } from './settle.js';
+
+/** The kinds a pass may cover (`--kind`): models training tunes, generations waiting on prompts. */
+export const ONCE_KINDS = ['tunes', 'prompts'] as const;
+export type OnceKind = (typeof ONCE_KINDS)[number];
 
 export interface OnceDeps {
   pool: pg.Pool;
@@ -40,6 +47,8 @@ export interface OnceOptions {
   onProgress?: (progress: OnceProgress) => void;
   /** Match models without a tune id to their tunes first (the named models only, when the filter names some). */
   orphans?: Pick<OrphanOptions, 'windowMs' | 'titleTemplate'>;
+  /** Default both. Prompts are skipped, without an error, when the app has no `generations` table. */
+  kinds?: readonly OnceKind[];
 }
 
 export interface OnceProgress {
@@ -49,7 +58,12 @@ export interface OnceProgress {
   failed: number;
 }
 
-/** What `--once --json` prints (with `interrupted`). */
+/**
+ * What `--once --json` prints (with `interrupted`). The keys of the first release keep their meaning:
+ * the models (tunes) of the pass, except `apiCalls` and `durationMs`, which are the whole pass (the two
+ * kinds share one request budget). `prompts` is the generations' part, null when the pass did not cover
+ * them (`--kind tunes`, or no `generations` table).
+ */
 export interface OnceReport {
   checked: number;
   transitioned: number;
@@ -65,80 +79,158 @@ export interface OnceReport {
   stopped: string | null;
   /** Models without a tune id matched before the round (null when not asked); in a dry run, what would be linked. */
   orphans: OrphanReport | null;
+  prompts: PromptPassReport | null;
+}
+
+/** The generations' part of a pass: the tunes' keys, by generation. */
+export interface PromptPassReport {
+  checked: number;
+  transitioned: number;
+  unchanged: number;
+  failed: number;
+  transitions: { generationId: string; from: GenerationStatus; to: GenerationStatus }[];
+  failures: { generationId: string; reason: string }[];
+  plan: { listPages: number; singleGets: number };
+  stopped: string | null;
 }
 
 /** Keyset page of in-flight rows read at a time: only their Astria ids are kept for the round. */
 const ROW_PAGE_SIZE = 2_000;
 
+/** One kind's tally of a pass. */
+interface KindTally {
+  checked: number;
+  transitioned: number;
+  unchanged: number;
+  failed: number;
+  transitions: { id: string; from: string; to: string }[];
+  failures: { id: string; reason: string }[];
+  plan: { listPages: number; singleGets: number };
+  stopped: string | null;
+}
+
 /**
- * `--once`: one round of the engine in which every selected model is due. The selected rows are read
- * in keyset pages (a model whose `trainingJobId` is no tune id is reported, never sent to Astria), then
- * their tunes observed (list pages where cheaper, single GETs for the rest), decided by the status
- * rules and applied through the status service. A model's failed GET or write is that model's
- * failure; a database error reading the rows and Astria's 401 are thrown.
+ * `--once`: one round of the engine per kind, in which every selected row is due. The selected rows
+ * are read in keyset pages (a row whose Astria id is no id of its kind is reported, never sent to
+ * Astria), then their objects observed (list pages where cheaper, single GETs for the rest), decided
+ * by the kind's rules and applied through the status service. Tunes go first, then prompts, on the
+ * same client and so the same request budget. A row's failed GET or write is that row's failure; a
+ * database error reading the rows and Astria's 401 are thrown.
  */
 export async function reconcileOnce(deps: OnceDeps, options: OnceOptions): Promise<OnceReport> {
-  const { filter } = options;
   const started = deps.clock.now();
   const callsBefore = deps.astria.calls;
-  const report: OnceReport = {
-    checked: 0,
-    transitioned: 0,
-    unchanged: 0,
-    failed: 0,
-    apiCalls: 0,
-    durationMs: 0,
-    transitions: [],
-    failures: [],
-    dryRun: deps.service === null,
-    plan: { listPages: 0, singleGets: 0 },
-    stopped: null,
-    orphans: null,
-  };
-  if (options.orphans) {
-    const matcher = new OrphanMatcher(deps, { ...options.orphans, dryRun: deps.service === null, modelIds: filter.modelIds, everyMs: 0 });
-    report.orphans = await matcher.runIfDue(started, options.signal);
+  const kinds = options.kinds ?? ONCE_KINDS;
+  const progress = { total: 0, checked: 0, transitioned: 0, failed: 0 };
+  const onProgress = () => options.onProgress?.({ ...progress });
+  const { service } = deps;
+
+  // Models without a tune id are matched to their tunes first, so the round reconciles what was linked.
+  const orphans =
+    options.orphans && kinds.includes('tunes')
+      ? await new OrphanMatcher(deps, { ...options.orphans, dryRun: service === null, modelIds: options.filter.modelIds, everyMs: 0 }).runIfDue(
+          started,
+          options.signal,
+        )
+      : null;
+  const tuneTally = kinds.includes('tunes') ? await passOfKind(tunes, service, deps, options, progress, onProgress) : emptyTally();
+  let promptTally: KindTally | null = null;
+  if (kinds.includes('prompts')) {
+    if (await generationsTablePresent(executorFor({ pool: deps.pool }))) {
+      const writer: ChangeWriter<Parameters<StatusService['applyGeneration']>[0]> | null = service && {
+        apply: (transition, source) => service.applyGeneration(transition, source),
+      };
+      promptTally = await passOfKind(prompts, writer, deps, options, progress, onProgress);
+    } else deps.log.info('no generations table: prompts are not reconciled');
   }
-  let total = 0;
-  const record = (modelId: string, outcome: Outcome) => {
-    report.checked += 1;
+
+  const report: OnceReport = {
+    checked: tuneTally.checked,
+    transitioned: tuneTally.transitioned,
+    unchanged: tuneTally.unchanged,
+    failed: tuneTally.failed,
+    apiCalls: deps.astria.calls - callsBefore,
+    durationMs: deps.clock.now() - started,
+    transitions: tuneTally.transitions.map(({ id, from, to }) => ({ modelId: id, from: from as ModelStatus, to: to as ModelStatus })),
+    failures: tuneTally.failures.map(({ id, reason }) => ({ modelId: id, reason })),
+    dryRun: service === null,
+    plan: tuneTally.plan,
+    stopped: tuneTally.stopped,
+    orphans,
+    prompts: promptTally && {
+      checked: promptTally.checked,
+      transitioned: promptTally.transitioned,
+      unchanged: promptTally.unchanged,
+      failed: promptTally.failed,
+      transitions: promptTally.transitions.map(({ id, from, to }) => ({ generationId: id, from: from as GenerationStatus, to: to as GenerationStatus })),
+      failures: promptTally.failures.map(({ id, reason }) => ({ generationId: id, reason })),
+      plan: promptTally.plan,
+      stopped: promptTally.stopped,
+    },
+  };
+  deps.metrics.passDuration.observe(report.durationMs / 1000);
+  return report;
+}
+
+function emptyTally(): KindTally {
+  return { checked: 0, transitioned: 0, unchanged: 0, failed: 0, transitions: [], failures: [], plan: { listPages: 0, singleGets: 0 }, stopped: null };
+}
+
+/** One kind's round: its selected rows read page by page, their objects observed, each row settled. */
+async function passOfKind<Row extends HostRow, Remote, Change extends StatusChange>(
+  kind: ResourceKind<Row, Remote, Change>,
+  writer: ChangeWriter<Change> | null,
+  deps: OnceDeps,
+  options: OnceOptions,
+  progress: OnceProgress,
+  onProgress: () => void,
+): Promise<KindTally> {
+  const { filter } = options;
+  const tally = emptyTally();
+  const record = (rowId: string, outcome: Outcome) => {
+    tally.checked += 1;
+    progress.checked += 1;
     if (outcome.kind === 'observed' && outcome.to !== outcome.from) {
-      report.transitioned += 1;
-      report.transitions.push({ modelId, from: outcome.from as ModelStatus, to: outcome.to as ModelStatus });
+      tally.transitioned += 1;
+      progress.transitioned += 1;
+      tally.transitions.push({ id: rowId, from: outcome.from, to: outcome.to });
     } else if (outcome.kind === 'failed' || outcome.kind === 'unobserved') {
-      report.failed += 1;
-      report.failures.push({ modelId, reason: outcome.reason });
+      tally.failed += 1;
+      progress.failed += 1;
+      tally.failures.push({ id: rowId, reason: outcome.reason });
       // A failed write was logged by the write itself.
-      if (outcome.kind === 'unobserved') deps.log.warn({ modelId, reason: outcome.reason }, 'could not check model');
-    } else report.unchanged += 1;
-    options.onProgress?.({ total, checked: report.checked, transitioned: report.transitioned, failed: report.failed });
+      if (outcome.kind === 'unobserved') deps.log.warn({ [`${kind.rowName}Id`]: rowId, reason: outcome.reason }, `could not check ${kind.rowName}`);
+    } else tally.unchanged += 1;
+    onProgress();
   };
 
+  let total = 0;
   const due = new Set<number>();
   for (let afterId: string | null = null; ; ) {
-    const page = await tunes.inFlight.refs(deps.pool, filter, afterId, ROW_PAGE_SIZE);
+    const page = await kind.inFlight.refs(deps.pool, filter, afterId, ROW_PAGE_SIZE);
     total += page.length;
+    progress.total += page.length;
     for (const ref of page) {
-      const tuneId = tunes.parseRemoteId(ref.remoteId);
-      if (tuneId !== null) {
-        due.add(tuneId);
+      const remoteId = kind.parseRemoteId(ref.remoteId);
+      if (remoteId !== null) {
+        due.add(remoteId);
         continue;
       }
-      const reason = tunes.badRemoteId(ref.remoteId);
-      deps.log.warn({ modelId: ref.id, reason }, 'could not check model');
+      const reason = kind.badRemoteId(ref.remoteId);
+      deps.log.warn({ [`${kind.rowName}Id`]: ref.id, reason }, `could not check ${kind.rowName}`);
       record(ref.id, { kind: 'failed', reason });
     }
     if (page.length < ROW_PAGE_SIZE) break;
     afterId = page.at(-1)!.id;
   }
-  if (!filter.modelIds) deps.metrics.inflightModels.set(total);
+  if (!filter.modelIds && kind.name === tunes.name) deps.metrics.inflightModels.set(total);
   const items: PagePlanItem[] = [...due].map((id) => ({ id, weight: 1 }));
   due.clear();
 
-  const round = await runRound(tunes, { ...deps, writer: deps.service }, {
+  const round = await runRound(kind, { ...deps, writer }, {
     items,
     filter,
-    // ERROR models are selected only when an operator names them.
+    // Failed rows are selected only when an operator names them.
     rules: { trainingTimeoutMs: options.trainingTimeoutMs, healAnyError: filter.includeError },
     idsPerPage: DENSE_IDS_PER_PAGE,
     concurrency: options.concurrency,
@@ -147,12 +239,9 @@ export async function reconcileOnce(deps: OnceDeps, options: OnceOptions): Promi
     signal: options.signal,
     onOutcome: (row, outcome) => record(row.id, outcome),
   });
-  report.plan = { listPages: round.listPages, singleGets: round.singleGets };
-  report.stopped = round.incomplete !== null ? `${round.incomplete}; no model was checked` : (round.notFoundRefused?.reason ?? null);
-  if (round.listFailed !== null) deps.log.warn({ reason: round.listFailed }, 'tune list failed; falling back to single GETs');
-  if (report.stopped) deps.log.error({ reason: report.stopped }, 'pass stopped');
-  report.apiCalls = deps.astria.calls - callsBefore;
-  report.durationMs = deps.clock.now() - started;
-  deps.metrics.passDuration.observe(report.durationMs / 1000);
-  return report;
+  tally.plan = { listPages: round.listPages, singleGets: round.singleGets };
+  tally.stopped = round.incomplete !== null ? `${round.incomplete}; no ${kind.rowName} was checked` : (round.notFoundRefused?.reason ?? null);
+  if (round.listFailed !== null) deps.log.warn({ reason: round.listFailed }, `${kind.name} list failed; falling back to single GETs`);
+  if (tally.stopped) deps.log.error({ kind: kind.name, reason: tally.stopped }, 'pass stopped');
+  return tally;
 }

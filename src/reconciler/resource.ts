@@ -1,7 +1,10 @@
 import type pg from 'pg';
 import type { AstriaClient } from '../astria/client.js';
+import { isPromptId, type Prompt } from '../astria/prompt.js';
 import { isTuneId, type Tune } from '../astria/tune.js';
+import { selectInFlightByPromptIds, selectInFlightGenerationRefs } from '../db/generations.js';
 import { selectInFlightByTuneIds, selectInFlightRefs, type InFlightFilter, type InFlightRef } from '../db/inflight.js';
+import { decideGeneration, GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition } from '../status/generation-rules.js';
 import { decide, IN_FLIGHT_STATUSES, type ModelRow, type RuleOptions, type Transition } from '../status/rules.js';
 
 /**
@@ -13,6 +16,8 @@ import { decide, IN_FLIGHT_STATUSES, type ModelRow, type RuleOptions, type Trans
 export interface ResourceKind<Row extends HostRow, Remote, Change extends StatusChange> {
   /** Names the kind in logs and keys ('tune'). */
   readonly name: string;
+  /** Names the host row in logs and reports ('model'). */
+  readonly rowName: string;
   /** The type of the event a status change of a row appends to the event log. */
   readonly eventType: string;
   /** The host statuses of a row waiting on Astria. */
@@ -66,6 +71,7 @@ export type RemotePage<Remote> =
 /** Tunes → the host's `ai_models`. */
 export const tunes: ResourceKind<ModelRow, Tune, Transition> = {
   name: 'tune',
+  rowName: 'model',
   eventType: 'model_status_changed',
   inFlightStatuses: IN_FLIGHT_STATUSES,
   remoteIdOf: (row) => row.trainingJobId,
@@ -86,4 +92,39 @@ export const tunes: ResourceKind<ModelRow, Tune, Transition> = {
   decide: (row, observation, now, options) =>
     decide(row, observation.kind === 'seen' ? { kind: 'tune', tune: observation.remote } : { kind: 'gone', tuneId: String(observation.id) }, now, options),
   inFlight: { refs: selectInFlightRefs, rowsByRemoteIds: selectInFlightByTuneIds },
+};
+
+/**
+ * Prompts → the host's `generations`. A prompt is fetched as `/prompts/:id`, which Astria serves
+ * without its tune: the engine knows a row by its own prompt id alone. A generation times out by the
+ * same `RECONCILER_TRAINING_TIMEOUT` as a model (an image taking that long is lost), and an operator
+ * naming a model heals its generations' false failures.
+ */
+export const prompts: ResourceKind<GenerationRow, Prompt, GenerationTransition> = {
+  name: 'prompt',
+  rowName: 'generation',
+  eventType: 'generation_status_changed',
+  inFlightStatuses: GENERATION_IN_FLIGHT_STATUSES,
+  remoteIdOf: (row) => row.jobId,
+  parseRemoteId: (text) => (isPromptId(text) ? Number(text) : null),
+  badRemoteId: (text) => `jobId "${text}" is not an Astria prompt id`,
+  idOf: (prompt) => prompt.id,
+  async list(astria, beforeId, signal) {
+    const page = await astria.listPrompts({ beforeId }, signal);
+    if (page.kind === 'failed') return { kind: 'failed', reason: page.reason, endpointMissing: page.endpointMissing === true };
+    return { kind: 'page', items: page.prompts, nextBeforeId: page.nextBeforeId, skipped: page.skipped };
+  },
+  async fetch(astria, id, signal) {
+    const result = await astria.getPrompt(null, String(id), signal);
+    if (result.kind === 'prompt') return { kind: 'seen', remote: result.prompt };
+    return result.kind === 'gone' ? { kind: 'gone', id } : result;
+  },
+  decide: (row, observation, now, options) =>
+    decideGeneration(
+      row,
+      observation.kind === 'seen' ? { kind: 'prompt', prompt: observation.remote } : { kind: 'gone', promptId: String(observation.id) },
+      now,
+      { generationTimeoutMs: options.trainingTimeoutMs, healAnyFailure: options.healAnyError === true },
+    ),
+  inFlight: { refs: selectInFlightGenerationRefs, rowsByRemoteIds: selectInFlightByPromptIds },
 };

@@ -59,11 +59,12 @@ export function settle<Row extends HostRow, Remote, Change extends StatusChange>
   const lane = policy.lane(row.id);
   // Riding along on a page while backing off: its write waits for the backoff to end.
   if (lane === 'later') return null;
-  return { lane, write: () => write(deps, row, change, progressOnly) };
+  return { lane, write: () => write(deps, kind.rowName, row, change, progressOnly) };
 }
 
-async function write<Change extends StatusChange>(deps: SettleDeps<Change>, row: HostRow, change: Change, progressOnly: boolean): Promise<Outcome> {
+async function write<Change extends StatusChange>(deps: SettleDeps<Change>, rowName: string, row: HostRow, change: Change, progressOnly: boolean): Promise<Outcome> {
   const { writer, log } = deps;
+  const idKey = `${rowName}Id`;
   let outcome: Outcome;
   if (writer === null) outcome = { kind: 'observed', from: change.from, to: change.to, wrote: null };
   else {
@@ -75,9 +76,9 @@ async function write<Change extends StatusChange>(deps: SettleDeps<Change>, row:
     }
   }
   if (outcome.kind === 'observed' && !progressOnly) {
-    log.info({ modelId: row.id, from: change.from, to: change.to, dryRun: writer === null }, 'model status reconciled');
+    log.info({ [idKey]: row.id, from: change.from, to: change.to, dryRun: writer === null }, `${rowName} status reconciled`);
   } else if (outcome.kind === 'raced') {
-    log.debug({ modelId: row.id, from: change.from }, 'model changed meanwhile; left to the writer that won');
-  } else if (outcome.kind === 'failed') log.warn({ modelId: row.id, reason: outcome.reason }, 'could not write model');
+    log.debug({ [idKey]: row.id, from: change.from }, `${rowName} changed meanwhile; left to the writer that won`);
+  } else if (outcome.kind === 'failed') log.warn({ [idKey]: row.id, reason: outcome.reason }, `could not write ${rowName}`);
   return outcome;
 }

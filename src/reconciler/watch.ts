@@ -20,6 +20,8 @@ export interface WatchOptions {
   trainingTimeoutMs: number;
   concurrency: number;
   maxNotFoundShare: number;
+  /** Told how many rows are in flight after each discovery and round (the models' gauge). */
+  onInFlight?: (count: number) => void;
 }
 
 const DISCOVERY_PAGE_SIZE = 2_000;
@@ -86,7 +88,7 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     }
     await this.deps.discovered?.(inFlight);
     this.schedule.sync(inFlight, now);
-    this.deps.metrics.inflightModels.set(inFlight.length);
+    this.options.onInFlight?.(inFlight.length);
     this.nextDiscoveryAt = now + Math.min(this.options.intervalMs, MAX_DISCOVERY_EVERY_MS);
   }
 
@@ -122,7 +124,7 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     });
     if (report.interrupted) throw signal.reason;
     deps.metrics.passDuration.observe((deps.clock.now() - now) / 1000);
-    deps.metrics.inflightModels.set(schedule.size);
+    this.options.onInFlight?.(schedule.size);
     this.idsPerPage = report.idsPerPage;
     schedule.roundFinished({ retried: report.retried || report.incomplete !== null || report.listFailed !== null });
     if (report.listFailed !== null && now - this.listFailureLoggedAt >= LIST_FAILURE_LOG_EVERY_MS) {
@@ -139,11 +141,11 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     }
     // Not seen, or its 404 held back: that row backs off like any row whose look failed.
     for (const { rowId, reason } of unobserved) {
-      deps.log.warn({ modelId: rowId, reason }, `could not observe ${this.kind.name}`);
+      deps.log.warn({ [`${this.kind.rowName}Id`]: rowId, reason }, `could not observe ${this.kind.name}`);
       schedule.failed(rowId, now);
     }
     if (report.notFoundRefused !== null) {
-      deps.log.warn({ reason: report.notFoundRefused.reason, tunes: report.notFoundRefused.ids.length }, '404s not applied');
+      deps.log.warn({ reason: report.notFoundRefused.reason, [`${this.kind.name}s`]: report.notFoundRefused.ids.length }, '404s not applied');
     }
     this.completed = report.notFoundRefused === null;
   }

@@ -100,7 +100,7 @@ const ensured = new WeakMap<object, Map<string, Promise<void>>>();
  * with our schema created first if the sidecar never ran there (the minimal call, `{ pool, tune }`, must work on a
  * fresh database). A failed attempt is forgotten, so the next callback tries again.
  */
-async function defaultService(options: ApplyObservedTuneOptions): Promise<StatusService> {
+export async function defaultService(options: Database & { schema?: string; log?: ApplyObservedTuneOptions['log'] }): Promise<StatusService> {
   const schema = options.schema ?? DEFAULT_SCHEMA;
   // Built first: it refuses neither-or-both databases with a clear message.
   const service = createStatusService({ pool: options.pool, prisma: options.prisma, schema, log: options.log });

@@ -4,6 +4,7 @@ import { enqueueDeliveries } from '../db/deliveries.js';
 import { executorFor } from '../db/drivers.js';
 import { appendEvent, notifyEvent } from '../db/events.js';
 import type { Database, SqlExecutor } from '../db/executor.js';
+import { compareAndSetGeneration } from '../db/generations.js';
 import { compareAndSetModel } from '../db/models.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { boundLocalWaits } from '../db/transaction.js';
@@ -15,12 +16,17 @@ import {
   type ModelEvent,
   type ModelStatusChangedEvent,
 } from './event.js';
+import { generationStatusChangedEvent, type GenerationStatusChangedEvent } from './generation-event.js';
+import type { GenerationTransition } from './generation-rules.js';
 import type { Transition } from './rules.js';
 
-export type ApplyResult =
-  | { applied: true; event: ModelEvent }
+export type ApplyResult<Event = ModelEvent> =
+  | { applied: true; event: Event }
   /** The row was no longer in `transition.from`: someone else applied a change first. Nothing written. */
   | { applied: false };
+
+/** A status change of either kind the event log holds: a model's or a generation's. */
+export type StatusChangedEvent = ModelStatusChangedEvent | GenerationStatusChangedEvent;
 
 export interface StatusService {
   /**
@@ -29,15 +35,19 @@ export interface StatusService {
    * racing callers wins.
    */
   apply(transition: Transition, source: EventSource): Promise<ApplyResult>;
+  /** The same for a generation: its compare-and-set, its `generation_status_changed` event, the same channel and outbox. */
+  applyGeneration(transition: GenerationTransition, source: EventSource): Promise<ApplyResult<GenerationStatusChangedEvent>>;
 }
 
 /**
- * The app's side effect of a status change (a credit refund on `ERROR`, ...). It runs inside the
- * transition's transaction, after the compare-and-set won: once per transition, and rolled back with
- * it if it throws. Transitions another process applies (the sidecar) reach the app through the signed
- * `http` broadcast instead: dedupe those by `eventId` in the same transaction as the effect.
+ * The app's side effect of a status change (a credit refund on a model's `ERROR` or a generation's
+ * `FAILED`, storing a generation's images, ...). It receives both kinds of event: switch on
+ * `event.type` (`model_status_changed`, `generation_status_changed`). It runs inside the transition's
+ * transaction, after the compare-and-set won: once per transition, and rolled back with it if it
+ * throws. Transitions another process applies (the sidecar) reach the app through the signed `http`
+ * broadcast instead: dedupe those by `eventId` in the same transaction as the effect.
  */
-export type TransitionHook = (event: ModelStatusChangedEvent, tx: SqlExecutor) => Promise<void>;
+export type TransitionHook = (event: StatusChangedEvent, tx: SqlExecutor) => Promise<void>;
 
 export interface StatusServiceOptions extends Database {
   /** Our own schema, holding the event log (default `astria_reconciler`). */
@@ -95,6 +105,36 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
       }
       if (result.type === 'model_status_changed') recordMetrics(options.metrics, result, source, now, !implausible);
       return { applied: true, event: result };
+    },
+
+    async applyGeneration(transition, source) {
+      const now = new Date(clock.now());
+      const event = await db.transaction(async (client) => {
+        await boundLocalWaits(client);
+        const row = await compareAndSetGeneration(client, transition, now);
+        // A generation has no progress: a write that changes no status is never decided.
+        if (!row) return null;
+        const changed = generationStatusChangedEvent(row, transition.from, source, now);
+        const seq = await appendEvent(client, schema, {
+          kind: 'prompt',
+          eventId: changed.eventId,
+          generationId: row.id,
+          remoteId: transition.expected.jobId,
+          modelId: row.modelId,
+          userId: row.userId,
+          fromStatus: changed.previousStatus,
+          toStatus: changed.status,
+          source,
+          payload: changed,
+          trainedAt: transition.completedAtObserved ? null : changed.data.completedAt,
+          occurredAt: now,
+        });
+        if (notify) await notifyEvent(client, channel, changed);
+        if (outbox.length > 0) await enqueueDeliveries(client, schema, seq, outbox);
+        await options.onTransition?.(changed, client);
+        return changed;
+      });
+      return event ? { applied: true, event } : { applied: false };
     },
   };
 }

@@ -17,6 +17,7 @@ import {
   WEBHOOK_CODES,
   LOOP_ERROR_REASONS,
 } from '../../src/metrics.js';
+import { CALLBACK_KINDS } from '../../src/db/callbacks.js';
 import { runCli } from '../support/cli.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { freePort, startDaemon, waitUntil, type RunningDaemon } from '../support/daemon.js';
@@ -385,8 +386,8 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
       ...ASYNC_TRANSPORTS.flatMap((transport) => DELIVERY_OUTCOMES.map((outcome) => series('astria_reconciler_broadcast_deliveries_total', { transport, outcome }))),
       ...ASYNC_TRANSPORTS.map((transport) => series('astria_reconciler_dead_deliveries_total', { transport })),
       ...ASYNC_TRANSPORTS.map((transport) => series('astria_reconciler_outbox_pending', { transport })),
-      'astria_reconciler_lost_callbacks_total 0',
-      'astria_reconciler_late_callbacks_total 0',
+      ...CALLBACK_KINDS.map((kind) => series('astria_reconciler_lost_callbacks_total', { kind })),
+      ...CALLBACK_KINDS.map((kind) => series('astria_reconciler_late_callbacks_total', { kind })),
       ...LOOP_ERROR_REASONS.map((reason) => series('astria_reconciler_loop_errors_total', { reason })),
     ];
     const lines = new Set(metrics.split('\n'));

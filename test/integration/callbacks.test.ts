@@ -62,7 +62,7 @@ async function trainingModels(pool: pg.Pool, prefix: string, count: number, firs
 
 let db: TestDatabase;
 let tunes: number[];
-const judge = () => classifyReconcilerRecoveries(db.pool, SCHEMA, GRACE);
+const judge = async () => (await classifyReconcilerRecoveries(db.pool, SCHEMA, GRACE)).tune;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -182,8 +182,8 @@ describe('replicas whose clocks disagree', () => {
       await elapse(fresh.pool, GRACE + MINUTE);
 
       // Two leaders in turn (a failover between them): the verdicts are the database's, given once.
-      expect(await classifyReconcilerRecoveries(fresh.pool, SCHEMA, GRACE)).toEqual({ lost: 1, late: 3 });
-      expect(await classifyReconcilerRecoveries(fresh.pool, SCHEMA, GRACE)).toEqual({ lost: 0, late: 0 });
+      expect((await classifyReconcilerRecoveries(fresh.pool, SCHEMA, GRACE)).tune).toEqual({ lost: 1, late: 3 });
+      expect((await classifyReconcilerRecoveries(fresh.pool, SCHEMA, GRACE)).tune).toEqual({ lost: 0, late: 0 });
 
       const report = await buildReport(fresh.pool, SCHEMA, 60 * MINUTE);
       expect(report.callbacks).toEqual({ lost: 1, late: 3, webhookFirst: 0, pending: 0, unrecorded: 0 });

@@ -96,7 +96,7 @@ describe('our schema, by numbered migrations', () => {
     const logged = await db.pool.query(`SELECT to_status FROM upgraded.events WHERE model_id = $1 ORDER BY seq`, [modelId]);
     expect(logged.rows.map((row) => row.to_status)).toEqual(['TRAINING', 'READY']);
     // Within the grace, with no callback: pending, not judged yet.
-    expect(await classifyReconcilerRecoveries(db.pool, 'upgraded', 600_000)).toEqual({ lost: 0, late: 0 });
+    expect(await classifyReconcilerRecoveries(db.pool, 'upgraded', 600_000)).toEqual({ tune: { lost: 0, late: 0 }, prompt: { lost: 0, late: 0 } });
     expect((await buildReport(db.pool, 'upgraded', 3_600_000)).callbacks).toMatchObject({ pending: 1 });
   });
 

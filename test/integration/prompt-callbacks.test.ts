@@ -1,7 +1,8 @@
 /**
- * Apps point Astria's prompt callbacks (image generations) at the tune callback's route. A prompt's id
- * comes from another sequence than tune ids and does collide with them: a prompt must never be applied
- * to the model whose tune id it happens to equal. Through the sidecar's HTTP webhook and through the
+ * Apps point Astria's prompt callbacks (image generations) at the tune callback's route, and they are
+ * applied to the app's generations there. A prompt's id comes from another sequence than tune ids and
+ * does collide with them: a prompt must never touch the model whose tune id it happens to equal, nor a
+ * tune the generation whose prompt id it equals. Through the sidecar's HTTP webhook and through the
  * library's `acceptAstriaCallback`, on real PostgreSQL, with the simulated Astria posting the bodies.
  */
 import type { AddressInfo } from 'node:net';
@@ -18,6 +19,7 @@ import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { createStatusService } from '../../src/status/service.js';
 import { documentedPrompt } from '../support/astria-tune.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+import { GENERATIONS_SCHEMA_SQL, readGeneration, seedGenerations } from '../support/generations-schema.js';
 
 const SECRET = 'prompt-callbacks-secret';
 const API_KEY = 'sd_prompt_callbacks_key';
@@ -35,6 +37,7 @@ const MODEL = 'waiting-model';
 
 beforeAll(async () => {
   db = await createTestDatabase();
+  await db.pool.query(GENERATIONS_SCHEMA_SQL);
   await ensureOwnSchema(db.pool, 'astria_reconciler');
   metrics = createMetrics();
   server = createHttpServer({
@@ -55,6 +58,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
+  await db.pool.query('DELETE FROM generations');
   await db.pool.query('DELETE FROM ai_models');
   await db.pool.query('TRUNCATE astria_reconciler.events, astria_reconciler.callbacks CASCADE');
   tuneId = astria.addTune({ startedTrainingAt: new Date(Date.now() - 60_000) }).id;
@@ -63,11 +67,11 @@ beforeEach(async () => {
 
 const webhook202s = async () => (await metrics.webhookRequests.get()).values.find((value) => value.labels.code === '202')?.value ?? 0;
 
-/** The row, the event log and the recorded callback arrivals: everything a write would change. */
+/** The model, the event log and the recorded callback arrivals by kind. */
 async function snapshot() {
-  const { rows: events } = await db.pool.query('SELECT count(*)::int AS n FROM astria_reconciler.events');
-  const { rows: callbacks } = await db.pool.query('SELECT count(*)::int AS n FROM astria_reconciler.callbacks');
-  return { model: await readModel(db.pool, MODEL), events: events[0].n as number, callbacks: callbacks[0].n as number };
+  const { rows: events } = await db.pool.query('SELECT kind, count(*)::int AS n FROM astria_reconciler.events GROUP BY kind ORDER BY kind');
+  const { rows: callbacks } = await db.pool.query('SELECT kind, tune_id AS id FROM astria_reconciler.callbacks ORDER BY id');
+  return { model: await readModel(db.pool, MODEL), events, callbacks };
 }
 
 /** A prompt whose id is the waiting model's tune id, finished with images or failed; returns its id. */
@@ -79,44 +83,72 @@ function collidingPrompt(which: 'finished' | 'failed'): number {
   return tuneId;
 }
 
+/** A generation of the waiting model, waiting on prompt `promptId`. */
+async function waitingGeneration(id: string, promptId: number): Promise<void> {
+  await seedGenerations(db.pool, [{ id, modelId: MODEL, status: 'PROCESSING', jobId: String(promptId) }]);
+}
+
 describe("the sidecar's webhook", () => {
   it.each([
-    ['{"prompt": …}', 'finished', 'wrapped'],
-    ['the bare prompt', 'finished', 'bare'],
-    ['{"prompt": …} of a failed prompt', 'failed', 'wrapped'],
-    ['the bare failed prompt', 'failed', 'bare'],
-  ] as const)('%s whose id is an in-flight tune id: 202, counted, the model untouched', async (_shape, which, shape) => {
+    ['{"prompt": …}', 'finished', 'wrapped', 'COMPLETED'],
+    ['the bare prompt', 'finished', 'bare', 'COMPLETED'],
+    ['{"prompt": …} of a failed prompt', 'failed', 'wrapped', 'FAILED'],
+    ['the bare failed prompt', 'failed', 'bare', 'FAILED'],
+  ] as const)('%s whose id is an in-flight tune id: applied to its generation, the model untouched', async (_shape, which, shape, status) => {
+    await waitingGeneration('gen-colliding', tuneId);
+    const promptId = collidingPrompt(which);
+
+    expect(await astria.firePromptCallback(promptId, webhookUrl, { shape })).toBe(200);
+
+    const generation = await readGeneration(db.pool, 'gen-colliding');
+    expect(generation.status).toBe(status);
+    if (status === 'COMPLETED') {
+      expect(generation.imageUrls).toEqual(astria.getPrompt(promptId)!.images);
+      expect(generation.completedAt).toEqual(new Date(astria.getPrompt(promptId)!.trained_at as string));
+    } else expect(generation.errorMessage).toMatch(/NSFW content detected/);
+    expect(await snapshot()).toMatchObject({
+      model: { status: 'TRAINING', progress: 10 },
+      events: [{ kind: 'prompt', n: 1 }],
+      callbacks: [{ kind: 'prompt', id: String(promptId) }],
+    });
+  });
+
+  it('a prompt no generation waits on, whose id is an in-flight tune id: 202, counted, nothing written', async () => {
     const before = await snapshot();
     const counted = await webhook202s();
 
-    expect(await astria.firePromptCallback(collidingPrompt(which), webhookUrl, { shape })).toBe(202);
+    expect(await astria.firePromptCallback(collidingPrompt('finished'), webhookUrl, { shape: 'wrapped' })).toBe(202);
 
     expect(await snapshot()).toEqual(before);
-    expect(before).toMatchObject({ model: { status: 'TRAINING', progress: 10 }, events: 0, callbacks: 0 });
+    expect(before).toMatchObject({ model: { status: 'TRAINING', progress: 10 }, events: [], callbacks: [] });
     expect(await webhook202s()).toBe(counted + 1);
   });
 
-  it("a pack's prompts callback (an array) with colliding ids: 202 saying it is not a tune, nothing written", async () => {
-    const before = await snapshot();
-    const response = await fetch(webhookUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify([documentedPrompt({ id: tuneId, tune_id: 1 }), documentedPrompt({ id: tuneId + 1, tune_id: 1 })]),
-    });
-    expect(response.status).toBe(202);
-    expect(await response.json()).toEqual({ status: 'ignored', reason: 'not a tune', ignored: 'prompt', prompts: 2 });
-    expect(await snapshot()).toEqual(before);
+  it("a pack's prompts callback (an array): each prompt applied to its own generation", async () => {
+    const pack = astria.addPack(tuneId, 3);
+    for (const [n, prompt] of pack.entries()) await waitingGeneration(`gen-pack-${n}`, prompt.id);
+    astria.finishPrompt(pack[0]!.id);
+    astria.failPrompt(pack[1]!.id, 'face not detected');
+
+    expect(await astria.firePromptCallback(pack.map((prompt) => prompt.id), webhookUrl)).toBe(200);
+
+    expect((await readGeneration(db.pool, 'gen-pack-0')).status).toBe('COMPLETED');
+    expect((await readGeneration(db.pool, 'gen-pack-1')).status).toBe('FAILED');
+    expect((await readGeneration(db.pool, 'gen-pack-2')).status).toBe('PROCESSING');
+    expect((await snapshot()).events).toEqual([{ kind: 'prompt', n: 2 }]);
   });
 
-  it('the same route still applies the tune callback itself', async () => {
+  it('a tune whose id is an in-flight prompt id: applied to the model, the generation untouched', async () => {
+    await waitingGeneration('gen-same-id', tuneId);
     astria.train(tuneId);
     expect(await astria.fireCallback(tuneId, webhookUrl)).toBe(200);
-    expect(await snapshot()).toMatchObject({ model: { status: 'READY', modelUrl: String(tuneId) }, events: 1, callbacks: 1 });
+    expect(await snapshot()).toMatchObject({ model: { status: 'READY', modelUrl: String(tuneId) }, events: [{ kind: 'tune', n: 1 }], callbacks: [{ kind: 'tune' }] });
+    expect((await readGeneration(db.pool, 'gen-same-id')).status).toBe('PROCESSING');
   });
 });
 
 describe("the library's acceptAstriaCallback", () => {
-  const accept = (body: unknown): Promise<CallbackResponse> =>
+  const accept = (body: unknown, pool = db.pool): Promise<CallbackResponse> =>
     acceptAstriaCallback(
       {
         givenSecret: SECRET,
@@ -124,25 +156,38 @@ describe("the library's acceptAstriaCallback", () => {
           yield Buffer.from(JSON.stringify(body));
         })(),
       },
-      { secret: SECRET, pool: db.pool },
+      { secret: SECRET, pool },
     );
 
   it.each([
-    ['{"prompt": …}', () => ({ prompt: documentedPrompt({ id: tuneId, tune_id: 1 }) })],
-    ['the bare prompt', () => documentedPrompt({ id: tuneId, tune_id: 1 })],
-    ['the bare failed prompt', () => documentedPrompt({ id: tuneId, tune_id: 1, trained_at: null, images: [], user_error: 'NSFW' })],
-    ["a pack's array", () => [documentedPrompt({ id: tuneId, tune_id: 1 })]],
-    ['a prompt wrapped as a tune', () => ({ tune: documentedPrompt({ id: tuneId, tune_id: 1 }) })],
-  ])('%s whose id is an in-flight tune id: 202 "not a tune", the model untouched', async (_shape, body) => {
-    const before = await snapshot();
+    ['{"prompt": …}', () => ({ prompt: documentedPrompt({ id: tuneId, tune_id: 1 }) }), 'COMPLETED'],
+    ['the bare prompt', () => documentedPrompt({ id: tuneId, tune_id: 1 }), 'COMPLETED'],
+    ['the bare failed prompt', () => documentedPrompt({ id: tuneId, tune_id: 1, trained_at: null, images: [], user_error: 'NSFW' }), 'FAILED'],
+    ["a pack's array", () => [documentedPrompt({ id: tuneId, tune_id: 1 })], 'COMPLETED'],
+    ['a prompt wrapped as a tune', () => ({ tune: documentedPrompt({ id: tuneId, tune_id: 1 }) }), 'COMPLETED'],
+  ])('%s whose id is an in-flight tune id: applied to its generation, the model untouched', async (_shape, body, status) => {
+    await waitingGeneration('gen-library', tuneId);
     const response = await accept(body());
-    expect(response).toMatchObject({ status: 202, body: { status: 'ignored', reason: 'not a tune', ignored: 'prompt' } });
-    expect(await snapshot()).toEqual(before);
+    expect(response).toMatchObject({ status: 200, body: { status: 'ok', kind: 'prompt', matched: 1, applied: 1 } });
+    expect((await readGeneration(db.pool, 'gen-library')).status).toBe(status);
+    expect((await readModel(db.pool, MODEL)).status).toBe('TRAINING');
   });
 
   it('the tune itself, on the same call, is applied', async () => {
     astria.train(tuneId);
     expect((await accept({ tune: astria.getTune(tuneId) })).status).toBe(200);
     expect((await readModel(db.pool, MODEL)).status).toBe('READY');
+  });
+
+  it('an app without a generations table: a prompt callback is answered 202 and nothing is written', async () => {
+    const bare = await createTestDatabase();
+    try {
+      await seedModels(bare.pool, [{ id: MODEL, status: 'TRAINING', trainingJobId: String(tuneId), progress: 10 }]);
+      const response = await accept({ prompt: documentedPrompt({ id: tuneId, tune_id: 1 }) }, bare.pool);
+      expect(response).toEqual({ status: 202, body: { status: 'ignored', reason: 'no generations table', prompts: 1 } });
+      expect((await readModel(bare.pool, MODEL)).status).toBe('TRAINING');
+    } finally {
+      await bare.drop();
+    }
   });
 });

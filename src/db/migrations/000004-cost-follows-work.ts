@@ -2,7 +2,8 @@
  * What keeps the database's work in step with the work to do, not with the history, and the facts an
  * operator asks about one callback or delivery:
  * - the leader judges lost callbacks from `judged_from` on (the database's time before which every
- *   reconciler READY has its verdict), over an index of reconciler READYs only;
+ *   reconciler recovery has its verdict), over an index of reconciler recoveries (a model's READY, a
+ *   generation's COMPLETED) only;
  * - `tune_models` maps a tune id to the models training it, so a callback without `&model=` finds its
  *   model without scanning the app's table (a hint only: every hit is checked against `ai_models`);
  * - each callback arrival says which process received it and what it changed;
@@ -14,7 +15,7 @@ export function costFollowsWork(schema: string): string[] {
     `UPDATE ${schema}.callback_recording SET judged_from = started_at`,
     `ALTER TABLE ${schema}.callback_recording ALTER COLUMN judged_from SET DEFAULT now()`,
     `ALTER TABLE ${schema}.callback_recording ALTER COLUMN judged_from SET NOT NULL`,
-    `CREATE INDEX events_reconciler_ready_idx ON ${schema}.events (recorded_at) WHERE source = 'reconciler' AND to_status = 'READY'`,
+    `CREATE INDEX events_reconciler_ready_idx ON ${schema}.events (recorded_at) WHERE source = 'reconciler' AND to_status IN ('READY', 'COMPLETED')`,
     `CREATE TABLE ${schema}.tune_models (
        tune_id text NOT NULL,
        model_id text NOT NULL,

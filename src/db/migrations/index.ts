@@ -1,5 +1,6 @@
 import { initial } from './000001-initial.js';
 import { databaseClock } from './000002-database-clock.js';
+import { generationEvents } from './000003-generation-events.js';
 import { costFollowsWork } from './000004-cost-follows-work.js';
 
 export interface Migration {
@@ -14,5 +15,6 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'initial', statements: initial },
   { id: 2, name: 'database-clock', statements: databaseClock },
+  { id: 3, name: 'generation-events', statements: generationEvents },
   { id: 4, name: 'cost-follows-work', statements: costFollowsWork },
 ];

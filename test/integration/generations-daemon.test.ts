@@ -1,0 +1,108 @@
+/**
+ * The daemon observes in-flight generations beside in-flight models with the same engine: a lost
+ * prompt callback is recovered, on real PostgreSQL against the simulated Astria, and a prompt whose id
+ * equals a training tune's id never touches that model.
+ */
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedModels } from '../../dev/host-schema.js';
+import { startSimulatedAstria } from '../../dev/simulated-astria.js';
+import { createAstriaClient } from '../../src/astria/client.js';
+import { systemClock } from '../../src/clock.js';
+import { ensureOwnSchema } from '../../src/db/own-schema.js';
+import { createMetrics } from '../../src/metrics.js';
+import { runDaemon } from '../../src/reconciler/daemon.js';
+import { createLeaderElection } from '../../src/reconciler/leader.js';
+import { promptSchema } from '../../src/astria/prompt.js';
+import { applyObservedPrompt } from '../../src/status/apply-prompt.js';
+import { createStatusService } from '../../src/status/service.js';
+import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+import { waitUntil } from '../support/daemon.js';
+import { GENERATIONS_SCHEMA_SQL, readGeneration, seedGenerations } from '../support/generations-schema.js';
+
+const API_KEY = 'sd_generations_daemon_key';
+const HOUR = 3_600_000;
+const log = pino({ level: 'silent' });
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await db.pool.query(GENERATIONS_SCHEMA_SQL);
+  await ensureOwnSchema(db.pool, 'astria_reconciler');
+});
+afterAll(() => db.drop());
+
+describe('the daemon with a generations table', () => {
+  it('recovers a lost prompt callback once, and leaves the model whose tune id the prompt id equals', async () => {
+    const astria = await startSimulatedAstria({ apiKey: API_KEY });
+    const ago = (ms: number) => new Date(Date.now() - ms);
+    const tune = astria.addTune({ startedTrainingAt: ago(HOUR), eta: new Date(Date.now() + HOUR) });
+    await seedModels(db.pool, [{ id: 'model-training', status: 'TRAINING', trainingJobId: String(tune.id), updatedAt: ago(HOUR), createdAt: ago(2 * HOUR) }]);
+    astria.addPrompt(tune.id, { id: tune.id });
+    astria.finishPrompt(tune.id);
+    await seedGenerations(db.pool, [{ id: 'g-lost', modelId: 'model-training', status: 'PROCESSING', jobId: String(tune.id), createdAt: ago(HOUR) }]);
+
+    const metrics = createMetrics();
+    const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 20, concurrency: 4, timeoutMs: 5_000, log, metrics, clock: systemClock });
+    const election = createLeaderElection({ databaseUrl: db.url, lockName: 'generations-daemon', log, metrics });
+    const stop = new AbortController();
+    const daemon = runDaemon(
+      { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics, leader: election },
+      { intervalMs: 1_000, stuckAfterMs: 0, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: 200, signal: stop.signal },
+    );
+    try {
+      await waitUntil(async () => (await readGeneration(db.pool, 'g-lost')).status === 'COMPLETED', 30_000, 'the generation recovered');
+    } finally {
+      stop.abort(new Error('done'));
+      await daemon;
+      await election.release();
+      await client.close();
+      await astria.close();
+    }
+
+    expect(await readGeneration(db.pool, 'g-lost')).toMatchObject({ status: 'COMPLETED', imageUrls: astria.getPrompt(tune.id)!.images });
+    expect((await readModel(db.pool, 'model-training')).status).toBe('TRAINING');
+    const { rows } = await db.pool.query(`SELECT kind, generation_id, to_status, source FROM astria_reconciler.events ORDER BY seq`);
+    expect(rows).toEqual([{ kind: 'prompt', generation_id: 'g-lost', to_status: 'COMPLETED', source: 'reconciler' }]);
+  });
+
+  it('exactly one event per generation when the webhook races the daemon on a pack', async () => {
+    await db.pool.query('DELETE FROM generations');
+    await db.pool.query('DELETE FROM ai_models');
+    await db.pool.query('TRUNCATE astria_reconciler.events CASCADE');
+    const astria = await startSimulatedAstria({ apiKey: API_KEY });
+    const ago = (ms: number) => new Date(Date.now() - ms);
+    const tune = astria.addTune({ trainedAt: ago(HOUR), startedTrainingAt: ago(2 * HOUR) });
+    const pack = astria.addPack(tune.id, 30);
+    await seedGenerations(db.pool, pack.map((prompt, n) => ({ id: `g-pack-${n}`, modelId: null, status: 'PROCESSING' as const, jobId: String(prompt.id), createdAt: ago(HOUR) })));
+    for (const prompt of pack) astria.finishPrompt(prompt.id);
+
+    const metrics = createMetrics();
+    const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 50, concurrency: 4, timeoutMs: 5_000, log, metrics, clock: systemClock });
+    const election = createLeaderElection({ databaseUrl: db.url, lockName: 'generations-daemon-race', log, metrics });
+    const stop = new AbortController();
+    const daemon = runDaemon(
+      { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics, leader: election },
+      { intervalMs: 1_000, stuckAfterMs: 0, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: 100, signal: stop.signal },
+    );
+    const completed = async () =>
+      (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM generations WHERE status = 'COMPLETED'`)).rows[0]!.n === pack.length;
+    try {
+      // The callbacks arrive while the daemon polls the same prompts.
+      await Promise.all(pack.map((prompt) => applyObservedPrompt({ pool: db.pool, prompt: promptSchema.parse(astria.getPrompt(prompt.id)) })));
+      await waitUntil(completed, 30_000, 'every generation completed');
+    } finally {
+      stop.abort(new Error('done'));
+      await daemon;
+      await election.release();
+      await client.close();
+      await astria.close();
+    }
+
+    const { rows } = await db.pool.query<{ generation_id: string; n: number }>(
+      `SELECT generation_id, count(*)::int AS n FROM astria_reconciler.events WHERE kind = 'prompt' GROUP BY generation_id`,
+    );
+    expect(rows).toHaveLength(pack.length);
+    expect(rows.filter((row) => row.n !== 1)).toEqual([]);
+  });
+});
