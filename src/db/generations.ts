@@ -1,6 +1,5 @@
 import type pg from 'pg';
-import type { GenerationRow, GenerationTransition } from '../status/generation-rules.js';
-import type { UpdatedGeneration } from '../status/generation-event.js';
+import type { GenerationRow, GenerationTransition, UpdatedGeneration } from '../model.js';
 import type { SqlExecutor } from './executor.js';
 import type { InFlightFilter, InFlightRef } from './inflight.js';
 

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { EVENT_SOURCES, type EventSource } from './event.js';
 import { GENERATION_STATUSES, type GenerationStatus } from './generation-rules.js';
 import { safeNullableText, safeText } from './sanitize.js';
+import type { UpdatedGeneration } from '../model.js';
 
 /**
  * JSON bytes each app-written value may take in an event. The row's ids, `errorMessage` and
@@ -15,15 +16,7 @@ const MAX_EVENT_TEXT_BYTES = 1_500;
 const MAX_EVENT_IMAGE_URLS_BYTES = 2_600;
 
 /** The columns of the updated row an event reports. */
-export interface UpdatedGeneration {
-  id: string;
-  userId: string;
-  modelId: string | null;
-  status: GenerationStatus;
-  imageUrls: string[];
-  completedAt: Date | null;
-  errorMessage: string | null;
-}
+export type { UpdatedGeneration } from '../model.js';
 
 const status = z.enum(GENERATION_STATUSES);
 const isoTimestamp = z.iso.datetime({ offset: true });

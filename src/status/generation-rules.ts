@@ -2,60 +2,18 @@ import { failureMessage } from '../astria/failure.js';
 import type { PromptObservation } from '../astria/prompt.js';
 import { isPlausibleCompletion } from './completion-time.js';
 import { safeText } from './sanitize.js';
-
-export const GENERATION_STATUSES = ['PENDING', 'PROCESSING', 'COMPLETED', 'FAILED'] as const;
-export type GenerationStatus = (typeof GENERATION_STATUSES)[number];
+import type { GenerationChanges, GenerationRow, GenerationStatus, GenerationTransition } from '../model.js';
 
 /** Statuses in which a generation is waiting on Astria. */
 export const GENERATION_IN_FLIGHT_STATUSES: readonly GenerationStatus[] = ['PENDING', 'PROCESSING'];
 
-/** The columns of `generations` the rules read. */
-export interface GenerationRow {
-  id: string;
-  userId: string;
-  modelId: string | null;
-  status: GenerationStatus;
-  /** The Astria prompt id. */
-  jobId: string | null;
-  imageUrls: string[];
-  errorMessage: string | null;
-  completedAt: Date | null;
-  /** Null when the row's value is no time (`'infinity'`): then it never times out by it. */
-  createdAt: Date | null;
-  updatedAt: Date | null;
-  /**
-   * The row's FAILED was set by this product: the latest event of our own log for it is that FAILED,
-   * with the message the row still holds. Absent when unknown (counts as false).
-   */
-  ownFailure?: boolean;
-}
-
-/** Columns a transition writes; a column absent here is left as it is. */
-export interface GenerationChanges {
-  imageUrls?: string[];
-  completedAt?: Date | null;
-  errorMessage?: string | null;
-}
-
-/**
- * What should happen to one generation. `from` and `expected` are what the decision was made on: the
- * write is a compare-and-set on them (an app may resubmit under a new `jobId` without changing the
- * status, or replace a FAILED's message).
- */
-export interface GenerationTransition {
-  generationId: string;
-  userId: string;
-  modelId: string | null;
-  from: GenerationStatus;
-  to: GenerationStatus;
-  expected: { jobId: string | null; errorMessage: string | null };
-  changes: GenerationChanges;
-  /**
-   * COMPLETED only: Astria's `trained_at` could not be the time the images were done, so
-   * `completedAt` is the time of the observation and the transition gives no lag sample.
-   */
-  completedAtObserved?: boolean;
-}
+export {
+  GENERATION_STATUSES,
+  type GenerationChanges,
+  type GenerationRow,
+  type GenerationStatus,
+  type GenerationTransition,
+} from '../model.js';
 
 export interface GenerationRuleOptions {
   /** In flight longer than this (by `createdAt`) with no result → FAILED. */

@@ -144,7 +144,9 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
 
   it('rejects bad webhooks with the SPEC.md codes and writes nothing', async () => {
     const astria = await fake();
-    const tune = astria.addTune({ trainedAt: ago(1_000) });
+    // Still training at Astria: the daemon's first look at the new model changes nothing, so whatever
+    // changes is the webhook's doing. The callback carries the tune as Astria sends it once trained.
+    const tune = astria.addTune({ startedTrainingAt: ago(60_000) });
     await seedModels(db.pool, [training('m-hook', tune.id, { updatedAt: new Date() })]);
     const running = await daemon(astria, { RECONCILER_STUCK_AFTER: '1h' });
     const before = await snapshot();
@@ -154,7 +156,7 @@ describe('the daemon (built CLI, real database, loopback Astria)', () => {
         // A server may close the connection before reading a rejected body: the status still arrived first.
         (error: Error) => error.message,
       );
-    const valid = JSON.stringify({ tune: astria.getTune(tune.id) });
+    const valid = JSON.stringify({ tune: { ...astria.getTune(tune.id), trained_at: ago(1_000).toISOString() } });
 
     expect(await post('', valid)).toBe(401);
     expect(await post('?secret=wrong', valid)).toBe(401);

@@ -127,7 +127,8 @@ describe('the daemon', () => {
 
   it('webhook: a poison body answers 200, not 500; &model= applies the callback to that model only', async () => {
     const nul = astria.addTune({ status: 'failed', errorMessage: 'bad\u0000photo' });
-    const shared = astria.addTune({ trainedAt: ago(60_000) });
+    // Still training at Astria: the daemon's first look changes nothing, so what changes is the webhook's doing.
+    const shared = astria.addTune({ startedTrainingAt: ago(120_000) });
     await seedModels(db.pool, [
       stuck('w-nul', nul.id, { updatedAt: new Date() }),
       stuck('w-mine', shared.id, { userId: 'user-a', updatedAt: new Date() }),
@@ -140,7 +141,7 @@ describe('the daemon', () => {
 
     expect((await post('', astria.getTune(nul.id))).status).toBe(200);
     expect((await readModel(db.pool, 'w-nul')).errorMessage).toBe('Astria training failed: badphoto');
-    expect((await post('&model=w-mine', astria.getTune(shared.id))).status).toBe(200);
+    expect((await post('&model=w-mine', { ...astria.getTune(shared.id), trained_at: ago(60_000).toISOString() })).status).toBe(200);
     expect((await readModel(db.pool, 'w-mine')).status).toBe('READY');
     expect((await readModel(db.pool, 'w-other')).status).toBe('TRAINING');
   });

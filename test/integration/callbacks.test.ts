@@ -121,7 +121,7 @@ describe('judging reads what is new', () => {
       await reconciled(fresh.pool, back[1]!);
       await elapse(fresh.pool, MINUTE);
       await recordCallbackArrival(pgExecutor(fresh.pool), SCHEMA, back[1]!);
-      const judgeFresh = () => classifyReconcilerRecoveries(fresh.pool, SCHEMA, GRACE);
+      const judgeFresh = async () => (await classifyReconcilerRecoveries(fresh.pool, SCHEMA, GRACE)).tune;
       expect(await judgeFresh()).toEqual({ lost: 0, late: 1 });
       // No leader for two days: the first READY's verdict is still owed, and given.
       await elapse(fresh.pool, 2 * DAY);

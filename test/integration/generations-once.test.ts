@@ -6,7 +6,6 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { seedModels } from '../../dev/host-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
-import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { operatorFilter } from '../../src/db/inflight.js';
 import { classifyReconcilerRecoveries, recordCallbackArrival } from '../../src/db/callbacks.js';
@@ -19,6 +18,7 @@ import { createStatusService } from '../../src/status/service.js';
 import { promptSchema } from '../../src/astria/prompt.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { GENERATIONS_SCHEMA_SQL, readGeneration, seedGenerations, type SeedGeneration } from '../support/generations-schema.js';
+import { fastAstriaClient } from '../support/astria-client.js';
 
 const API_KEY = 'sd_generations_once_key';
 const HOUR = 3_600_000;
@@ -49,17 +49,7 @@ const ago = (ms: number) => new Date(Date.now() - ms);
 function pass(options: { kinds?: OnceKind[]; maxNotFoundShare?: number; pool?: TestDatabase['pool'] } = {}): Promise<OnceReport> {
   const pool = options.pool ?? db.pool;
   const metrics = createMetrics();
-  const client = createAstriaClient({
-    apiUrl: astria.url,
-    apiKey: API_KEY,
-    maxRps: 1_000,
-    concurrency: 4,
-    timeoutMs: 2_000,
-    log,
-    metrics,
-    clock: systemClock,
-    retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
-  });
+  const client = fastAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, metrics });
   return reconcileOnce(
     { pool, astria: client, service: createStatusService({ pool, metrics }), log, clock: systemClock, metrics },
     {

@@ -136,7 +136,7 @@ describe('our schema, by numbered migrations', () => {
     await ensureOwnSchema(db.pool, 'at two');
     expect(await migrationsOf(db.pool, 'at two')).toEqual(allMigrations);
     expect(await catalog(db.pool, 'at two')).toEqual(await catalog(db.pool, 'new'));
-    expect(await classifyReconcilerRecoveries(db.pool, 'at two', 600_000)).toEqual({ lost: 1, late: 0 });
+    expect(await classifyReconcilerRecoveries(db.pool, 'at two', 600_000)).toEqual({ tune: { lost: 1, late: 0 }, prompt: { lost: 0, late: 0 } });
     const old = await db.pool.query(
       `SELECT (SELECT row(receiver, applied, refused)::text FROM "at two".callbacks) AS arrival,
               (SELECT row(first_attempt_at, last_attempt_at)::text FROM "at two".deliveries) AS delivery`,

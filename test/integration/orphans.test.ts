@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createAstriaClient, type AstriaClient } from '../../src/astria/client.js';
+import type { AstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { operatorFilter } from '../../src/db/inflight.js';
 import { seedModels, type SeedModel } from '../../dev/host-schema.js';
@@ -13,6 +13,7 @@ import { OrphanMatcher } from '../../src/reconciler/orphans.js';
 import { buildReport } from '../../src/cli/report.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+import { fastAstriaClient } from '../support/astria-client.js';
 
 const API_KEY = 'sd_orphans_test_key';
 const SECRET = 'whsec-callback-secret-value';
@@ -51,17 +52,7 @@ const orphan = (id: string, extra: Partial<SeedModel> = {}): SeedModel => ({
 });
 
 function client(): AstriaClient {
-  return createAstriaClient({
-    apiUrl: astria.url,
-    apiKey: API_KEY,
-    maxRps: 1_000,
-    concurrency: 4,
-    timeoutMs: 2_000,
-    log: pino({ level: 'silent' }),
-    metrics,
-    clock: systemClock,
-    retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
-  });
+  return fastAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, metrics });
 }
 
 function deps(astriaClient: AstriaClient, dryRun = false) {

@@ -1,6 +1,5 @@
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { operatorFilter } from '../../src/db/inflight.js';
 import { seedModels, type SeedModel } from '../../dev/host-schema.js';
@@ -11,6 +10,7 @@ import { reconcileOnce, type OnceReport } from '../../src/reconciler/once.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
+import { fastAstriaClient } from '../support/astria-client.js';
 
 const API_KEY = 'sd_pass_test_key';
 const HOUR = 3_600_000;
@@ -32,17 +32,7 @@ afterEach(() => astria.close());
 
 function pass(options: { dryRun?: boolean; modelIds?: string[]; stuckAfterMs?: number } = {}): Promise<OnceReport> {
   const metrics = createMetrics();
-  const client = createAstriaClient({
-    apiUrl: astria.url,
-    apiKey: API_KEY,
-    maxRps: 1_000,
-    concurrency: 4,
-    timeoutMs: 2_000,
-    log,
-    metrics,
-    clock: systemClock,
-    retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
-  });
+  const client = fastAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, metrics });
   const service = options.dryRun ? null : createStatusService({ pool: db.pool, metrics });
   return reconcileOnce(
     { pool: db.pool, astria: client, service, log, clock: systemClock, metrics },

@@ -7,7 +7,6 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { operatorFilter } from '../../src/db/inflight.js';
 import { seedModels, type SeedModel } from '../../dev/host-schema.js';
@@ -19,6 +18,7 @@ import { reconcileOnce, type OnceReport } from '../../src/reconciler/once.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
+import { fastAstriaClient } from '../support/astria-client.js';
 
 /** No lone surrogate (what jsonb refuses): with the u flag a paired one is a single code point, not Cs. */
 const isWellFormed = (text: string) => !/\p{Cs}/u.test(text);
@@ -45,17 +45,7 @@ afterEach(() => astria.close());
 
 function pass(options: { plan?: 'auto' | 'single-gets'; apiUrl?: string; modelIds?: string[]; maxNotFoundShare?: number } = {}): Promise<OnceReport> {
   const metrics = createMetrics();
-  const client = createAstriaClient({
-    apiUrl: options.apiUrl ?? astria.url,
-    apiKey: API_KEY,
-    maxRps: 1_000,
-    concurrency: 4,
-    timeoutMs: 2_000,
-    log,
-    metrics,
-    clock: systemClock,
-    retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
-  });
+  const client = fastAstriaClient({ apiUrl: options.apiUrl ?? astria.url, apiKey: API_KEY, metrics });
   return reconcileOnce(
     { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics },
     {
