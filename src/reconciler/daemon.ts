@@ -4,22 +4,16 @@ import type { Clock } from '../clock.js';
 import { DEFAULT_CALLBACK_GRACE_MS } from '../db/callbacks.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { DEFAULT_ORPHAN_WINDOW_MS } from '../db/orphans.js';
-import { noteTuneModels, type TuneModel } from '../db/tune-models.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Prompt } from '../astria/prompt.js';
-import type { GenerationRow, GenerationTransition } from '../status/generation-rules.js';
 import type { StatusService } from '../status/service.js';
 import { AuthPause } from './auth-pause.js';
 import { CallbackJudge } from './callback-judge.js';
 import type { LeaderElection } from './leader.js';
 import { Leadership } from './leadership.js';
+import { KindWatches } from './kind-watches.js';
 import { FailureReporter } from './loop-errors.js';
-import { executorFor } from '../db/drivers.js';
-import { generationsTablePresent } from '../db/generations.js';
 import { OrphanMatcher } from './orphans.js';
-import { prompts, tunes } from './resource.js';
-import { InFlightWatch } from './watch.js';
 
 export interface DaemonDeps {
   pool: pg.Pool;
@@ -84,31 +78,15 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
   const { signal } = options;
   const settings = { ...DAEMON_DEFAULTS, ...definedOnly(options) };
   const leadership = new Leadership(deps.leader, deps.pool, signal);
-  const discovered = (rows: readonly TuneModel[]) => noteTuneModels(deps.pool, settings.schema, rows, log);
-  const watchOptions = {
+  const watches = new KindWatches(deps, {
+    schema: settings.schema,
     intervalMs: options.intervalMs,
     stuckAfterMs: options.stuckAfterMs,
     observeEveryMs: settings.observeEveryMs,
     trainingTimeoutMs: options.trainingTimeoutMs,
     concurrency: options.concurrency,
     maxNotFoundShare: settings.maxNotFoundShare,
-  };
-  const watch = new InFlightWatch(tunes, { ...deps, writer: deps.service, discovered }, { ...watchOptions, onInFlight: (count) => metrics.inflightModels.set(count) });
-  // Generations are watched beside the models, on the same client (one request budget), once the first
-  // leader iteration has found the app's `generations` table; without one, prompts are simply off.
-  let promptWatch: InFlightWatch<GenerationRow, Prompt, GenerationTransition> | null | undefined;
-  const watches = () => (promptWatch ? [watch, promptWatch] : [watch]);
-  const detectPrompts = async () => {
-    if (promptWatch !== undefined) return;
-    if (await generationsTablePresent(executorFor({ pool: deps.pool }))) {
-      const writer = { apply: (transition: GenerationTransition, source: 'reconciler') => deps.service.applyGeneration(transition, source) };
-      promptWatch = new InFlightWatch(prompts, { ...deps, writer }, watchOptions);
-      log.info('generations table found: prompts are reconciled beside tunes');
-    } else {
-      promptWatch = null;
-      log.info('no generations table: prompts are not reconciled');
-    }
-  };
+  });
   const judge = new CallbackJudge(deps, { schema: settings.schema, graceMs: settings.callbackGraceMs, everyMs: options.intervalMs });
   const orphans = new OrphanMatcher(deps, {
     windowMs: settings.orphanWindowMs,
@@ -128,14 +106,14 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
 
   /** One iteration as the leader: discovery and a round when due, or a try of a rejected key. Returns when to wake. */
   const lead = async (now: number): Promise<number> => {
-    await detectPrompts();
-    if (now >= watch.nextDiscoveryAt) {
+    await watches.detect();
+    if (now >= watches.tunes.nextDiscoveryAt) {
       // Before discovery: a model linked to its tune is in flight at once.
       if (auth.mayCall(now)) await orphans.runIfDue(now, leadership.roundSignal());
       judge.judgeIfDue(now);
     }
     let roundRan = false;
-    for (const each of watches()) {
+    for (const each of watches.all) {
       if (now >= each.nextDiscoveryAt) await each.discover(now);
       const roundAt = each.nextRoundAt();
       if (auth.mayCall(now) && roundAt !== null && roundAt <= now) {
@@ -149,14 +127,14 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       if (probe.kind === 'page') keyAccepted();
       else auth.rejected(now); // Astria is failing otherwise: try again later
     }
-    if (watches().every((each) => each.completed) && !auth.paused) metrics.lastSuccess.set(clock.now() / 1000);
+    if (watches.all.every((each) => each.completed) && !auth.paused) metrics.lastSuccess.set(clock.now() / 1000);
     // While the key is rejected only its retry (and the next discovery) wakes the loop.
-    return Math.min(...watches().map((each) => Math.min(each.nextDiscoveryAt, (auth.paused ? auth.nextTryAt : each.nextRoundAt()) ?? Infinity)));
+    return Math.min(...watches.all.map((each) => Math.min(each.nextDiscoveryAt, (auth.paused ? auth.nextTryAt : each.nextRoundAt()) ?? Infinity)));
   };
 
   /** A follower forgets, and its gauges say so: the alerts take min/max over replicas, so a stale 0 or count would outlive a failover. */
   const follow = () => {
-    for (const each of watches()) each.forget();
+    for (const each of watches.all) each.forget();
     orphans.forget();
     auth.accepted();
     metrics.astriaAuthOk.set(1);
@@ -169,7 +147,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       failures.failed(error, clock.now(), 'Astria rejected the API key; polling paused, the key will be tried again', { retryInMs: settings.authRetryMs });
       auth.rejected(clock.now());
       metrics.astriaAuthOk.set(0);
-      return Math.min(auth.nextTryAt!, watch.nextDiscoveryAt);
+      return Math.min(auth.nextTryAt!, watches.tunes.nextDiscoveryAt);
     }
     if (leadership.cutShort(error)) {
       log.info('leadership lost during a round; it stopped');
@@ -178,7 +156,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     }
     consecutiveErrors += 1;
     failures.failed(error, now, 'reconcile loop failed; retrying', { consecutiveErrors });
-    for (const each of watches()) each.rediscoverSoon();
+    for (const each of watches.all) each.rediscoverSoon();
     return now + Math.min(MAX_ERROR_BACKOFF_MS, settings.observeEveryMs * 2 ** Math.min(consecutiveErrors - 1, 10));
   };
 
@@ -200,7 +178,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
       break; // aborted
     }
   }
-  await Promise.all([judge.settled(), ...watches().map((each) => each.settled())]);
+  await Promise.all([judge.settled(), ...watches.all.map((each) => each.settled())]);
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

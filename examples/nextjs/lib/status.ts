@@ -35,7 +35,10 @@ export function statusService(): Promise<StatusService> {
       channel: BROADCAST_PG_CHANNEL,
       transports: transports(),
       // The hook's SQL runs in the transition's transaction; `driverClient` is Prisma's `tx` of it.
-      onTransition: (event, tx) => refundFailedTraining(event, tx.driverClient as Prisma.TransactionClient),
+      // Generations' changes come through it too: this app refunds trainings only.
+      onTransition: async (event, tx) => {
+        if (event.type === 'model_status_changed') await refundFailedTraining(event, tx.driverClient as Prisma.TransactionClient);
+      },
     });
   })().catch((error: unknown) => {
     // A failed start (database down) is retried by the next request, not cached.
