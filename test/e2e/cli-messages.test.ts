@@ -108,6 +108,12 @@ describe('messages of the CLI', () => {
     expect(result.stderr).not.toMatch(/Invalid time value|\n\s+at /);
   });
 
+  it('--kind names something other than tunes or prompts: a usage error (exit 2) naming both kinds', async () => {
+    const result = await runCli(['--once', '--kind', 'images'], { ...env, DATABASE_URL: db.url });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--kind: "images" is not one of tunes, prompts/);
+  });
+
   it.each(['RECONCILER_STUCK_AFTER', 'RECONCILER_EVENT_RETENTION', 'BROADCAST_DEAD_AFTER'])(
     '%s beyond 100 years fails at start naming the variable (exit 1)',
     async (name) => {
