@@ -62,15 +62,29 @@ export async function flushNotifications(client: pg.ClientBase): Promise<void> {
   await client.query('SELECT 1');
 }
 
+/** How our event log names each kind's row, and the status that is its failure. */
+const FAILURE_OF_KIND = {
+  tune: { rowColumn: 'model_id', failed: 'ERROR' },
+  prompt: { rowColumn: 'generation_id', failed: 'FAILED' },
+} as const;
+
 /**
- * Whether this product set the model's ERROR: the latest event of our log for it is that ERROR, with
- * the message the row still holds (an app rewriting the message makes the ERROR its own).
+ * Whether this product set the row's failure (a model's ERROR, a generation's FAILED): the latest
+ * event of our log for it is that failure, with the message the row still holds (an app rewriting
+ * the message makes the failure its own).
  */
-export async function latestEventIsOwnError(db: SqlExecutor, schema: string, modelId: string, errorMessage: string | null): Promise<boolean> {
+export async function latestEventIsOwnFailure(
+  db: SqlExecutor,
+  schema: string,
+  kind: keyof typeof FAILURE_OF_KIND,
+  rowId: string,
+  errorMessage: string | null,
+): Promise<boolean> {
+  const { rowColumn, failed } = FAILURE_OF_KIND[kind];
   const rows = await db.query<{ own: boolean }>(
-    `SELECT e.to_status = 'ERROR' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM $2::text AS own
-       FROM ${quoteIdentifier(schema)}.events e WHERE e.model_id = $1::text AND e.kind = 'tune' ORDER BY e.seq DESC LIMIT 1`,
-    [modelId, errorMessage],
+    `SELECT e.to_status = '${failed}' AND e.payload->'data'->>'errorMessage' IS NOT DISTINCT FROM $2::text AS own
+       FROM ${quoteIdentifier(schema)}.events e WHERE e.${rowColumn} = $1::text AND e.kind = '${kind}' ORDER BY e.seq DESC LIMIT 1`,
+    [rowId, errorMessage],
   );
   return rows[0]?.own === true;
 }

@@ -2,6 +2,7 @@ import type { Prompt } from '../astria/prompt.js';
 import { databaseClock, recordCallbackArrival } from '../db/callbacks.js';
 import { executorFor } from '../db/drivers.js';
 import type { Database } from '../db/executor.js';
+import { latestEventIsOwnFailure } from '../db/events.js';
 import { selectGenerationOfPrompt, selectGenerationsOfPrompt } from '../db/generations.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { isModelWriteFailure } from '../db/write-failure.js';
@@ -60,6 +61,9 @@ export async function applyObservedPrompt(options: ApplyObservedPromptOptions): 
     try {
       let generation: GenerationRow | undefined = first;
       for (let attempt = 1; generation && attempt <= MAX_ATTEMPTS; attempt++) {
+        if (generation.status === 'FAILED') {
+          generation = { ...generation, ownFailure: await latestEventIsOwnFailure(db, schema, 'prompt', generation.id, generation.errorMessage) };
+        }
         const transition = decideGeneration(generation, { kind: 'prompt', prompt }, now, { generationTimeoutMs });
         if (!transition) break;
         const result = await service.applyGeneration(transition, source);

@@ -1,7 +1,7 @@
 import type { Tune } from '../astria/tune.js';
 import { databaseClock, recordCallbackArrival } from '../db/callbacks.js';
 import { executorFor } from '../db/drivers.js';
-import { latestEventIsOwnError } from '../db/events.js';
+import { latestEventIsOwnFailure } from '../db/events.js';
 import type { Database } from '../db/executor.js';
 import { selectModelOfTune, selectModelsOfTune } from '../db/models.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
@@ -68,7 +68,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
     try {
       let model: ModelRow | undefined = first;
       for (let attempt = 1; model && attempt <= MAX_ATTEMPTS; attempt++) {
-        if (model.status === 'ERROR') model = { ...model, ownError: await latestEventIsOwnError(db, schema, model.id, model.errorMessage) };
+        if (model.status === 'ERROR') model = { ...model, ownError: await latestEventIsOwnFailure(db, schema, 'tune', model.id, model.errorMessage) };
         const transition = decide(model, { kind: 'tune', tune }, now, { trainingTimeoutMs });
         if (!transition) break;
         const result = await service.apply(transition, source);

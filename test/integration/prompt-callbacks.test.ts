@@ -7,6 +7,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { promptSchema } from '../../src/astria/prompt.js';
 import { systemClock } from '../../src/clock.js';
 import { seedModels } from '../../dev/host-schema.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
@@ -16,6 +17,7 @@ import { createHttpServer, type HttpServer } from '../../src/http/server.js';
 import { createWebhookHandler } from '../../src/http/webhook.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { applyObservedPrompt } from '../../src/status/apply-prompt.js';
 import { createStatusService } from '../../src/status/service.js';
 import { documentedPrompt } from '../support/astria-tune.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
@@ -177,6 +179,20 @@ describe("the library's acceptAstriaCallback", () => {
     astria.train(tuneId);
     expect((await accept({ tune: astria.getTune(tuneId) })).status).toBe(200);
     expect((await readModel(db.pool, MODEL)).status).toBe('READY');
+  });
+
+  it('a late callback heals the FAILED the reconciler set; a FAILED the app set stays', async () => {
+    await waitingGeneration('gen-ours', tuneId);
+    await seedGenerations(db.pool, [{ id: 'gen-apps', modelId: MODEL, status: 'FAILED', jobId: String(tuneId), errorMessage: 'refused by our moderation' }]);
+    const failed = documentedPrompt({ id: tuneId, tune_id: 1, trained_at: null, images: [], user_error: 'Astria was slow' });
+    await applyObservedPrompt({ pool: db.pool, prompt: promptSchema.parse(failed), source: 'reconciler' });
+    expect((await readGeneration(db.pool, 'gen-ours')).status).toBe('FAILED');
+
+    const done = documentedPrompt({ id: tuneId, tune_id: 1 });
+    expect(await accept({ prompt: done })).toMatchObject({ status: 200, body: { matched: 2, applied: 1 } });
+
+    expect(await readGeneration(db.pool, 'gen-ours')).toMatchObject({ status: 'COMPLETED', imageUrls: done.images, errorMessage: null });
+    expect(await readGeneration(db.pool, 'gen-apps')).toMatchObject({ status: 'FAILED', errorMessage: 'refused by our moderation' });
   });
 
   it('an app without a generations table: a prompt callback is answered 202 and nothing is written', async () => {
