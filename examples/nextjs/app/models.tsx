@@ -83,8 +83,9 @@ const POLL_INTERVAL_MS = 10_000;
 
 /**
  * Reads the list (models and their generations) on every (re)connection of the event stream
- * (`ready`), then applies each event to the model it names, a generation's under its model. Events that arrive while a read is under way are applied again on top of what
- * it returns (the read may predate them): nothing committed while the stream was down is missed.
+ * (`ready`), then applies each event to the model it names, a generation's under its model. Events
+ * that arrive while a read is under way are applied again on top of what it returns (the read may
+ * predate them): nothing committed while the stream was down is missed.
  * While the stream is down (a proxy cutting it, the route answering 503) and a model is in flight,
  * the page polls /api/models/status every 10 s instead, and opens the stream again.
  */

@@ -16,7 +16,7 @@ export class AstriaRequestError extends Error {}
  */
 export async function createAstriaPrompt(tuneId: string, text: string, callback: string): Promise<number> {
   const apiKey = process.env.ASTRIA_API_KEY;
-  if (!apiKey) throw new AstriaRequestError('ASTRIA_API_KEY is not set');
+  if (!apiKey) throw new Error('ASTRIA_API_KEY is not set');
   const baseUrl = (process.env.ASTRIA_API_URL ?? 'https://api.astria.ai').replace(/\/+$/, '');
   const response = await fetch(`${baseUrl}/tunes/${encodeURIComponent(tuneId)}/prompts`, {
     method: 'POST',

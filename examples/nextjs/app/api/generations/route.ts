@@ -24,14 +24,14 @@ export async function POST(request: NextRequest) {
   }
   const model = await prisma.aIModel.findFirst({ where: { id: body.modelId, userId, status: 'READY', aiProvider: 'astria', trainingJobId: { not: null } } });
   if (!model?.trainingJobId) return NextResponse.json({ error: 'no such ready model' }, { status: 404 });
-  const secret = process.env.WEBHOOK_SECRET;
-  if (!secret) return NextResponse.json({ error: 'WEBHOOK_SECRET is not set' }, { status: 500 });
+  const unset = ['WEBHOOK_SECRET', 'ASTRIA_API_KEY'].find((name) => !process.env[name]);
+  if (unset) return NextResponse.json({ error: `${unset} is not set` }, { status: 500 });
 
   const charged = await prisma.user.updateMany({ where: { id: userId, credits: { gte: GENERATION_CREDITS } }, data: { credits: { decrement: GENERATION_CREDITS } } });
   if (charged.count === 0) return NextResponse.json({ error: `a generation costs ${GENERATION_CREDITS} credits` }, { status: 402 });
   // APP_URL: this app's public address, which Astria calls back (the request's own origin otherwise).
   const callback = new URL('/api/webhooks/astria', process.env.APP_URL ?? request.nextUrl.origin);
-  callback.searchParams.set('secret', secret);
+  callback.searchParams.set('secret', process.env.WEBHOOK_SECRET!);
   let promptId: number;
   try {
     promptId = await createAstriaPrompt(model.trainingJobId, text, callback.toString());
