@@ -4,7 +4,8 @@
  * `GET /tunes` (bare array, newest first, `limit`/`before_id`/`offset`), `{"error": "..."}` bodies,
  * workspaces (`X-Workspace-Id`) and every failure shape seen in the wild. Prompts (image generations)
  * are served the same way at `GET /prompts`, `GET /prompts/:id` and `GET /tunes/:tune_id/prompts/:id`,
- * with ids of their own sequence, and posted to callbacks like tunes.
+ * with ids of their own sequence, created by `POST /tunes/:tune_id/prompts` (JSON `{"prompt": {"text",
+ * "callback"}}`, as an app asks for images), and posted to callbacks like tunes.
  * Failures are scripted with one mechanism, `injectFaults`; rate limiting and latency are options.
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -83,12 +84,13 @@ export interface SimulatedAstriaStats {
   list: number;
   prompt_get: number;
   prompt_list: number;
+  prompt_create: number;
   byStatus: Record<number, number>;
   /** Peak number of requests being served at once. */
   maxConcurrent: number;
 }
 
-export type Endpoint = 'get' | 'list' | 'prompt_get' | 'prompt_list' | 'other';
+export type Endpoint = 'get' | 'list' | 'prompt_get' | 'prompt_list' | 'prompt_create' | 'other';
 
 export interface RequestEvent {
   method: string;
@@ -177,7 +179,7 @@ interface Answer {
 }
 
 class SimulatedAstriaServer implements SimulatedAstria {
-  readonly stats: SimulatedAstriaStats = { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, byStatus: {}, maxConcurrent: 0 };
+  readonly stats: SimulatedAstriaStats = { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, byStatus: {}, maxConcurrent: 0 };
   private readonly server: Server;
   private readonly tunes = new IdStore<TuneJson>('tune');
   private readonly prompts = new IdStore<PromptJson>('prompt');
@@ -215,7 +217,7 @@ class SimulatedAstriaServer implements SimulatedAstria {
 
   resetStats(): void {
     // Mutated in place so callers holding `stats` keep seeing live numbers.
-    Object.assign(this.stats, { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, byStatus: {}, maxConcurrent: this.inFlight });
+    Object.assign(this.stats, { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, byStatus: {}, maxConcurrent: this.inFlight });
   }
 
   addTune(init: SimulatedTuneInit = {}): TuneJson {
@@ -332,15 +334,16 @@ class SimulatedAstriaServer implements SimulatedAstria {
     const workspaceId = typeof workspaceHeader === 'string' ? workspaceHeader : null;
     this.emit({ method: req.method ?? 'GET', path: req.url ?? '/', endpoint: route.endpoint, at: Date.now(), workspaceId });
 
+    const body = route.endpoint === 'prompt_create' ? await readBody(req) : '';
     const fault = this.faults.take(route.endpoint);
     await pause(this.options.latencyMs ?? 0, res);
     const inScope = this.options.workspaceId === undefined || workspaceId === this.options.workspaceId || workspaceId === 'all';
-    if (fault) return this.sendFault(res, fault, () => this.answer(route, url.searchParams, inScope));
+    if (fault) return this.sendFault(res, fault, () => this.answer(route, url.searchParams, inScope, body));
     if (limited) return this.send(res, this.tooManyRequests());
     if (req.headers.authorization !== `Bearer ${this.options.apiKey}`) {
       return this.send(res, errorAnswer(401, 'Unauthorized'));
     }
-    this.send(res, this.answer(route, url.searchParams, inScope));
+    this.send(res, this.answer(route, url.searchParams, inScope, body));
   }
 
   private trackInFlight(res: ServerResponse): void {
@@ -367,13 +370,30 @@ class SimulatedAstriaServer implements SimulatedAstria {
   }
 
   /** `inScope`: the request was made in the objects' workspace; out of it, the scope holds nothing. */
-  private answer(route: Route, query: URLSearchParams, inScope: boolean): Answer {
+  private answer(route: Route, query: URLSearchParams, inScope: boolean, body: string): Answer {
     if (route.endpoint === 'get') return this.answerGet(route.id, inScope);
     if (route.endpoint === 'list') return inScope ? answerPage(this.tunes, query, MAX_OFFSET, this.options.maxPageSize) : jsonAnswer(200, []);
     if (!inScope) return route.endpoint === 'prompt_list' ? jsonAnswer(200, []) : errorAnswer(404, 'Not found');
     if (route.endpoint === 'prompt_get') return this.answerPromptGet(route.id, route.tuneId);
     if (route.endpoint === 'prompt_list') return answerPage(this.prompts, query, MAX_PROMPT_OFFSET, this.options.maxPageSize);
+    if (route.endpoint === 'prompt_create') return this.createPrompt(route.tuneId, body);
     return errorAnswer(404, 'Not found');
+  }
+
+  /** A new prompt, queued, for an existing tune: Astria answers with the prompt object. */
+  private createPrompt(tuneId: string, body: string): Answer {
+    const tune = /^\d+$/.test(tuneId) ? this.tunes.get(Number(tuneId)) : undefined;
+    if (!tune) return errorAnswer(404, 'Not found');
+    let fields: unknown;
+    try {
+      fields = (JSON.parse(body) as { prompt?: unknown }).prompt;
+    } catch {
+      return errorAnswer(422, 'body is not JSON');
+    }
+    const { text, callback } = (fields ?? {}) as { text?: unknown; callback?: unknown };
+    if (typeof text !== 'string' || text.trim() === '') return errorAnswer(422, "text can't be blank");
+    const prompt = this.addPrompt(tune.id, { text, callback: typeof callback === 'string' ? callback : null });
+    return jsonAnswer(201, prompt);
   }
 
   private answerGet(id: string, inScope: boolean): Answer {
@@ -513,9 +533,12 @@ type Route =
   | { endpoint: 'list' }
   | { endpoint: 'prompt_get'; id: string; tuneId?: string }
   | { endpoint: 'prompt_list' }
+  | { endpoint: 'prompt_create'; tuneId: string }
   | { endpoint: 'other' };
 
 function classify(method: string, pathname: string): Route {
+  const create = method === 'POST' ? /^\/tunes\/([^/]+)\/prompts$/.exec(pathname) : null;
+  if (create) return { endpoint: 'prompt_create', tuneId: create[1] as string };
   if (method !== 'GET') return { endpoint: 'other' };
   if (pathname === '/tunes') return { endpoint: 'list' };
   const match = /^\/tunes\/([^/]+)$/.exec(pathname);
@@ -596,6 +619,13 @@ function buildPrompt(id: number, tuneId: number, init: SimulatedPromptInit, now:
     url: `https://api.astria.ai/tunes/${tuneId}/prompts/${id}.json`,
     images: [],
   };
+}
+
+/** A request's body as text (a create's JSON is small). */
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** POSTs one callback body as Astria does (never retried) and returns the HTTP status. */

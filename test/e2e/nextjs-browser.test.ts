@@ -7,8 +7,14 @@
  * Progress moves live; another user's page shows none of it. With the stream route answering 503, the
  * page polls its status route and still shows "Pronto". Then 200 failing trainings, their
  * callbacks racing the sidecar: exactly one credit refund each, whoever applied the failure.
+ * Generations: images asked for on the page (the app creates the prompt on the fake Astria) appear
+ * live under their model after the prompt's callback reaches the app's route, and after the sidecar
+ * recovers a callback that never came, each stored once; a failed prompt is refunded exactly once
+ * and its message shown, and a heal takes the refund back once.
  */
 import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -35,6 +41,10 @@ const BROADCAST_HTTP_SECRET = 'browser-broadcast-secret';
 const API_KEY = 'sd_browser_key';
 const REFUND_RACE_MODELS = 200;
 const TRAINING_CREDITS = 10; // examples/nextjs/lib/refunds.ts
+const GENERATION_CREDITS = 4; // examples/nextjs/lib/astria.ts
+const START_CREDITS = 100;
+/** A 1×1 PNG: what the images' host serves, so the page's <img> elements really load. */
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
 
 const chromium = chromiumPath();
 const skipReason = chromium === null ? 'chromium is not installed (apt-get install chromium; .ci/run does)' : exampleMissing();
@@ -49,6 +59,8 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
   let app: RunningProcess;
   let daemon: RunningProcess | undefined;
   let browser: Browser;
+  let imageHost: Server;
+  let imageHostUrl: string;
 
   beforeAll(async () => {
     await buildExample();
@@ -58,12 +70,17 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     pool = new pg.Pool({ connectionString: url, options: `-c search_path=${APP_SCHEMA}`, max: 5 });
     pool.on('error', () => undefined);
     astria = await startSimulatedAstria({ apiKey: API_KEY });
+    imageHost = createServer((_request, response) => response.writeHead(200, { 'content-type': 'image/png' }).end(PNG));
+    await new Promise<void>((resolve) => imageHost.listen(0, '127.0.0.1', resolve));
+    imageHostUrl = `http://127.0.0.1:${(imageHost.address() as AddressInfo).port}`;
     app = await startExample({
       DATABASE_URL: databaseUrl,
       WEBHOOK_SECRET,
       DEMO_AUTH: '1',
       BROADCAST: 'pg,http',
       BROADCAST_HTTP_SECRET,
+      ASTRIA_API_URL: astria.url,
+      ASTRIA_API_KEY: API_KEY,
     });
     browser = await launchChromium(chromium!);
   }, 240_000);
@@ -73,6 +90,7 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     await daemon?.stop();
     await app?.stop();
     await astria?.close();
+    await new Promise((resolve) => (imageHost ? imageHost.close(resolve) : resolve(undefined)));
     await pool?.end();
     await dropDatabase(adminUrl, dbName).catch(() => undefined);
   }, 60_000);
@@ -351,4 +369,170 @@ describe.skipIf(skipReason !== null)('examples/nextjs in a browser', () => {
     const dave = await openAs('dave');
     for (const modelId of ['dave-healed-by-app', 'dave-healed-by-sidecar', 'dave-refund-late']) await expectText(dave, modelId, 'Pronto');
   }, 180_000);
+
+  /** `userId` (START_CREDITS credits) with one READY model on a trained tune, and their page open. */
+  async function readyModelFor(userId: string): Promise<{ page: Page; modelId: string; tuneId: number }> {
+    const tuneId = astria.addTune({ trainedAt: new Date() }).id;
+    const modelId = `${userId}-model`;
+    await seedExampleModels(pool, userId, [{ id: modelId, tuneId }]);
+    await pool.query(`UPDATE ai_models SET status = 'READY', progress = 100 WHERE id = $1`, [modelId]);
+    await pool.query(`UPDATE demo_users SET credits = $2 WHERE id = $1`, [userId, START_CREDITS]);
+    const page = await openAs(userId);
+    await expectText(page, modelId, 'Pronto');
+    return { page, modelId, tuneId };
+  }
+
+  const generationStatus = (page: Page, generationId: string) => page.locator(`[data-generation-id="${generationId}"] [data-generation-status]`);
+
+  async function expectGenerationText(page: Page, generationId: string, text: string, timeoutMs = 20_000): Promise<void> {
+    await generationStatus(page, generationId).filter({ hasText: text }).waitFor({ timeout: timeoutMs });
+    expect(await generationStatus(page, generationId).textContent()).toBe(text);
+  }
+
+  /** Clicks "Gerar imagens" under the model: the app creates the prompt on Astria and shows the generation. */
+  async function askForImages(page: Page, modelId: string): Promise<{ generationId: string; promptId: number }> {
+    const [response] = await Promise.all([
+      page.waitForResponse((answer) => new URL(answer.url()).pathname === '/api/generations' && answer.request().method() === 'POST'),
+      page.locator(`form[data-generate-for="${modelId}"] button`).click(),
+    ]);
+    expect(response.status()).toBe(201);
+    const { id: generationId } = (await response.json()) as { id: string };
+    await expectGenerationText(page, generationId, 'Gerando imagens...');
+    const { rows } = await pool.query<{ jobId: string; status: string }>(`SELECT "jobId", status::text FROM generations WHERE id = $1`, [generationId]);
+    expect(rows[0]?.status).toBe('PROCESSING');
+    return { generationId, promptId: Number(rows[0]!.jobId) };
+  }
+
+  /** Until the generation shows exactly these images, each loaded by the browser. */
+  async function expectImages(page: Page, generationId: string, urls: string[], timeoutMs = 20_000): Promise<void> {
+    await page.waitForFunction(
+      `(() => {
+        const images = [...document.querySelectorAll('[data-generation-id="${generationId}"] img')];
+        return images.length === ${urls.length} && images.every((image) => image.complete && image.naturalWidth > 0);
+      })()`,
+      undefined,
+      { timeout: timeoutMs },
+    );
+    expect(await page.locator(`[data-generation-id="${generationId}"] img`).evaluateAll((nodes) => nodes.map((node) => node.getAttribute('src')))).toEqual(urls);
+    expect(await generationStatus(page, generationId).textContent()).toBe('Imagens prontas');
+  }
+
+  const imageUrlsFor = (label: string, count: number) => Array.from({ length: count }, (_, n) => `${imageHostUrl}/${label}/${n + 1}.png`);
+
+  const generationEvents = async (generationId: string) =>
+    (
+      await pool.query<{ event_id: string; to_status: string; source: string }>(
+        `SELECT event_id, to_status, source FROM astria_reconciler.events WHERE generation_id = $1 ORDER BY seq`,
+        [generationId],
+      )
+    ).rows;
+
+  const storedImages = async (generationId: string) =>
+    (await pool.query<{ sourceUrl: string; eventId: string }>(`SELECT "sourceUrl", "eventId" FROM stored_images WHERE "generationId" = $1 ORDER BY position`, [generationId])).rows;
+
+  const creditsOf = async (userId: string) => (await pool.query<{ credits: number }>(`SELECT credits FROM demo_users WHERE id = $1`, [userId])).rows[0]!.credits;
+
+  it('shows the images of a prompt whose callback reaches the app’s route, stored once by the hook', async () => {
+    daemon ??= await startSidecarBesideApp(); // delivers the http broadcast (and its redelivery of this event)
+    const { page, modelId, tuneId } = await readyModelFor('erin');
+    const { generationId, promptId } = await askForImages(page, modelId);
+    const prompt = astria.getPrompt(promptId)!;
+    expect(prompt).toMatchObject({ tune_id: tuneId, text: 'ohwx person, retrato em estúdio', images: [] });
+    // The app's own address (Next names loopback `localhost`), its webhook route and secret.
+    const callbackUrl = new URL(prompt.callback as string);
+    expect([callbackUrl.port, callbackUrl.pathname, callbackUrl.search]).toEqual([new URL(app.url).port, '/api/webhooks/astria', `?secret=${WEBHOOK_SECRET}`]);
+    expect(await creditsOf('erin')).toBe(START_CREDITS - GENERATION_CREDITS);
+
+    // Astria's callback, with the prompt done, at the URL the app gave. The fake's own prompt stays
+    // unfinished, so the sidecar (polling every 500 ms) cannot apply it first: this one is the route's.
+    const urls = imageUrlsFor('erin', 2);
+    const callback = await fetch(prompt.callback as string, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: { ...prompt, images: urls, trained_at: new Date().toISOString() } }),
+    });
+    expect(callback.status).toBe(200);
+    const [completed] = await generationEvents(generationId);
+    expect(completed).toMatchObject({ to_status: 'COMPLETED', source: 'webhook' });
+    // Stored in the transition's own transaction: there when the route answered.
+    expect(await storedImages(generationId)).toEqual(urls.map((sourceUrl) => ({ sourceUrl, eventId: completed!.event_id })));
+    await expectImages(page, generationId, urls);
+
+    // The http broadcast brings the same event to the receiver: nothing is stored twice.
+    await deliveredTo('erin');
+    expect(await storedImages(generationId)).toHaveLength(urls.length);
+    expect(await creditsOf('erin')).toBe(START_CREDITS - GENERATION_CREDITS);
+  }, 60_000);
+
+  it('shows the images of a prompt whose callback never came, live, once the sidecar finds it; stored once through the broadcast', async () => {
+    daemon ??= await startSidecarBesideApp();
+    const { page, modelId } = await readyModelFor('frank');
+    const { generationId, promptId } = await askForImages(page, modelId);
+
+    const urls = imageUrlsFor('frank', 4);
+    astria.finishPrompt(promptId, { images: urls }); // no callback
+    await expectImages(page, generationId, urls, 30_000);
+    const [completed] = await generationEvents(generationId);
+    expect(completed).toMatchObject({ to_status: 'COMPLETED', source: 'reconciler' });
+    await deliveredTo('frank');
+    expect(await storedImages(generationId)).toEqual(urls.map((sourceUrl) => ({ sourceUrl, eventId: completed!.event_id })));
+  }, 60_000);
+
+  it('refunds a failed prompt exactly once, whoever applied it, shows the failure, and takes the refund back once when it heals', async () => {
+    daemon ??= await startSidecarBesideApp();
+    const { page, modelId } = await readyModelFor('gina');
+    const viaCallback = await askForImages(page, modelId);
+    const viaSidecar = await askForImages(page, modelId);
+    expect(await creditsOf('gina')).toBe(START_CREDITS - 2 * GENERATION_CREDITS);
+
+    // One failure's callback goes to the app's route at once, racing the sidecar; the other's never comes.
+    astria.failPrompt(viaCallback.promptId, 'NSFW content detected');
+    expect(await astria.firePromptCallback(viaCallback.promptId, astria.getPrompt(viaCallback.promptId)!.callback as string)).toBe(200);
+    astria.failPrompt(viaSidecar.promptId, 'Prompt rejected');
+    await waitUntil(async () => (await generationEvents(viaSidecar.generationId)).length === 1, 30_000, 'the sidecar to fail the second generation');
+    await deliveredTo('gina');
+
+    const refunds = async (generationId: string) =>
+      (await pool.query<{ eventId: string; credits: number }>(`SELECT "eventId", credits FROM credit_refunds WHERE "generationId" = $1`, [generationId])).rows;
+    for (const { generationId } of [viaCallback, viaSidecar]) {
+      const events = await generationEvents(generationId);
+      expect(events.map((event) => event.to_status)).toEqual(['FAILED']);
+      expect(await refunds(generationId)).toEqual([{ eventId: events[0]!.event_id, credits: GENERATION_CREDITS }]);
+      const { rows } = await pool.query<{ errorMessage: string }>(`SELECT "errorMessage" FROM generations WHERE id = $1`, [generationId]);
+      await expectGenerationText(page, generationId, rows[0]!.errorMessage);
+      expect(await page.locator(`[data-generation-id="${generationId}"] img`).count()).toBe(0);
+    }
+    expect(await generationStatus(page, viaCallback.generationId).textContent()).toContain('NSFW content detected');
+    expect(await creditsOf('gina')).toBe(START_CREDITS);
+    expect(await storedImages(viaCallback.generationId)).toEqual([]);
+
+    // The second heals (as an operator's `--once --model-id` heals a failure): its images appear, are
+    // stored, and its refund is taken back once, through the broadcast receiver.
+    const [failed] = await generationEvents(viaSidecar.generationId);
+    const { rows } = await pool.query<{ errorMessage: string }>(`SELECT "errorMessage" FROM generations WHERE id = $1`, [viaSidecar.generationId]);
+    const urls = imageUrlsFor('gina', 1);
+    const healed = await createStatusService({ pool, transports: ['pg', 'http'] }).applyGeneration(
+      {
+        generationId: viaSidecar.generationId,
+        userId: 'gina',
+        modelId,
+        from: 'FAILED',
+        to: 'COMPLETED',
+        expected: { jobId: String(viaSidecar.promptId), errorMessage: rows[0]!.errorMessage },
+        changes: { imageUrls: urls, completedAt: new Date(), errorMessage: null },
+      },
+      'reconciler',
+    );
+    expect(healed.applied).toBe(true);
+    await expectImages(page, viaSidecar.generationId, urls);
+    await deliveredTo('gina');
+    const reversals = await pool.query<{ eventId: string; refundEventId: string }>(
+      `SELECT "eventId", "refundEventId" FROM credit_refund_reversals WHERE "generationId" = $1`,
+      [viaSidecar.generationId],
+    );
+    const completed = (await generationEvents(viaSidecar.generationId))[1]!;
+    expect(reversals.rows).toEqual([{ eventId: completed.event_id, refundEventId: failed!.event_id }]);
+    expect(await storedImages(viaSidecar.generationId)).toEqual(urls.map((sourceUrl) => ({ sourceUrl, eventId: completed.event_id })));
+    expect(await creditsOf('gina')).toBe(START_CREDITS - GENERATION_CREDITS);
+  }, 90_000);
 });

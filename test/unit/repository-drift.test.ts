@@ -24,10 +24,12 @@ describe('deploy/ and the example app', () => {
     expect(missing).toEqual([]);
   });
 
-  it("the example README's callback URL carries the model id", () => {
-    const callbacks = [...read('examples/nextjs/README.md').matchAll(/\/api\/webhooks\/astria\?[^\s`]*/g)].map(([url]) => url);
+  it("the example README's tune callback URL carries the model id (a prompt's applies by the prompt id)", () => {
+    const callbacks = read('examples/nextjs/README.md')
+      .split('\n')
+      .flatMap((line) => [...line.matchAll(/\/api\/webhooks\/astria\?[^\s`]*/g)].map(([url]) => ({ url, line })));
     expect(callbacks.length).toBeGreaterThan(0);
-    expect(callbacks.filter((url) => !url.includes('&model='))).toEqual([]);
+    expect(callbacks.filter(({ url, line }) => !url.includes('&model=') && !/prompt/i.test(line))).toEqual([]);
   });
 });
 

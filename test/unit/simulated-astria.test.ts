@@ -309,7 +309,7 @@ describe('simulated Astria', () => {
     expect(fake.stats).toMatchObject({ requests: 5, get: 4, list: 1, maxConcurrent: 4 });
 
     fake.resetStats();
-    expect(fake.stats).toEqual({ requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, byStatus: {}, maxConcurrent: 0 });
+    expect(fake.stats).toEqual({ requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, byStatus: {}, maxConcurrent: 0 });
   });
 
   it('hangs until closed', async () => {

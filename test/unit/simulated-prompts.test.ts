@@ -81,6 +81,26 @@ describe('simulated Astria: prompts', () => {
     expect(fake.stats).toMatchObject({ prompt_get: 4, get: 0 });
   });
 
+  it('creates a queued prompt for an existing tune at POST /tunes/:tune_id/prompts, as an app asks for images', async () => {
+    const fake = await start();
+    const tune = fake.addTune();
+    const create = (tuneId: number, body: unknown, headers: Record<string, string> = AUTH) =>
+      fetch(`${fake.url}/tunes/${tuneId}/prompts`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(
+        async (response) => ({ status: response.status, body: (await response.json()) as Record<string, unknown> }),
+      );
+
+    const created = await create(tune.id, { prompt: { text: 'ohwx woman, beach', callback: 'https://app.example/api/webhooks/astria?secret=s' } });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ tune_id: tune.id, text: 'ohwx woman, beach', callback: 'https://app.example/api/webhooks/astria?secret=s', images: [], trained_at: null });
+    expect((await call(fake, `/tunes/${tune.id}/prompts/${String(created.body.id)}`)).body).toEqual(created.body);
+    expect(fake.getPrompt(created.body.id as number)).toEqual(created.body);
+
+    expect(await create(tune.id + 1, { prompt: { text: 'x' } })).toEqual({ status: 404, body: { error: 'Not found' } });
+    expect((await create(tune.id, { prompt: { text: ' ' } })).status).toBe(422);
+    expect((await create(tune.id, { prompt: { text: 'x' } }, {})).status).toBe(401);
+    expect(fake.stats).toMatchObject({ prompt_create: 4, prompt_get: 1 });
+  });
+
   it('keeps prompt ids apart from tune ids: the same number names a tune and an unrelated prompt', async () => {
     const fake = await start();
     const tune = fake.addTune();

@@ -1,9 +1,20 @@
 import pg from 'pg';
-import { modelProgressEventSchema, modelStatusChangedEventSchema, type ModelEvent } from 'astria-reconciler';
+import {
+  generationStatusChangedEventSchema,
+  modelProgressEventSchema,
+  modelStatusChangedEventSchema,
+  type GenerationStatusChangedEvent,
+  type ModelEvent,
+} from 'astria-reconciler';
 import { BROADCAST_PG_CHANNEL } from './status';
 
+/** What the page is told: its models' status and progress, and their generations' status. */
+export type LiveEvent = ModelEvent | GenerationStatusChangedEvent;
+
+const liveEventSchema = modelStatusChangedEventSchema.or(modelProgressEventSchema).or(generationStatusChangedEventSchema);
+
 export interface ModelEventSubscriber {
-  onEvent(event: ModelEvent): void;
+  onEvent(event: LiveEvent): void;
   /** The LISTEN connection dropped: close the stream, the browser reconnects and re-reads status. */
   onLost(): void;
 }
@@ -54,7 +65,7 @@ async function connect(): Promise<pg.Client> {
       return;
     }
     // Status changes and progress; types we do not know (added later) are ignored.
-    const parsed = modelStatusChangedEventSchema.or(modelProgressEventSchema).safeParse(json);
+    const parsed = liveEventSchema.safeParse(json);
     if (!parsed.success) return;
     for (const subscriber of hub.subscribers) subscriber.onEvent(parsed.data);
   });
@@ -65,7 +76,7 @@ async function connect(): Promise<pg.Client> {
   return client;
 }
 
-/** Receives every `model_status_changed` and `model_progress` until the returned function is called. */
+/** Receives every `model_status_changed`, `model_progress` and `generation_status_changed` until the returned function is called. */
 export async function subscribeModelEvents(subscriber: ModelEventSubscriber): Promise<() => void> {
   const pending = (hub.client ??= connect().catch((error: unknown) => {
     hub.client = null;

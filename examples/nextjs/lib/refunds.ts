@@ -1,5 +1,5 @@
 import type { Prisma } from '@/lib/generated/prisma/client';
-import type { ModelStatusChangedEvent } from 'astria-reconciler';
+import type { GenerationStatusChangedEvent, ModelStatusChangedEvent } from 'astria-reconciler';
 
 /** What one training costs, given back when it fails. */
 export const TRAINING_CREDITS = 10;
@@ -20,38 +20,75 @@ export const TRAINING_CREDITS = 10;
 export async function refundFailedTraining(event: ModelStatusChangedEvent, tx: Prisma.TransactionClient): Promise<void> {
   const healed = event.status === 'READY' && event.previousStatus === 'ERROR';
   if (event.status !== 'ERROR' && !healed) return;
-  // One model's refunds and reversals, which concurrent requests may bring, are settled one at a time:
-  // each must see the other's row. The two-key lock space is apart from the one-key locks of others.
-  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext('credit_refunds'), hashtext(${event.modelId}::text))`;
-  if (event.status === 'ERROR') await refund(event, tx);
-  else await reverseRefund(event, tx);
+  const subject: RefundSubject = { modelId: event.modelId, generationId: null, lockKey: event.modelId };
+  await settle(event, subject, event.status === 'ERROR' ? TRAINING_CREDITS : null, tx);
 }
 
-async function refund(event: ModelStatusChangedEvent, tx: Prisma.TransactionClient): Promise<void> {
+/**
+ * The same for a generation: on `FAILED` its `creditsUsed` are given back; on `COMPLETED` after
+ * `FAILED` (the reconciler's "Astria prompt N not found" healed by the prompt's callback) taken back.
+ */
+export async function refundFailedGeneration(event: GenerationStatusChangedEvent, tx: Prisma.TransactionClient): Promise<void> {
+  const healed = event.status === 'COMPLETED' && event.previousStatus === 'FAILED';
+  if (event.status !== 'FAILED' && !healed) return;
+  const subject: RefundSubject = { modelId: event.modelId, generationId: event.generationId, lockKey: `generation:${event.generationId}` };
+  let credits: number | null = null;
+  if (!healed) {
+    const generation = await tx.generation.findUnique({ where: { id: event.generationId }, select: { creditsUsed: true } });
+    // A generation the app deleted since has nothing left to give back.
+    if (!generation) return;
+    credits = generation.creditsUsed;
+  }
+  await settle(event, subject, credits, tx);
+}
+
+/** What a refund is for: a model's training (no `generationId`), or one generation. */
+interface RefundSubject {
+  modelId: string | null;
+  generationId: string | null;
+  /** One subject's refunds and reversals are settled one at a time under a lock on this. */
+  lockKey: string;
+}
+
+/** `credits`: the refund of a failure; null: the reversal of a heal. */
+async function settle(event: { eventId: string; userId: string }, subject: RefundSubject, credits: number | null, tx: Prisma.TransactionClient): Promise<void> {
+  // Concurrent requests may bring a subject's refund and its reversal: each must see the other's row.
+  // The two-key lock space is apart from the one-key locks of others.
+  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext('credit_refunds'), hashtext(${subject.lockKey}::text))`;
+  if (credits !== null) await refund(event, subject, credits, tx);
+  else await reverseRefund(event, subject, tx);
+}
+
+/** A training's rows are those of its model without a generation; a generation's, its own. */
+function rowsOf(subject: RefundSubject) {
+  return subject.generationId === null ? { modelId: subject.modelId, generationId: null } : { generationId: subject.generationId };
+}
+
+async function refund(event: { eventId: string; userId: string }, subject: RefundSubject, credits: number, tx: Prisma.TransactionClient): Promise<void> {
   const { count } = await tx.creditRefund.createMany({
-    data: [{ eventId: event.eventId, modelId: event.modelId, userId: event.userId, credits: TRAINING_CREDITS }],
+    data: [{ eventId: event.eventId, modelId: subject.modelId, generationId: subject.generationId, userId: event.userId, credits }],
     skipDuplicates: true,
   });
   if (count === 0) return;
   const waiting = await tx.creditRefundReversal.findFirst({
-    where: { modelId: event.modelId, refundEventId: null },
+    where: { ...rowsOf(subject), refundEventId: null },
     orderBy: [{ createdAt: 'asc' }, { eventId: 'asc' }],
   });
   if (waiting) {
     await tx.creditRefundReversal.update({ where: { eventId: waiting.eventId }, data: { refundEventId: event.eventId } });
     return;
   }
-  await tx.user.updateMany({ where: { id: event.userId }, data: { credits: { increment: TRAINING_CREDITS } } });
+  await tx.user.updateMany({ where: { id: event.userId }, data: { credits: { increment: credits } } });
 }
 
-async function reverseRefund(event: ModelStatusChangedEvent, tx: Prisma.TransactionClient): Promise<void> {
+async function reverseRefund(event: { eventId: string; userId: string }, subject: RefundSubject, tx: Prisma.TransactionClient): Promise<void> {
   const { count } = await tx.creditRefundReversal.createMany({
-    data: [{ eventId: event.eventId, modelId: event.modelId, userId: event.userId }],
+    data: [{ eventId: event.eventId, modelId: subject.modelId, generationId: subject.generationId, userId: event.userId }],
     skipDuplicates: true,
   });
   if (count === 0) return;
   const refunded = await tx.creditRefund.findFirst({
-    where: { modelId: event.modelId, reversal: null },
+    where: { ...rowsOf(subject), reversal: null },
     orderBy: [{ createdAt: 'asc' }, { eventId: 'asc' }],
   });
   // Not refunded yet: the refund is taken back when it comes.

@@ -1,7 +1,7 @@
 import { createStatusService, ensureOwnSchema, type BroadcastTransport, type StatusService } from 'astria-reconciler';
 import type { Prisma } from '@/lib/generated/prisma/client';
 import { prisma } from './db';
-import { refundFailedTraining } from './refunds';
+import { applySideEffects } from './side-effects';
 
 export const RECONCILER_SCHEMA = process.env.RECONCILER_SCHEMA ?? 'astria_reconciler';
 export const BROADCAST_PG_CHANNEL = process.env.BROADCAST_PG_CHANNEL ?? 'model_status_changed';
@@ -22,9 +22,9 @@ const globalForStatus = globalThis as unknown as { astriaStatus?: Promise<Status
 /**
  * The status service on the app's PrismaClient, created once per instance. Our schema is created
  * first (idempotent, a no-op once there), so the route works before the sidecar ever started.
- * `onTransition` refunds a failed training (and takes it back when the failure heals) inside the
- * transaction of the transition this process applies; the ones the sidecar applies arrive at
- * /api/reconciler/events.
+ * `onTransition` runs the app's side effects (refunds of failed trainings and generations and their
+ * reversal on a heal, the copy of a completed generation's images) inside the transaction of the
+ * transition this process applies; the ones the sidecar applies arrive at /api/reconciler/events.
  */
 export function statusService(): Promise<StatusService> {
   globalForStatus.astriaStatus ??= (async () => {
@@ -35,10 +35,8 @@ export function statusService(): Promise<StatusService> {
       channel: BROADCAST_PG_CHANNEL,
       transports: transports(),
       // The hook's SQL runs in the transition's transaction; `driverClient` is Prisma's `tx` of it.
-      // Generations' changes come through it too: this app refunds trainings only.
-      onTransition: async (event, tx) => {
-        if (event.type === 'model_status_changed') await refundFailedTraining(event, tx.driverClient as Prisma.TransactionClient);
-      },
+      // Models' and generations' changes both come through it (`event.type` tells them apart).
+      onTransition: (event, tx) => applySideEffects(event, tx.driverClient as Prisma.TransactionClient),
     });
   })().catch((error: unknown) => {
     // A failed start (database down) is retried by the next request, not cached.

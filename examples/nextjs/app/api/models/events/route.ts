@@ -3,10 +3,11 @@ import { currentUserId } from '@/lib/auth';
 import { subscribeModelEvents } from '@/lib/model-events';
 
 /**
- * Server-Sent Events: the signed-in user's `model_status_changed` and `model_progress` events, as they
- * are committed by any instance of the app or by the reconciler sidecar (PostgreSQL LISTEN; see
- * lib/model-events.ts). When the LISTEN connection drops, every stream on it closes; the browser's
- * EventSource reconnects (after `retry`), which opens a new LISTEN connection.
+ * Server-Sent Events: the signed-in user's `model_status_changed`, `model_progress` and
+ * `generation_status_changed` events, as they are committed by any instance of the app or by the
+ * reconciler sidecar (PostgreSQL LISTEN; see lib/model-events.ts). When the LISTEN connection drops,
+ * every stream on it closes; the browser's EventSource reconnects (after `retry`), which opens a new
+ * LISTEN connection.
  *
  * Browser side (app/models.tsx):
  *   const source = new EventSource('/api/models/events');

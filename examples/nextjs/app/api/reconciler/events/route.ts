@@ -1,7 +1,13 @@
-import { createBroadcastVerifier, createMemoryReplayStore, modelStatusChangedEventSchema, type BroadcastVerifier } from 'astria-reconciler';
+import {
+  createBroadcastVerifier,
+  createMemoryReplayStore,
+  generationStatusChangedEventSchema,
+  modelStatusChangedEventSchema,
+  type BroadcastVerifier,
+} from 'astria-reconciler';
 import { NextResponse, type NextRequest } from 'next/server';
 import { prisma } from '@/lib/db';
-import { refundFailedTraining } from '@/lib/refunds';
+import { applySideEffects } from '@/lib/side-effects';
 
 let verifier: BroadcastVerifier | undefined;
 
@@ -22,10 +28,11 @@ function broadcastVerifier(): BroadcastVerifier {
 
 /**
  * The sidecar's `http` broadcast (BROADCAST=http, BROADCAST_HTTP_URL=https://<app>/api/reconciler/events):
- * every status change the sidecar applies, signed per Standard Webhooks with BROADCAST_HTTP_SECRET
- * (checked over the raw body: signature, a timestamp within 5 minutes, not seen before), delivered at
- * least once. The refund runs in one transaction with its dedupe row, so a redelivery refunds nothing
- * twice, and a transition this app applied itself (already refunded by its hook, same eventId) neither.
+ * every status change the sidecar applies, models' and generations', signed per Standard Webhooks
+ * with BROADCAST_HTTP_SECRET (checked over the raw body: signature, a timestamp within 5 minutes, not
+ * seen before), delivered at least once. The side effects (refunds, the images' copy) run in one
+ * transaction with their dedupe rows, so a redelivery does nothing twice, and a transition this app
+ * applied itself (already handled by its hook, same eventId) neither.
  */
 export async function POST(request: NextRequest) {
   const body = await request.text();
@@ -37,9 +44,9 @@ export async function POST(request: NextRequest) {
   } catch {
     return NextResponse.json({ error: 'body is not JSON' }, { status: 400 });
   }
-  const parsed = modelStatusChangedEventSchema.safeParse(json);
+  const parsed = modelStatusChangedEventSchema.or(generationStatusChangedEventSchema).safeParse(json);
   // Other event types may come later: accept and ignore them, or the sidecar would retry forever.
   if (!parsed.success) return NextResponse.json({ status: 'ignored' });
-  await prisma.$transaction((tx) => refundFailedTraining(parsed.data, tx));
+  await prisma.$transaction((tx) => applySideEffects(parsed.data, tx));
   return NextResponse.json({ status: 'ok' });
 }
