@@ -44,7 +44,7 @@ interface SubjectKind {
   /** Its `--kind`. */
   option: OnceKind;
   /** What an id of this kind looks like, for the "no such id" message. */
-  describe: string;
+  idsLookLike: string;
   /** The rows an id names (by the row's id, or by its Astria id), each diagnosed. */
   find(context: Context, id: string): Promise<Found[]>;
   /** One row by its id, judged from the database alone (`--stuck`). */
@@ -54,7 +54,7 @@ interface SubjectKind {
 interface SubjectSpec<Row, Remote> {
   kind: DiagnosisKind<Row, Remote>;
   option: OnceKind;
-  describe: string;
+  idsLookLike: string;
   byId(reader: DiagnosisReader, id: string): Promise<Row | null>;
   /** Rows naming this Astria id; asked only with an id that can be one. */
   byRemoteId(reader: DiagnosisReader, id: string): Promise<Row[]>;
@@ -64,19 +64,18 @@ interface SubjectSpec<Row, Remote> {
 
 function subjectKind<Row extends NonNullable<Diagnosis['row']>, Remote>(spec: SubjectSpec<Row, Remote>): SubjectKind {
   const { kind } = spec;
-  const judge = async (context: Context, row: Row, asksAstria: boolean): Promise<Found> => {
+  const judge = async ({ reader, config, astria }: Context, row: Row, asksAstria: boolean): Promise<Found> => {
     const subject = kind.subject(row);
-    const records = await context.reader.records({ kind: kind.remoteName, id: subject.id, remoteId: subject.remoteId });
-    const asks = asksAstria && context.astria !== null && subject.aiProvider === 'astria' && kind.isRemoteId(subject.remoteId);
-    const astria = asks ? await askAstria(() => spec.fetch(context.astria!, row, context.reader)) : null;
-    const { reader, config } = context;
-    const diagnosis = diagnose(kind, { row, records, astria, now: reader.now, stuckAfterMs: config.stuckAfterMs, callbackGraceMs: config.callbackGraceMs });
+    const records = await reader.records({ kind: kind.remoteName, id: subject.id, remoteId: subject.remoteId });
+    const asks = asksAstria && astria !== null && subject.aiProvider === 'astria' && kind.isRemoteId(subject.remoteId);
+    const lookup = asks ? await askAstria(() => spec.fetch(astria, row, reader)) : null;
+    const diagnosis = diagnose(kind, { row, records, astria: lookup, now: reader.now, stuckAfterMs: config.stuckAfterMs, callbackGraceMs: config.callbackGraceMs });
     return { diagnosis, rowLines: kind.describe(row, reader.now), subject, remoteName: kind.remoteName };
   };
   return {
     name: kind.name,
     option: spec.option,
-    describe: spec.describe,
+    idsLookLike: spec.idsLookLike,
     async find(context, id) {
       const byId = await spec.byId(context.reader, id);
       const rows = byId ? [byId] : kind.isRemoteId(id) ? await spec.byRemoteId(context.reader, id) : [];
@@ -104,7 +103,7 @@ async function askAstria<Remote>(get: () => Promise<AstriaLookup<Remote>>): Prom
 const models = subjectKind<DiagnosedModel, Tune>({
   kind: modelKind,
   option: 'tunes',
-  describe: 'a model id (ai_models.id) or a tune id (digits: ai_models.trainingJobId)',
+  idsLookLike: 'a model id (ai_models.id) or a tune id (digits: ai_models.trainingJobId)',
   byId: (reader, id) => reader.modelById(id),
   byRemoteId: (reader, id) => reader.modelsByTuneId(id),
   async fetch(astria, model) {
@@ -116,7 +115,7 @@ const models = subjectKind<DiagnosedModel, Tune>({
 const generations = subjectKind<DiagnosedGeneration, Prompt>({
   kind: generationKind,
   option: 'prompts',
-  describe: 'a generation id (generations.id) or a prompt id (digits: generations.jobId)',
+  idsLookLike: 'a generation id (generations.id) or a prompt id (digits: generations.jobId)',
   byId: (reader, id) => reader.generationById(id),
   byRemoteId: (reader, id) => reader.generationsByPromptId(id),
   // `GET /tunes/:tune_id/prompts/:id` when the generation's model names its tune, else `GET /prompts/:id`.
@@ -209,7 +208,7 @@ async function unknownId(context: Context, kinds: readonly SubjectKind[], id: st
     timeline: [],
     verdict: {
       code: 'unknown_id',
-      message: `nothing has id "${id}": looked for ${kinds.map((kind) => kind.describe).join('; and ')}`,
+      message: `nothing has id "${id}": looked for ${kinds.map((kind) => kind.idsLookLike).join('; and ')}`,
       next: hints.join('; '),
       broken: false,
     },

@@ -311,10 +311,11 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
   });
 
   it('usage errors exit 2', async () => {
-    const usages = [['diagnose'], ['diagnose', '--stuck', '--limit', '0'], ['diagnose', 'a', 'b'], ['report', '--stuck']];
+    const usages = [['diagnose'], ['diagnose', '--stuck', '--limit', '0'], ['diagnose', 'a', 'b'], ['report', '--stuck'], ['diagnose', '123', '--kind', 'images']];
     const results = await Promise.all(usages.map((args) => runCli(args, { DATABASE_URL: db.url })));
-    expect(results.map((result) => result.code)).toEqual([2, 2, 2, 2]);
-    expect(results[0]!.stderr).toMatch(/diagnose needs a model id or tune id/);
+    expect(results.map((result) => result.code)).toEqual([2, 2, 2, 2, 2]);
+    expect(results[0]!.stderr).toMatch(/diagnose needs a model id or tune id, a generation id or prompt id/);
+    expect(results[4]!.stderr).toMatch(/--kind: "images" is not one of tunes, prompts/);
   });
 });
 
