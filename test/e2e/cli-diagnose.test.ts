@@ -329,6 +329,9 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
   let tuneId: number;
   const prompts = {} as Record<'lost' | 'applied' | 'dead' | 'colliding' | 'running' | 'overdue' | 'failed', number>;
   const promptOf = (id: number) => promptSchema.parse(astria.getPrompt(id));
+  // Rows seeded fresh stay within it, the late ones are far past it, whatever the pace of the machine.
+  const stuckAfter = { RECONCILER_STUCK_AFTER: '10m' };
+  const genv = () => ({ ...env(gdb), ...stuckAfter });
 
   beforeAll(async () => {
     gdb = await createTestDatabase();
@@ -398,7 +401,7 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
   it('prompt callback lost, recovered by the reconciler: settled; the row, Astria asked under the tune, the timeline', async () => {
     const paths: string[] = [];
     const stop = astria.onRequest((event) => paths.push(event.path));
-    const { code, json, text } = await diagnose('g-lost', [], env(gdb)).finally(stop);
+    const { code, json, text } = await diagnose('g-lost', [], genv()).finally(stop);
     expect(code).toBe(0);
     expect(json).toMatchObject({ kind: 'generation', id: 'g-lost' });
     expect(json.verdict.code).toBe('callback_lost_recovered');
@@ -417,7 +420,7 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
   });
 
   it('prompt callback arrived and applied: settled, the arrival named; the callback URL without its secret', async () => {
-    const { code, json, text } = await diagnose('g-applied', [], env(gdb));
+    const { code, json, text } = await diagnose('g-applied', [], genv());
     expect(code).toBe(0);
     expect(json.verdict).toMatchObject({ code: 'callback_applied', next: expect.stringMatching(/browser's stream/) });
     const receiver = `${hostname()}/${process.pid}`;
@@ -430,7 +433,7 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
   });
 
   it('delivery dead: exit 3, the generation_status_changed delivery and requeue-dead named', async () => {
-    const { code, json, text } = await diagnose('g-dead', [], env(gdb));
+    const { code, json, text } = await diagnose('g-dead', [], genv());
     expect(code).toBe(3);
     expect(json.verdict.code).toBe('delivery_dead');
     expect(json.verdict.message).toMatch(/http delivery of the COMPLETED event dead since .* after 1 attempt \(HTTP 400/);
@@ -440,17 +443,17 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
   });
 
   it('still generating at Astria: exit 0; without Astria, within its estimate; overdue once unchanged past RECONCILER_STUCK_AFTER', async () => {
-    const asked = await diagnose('g-running', [], env(gdb));
+    const asked = await diagnose('g-running', [], genv());
     expect(asked.code).toBe(0);
     expect(asked.json.verdict).toMatchObject({ code: 'generating', message: 'Astria still generating: nothing is late yet' });
     expect(asked.json.astria).toMatchObject({ state: 'training', trainedAt: null, imageCount: 0 });
 
-    const offline = await diagnose('g-running', ['--no-astria'], env(gdb));
+    const offline = await diagnose('g-running', ['--no-astria'], genv());
     expect(offline.code).toBe(0);
     expect(offline.json).toMatchObject({ astria: null, verdict: { code: 'generating', message: expect.stringMatching(/within its estimate \(Astria not asked\)/) } });
     expect(offline.text).toMatch(/Astria: not asked \(.*not an Astria prompt\)/);
 
-    const overdue = await diagnose('g-overdue', [], env(gdb));
+    const overdue = await diagnose('g-overdue', [], genv());
     expect(overdue.code).toBe(3);
     expect(overdue.json.verdict.code).toBe('overdue');
     expect(overdue.json.verdict.message).toMatch(/still PROCESSING 3\dm \d\ds past its last change/);
@@ -458,7 +461,7 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
   });
 
   it('failed at Astria: settled with the failure', async () => {
-    const { code, json } = await diagnose('g-failed', [], env(gdb));
+    const { code, json } = await diagnose('g-failed', [], genv());
     expect(code).toBe(0);
     expect(json.verdict.code).toBe('failed');
     expect(json.verdict.message).toMatch(/NSFW content detected/);
@@ -468,33 +471,33 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
   });
 
   it('prompt not found at Astria; no prompt id saved (an orphan, or a row still being sent); not ours', async () => {
-    const gone = await diagnose('g-gone', [], env(gdb));
+    const gone = await diagnose('g-gone', [], genv());
     expect(gone.code).toBe(3);
     expect(gone.json.verdict).toMatchObject({ code: 'prompt_gone', message: expect.stringMatching(/Astria has no prompt 987654321 \(HTTP 404\)/) });
     expect(gone.json.astria).toMatchObject({ state: 'gone' });
 
-    const orphan = await diagnose('g-orphan', [], env(gdb));
+    const orphan = await diagnose('g-orphan', [], genv());
     expect(orphan.code).toBe(3);
     expect(orphan.json.verdict).toMatchObject({ code: 'orphan', message: expect.stringMatching(/no prompt id saved \(an orphan\): status PENDING, jobId NULL/) });
-    const sending = await diagnose('g-sending', [], env(gdb));
+    const sending = await diagnose('g-sending', [], genv());
     expect(sending.code).toBe(0);
     expect(sending.json.verdict.code).toBe('not_submitted');
 
-    const replicate = await diagnose('g-replicate', [], env(gdb));
+    const replicate = await diagnose('g-replicate', [], genv());
     expect(replicate.code).toBe(0);
     expect(replicate.json.verdict).toMatchObject({ code: 'not_ours', message: expect.stringMatching(/aiProvider is replicate/) });
     expect(replicate.json.astria).toBeNull();
   });
 
   it('a generation found by its prompt id', async () => {
-    const { code, json } = await diagnose(String(prompts.applied), [], env(gdb));
+    const { code, json } = await diagnose(String(prompts.applied), [], genv());
     expect(code).toBe(0);
     expect(json).toMatchObject({ kind: 'generation', id: 'g-applied', verdict: { code: 'callback_applied' } });
   });
 
   it('a number that is both a tune id and a prompt id: both diagnosed, --kind picks one', async () => {
     expect(prompts.colliding).toBe(tuneId);
-    const both = await diagnoseAll(String(tuneId), [], env(gdb));
+    const both = await diagnoseAll(String(tuneId), [], genv());
     expect(both.code).toBe(0);
     expect(both.all.map((d: { kind: string; id: string; verdict: { code: string } }) => [d.kind, d.id, d.verdict.code])).toEqual([
       ['model', 'm-gen', 'training'],
@@ -506,27 +509,27 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
     expect(both.text).toMatch(new RegExp(`^"${tuneId}" names 1 model\\(s\\) and 1 generation\\(s\\).*--kind tunes or --kind prompts`));
     expect(both.text).toMatch(/Model m-gen[\s\S]*Generation g-colliding/);
 
-    expect((await diagnose(String(tuneId), ['--kind', 'tunes'], env(gdb))).json).toMatchObject({ kind: 'model', id: 'm-gen' });
-    const prompt = await diagnose(String(tuneId), ['--kind', 'prompts'], env(gdb));
+    expect((await diagnose(String(tuneId), ['--kind', 'tunes'], genv())).json).toMatchObject({ kind: 'model', id: 'm-gen' });
+    const prompt = await diagnose(String(tuneId), ['--kind', 'prompts'], genv());
     expect(prompt.json).toMatchObject({ kind: 'generation', id: 'g-colliding' });
     expect(prompt.text).not.toMatch(/names 1 model/);
   });
 
   it('an unknown id: exit 2, generations suggested too', async () => {
-    const words = await diagnose('g-overd', [], env(gdb));
+    const words = await diagnose('g-overd', [], genv());
     expect(words.code).toBe(2);
     expect(words.json.verdict).toMatchObject({ code: 'unknown_id', next: expect.stringMatching(/ids close to it: generation g-overdue/) });
     expect(words.json.verdict.message).toMatch(/a generation id \(generations.id\) or a prompt id/);
-    const digits = await diagnose('987654320', [], env(gdb));
+    const digits = await diagnose('987654320', [], genv());
     expect(digits.code).toBe(2);
     expect(digits.json.verdict.next).toMatch(/no model trains tune 987654320; no generation waits on prompt 987654320/);
-    const onlyModels = await diagnose('g-overdue', ['--kind', 'tunes'], env(gdb));
+    const onlyModels = await diagnose('g-overdue', ['--kind', 'tunes'], genv());
     expect(onlyModels.code).toBe(2);
     expect(onlyModels.json.verdict.message).not.toMatch(/generation/);
   });
 
   it('--stuck lists the broken generations with their kind, newest first; --kind tunes leaves them out', async () => {
-    const all = await runCli(['diagnose', '--stuck', '--json'], { DATABASE_URL: gdb.url });
+    const all = await runCli(['diagnose', '--stuck', '--json'], { DATABASE_URL: gdb.url, ...stuckAfter });
     expect(all.code).toBe(3);
     const listed = JSON.parse(all.stdout) as { items: { kind: string; id: string; code: string; status: string }[] };
     expect(listed.items.map((item) => [item.kind, item.id, item.code])).toEqual([
@@ -534,11 +537,11 @@ describe('astria-reconciler diagnose, generations (built CLI, real database)', {
       ['generation', 'g-overdue', 'overdue'],
       ['generation', 'g-orphan', 'orphan'],
     ]);
-    const human = await runCli(['diagnose', '--stuck'], { DATABASE_URL: gdb.url });
+    const human = await runCli(['diagnose', '--stuck'], { DATABASE_URL: gdb.url, ...stuckAfter });
     expect(human.code).toBe(3);
     expect(human.stdout).toMatch(new RegExp(`^overdue\\s+generation\\s+g-overdue\\s+PROCESSING\\s+prompt ${prompts.overdue}\\s+updated 30m`, 'm'));
 
-    const models = await runCli(['diagnose', '--stuck', '--kind', 'tunes'], { DATABASE_URL: gdb.url });
+    const models = await runCli(['diagnose', '--stuck', '--kind', 'tunes'], { DATABASE_URL: gdb.url, ...stuckAfter });
     expect(models.code).toBe(0);
     expect(models.stdout).toMatch(/^nothing stuck: no model in flight/);
   });
