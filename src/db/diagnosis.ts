@@ -1,5 +1,7 @@
 import type pg from 'pg';
+import { PROMPT_ID_PATTERN } from '../astria/prompt.js';
 import { TUNE_ID_PATTERN } from '../astria/tune.js';
+import type { GenerationRow } from '../model.js';
 import { RECOVERY, type CallbackKind } from './callbacks.js';
 import { GENERATION_COLUMNS, generationsTablePresent } from './generations.js';
 import { quoteIdentifier } from './identifier.js';
@@ -56,19 +58,7 @@ export interface DiagnosedGeneration {
 }
 
 /** A row of `generations` as `GENERATION_COLUMNS` reads it, with its provider. */
-interface GenerationColumns {
-  id: string;
-  userId: string;
-  modelId: string | null;
-  status: string;
-  aiProvider: string | null;
-  jobId: string | null;
-  imageUrls: string[];
-  errorMessage: string | null;
-  completedAt: Date | null;
-  createdAt: Date | null;
-  updatedAt: Date | null;
-}
+type GenerationColumns = GenerationRow & { aiProvider: string | null };
 
 /** The object whose records are read: a model (its tune's callbacks) or a generation (its prompt's). */
 export interface RecordedObject {
@@ -322,7 +312,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
       if (kinds.includes('generation') && tables.generations) {
         sources.push(`SELECT 'generation' AS kind, id, ("updatedAt" AT TIME ZONE 'UTC') AS at FROM generations
             WHERE status::text IN ('PENDING', 'PROCESSING') AND "aiProvider" = 'astria'
-              AND ("jobId" !~ '${TUNE_ID_PATTERN}' OR ("updatedAt" AT TIME ZONE 'UTC') + ${param(stuckAfterMs)} * interval '1 millisecond' < now())`);
+              AND ("jobId" !~ '${PROMPT_ID_PATTERN}' OR ("updatedAt" AT TIME ZONE 'UTC') + ${param(stuckAfterMs)} * interval '1 millisecond' < now())`);
       }
       // Either kind: a broadcast delivery of one of its events parked, or failing (its last try failed).
       if (tables.deliveries) {
