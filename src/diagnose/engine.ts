@@ -193,7 +193,7 @@ function matchArrivals(records: DiagnosisRecords): ArrivalMatch[] {
 }
 
 export const settled = (code: string, message: string, next: string): Verdict => ({ code, message, next, broken: false });
-export const broken = (code: string, message: string, next: string): Verdict => ({ code, message, next, broken: true });
+const broken = (code: string, message: string, next: string): Verdict => ({ code, message, next, broken: true });
 
 /** The verdict: the first link of the chain that broke (Astria, callback or reconciler, our write, its delivery). */
 function verdictOf<Row, Remote>(c: Case<Row, Remote>): Verdict {

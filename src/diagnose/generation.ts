@@ -61,13 +61,12 @@ export const generationKind: DiagnosisKind<DiagnosedGeneration, Prompt> = {
     error: prompt.error ?? null,
     callback: typeof prompt.callback === 'string' ? redactCallback(prompt.callback) : null,
   }),
-  ownVerdict(generation, subject, now, stuckAfterMs) {
-    // The app saves the prompt id Astria answers with: a fresh row without one is still being sent.
-    const sending = subject.remoteId === null && subject.updatedAt !== null && Date.parse(subject.updatedAt) + stuckAfterMs >= Date.parse(now);
-    if (sending && IN_FLIGHT.includes(generation.status)) {
+  ownVerdict(generation, { remoteId, updatedAt }, now, stuckAfterMs) {
+    // The app saves the prompt id Astria answers with: a fresh row without one may still be being sent.
+    if (remoteId === null && updatedAt !== null && IN_FLIGHT.includes(generation.status) && Date.parse(updatedAt) + stuckAfterMs >= Date.parse(now)) {
       return settled(
         'not_submitted',
-        `status ${generation.status} without a prompt id, changed ${formatAgo(subject.updatedAt!, now)}: the app is still sending it to Astria`,
+        `status ${generation.status} without a prompt id, changed ${formatAgo(updatedAt, now)}: the app has not saved Astria's prompt id yet (it may still be sending it)`,
         'run diagnose again in a minute: one still without a prompt id after RECONCILER_STUCK_AFTER is an orphan',
       );
     }
