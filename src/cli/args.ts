@@ -19,6 +19,8 @@ export interface DiagnoseCommand {
   noAstria: boolean;
   /** `--stuck`: at most this many lines. */
   limit: number;
+  /** `--kind`: models (tunes), generations (prompts), or both (the default). */
+  kinds: readonly OnceKind[];
 }
 
 /** Wrong flags or arguments: exit code 2 with the usage text. */
@@ -33,10 +35,12 @@ export const USAGE = `Usage:
                                          what was applied, from the event log, and the dead deliveries
   astria-reconciler requeue-dead [--transport http|redis]
                                          send the parked (dead) broadcast deliveries again
-  astria-reconciler diagnose <model id | tune id> [--json] [--no-astria]
-                                         why one model is stuck: its row, Astria's view, a timeline, a verdict
-  astria-reconciler diagnose --stuck [--limit 50] [--json]
-                                         every model in flight past its eta, or with a broken link
+  astria-reconciler diagnose <model | generation | tune | prompt id> [--kind tunes|prompts] [--json] [--no-astria]
+                                         why one model or generation is stuck: its row, Astria's view, a
+                                         timeline, a verdict (a number that is both a tune id and a prompt
+                                         id shows both; --kind picks one)
+  astria-reconciler diagnose --stuck [--kind tunes|prompts] [--limit 50] [--json]
+                                         every model and generation in flight past its eta, or with a broken link
 
 Options for --once:
   --dry-run              report what would change; write nothing, send no event
@@ -78,22 +82,31 @@ function duration(flag: string, text: string, range?: DurationRange): number {
 
 type Reject = (flags: ('once' | 'dry-run' | 'model-id' | 'stuck-after' | 'since' | 'transport' | 'limit' | 'no-astria')[], context: string) => void;
 
-function diagnoseCommand(values: { json?: boolean; stuck?: boolean; limit?: string; 'no-astria'?: boolean }, ids: string[], reject: Reject): DiagnoseCommand {
+/** `--kind`: one of `ONCE_KINDS`, or both when absent. */
+function kindsOf(text: string | undefined): readonly OnceKind[] {
+  if (text === undefined) return ONCE_KINDS;
+  const kind = ONCE_KINDS.find((name) => name === text);
+  if (kind === undefined) throw new UsageError(`--kind: "${text}" is not one of ${ONCE_KINDS.join(', ')}`);
+  return [kind];
+}
+
+function diagnoseCommand(values: { json?: boolean; stuck?: boolean; limit?: string; 'no-astria'?: boolean; kind?: string }, ids: string[], reject: Reject): DiagnoseCommand {
   reject(['once', 'dry-run', 'model-id', 'stuck-after', 'since', 'transport'], 'with diagnose');
   const json = values.json === true;
+  const kinds = kindsOf(values.kind);
   if (values.stuck) {
     if (ids.length > 0) throw new UsageError(`diagnose --stuck takes no id (got "${ids[0]}")`);
     reject(['no-astria'], 'with --stuck (it reads the database only)');
     const text = values.limit;
     const limit = text === undefined ? DEFAULT_STUCK_LIMIT : /^\d{1,6}$/.test(text) ? Number(text) : NaN;
     if (!(limit >= 1 && limit <= MAX_STUCK_LIMIT)) throw new UsageError(`--limit: "${text}" is not a whole number from 1 to ${MAX_STUCK_LIMIT}`);
-    return { kind: 'diagnose', id: null, json, noAstria: true, limit };
+    return { kind: 'diagnose', id: null, json, noAstria: true, limit, kinds };
   }
   reject(['limit'], 'without --stuck');
   if (ids.length !== 1 || ids[0]!.trim() === '') {
-    throw new UsageError(ids.length > 1 ? `diagnose takes one id (got ${ids.length})` : 'diagnose needs a model id or tune id (or --stuck)');
+    throw new UsageError(ids.length > 1 ? `diagnose takes one id (got ${ids.length})` : 'diagnose needs a model id or tune id, a generation id or prompt id (or --stuck)');
   }
-  return { kind: 'diagnose', id: ids[0]!.trim(), json, noAstria: values['no-astria'] === true, limit: DEFAULT_STUCK_LIMIT };
+  return { kind: 'diagnose', id: ids[0]!.trim(), json, noAstria: values['no-astria'] === true, limit: DEFAULT_STUCK_LIMIT, kinds };
 }
 
 export function parseCommand(argv: string[]): Command {
@@ -159,8 +172,5 @@ export function parseCommand(argv: string[]): Command {
   }
   const modelIds = values['model-id'] ?? [];
   if (modelIds.some((id) => id.trim() === '')) throw new UsageError('--model-id needs a model id');
-  const onlyKind = ONCE_KINDS.find((name) => name === values.kind);
-  if (values.kind !== undefined && onlyKind === undefined) throw new UsageError(`--kind: "${values.kind}" is not one of ${ONCE_KINDS.join(', ')}`);
-  const kinds = onlyKind ? [onlyKind] : ONCE_KINDS;
-  return { kind: 'once', dryRun: values['dry-run'] ?? false, modelIds, stuckAfterMs, json: values.json ?? false, kinds };
+  return { kind: 'once', dryRun: values['dry-run'] ?? false, modelIds, stuckAfterMs, json: values.json ?? false, kinds: kindsOf(values.kind) };
 }

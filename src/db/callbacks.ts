@@ -55,8 +55,8 @@ export async function recordCallbackArrival(
 export const CALLBACK_KINDS = ['tune', 'prompt'] as const;
 export type CallbackKind = (typeof CALLBACK_KINDS)[number];
 
-/** An event that a callback would have applied: a model's READY, a generation's COMPLETED. */
-const RECOVERY = `((e.kind = 'tune' AND e.to_status = 'READY') OR (e.kind = 'prompt' AND e.to_status = 'COMPLETED'))`;
+/** An event `e` that a callback would have applied: a model's READY, a generation's COMPLETED. */
+export const RECOVERY = `((e.kind = 'tune' AND e.to_status = 'READY') OR (e.kind = 'prompt' AND e.to_status = 'COMPLETED'))`;
 
 /**
  * The first callback for the object of event `e` that arrived from `RACE_SLACK_MS` before the database

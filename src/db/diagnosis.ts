@@ -1,6 +1,11 @@
 import type pg from 'pg';
+import { PROMPT_ID_PATTERN } from '../astria/prompt.js';
 import { TUNE_ID_PATTERN } from '../astria/tune.js';
+import type { GenerationRow } from '../model.js';
+import { RECOVERY, type CallbackKind } from './callbacks.js';
+import { GENERATION_COLUMNS, generationsTablePresent } from './generations.js';
 import { quoteIdentifier } from './identifier.js';
+import { clientExecutor } from './pg-driver.js';
 
 /**
  * The reads of `diagnose`, all in one read-only transaction, every timestamp read as UTC ISO text so
@@ -34,6 +39,39 @@ const MODEL_SELECT = `SELECT id, "userId", status::text AS status, progress, "ai
        ${wallClock('"trainedAt"')} AS "trainedAt", ${wallClock('"createdAt"')} AS "createdAt", ${wallClock('"updatedAt"')} AS "updatedAt"
   FROM ai_models`;
 
+/**
+ * One `generations` row as the app sees it: its image URLs counted, not printed (they may be signed,
+ * and are the user's). Read with the reconciler's own column list, timestamps as UTC ISO text.
+ */
+export interface DiagnosedGeneration {
+  id: string;
+  userId: string;
+  modelId: string | null;
+  status: string;
+  aiProvider: string | null;
+  jobId: string | null;
+  imageCount: number;
+  errorMessage: string | null;
+  completedAt: string | null;
+  createdAt: string | null;
+  updatedAt: string | null;
+}
+
+/** A row of `generations` as `GENERATION_COLUMNS` reads it, with its provider. */
+type GenerationColumns = GenerationRow & { aiProvider: string | null };
+
+/** The object whose records are read: a model (its tune's callbacks) or a generation (its prompt's). */
+export interface RecordedObject {
+  kind: CallbackKind;
+  /** The row's id (`ai_models.id`, `generations.id`). */
+  id: string;
+  /** The Astria id its callbacks are recorded under; null: none saved. */
+  remoteId: string | null;
+}
+
+/** Which column of our event log names the row an event of each kind changed. */
+const EVENT_OWNER: Record<CallbackKind, string> = { tune: 'model_id', prompt: 'generation_id' };
+
 export interface TransitionRecord {
   seq: string;
   eventId: string;
@@ -42,9 +80,9 @@ export interface TransitionRecord {
   source: string;
   occurredAt: string;
   trainedAt: string | null;
-  /** Seconds from Astria's `trained_at` to this write (READY only). */
+  /** Seconds from Astria's `trained_at` to this write (a model's READY, a generation's COMPLETED). */
   lagSeconds: number | null;
-  /** The leader's verdict on a reconciler READY ('lost' or 'late'), when it gave one. */
+  /** The leader's verdict on a reconciler READY or COMPLETED ('lost' or 'late'), when it gave one. */
   callbackOutcome: string | null;
 }
 
@@ -52,7 +90,7 @@ export interface CallbackArrival {
   receivedAt: string;
   /** The process that received it (`host/pid`); null when recorded before receivers were. */
   receiver: string | null;
-  /** Models whose change it applied, and whose write the database refused; null when recorded before answers were. */
+  /** Rows whose change it applied, and whose write the database refused; null when recorded before answers were. */
   applied: number | null;
   refused: number | null;
 }
@@ -73,10 +111,10 @@ export interface DeliveryRecord {
   lastAttemptAt: string | null;
 }
 
-/** Everything our schema recorded about one model. */
-export interface ModelRecords {
+/** Everything our schema recorded about one model or generation. */
+export interface DiagnosisRecords {
   transitions: TransitionRecord[];
-  /** Arrivals of Astria's callback for the model's tune (recorded per tune). */
+  /** Arrivals of Astria's callback for the row's tune or prompt (recorded per Astria object). */
   callbacks: CallbackArrival[];
   deliveries: DeliveryRecord[];
   /** When callbacks began to be recorded (null: never, or our schema is missing). */
@@ -94,6 +132,14 @@ export interface OwnTables {
   callbackAnswers: boolean;
   /** Deliveries hold their first and last attempt times. */
   deliveryAttemptTimes: boolean;
+  /** The app has a `generations` table (image prompts). */
+  generations: boolean;
+}
+
+/** A `diagnose --stuck` candidate. */
+export interface StuckCandidate {
+  kind: 'model' | 'generation';
+  id: string;
 }
 
 export interface DiagnosisReader {
@@ -102,13 +148,14 @@ export interface DiagnosisReader {
   readonly tables: OwnTables;
   modelById(id: string): Promise<DiagnosedModel | null>;
   modelsByTuneId(tuneId: string): Promise<DiagnosedModel[]>;
-  records(model: DiagnosedModel): Promise<ModelRecords>;
-  /** For an id that names nothing: model ids it may be a piece of, and whether our event log knows it. */
-  nearMisses(id: string): Promise<{ similarModelIds: string[]; loggedEvents: number }>;
-  /** The ids of `diagnose --stuck`'s candidates, newest first (at most `limit`). */
-  stuckCandidates(options: { stuckAfterMs: number; limit: number }): Promise<string[]>;
-  /** The generation (image prompt) table, when the app has one: a row by id or Astria prompt id. */
-  generation(id: string): Promise<Record<string, unknown>[] | null>;
+  /** None when the app has no `generations` table. */
+  generationById(id: string): Promise<DiagnosedGeneration | null>;
+  generationsByPromptId(promptId: string): Promise<DiagnosedGeneration[]>;
+  records(object: RecordedObject): Promise<DiagnosisRecords>;
+  /** For an id that names nothing: ids of either kind it may be a piece of, and the events our log holds for it. */
+  nearMisses(id: string): Promise<{ similar: StuckCandidate[]; loggedEvents: Record<StuckCandidate['kind'], number> }>;
+  /** `diagnose --stuck`'s candidates of these kinds, newest first (at most `limit`). */
+  stuckCandidates(options: { stuckAfterMs: number; limit: number; kinds: readonly StuckCandidate['kind'][] }): Promise<StuckCandidate[]>;
 }
 
 /**
@@ -130,7 +177,7 @@ export async function withDiagnosisReader<T>(pool: pg.Pool, schema: string, work
 
 async function createReader(client: pg.PoolClient, schemaName: string): Promise<DiagnosisReader> {
   const schema = quoteIdentifier(schemaName);
-  const { rows } = await client.query<OwnTables & { now: string }>(
+  const { rows } = await client.query<Omit<OwnTables, 'generations'> & { now: string }>(
     `SELECT ${instant('now()')} AS now,
             to_regclass($1) IS NOT NULL AS events,
             EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'dead_at' AND NOT attisdropped) AS deliveries,
@@ -141,9 +188,22 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
             EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'first_attempt_at' AND NOT attisdropped) AS "deliveryAttemptTimes"`,
     [`${schema}.events`, `${schema}.deliveries`, `${schema}.callbacks`, `${schema}.callback_outcomes`, `${schema}.callback_recording`],
   );
-  const { now, ...tables } = rows[0]!;
+  const { now, ...own } = rows[0]!;
+  const tables: OwnTables = { ...own, generations: await generationsTablePresent(clientExecutor(client)) };
 
   const models = async (where: string, params: unknown[]) => (await client.query<DiagnosedModel>(`${MODEL_SELECT} WHERE ${where} ORDER BY "updatedAt" DESC, id`, params)).rows;
+  const generations = async (where: string, params: unknown[]) =>
+    !tables.generations
+      ? []
+      : (await client.query<GenerationColumns>(`SELECT ${GENERATION_COLUMNS}, "aiProvider" FROM generations WHERE ${where} ORDER BY "updatedAt" DESC, id`, params)).rows.map(
+          ({ imageUrls, completedAt, createdAt, updatedAt, ...row }): DiagnosedGeneration => ({
+            ...row,
+            imageCount: imageUrls.length,
+            completedAt: completedAt?.toISOString() ?? null,
+            createdAt: createdAt?.toISOString() ?? null,
+            updatedAt: updatedAt?.toISOString() ?? null,
+          }),
+        );
 
   return {
     now,
@@ -157,31 +217,40 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
       return models(`"trainingJobId" = $1::text`, [tuneId]);
     },
 
-    async records(model) {
+    async generationById(id) {
+      return (await generations('id = $1::text', [id]))[0] ?? null;
+    },
+
+    generationsByPromptId(promptId) {
+      return generations(`"jobId" = $1::text`, [promptId]);
+    },
+
+    async records(object) {
+      const owner = EVENT_OWNER[object.kind];
       const transitions = !tables.events
         ? []
         : (
             await client.query<TransitionRecord>(
               `SELECT e.seq::text AS seq, e.event_id::text AS "eventId", e.from_status AS "from", e.to_status AS "to", e.source,
                       ${instant('e.recorded_at')} AS "occurredAt", ${instant('e.trained_at')} AS "trainedAt",
-                      CASE WHEN e.to_status = 'READY' AND e.trained_at IS NOT NULL
+                      CASE WHEN ${RECOVERY} AND e.trained_at IS NOT NULL
                            THEN round(extract(epoch FROM e.recorded_at - e.trained_at)::numeric, 3)::float8 END AS "lagSeconds",
                       ${tables.callbackOutcomes ? `(SELECT o.outcome FROM ${schema}.callback_outcomes o WHERE o.event_seq = e.seq)` : 'NULL::text'} AS "callbackOutcome"
                  FROM ${schema}.events e
-                WHERE e.model_id = $1::text AND e.kind = 'tune'
+                WHERE e.${owner} = $1::text AND e.kind = $2::text
                 ORDER BY e.seq`,
-              [model.id],
+              [object.id, object.kind],
             )
           ).rows;
       const callbacks =
-        !tables.callbacks || model.trainingJobId === null
+        !tables.callbacks || object.remoteId === null
           ? []
           : (
               await client.query<CallbackArrival>(
                 `SELECT ${instant('received_at')} AS "receivedAt",
                         ${tables.callbackAnswers ? 'receiver, applied, refused' : 'NULL::text AS receiver, NULL::int AS applied, NULL::int AS refused'}
-                   FROM ${schema}.callbacks WHERE tune_id = $1::text AND kind = 'tune' ORDER BY received_at, id`,
-                [model.trainingJobId],
+                   FROM ${schema}.callbacks WHERE tune_id = $1::text AND kind = $2::text ORDER BY received_at, id`,
+                [object.remoteId, object.kind],
               )
             ).rows;
       const deliveries = !tables.deliveries
@@ -193,9 +262,9 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
                       ${instant('d.delivered_at')} AS "deliveredAt", ${instant('d.dead_at')} AS "deadAt", d.last_error AS "lastError",
                       ${tables.deliveryAttemptTimes ? `${instant('d.first_attempt_at')} AS "firstAttemptAt", ${instant('d.last_attempt_at')} AS "lastAttemptAt"` : 'NULL::text AS "firstAttemptAt", NULL::text AS "lastAttemptAt"'}
                  FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
-                WHERE e.model_id = $1::text AND e.kind = 'tune'
+                WHERE e.${owner} = $1::text AND e.kind = $2::text
                 ORDER BY d.event_seq, d.transport`,
-              [model.id],
+              [object.id, object.kind],
             )
           ).rows;
       const recording = tables.callbackRecording
@@ -205,56 +274,63 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
     },
 
     async nearMisses(id) {
-      // A pasted id cut short, or with something stuck to it: model ids it is a piece of, or that are a piece of it.
-      const similar = await client.query<{ id: string }>(
-        `SELECT id FROM ai_models
+      // A pasted id cut short, or with something stuck to it: ids it is a piece of, or that are a piece of it.
+      const piece = (table: string) =>
+        `SELECT id FROM ${table}
           WHERE length($1::text) >= 4 AND (starts_with(id, $1::text) OR (length(id) >= 4 AND starts_with($1::text, id)))
-          ORDER BY id LIMIT 3`,
-        [id],
-      );
+          ORDER BY id LIMIT 3`;
+      const similar: StuckCandidate[] = (await client.query<{ id: string }>(piece('ai_models'), [id])).rows.map((row) => ({ kind: 'model', id: row.id }));
+      if (tables.generations) similar.push(...(await client.query<{ id: string }>(piece('generations'), [id])).rows.map((row) => ({ kind: 'generation' as const, id: row.id })));
       const logged = tables.events
-        ? (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.events WHERE model_id = $1::text AND kind = 'tune'`, [id])).rows[0]!.n
-        : 0;
-      return { similarModelIds: similar.rows.map((row) => row.id), loggedEvents: logged };
+        ? (
+            await client.query<{ model: number; generation: number }>(
+              `SELECT count(*) FILTER (WHERE kind = 'tune' AND model_id = $1::text)::int AS model,
+                      count(*) FILTER (WHERE kind = 'prompt' AND generation_id = $1::text)::int AS generation
+                 FROM ${schema}.events WHERE model_id = $1::text OR generation_id = $1::text`,
+              [id],
+            )
+          ).rows[0]!
+        : { model: 0, generation: 0 };
+      return { similar, loggedEvents: logged };
     },
 
-    async stuckCandidates({ stuckAfterMs, limit }) {
-      // In flight past the app's own estimate (updatedAt + estimatedTime) plus the grace; no tune id;
-      // a tune id Astria cannot have; or a broadcast delivery parked, or failing (its last try failed).
-      const deliveryTrouble = tables.deliveries
-        ? `UNION ALL
-           SELECT e.model_id AS id, max(coalesce(d.dead_at, d.queued_at)) AS at
-             FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
-            WHERE d.delivered_at IS NULL
-              AND (d.dead_at IS NOT NULL OR d.last_error IS NOT NULL)
-            GROUP BY e.model_id`
-        : '';
-      const { rows } = await client.query<{ id: string }>(
-        `SELECT id FROM (
-           SELECT id, ("updatedAt" AT TIME ZONE 'UTC') AS at FROM ai_models
+    async stuckCandidates({ stuckAfterMs, limit, kinds }) {
+      const params: unknown[] = [];
+      const param = (value: unknown) => `$${params.push(value)}`;
+      const sources: string[] = [];
+      // Models: in flight past the app's own estimate (updatedAt + estimatedTime) plus the grace; no
+      // tune id; or a tune id Astria cannot have.
+      if (kinds.includes('model')) {
+        sources.push(`SELECT 'model' AS kind, id, ("updatedAt" AT TIME ZONE 'UTC') AS at FROM ai_models
             WHERE status::text IN ('PROCESSING', 'TRAINING') AND "aiProvider" = 'astria'
               AND ("trainingJobId" IS NULL OR "trainingJobId" !~ '${TUNE_ID_PATTERN}'
                    OR ("updatedAt" AT TIME ZONE 'UTC') + coalesce("estimatedTime", 0) * interval '1 minute'
-                      + $1 * interval '1 millisecond' < now())
-           ${deliveryTrouble}
-         ) candidates
-         GROUP BY id ORDER BY max(at) DESC NULLS LAST, id LIMIT $2`,
-        [stuckAfterMs, limit],
+                      + ${param(stuckAfterMs)} * interval '1 millisecond' < now())`);
+      }
+      // Generations have no estimate: in flight unchanged for longer than the grace (with a prompt id
+      // or without: a fresh one is still being sent), or with a prompt id Astria cannot have.
+      if (kinds.includes('generation') && tables.generations) {
+        sources.push(`SELECT 'generation' AS kind, id, ("updatedAt" AT TIME ZONE 'UTC') AS at FROM generations
+            WHERE status::text IN ('PENDING', 'PROCESSING') AND "aiProvider" = 'astria'
+              AND ("jobId" !~ '${PROMPT_ID_PATTERN}' OR ("updatedAt" AT TIME ZONE 'UTC') + ${param(stuckAfterMs)} * interval '1 millisecond' < now())`);
+      }
+      // Either kind: a broadcast delivery of one of its events parked, or failing (its last try failed).
+      if (tables.deliveries) {
+        const eventKinds = kinds.map((kind): CallbackKind => (kind === 'model' ? 'tune' : 'prompt'));
+        sources.push(`SELECT CASE e.kind WHEN 'prompt' THEN 'generation' ELSE 'model' END AS kind,
+                 CASE e.kind WHEN 'prompt' THEN e.generation_id ELSE e.model_id END AS id, max(coalesce(d.dead_at, d.queued_at)) AS at
+             FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.seq = d.event_seq
+            WHERE d.delivered_at IS NULL AND (d.dead_at IS NOT NULL OR d.last_error IS NOT NULL) AND e.kind = ANY(${param(eventKinds)}::text[])
+            GROUP BY 1, 2`);
+      }
+      if (sources.length === 0) return [];
+      const { rows } = await client.query<StuckCandidate>(
+        `SELECT kind, id FROM (${sources.join(' UNION ALL ')}) candidates
+          WHERE id IS NOT NULL
+          GROUP BY kind, id ORDER BY max(at) DESC NULLS LAST, kind, id LIMIT ${param(limit)}`,
+        params,
       );
-      return rows.map((row) => row.id);
-    },
-
-    async generation(id) {
-      const table = await client.query<{ found: boolean }>(
-        `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('generations') AND attname = 'jobId' AND NOT attisdropped) AS found`,
-      );
-      if (!table.rows[0]?.found) return null;
-      // Read whole as JSON: the table is the app's, and only its id, jobId and status are relied upon.
-      const { rows } = await client.query<{ row: Record<string, unknown> }>(
-        `SELECT to_jsonb(g) AS row FROM generations g WHERE g.id::text = $1::text OR g."jobId"::text = $1::text ORDER BY g.id::text LIMIT 10`,
-        [id],
-      );
-      return rows.map((row) => row.row);
+      return rows;
     },
   };
 }

@@ -19,7 +19,7 @@ export async function generationsTablePresent(db: SqlExecutor): Promise<boolean>
 const IMAGE_URLS = `ARRAY(SELECT CASE WHEN jsonb_typeof(url) = 'string' THEN url #>> '{}' ELSE url::text END FROM unnest("imageUrls") AS url)`;
 
 /** The `generations` columns a `GenerationRow` holds, timestamps read as UTC (null when not finite). */
-const GENERATION_COLUMNS = `id, "userId", "modelId", status::text AS status, "jobId", ${IMAGE_URLS} AS "imageUrls", "errorMessage",
+export const GENERATION_COLUMNS = `id, "userId", "modelId", status::text AS status, "jobId", ${IMAGE_URLS} AS "imageUrls", "errorMessage",
   CASE WHEN isfinite("completedAt") THEN ("completedAt" AT TIME ZONE 'UTC') END AS "completedAt",
   CASE WHEN isfinite("createdAt") THEN ("createdAt" AT TIME ZONE 'UTC') END AS "createdAt",
   CASE WHEN isfinite("updatedAt") THEN ("updatedAt" AT TIME ZONE 'UTC') END AS "updatedAt"`;

@@ -2,7 +2,8 @@ import type pg from 'pg';
 import type { Executor, SqlExecutor } from './executor.js';
 import { withTransaction } from './transaction.js';
 
-function clientExecutor(client: pg.Pool | pg.PoolClient): SqlExecutor {
+/** One client's (or the pool's) statements, outside any transaction of ours: the caller may hold one open. */
+export function clientExecutor(client: pg.Pool | pg.PoolClient): SqlExecutor {
   return {
     driverClient: client,
     async query<Row>(sql: string, params: readonly unknown[] = []) {

@@ -1,12 +1,22 @@
-import type { DiagnosedModel } from '../db/diagnosis.js';
+import type { DiagnosedGeneration, DiagnosedModel } from '../db/diagnosis.js';
 
-/** Astria's view of the object, as `diagnose` prints it. */
+/**
+ * Astria's view of the object (a tune or a prompt), as `diagnose` prints it. A prompt's state uses
+ * Astria's own words for it as for a tune (`started_training_at`, `trained_at`: its images are done).
+ */
 export interface AstriaView {
   /** `unavailable`: asked, no answer (why: `reason`); `gone`: Astria answered 404. */
   state: 'queued' | 'training' | 'trained' | 'failed' | 'gone' | 'unavailable';
   reason?: string;
   id?: number;
+  /** A tune's title. */
   title?: string | null;
+  /** A prompt's tune. */
+  tuneId?: number | null;
+  /** A prompt's images (counted: the URLs are the user's). */
+  imageCount?: number;
+  /** A prompt's failure field. */
+  userError?: unknown;
   createdAt?: string | null;
   startedTrainingAt?: string | null;
   eta?: string | null;
@@ -41,7 +51,7 @@ export interface Diagnosis {
   id: string;
   /** The database's clock when it was read. */
   now: string;
-  row: DiagnosedModel | Record<string, unknown> | null;
+  row: DiagnosedModel | DiagnosedGeneration | null;
   astria: AstriaView | null;
   timeline: TimelineEntry[];
   verdict: Verdict;
