@@ -46,6 +46,8 @@ import {
   type TargetResult,
 } from './report.js';
 import { runBroadcastLatency } from './broadcast-latency.js';
+import { runBusy, runQuiet } from './cost.js';
+import { runGenerations } from './generations.js';
 import { runHistory } from './history.js';
 import { runNextjsBrowser } from './nextjs-browser.js';
 import { API_KEY, LIST_PAGE_SIZE, countRecovered, createWorld } from './scenario.js';
@@ -124,7 +126,7 @@ function targets(measurements: Measurement[]): TargetResult[] {
   ];
 }
 
-const SECTIONS = ['backfill', 'steady', 'latency', 'browser', 'history'] as const;
+const SECTIONS = ['backfill', 'steady', 'quiet', 'history', 'busy', 'generations', 'latency', 'browser'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** BENCH_ONLY=steady,latency → those sections, in the fixed order above; unset → all of them. */
@@ -150,6 +152,17 @@ async function runBackfill(adminUrl: string, quick: boolean): Promise<SectionRes
   return { text: [formatTable(measurements), ...failures].join('\n'), targets: targets(measurements) };
 }
 
+const RUNNERS: Record<Section, (adminUrl: string, quick: boolean) => Promise<SectionResult>> = {
+  backfill: runBackfill,
+  steady: runSteadyState,
+  quiet: runQuiet,
+  busy: runBusy,
+  generations: runGenerations,
+  latency: runBroadcastLatency,
+  browser: runNextjsBrowser,
+  history: runHistory,
+};
+
 async function main(): Promise<number> {
   const quick = process.env.BENCH_QUICK === '1';
   const sections = selectedSections();
@@ -159,16 +172,7 @@ async function main(): Promise<number> {
     console.log(`Database: ${database.describe}. Sections: ${sections.join(', ')}.`);
     for (const section of sections) {
       console.error(`running ${section}...`);
-      const result =
-        section === 'backfill'
-          ? await runBackfill(database.url, quick)
-          : section === 'steady'
-            ? await runSteadyState(database.url)
-            : section === 'latency'
-              ? await runBroadcastLatency(database.url)
-              : section === 'browser'
-                ? await runNextjsBrowser(database.url)
-                : await runHistory(database.url);
+      const result = await RUNNERS[section](database.url, quick);
       console.log(`\n== ${section} ==\n${result.text}\n`);
       console.log(formatTargets(result.targets));
       results.push(...result.targets);
