@@ -22,11 +22,19 @@
  * Then (issue 11, bench/nextjs-browser.ts):
  *   browser          examples/nextjs in headless Chromium: webhook POST → DOM text, and a lost callback's
  *                    trained_at → DOM text with the sidecar at its default settings
- * Then (bench/history.ts):
+ * Then (bench/cost.ts, bench/generations.ts; whole lives, like for like, bench/lives.ts):
+ *   quiet            one model over its life, finishing 2 min before / at / 2 min after / 10 min after
+ *                    its eta: the daemon beside a GET every 5 s and a list scan every 30 s, each
+ *                    measured (calls, bytes from Astria, DB statements, lag)
+ *   busy             300 models an hour for an hour (~120 in flight, mixed eta quality), the same three
+ *   generations      120 models and 1,200 prompts (packs of 20–40) finishing over 10 minutes, the same
+ *                    three: lag per kind, calls per object, req/s
+ * and (bench/history.ts):
  *   history          an idle leader with 30 days of history (216k models, their events and callbacks)
  *                    beside an empty one: lost-callback judging's database time a minute, and a
  *                    callback finding its model through the tune lookup table or the app's table
- * BENCH_ONLY=backfill,steady,latency,browser,history (any subset, comma separated) picks the sections; default all.
+ * BENCH_ONLY=backfill,steady,quiet,history,busy,generations,latency,browser (any subset, comma
+ * separated) picks the sections; default all.
  *
  * Database: a scratch database on BENCH_DATABASE_URL's server if set, else an embedded PostgreSQL.
  */
