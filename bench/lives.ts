@@ -161,13 +161,14 @@ export async function runLives(adminUrl: string, workload: Workload, strategy: S
     );
 
     // --- what each object's finish does at Astria, applied lazily by the next request after it ---
-    const finishes: { at: number; apply: () => void; kind: Kind; key: string }[] = [];
+    const finishes: { at: number; apply: () => void }[] = [];
     const finishAtOf = new Map<string, number>();
     const lags = { tune: [] as number[], prompt: [] as number[] };
     const total = workload.tunes.length + workload.packs.reduce((sum, pack) => sum + pack.prompts.length, 0);
     let done = 0;
     const requests: number[] = [];
     let finishedUpTo = 0;
+    // Kept in time order as objects are created (a finish always comes after its creation, so after every finish applied).
     const sortedFinishes = () => finishes.sort((a, b) => a.at - b.at);
     astria.resetStats();
     astria.onRequest(() => {
@@ -212,8 +213,6 @@ export async function runLives(adminUrl: string, workload: Workload, strategy: S
       finishAtOf.set(modelId, at(life.finishAt));
       finishes.push({
         at: at(life.finishAt),
-        kind: 'tune',
-        key: modelId,
         apply: () => (life.ending === 'trained' ? astria.train(tune.id, new Date(at(life.finishAt))) : life.ending === 'failed' ? astria.fail(tune.id) : astria.remove(tune.id)),
       });
       sortedFinishes();
@@ -229,8 +228,6 @@ export async function runLives(adminUrl: string, workload: Workload, strategy: S
         finishAtOf.set(`generation-${prompt.id}`, at(finishAt));
         finishes.push({
           at: at(finishAt),
-          kind: 'prompt',
-          key: `generation-${prompt.id}`,
           apply: () => (failed ? astria.failPrompt(prompt.id, 'Prompt flagged by the safety filter') : astria.finishPrompt(prompt.id, { at: new Date(at(finishAt)) })),
         });
       });

@@ -22,8 +22,10 @@
  * give or take the commit → LISTEN latency of the `latency` section) − F, both virtual. Peers are
  * computed from the same F values: one GET per model every 30 s, a list scan every 30 s (pages from the
  * newest tune down to the oldest undetected), and one GET per model every 5 s from training start
- * (vibephoto-style). Rates are over the run (first look to last model done); peak is the busiest
- * 1-second window.
+ * (vibephoto-style). Calls per model and rates are over the run (first look to last model done) for
+ * every strategy, the vibephoto poller's calls before it left out (bench/lives.ts compares whole
+ * lives); peak is the busiest 1-second window. The daemon's bytes (Astria's response bodies) and
+ * database statements (its pool, and one per leader lock refresh) are measured; the peers' are not.
  */
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
