@@ -74,7 +74,7 @@ async function runAll(adminUrl: string, workload: Workload): Promise<LifeRun[]> 
   return runs;
 }
 
-function allApplied(run: LifeRun, label: string): TargetResult {
+export function allApplied(run: LifeRun, label: string): TargetResult {
   const expected = run.workload.tunes.length + run.workload.packs.reduce((sum, pack) => sum + pack.prompts.length, 0);
   const applied = run.lags.tune.length + run.lags.prompt.length;
   return target(`${label}: ${STRATEGY_NAMES[run.strategy]} applied all ${expected}`, applied === expected, `${applied} applied, stopped by ${run.stopReason}`);

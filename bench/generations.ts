@@ -10,7 +10,7 @@
 import { prng } from './scenario.js';
 import { formatGrid, maximum, percentile, target, type SectionResult } from './stats.js';
 import type { TargetResult } from './report.js';
-import { kilobytes, mixedTune, seconds } from './cost.js';
+import { allApplied, kilobytes, mixedTune, seconds } from './cost.js';
 import { PACK_TUNES, runLives, STRATEGIES, STRATEGY_NAMES, type LifeRun, type PackLife, type Workload } from './lives.js';
 
 const SECOND = 1_000;
@@ -79,11 +79,7 @@ export async function runGenerations(adminUrl: string): Promise<SectionResult> {
   ].join('\n');
 
   const daemon = runs.find((run) => run.strategy === 'daemon')!;
-  const targets: TargetResult[] = [];
-  for (const run of runs) {
-    const applied = run.lags.tune.length + run.lags.prompt.length;
-    targets.push(target(`generations: ${STRATEGY_NAMES[run.strategy]} applied all ${totalObjects}`, applied === totalObjects, `${applied} applied, stopped by ${run.stopReason}`));
-  }
+  const targets: TargetResult[] = runs.map((run) => allApplied(run, 'generations'));
   for (const kind of ['tune', 'prompt'] as const) {
     const lags = daemon.lags[kind];
     const complete = lags.length === objects[kind];
