@@ -22,11 +22,19 @@
  * Then (issue 11, bench/nextjs-browser.ts):
  *   browser          examples/nextjs in headless Chromium: webhook POST → DOM text, and a lost callback's
  *                    trained_at → DOM text with the sidecar at its default settings
- * Then (bench/history.ts):
+ * Then (bench/cost.ts, bench/generations.ts; whole lives, like for like, bench/lives.ts):
+ *   quiet            one model over its life, finishing 2 min before / at / 2 min after / 10 min after
+ *                    its eta: the daemon beside a GET every 5 s and a list scan every 30 s, each
+ *                    measured (calls, bytes from Astria, DB statements, lag)
+ *   busy             300 models an hour for an hour (~120 in flight, mixed eta quality), the same three
+ *   generations      120 models and 1,200 prompts (packs of 20–40) finishing over 10 minutes, the same
+ *                    three: lag per kind, calls per object, req/s
+ * and (bench/history.ts):
  *   history          an idle leader with 30 days of history (216k models, their events and callbacks)
  *                    beside an empty one: lost-callback judging's database time a minute, and a
  *                    callback finding its model through the tune lookup table or the app's table
- * BENCH_ONLY=backfill,steady,latency,browser,history (any subset, comma separated) picks the sections; default all.
+ * BENCH_ONLY=backfill,steady,quiet,history,busy,generations,latency,browser (any subset, comma
+ * separated) picks the sections; default all.
  *
  * Database: a scratch database on BENCH_DATABASE_URL's server if set, else an embedded PostgreSQL.
  */
@@ -46,6 +54,8 @@ import {
   type TargetResult,
 } from './report.js';
 import { runBroadcastLatency } from './broadcast-latency.js';
+import { runBusy, runQuiet } from './cost.js';
+import { runGenerations } from './generations.js';
 import { runHistory } from './history.js';
 import { runNextjsBrowser } from './nextjs-browser.js';
 import { API_KEY, LIST_PAGE_SIZE, countRecovered, createWorld } from './scenario.js';
@@ -124,7 +134,7 @@ function targets(measurements: Measurement[]): TargetResult[] {
   ];
 }
 
-const SECTIONS = ['backfill', 'steady', 'latency', 'browser', 'history'] as const;
+const SECTIONS = ['backfill', 'steady', 'quiet', 'history', 'busy', 'generations', 'latency', 'browser'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** BENCH_ONLY=steady,latency → those sections, in the fixed order above; unset → all of them. */
@@ -150,6 +160,17 @@ async function runBackfill(adminUrl: string, quick: boolean): Promise<SectionRes
   return { text: [formatTable(measurements), ...failures].join('\n'), targets: targets(measurements) };
 }
 
+const RUNNERS: Record<Section, (adminUrl: string, quick: boolean) => Promise<SectionResult>> = {
+  backfill: runBackfill,
+  steady: runSteadyState,
+  quiet: runQuiet,
+  busy: runBusy,
+  generations: runGenerations,
+  latency: runBroadcastLatency,
+  browser: runNextjsBrowser,
+  history: runHistory,
+};
+
 async function main(): Promise<number> {
   const quick = process.env.BENCH_QUICK === '1';
   const sections = selectedSections();
@@ -159,16 +180,7 @@ async function main(): Promise<number> {
     console.log(`Database: ${database.describe}. Sections: ${sections.join(', ')}.`);
     for (const section of sections) {
       console.error(`running ${section}...`);
-      const result =
-        section === 'backfill'
-          ? await runBackfill(database.url, quick)
-          : section === 'steady'
-            ? await runSteadyState(database.url)
-            : section === 'latency'
-              ? await runBroadcastLatency(database.url)
-              : section === 'browser'
-                ? await runNextjsBrowser(database.url)
-                : await runHistory(database.url);
+      const result = await RUNNERS[section](database.url, quick);
       console.log(`\n== ${section} ==\n${result.text}\n`);
       console.log(formatTargets(result.targets));
       results.push(...result.targets);

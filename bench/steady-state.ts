@@ -22,8 +22,10 @@
  * give or take the commit → LISTEN latency of the `latency` section) − F, both virtual. Peers are
  * computed from the same F values: one GET per model every 30 s, a list scan every 30 s (pages from the
  * newest tune down to the oldest undetected), and one GET per model every 5 s from training start
- * (vibephoto-style). Rates are over the run (first look to last model done); peak is the busiest
- * 1-second window.
+ * (vibephoto-style). Calls per model and rates are over the run (first look to last model done) for
+ * every strategy, the vibephoto poller's calls before it left out (bench/lives.ts compares whole
+ * lives); peak is the busiest 1-second window. The daemon's bytes (Astria's response bodies) and
+ * database statements (its pool, and one per leader lock refresh) are measured; the peers' are not.
  */
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
@@ -38,7 +40,8 @@ import { createStatusService, type StatusService } from '../src/status/service.j
 import { API_KEY, LIST_PAGE_SIZE, prng, scratchDatabase } from './scenario.js';
 import { fixedOrDash, formatGrid, maximum, percentile, target, type SectionResult } from './stats.js';
 import type { TargetResult } from './report.js';
-import { VirtualClock, trackPool, trackUndiciRequests } from './virtual-clock.js';
+import { countStatements } from './counting-pool.js';
+import { VirtualClock, trackLeader, trackPool, trackUndiciRequests } from './virtual-clock.js';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -51,6 +54,7 @@ const TRAINING_TIMEOUT_MS = 24 * 60 * MINUTE;
 const REAL_TIME_LIMIT_MS = 10 * MINUTE;
 
 const LAG_TARGETS = { p50: 2 * SECOND, p99: 5 * SECOND, max: 10 * SECOND };
+const DAEMON = 'reconciler daemon (measured)';
 
 type EtaQuality = 'accurate' | 'late' | 'none';
 type Ending = 'trained' | 'failed' | 'gone';
@@ -99,6 +103,10 @@ export interface Run {
   requests: number[];
   list: number;
   get: number;
+  /** Bytes of Astria's response bodies. */
+  bytes: number;
+  /** Database statements of the daemon (its pool, and one per leader lock refresh). */
+  statements: number;
   nonOk: string;
   realMs: number;
   stopReason: string;
@@ -130,7 +138,10 @@ export async function runScenario(adminUrl: string, scenario: Scenario): Promise
   const astria = await startSimulatedAstria({ apiKey: API_KEY, now: () => new Date(clock.now()), maxPageSize: scenario.maxPageSize });
   const log = pino({ level: 'silent' });
   const metrics = createMetrics();
-  const pool = createPool(database.url, log, 10);
+  const rawPool = createPool(database.url, log, 10);
+  const counting = countStatements(rawPool);
+  const pool = trackPool(counting.pool, clock);
+  let leaderRefreshes = 0;
   const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: MAX_RPS, concurrency: CONCURRENCY, timeoutMs: 30_000, log, metrics, clock });
   const leader = createLeaderElection({ databaseUrl: database.url, lockName: 'astria_reconciler:leader:bench', log, metrics });
   const guard = setTimeout(() => stop.abort(new Error('real-time limit')), REAL_TIME_LIMIT_MS);
@@ -189,7 +200,7 @@ export async function runScenario(adminUrl: string, scenario: Scenario): Promise
       requests.push(now);
     });
 
-    const inner = createStatusService({ pool: trackPool(pool, clock), clock, metrics });
+    const inner = createStatusService({ pool, clock, metrics });
     let terminal = 0;
     const service: StatusService = {
       async apply(transition, source) {
@@ -202,7 +213,7 @@ export async function runScenario(adminUrl: string, scenario: Scenario): Promise
 
     const realStart = performance.now();
     await runDaemon(
-      { pool: trackPool(pool, clock), astria: client, service, log, clock, metrics, leader },
+      { pool, astria: client, service, log, clock, metrics, leader: trackLeader(leader, clock, () => leaderRefreshes++) },
       {
         intervalMs: INTERVAL_MS,
         stuckAfterMs: STUCK_AFTER_MS,
@@ -231,6 +242,8 @@ export async function runScenario(adminUrl: string, scenario: Scenario): Promise
       requests,
       list: stats.list,
       get: stats.get,
+      bytes: stats.bytes,
+      statements: counting.statements() + leaderRefreshes,
       nonOk:
         Object.entries(stats.byStatus)
           .filter(([status]) => Number(status) >= 300 && Number(status) !== 404)
@@ -244,7 +257,7 @@ export async function runScenario(adminUrl: string, scenario: Scenario): Promise
     untrackUndici();
     await leader.release();
     await client.close();
-    await pool.end();
+    await rawPool.end();
     await astria.close();
     await database.drop();
   }
@@ -265,7 +278,6 @@ interface Strategy {
   name: string;
   lagsMs: Map<string, number>;
   requests: number[];
-  calls: number;
 }
 
 /** One GET per model at phase + k·interval from `from(model)` until a poll sees it finished. */
@@ -278,7 +290,7 @@ function perModelPolling(name: string, finishes: Finish[], intervalMs: number, f
     requests.push(at);
     lagsMs.set(finish.modelId, at - finish.finishAt);
   }
-  return { name, lagsMs, requests, calls: requests.length };
+  return { name, lagsMs, requests };
 }
 
 /** A list scan every interval from t0: pages from the newest account tune to the oldest undetected one. */
@@ -294,11 +306,11 @@ function listScanPolling(run: Run, intervalMs: number): Strategy {
     for (const finish of undetected) if (finish.finishAt <= at) lagsMs.set(finish.modelId, at - finish.finishAt);
     undetected = undetected.filter((finish) => finish.finishAt > at);
   }
-  return { name: 'list scan every 30 s', lagsMs, requests, calls: requests.length };
+  return { name: 'list scan every 30 s', lagsMs, requests };
 }
 
 function strategies(run: Run): Strategy[] {
-  const ours: Strategy = { name: 'reconciler daemon (measured)', lagsMs: run.lagByModel, requests: run.requests, calls: run.requests.length };
+  const ours: Strategy = { name: DAEMON, lagsMs: run.lagByModel, requests: run.requests };
   // The 30 s pollers look from t0 (when the daemon starts too), each model at its own phase.
   const phase = (finish: Finish) => run.t0 + (finish.tuneId * 7_919) % (30 * SECOND);
   return [
@@ -326,10 +338,14 @@ export function describeRun(run: Run): { text: string; targets: TargetResult[] }
   const rows = strategies(run).map((strategy) => {
     const inWindow = strategy.requests.filter((at) => at >= run.t0);
     const durationMs = durationOf(run, inWindow);
+    const ours = strategy.name === DAEMON;
     return [
       strategy.name,
       ...lagCells([...strategy.lagsMs.values()]),
-      (strategy.calls / models).toFixed(2),
+      // The same window for every strategy (the daemon's: from t0, when the models are already training).
+      (inWindow.length / models).toFixed(2),
+      ours ? (run.bytes / models / 1_000).toFixed(1) : '-',
+      ours ? (run.statements / models).toFixed(1) : '-',
       (inWindow.length / (durationMs / SECOND)).toFixed(2),
       String(peakPerSecond(strategy.requests)),
     ];
@@ -353,7 +369,7 @@ export function describeRun(run: Run): { text: string; targets: TargetResult[] }
   const text = [
     `-- ${scenario.name}: ${models} models finishing over ${scenario.windowMs / MINUTE} min, ${run.accountTuneIds.length} account tunes, ` +
       `RECONCILER_OBSERVE_EVERY ${(scenario.observeEveryMs ?? DAEMON_DEFAULTS.observeEveryMs) / SECOND} s (seed ${scenario.seed})`,
-    formatGrid([['strategy', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/model', 'avg req/s', 'peak req/s'], ...rows]),
+    formatGrid([['strategy', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/model', 'KB/model', 'DB stmts/model', 'avg req/s', 'peak req/s'], ...rows]),
     formatGrid([['daemon lag by eta quality / ending', 'models', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)'], ...byQuality]),
     `daemon: ${run.terminal}/${models} applied (READY or ERROR), ${run.events} terminal events; Astria calls ${run.requests.length} ` +
       `(list ${run.list}, GET ${run.get}); non-2xx except 404: ${run.nonOk}; virtual ${(durationMs / SECOND).toFixed(0)} s in real ${(run.realMs / SECOND).toFixed(1)} s; stopped by: ${run.stopReason}`,

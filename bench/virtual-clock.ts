@@ -17,6 +17,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type pg from 'pg';
 import type { Clock } from '../src/clock.js';
+import type { LeaderElection } from '../src/reconciler/leader.js';
 
 const QUIET_ROUNDS = 3;
 
@@ -203,4 +204,21 @@ export function trackPool(pool: pg.Pool, clock: VirtualClock): pg.Pool {
     on: (...args: Parameters<pg.Pool['on']>) => pool.on(...args),
   };
   return tracked as unknown as pg.Pool;
+}
+
+/**
+ * The leader election with each `refresh` counted as work under way on `clock` (its statement runs on
+ * the election's own connection, which `trackPool` does not see): without it virtual time could run on
+ * while the daemon waits for the lock. `onRefresh` counts the refresh's one statement.
+ */
+type DaemonLeader = Pick<LeaderElection, 'refresh' | 'termSignal'>;
+
+export function trackLeader(leader: DaemonLeader, clock: VirtualClock, onRefresh: () => void = () => undefined): DaemonLeader {
+  return {
+    refresh: () => {
+      onRefresh();
+      return clock.track(leader.refresh());
+    },
+    termSignal: () => leader.termSignal(),
+  };
 }

@@ -85,6 +85,8 @@ export interface SimulatedAstriaStats {
   prompt_get: number;
   prompt_list: number;
   prompt_create: number;
+  /** Bytes of the response bodies sent (what a client pulls from Astria, headers aside). */
+  bytes: number;
   byStatus: Record<number, number>;
   /** Peak number of requests being served at once. */
   maxConcurrent: number;
@@ -179,7 +181,7 @@ interface Answer {
 }
 
 class SimulatedAstriaServer implements SimulatedAstria {
-  readonly stats: SimulatedAstriaStats = { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, byStatus: {}, maxConcurrent: 0 };
+  readonly stats: SimulatedAstriaStats = { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, bytes: 0, byStatus: {}, maxConcurrent: 0 };
   private readonly server: Server;
   private readonly tunes = new IdStore<TuneJson>('tune');
   private readonly prompts = new IdStore<PromptJson>('prompt');
@@ -217,7 +219,7 @@ class SimulatedAstriaServer implements SimulatedAstria {
 
   resetStats(): void {
     // Mutated in place so callers holding `stats` keep seeing live numbers.
-    Object.assign(this.stats, { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, byStatus: {}, maxConcurrent: this.inFlight });
+    Object.assign(this.stats, { requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, bytes: 0, byStatus: {}, maxConcurrent: this.inFlight });
   }
 
   addTune(init: SimulatedTuneInit = {}): TuneJson {
@@ -420,7 +422,9 @@ class SimulatedAstriaServer implements SimulatedAstria {
 
   private send(res: ServerResponse, answer: Answer): void {
     if (res.destroyed) return; // the client gave up or close() ran while we waited
-    this.writeHead(res, answer, Buffer.byteLength(answer.body));
+    const length = Buffer.byteLength(answer.body);
+    this.writeHead(res, answer, length);
+    this.stats.bytes += length;
     res.end(answer.body);
   }
 
@@ -428,6 +432,7 @@ class SimulatedAstriaServer implements SimulatedAstria {
     if (res.destroyed) return;
     const bytes = Buffer.from(answer.body);
     this.writeHead(res, answer, bytes.length);
+    this.stats.bytes += Math.floor(bytes.length / 2);
     res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => res.destroy());
   }
 

@@ -7,7 +7,7 @@
  */
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { VirtualClock, trackPool, trackUndiciRequests } from '../../bench/virtual-clock.js';
+import { VirtualClock, trackLeader, trackPool, trackUndiciRequests } from '../../bench/virtual-clock.js';
 import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { seedModels, type SeedModel } from '../../dev/host-schema.js';
@@ -73,7 +73,7 @@ async function runFor(
   const pool = trackPool(db.pool, clock);
   const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 5, concurrency: 4, timeoutMs: 10 * SECOND, log, metrics, clock });
   election = createLeaderElection({ databaseUrl: db.url, lockName: `rounds-${t0}`, log, metrics });
-  const leader = { ...election, refresh: () => clock.track(election.refresh()) };
+  const leader = trackLeader(election, clock);
   script((ms, what) => void clock.sleep(ms, stop.signal).then(() => clock.track(Promise.resolve(what()))).catch(() => undefined));
   try {
     await runDaemon(

@@ -301,15 +301,16 @@ describe('simulated Astria', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(140);
   });
 
-  it('tracks peak concurrency and resets stats', async () => {
+  it('tracks peak concurrency and the bytes of the bodies it sent, and resets stats', async () => {
     const fake = await start({ latencyMs: 100 });
     const tune = fake.addTune();
     await Promise.all(Array.from({ length: 4 }, () => call(fake, `/tunes/${tune.id}`)));
     await call(fake, '/tunes');
-    expect(fake.stats).toMatchObject({ requests: 5, get: 4, list: 1, maxConcurrent: 4 });
+    const bodyBytes = 5 * Buffer.byteLength(JSON.stringify(tune)) + '[]'.length;
+    expect(fake.stats).toMatchObject({ requests: 5, get: 4, list: 1, maxConcurrent: 4, bytes: bodyBytes });
 
     fake.resetStats();
-    expect(fake.stats).toEqual({ requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, byStatus: {}, maxConcurrent: 0 });
+    expect(fake.stats).toEqual({ requests: 0, get: 0, list: 0, prompt_get: 0, prompt_list: 0, prompt_create: 0, bytes: 0, byStatus: {}, maxConcurrent: 0 });
   });
 
   it('hangs until closed', async () => {
