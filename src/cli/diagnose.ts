@@ -121,7 +121,7 @@ export async function runDiagnose(
       }
     : null;
   try {
-    return await withDiagnosisReader(pool, config.schema, async (reader) => {
+    return await withDiagnosisReader(pool, config.schema, config.host, async (reader) => {
       const context: Context = { reader, config, askAstria };
       if (command.id === null) return stuck(context, command, options.stdout);
       for (const kind of KINDS) {

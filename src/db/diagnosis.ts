@@ -1,5 +1,7 @@
 import type pg from 'pg';
 import { TUNE_ID_PATTERN } from '../astria/tune.js';
+import { IN_FLIGHT_STATUSES } from '../model.js';
+import { quoteLiteral, type HostSchema, type ModelColumn } from './host-schema.js';
 import { quoteIdentifier } from './identifier.js';
 
 /**
@@ -8,8 +10,6 @@ import { quoteIdentifier } from './identifier.js';
  * hold UTC wall-clock time; our own tables are timestamptz.
  */
 
-/** A timestamp(3) column of the app (UTC wall-clock) as ISO text. */
-const wallClock = (column: string) => `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 /** A timestamptz as ISO text in UTC. */
 const instant = (expression: string) => `to_char(${expression} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
@@ -29,10 +29,15 @@ export interface DiagnosedModel {
   updatedAt: string | null;
 }
 
-const MODEL_SELECT = `SELECT id, "userId", status::text AS status, progress, "aiProvider", "trainingJobId", "modelUrl",
-       "errorMessage", "estimatedTime",
-       ${wallClock('"trainedAt"')} AS "trainedAt", ${wallClock('"createdAt"')} AS "createdAt", ${wallClock('"updatedAt"')} AS "updatedAt"
-  FROM ai_models`;
+/** The models table's row as `DiagnosedModel`: ids as text, the canonical status, a column the app lacks as null. */
+function modelSelect({ models }: HostSchema): string {
+  const optional = (column: ModelColumn, type: string) => `${models.has(column) ? models.col(column) : `NULL::${type}`} AS "${column}"`;
+  const time = (column: ModelColumn) => `${models.has(column) ? instant(models.instant(column)) : 'NULL::text'} AS "${column}"`;
+  return `SELECT ${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${optional('progress', 'int')},
+       ${optional('aiProvider', 'text')}, ${models.text('trainingJobId')} AS "trainingJobId", ${optional('modelUrl', 'text')},
+       ${optional('errorMessage', 'text')}, ${optional('estimatedTime', 'int')}, ${time('trainedAt')}, ${time('createdAt')}, ${time('updatedAt')}
+  FROM ${models.sql}`;
+}
 
 export interface TransitionRecord {
   seq: string;
@@ -115,12 +120,12 @@ export interface DiagnosisReader {
  * Runs `work` in a read-only transaction on one connection (`diagnose` writes nothing, whatever it
  * finds), rolled back at the end either way. The caller has checked that `ai_models` is there.
  */
-export async function withDiagnosisReader<T>(pool: pg.Pool, schema: string, work: (reader: DiagnosisReader) => Promise<T>): Promise<T> {
+export async function withDiagnosisReader<T>(pool: pg.Pool, schema: string, host: HostSchema, work: (reader: DiagnosisReader) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
   try {
     await client.query('BEGIN READ ONLY');
-    const reader = await createReader(client, schema);
+    const reader = await createReader(client, schema, host);
     return await work(reader);
   } finally {
     await client.query('ROLLBACK').catch(() => (broken = true));
@@ -128,7 +133,8 @@ export async function withDiagnosisReader<T>(pool: pg.Pool, schema: string, work
   }
 }
 
-async function createReader(client: pg.PoolClient, schemaName: string): Promise<DiagnosisReader> {
+async function createReader(client: pg.PoolClient, schemaName: string, host: HostSchema): Promise<DiagnosisReader> {
+  const { models, generations } = host;
   const schema = quoteIdentifier(schemaName);
   const { rows } = await client.query<OwnTables & { now: string }>(
     `SELECT ${instant('now()')} AS now,
@@ -143,18 +149,18 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
   );
   const { now, ...tables } = rows[0]!;
 
-  const models = async (where: string, params: unknown[]) => (await client.query<DiagnosedModel>(`${MODEL_SELECT} WHERE ${where} ORDER BY "updatedAt" DESC, id`, params)).rows;
+  const selectModels = async (where: string, params: unknown[]) => (await client.query<DiagnosedModel>(`${modelSelect(host)} WHERE ${where} ORDER BY "updatedAt" DESC, id`, params)).rows;
 
   return {
     now,
     tables,
 
     async modelById(id) {
-      return (await models('id = $1::text', [id]))[0] ?? null;
+      return (await selectModels(`${models.col('id')} = ${models.value('id', '$1::text')}`, [id]))[0] ?? null;
     },
 
     modelsByTuneId(tuneId) {
-      return models(`"trainingJobId" = $1::text`, [tuneId]);
+      return selectModels(`${models.col('trainingJobId')} = ${models.value('trainingJobId', '$1::text')}`, [tuneId]);
     },
 
     async records(model) {
@@ -207,7 +213,7 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
     async nearMisses(id) {
       // A pasted id cut short, or with something stuck to it: model ids it is a piece of, or that are a piece of it.
       const similar = await client.query<{ id: string }>(
-        `SELECT id FROM ai_models
+        `SELECT id FROM (SELECT ${models.text('id')} AS id FROM ${models.sql}) AS model
           WHERE length($1::text) >= 4 AND (starts_with(id, $1::text) OR (length(id) >= 4 AND starts_with($1::text, id)))
           ORDER BY id LIMIT 3`,
         [id],
@@ -229,12 +235,14 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
               AND (d.dead_at IS NOT NULL OR d.last_error IS NOT NULL)
             GROUP BY e.model_id`
         : '';
+      // Without `updatedAt` a model's age is its `createdAt`'s (or none: then only a bad tune id makes it a candidate).
+      const updatedAt = models.has('updatedAt') ? models.instant('updatedAt') : models.utc('createdAt');
       const { rows } = await client.query<{ id: string }>(
         `SELECT id FROM (
-           SELECT id, ("updatedAt" AT TIME ZONE 'UTC') AS at FROM ai_models
-            WHERE status::text IN ('PROCESSING', 'TRAINING') AND "aiProvider" = 'astria'
-              AND ("trainingJobId" IS NULL OR "trainingJobId" !~ '${TUNE_ID_PATTERN}'
-                   OR ("updatedAt" AT TIME ZONE 'UTC') + coalesce("estimatedTime", 0) * interval '1 minute'
+           SELECT ${models.text('id')} AS id, ${updatedAt} AS at FROM ${models.sql}
+            WHERE ${[models.statusIn(IN_FLIGHT_STATUSES), ...models.astriaRows()].join(' AND ')}
+              AND (${models.col('trainingJobId')} IS NULL OR ${models.text('trainingJobId')} !~ '${TUNE_ID_PATTERN}'
+                   OR ${updatedAt} + coalesce(${models.has('estimatedTime') ? models.col('estimatedTime') : 'NULL::int'}, 0) * interval '1 minute'
                       + $1 * interval '1 millisecond' < now())
            ${deliveryTrouble}
          ) candidates
@@ -246,12 +254,12 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
 
     async generation(id) {
       const table = await client.query<{ found: boolean }>(
-        `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('generations') AND attname = 'jobId' AND NOT attisdropped) AS found`,
+        `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${quoteLiteral(generations.sql)}) AND attname = ${quoteLiteral(generations.columns.jobId!)} AND NOT attisdropped) AS found`,
       );
       if (!table.rows[0]?.found) return null;
       // Read whole as JSON: the table is the app's, and only its id, jobId and status are relied upon.
       const { rows } = await client.query<{ row: Record<string, unknown> }>(
-        `SELECT to_jsonb(g) AS row FROM generations g WHERE g.id::text = $1::text OR g."jobId"::text = $1::text ORDER BY g.id::text LIMIT 10`,
+        `SELECT to_jsonb(g) AS row FROM ${generations.sql} g WHERE ${generations.col('id', 'g')}::text = $1::text OR ${generations.col('jobId', 'g')}::text = $1::text ORDER BY ${generations.col('id', 'g')}::text LIMIT 10`,
         [id],
       );
       return rows.map((row) => row.row);

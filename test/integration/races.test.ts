@@ -27,6 +27,7 @@ import { createWebhookHandler } from '../../src/http/webhook.js';
 import { createMetrics } from '../../src/metrics.js';
 import { reconcileOnce, type OnceDeps } from '../../src/reconciler/once.js';
 import { tunes } from '../../src/reconciler/resource.js';
+import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-schema.js';
 import { runRound } from '../../src/reconciler/round.js';
 import { decide, type ModelRow } from '../../src/status/rules.js';
 import { createStatusService, type StatusService } from '../../src/status/service.js';
@@ -176,7 +177,7 @@ describe('webhook vs poller vs --once on the same model', () => {
         async () => {
           await jitter();
           let applied = 0;
-          await runRound(tunes, daemon, {
+          await runRound(tunes(DEFAULT_HOST_SCHEMA), daemon, {
             items: [{ id: tune.id, weight: 1 }],
             filter: { stuckBefore: null, modelIds: [model.id], includeError: false },
             rules: { trainingTimeoutMs: TRAINING_TIMEOUT_MS },
