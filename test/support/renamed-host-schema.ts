@@ -29,6 +29,8 @@ export interface HostFixture {
   mappingFile(): string | null;
   /** Creates the generations table (and the models table when it is not vibephoto's, which every test database has). */
   install(db: Queryable): Promise<void>;
+  /** Deletes every generation and model. */
+  clear(db: Queryable): Promise<void>;
   seedModels(db: Queryable, models: SeedModel[]): Promise<void>;
   readModel(db: Queryable, id: string): Promise<ModelRow>;
   /** A raw status write by the app (another writer), in canonical terms. */
@@ -43,6 +45,7 @@ export const vibephoto: HostFixture = {
   host: DEFAULT_HOST_SCHEMA,
   mappingFile: () => null,
   install: async (db) => void (await db.query(GENERATIONS_SCHEMA_SQL)),
+  clear: async (db) => void (await db.query('DELETE FROM generations; DELETE FROM ai_models')),
   seedModels: seedVibephotoModels,
   readModel: readVibephotoModel,
   setModelStatus: async (db, id, status) => void (await db.query(`UPDATE ai_models SET status = $2::"ModelStatus" WHERE id = $1`, [id, status])),
@@ -155,6 +158,7 @@ export const renamed: HostFixture = {
     return mappingPath;
   },
   install: async (db) => void (await db.query(RENAMED_SQL)),
+  clear: async (db) => void (await db.query('DELETE FROM studio.images; DELETE FROM studio."Trained Models"')),
 
   async seedModels(db, models) {
     const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
