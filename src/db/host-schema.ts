@@ -135,6 +135,15 @@ export interface HostSchema {
   generations: GenerationTable;
 }
 
+/**
+ * The database could not read a given value as the column's type (`&model=abc` for a bigint id, a
+ * number out of its range): such a value names no row of that table.
+ */
+export function isNotOfColumnType(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '22P02' || code === '22003';
+}
+
 /** A PostgreSQL string literal, as `quote_literal` writes it (an `E''` literal when it holds a backslash). */
 export function quoteLiteral(value: string): string {
   const quoted = `'${value.replaceAll("'", "''")}'`;

@@ -2,7 +2,7 @@ import type { ModelChanges, ModelRow, Transition, UpdatedModel } from '../model.
 import type pg from 'pg';
 import type { SqlExecutor } from './executor.js';
 import { quoteIdentifier } from './identifier.js';
-import type { HostSchema, ModelTable } from './host-schema.js';
+import { isNotOfColumnType, type HostSchema, type ModelTable } from './host-schema.js';
 import { modelColumns } from './inflight.js';
 import { noteModelsOfTune } from './tune-models.js';
 
@@ -28,12 +28,17 @@ export async function selectModelsOfTune(
     const noted = await selectNotedModelsOfTune(db, host, schema, tuneId, log);
     if (noted.length > 0) return noted;
   }
-  const rows = await db.query<ModelRow>(
-    `SELECT ${modelColumns(host)} FROM ${models.sql}
-      WHERE ${[...models.astriaRows(), `${models.col('trainingJobId')} = ${models.value('trainingJobId', '$1::text')}`].join(' AND ')}
-        AND ($2::text IS NULL OR ${models.col('id')} = ${models.value('id', '$2::text')}) ORDER BY ${models.col('id')}`,
-    [tuneId, modelId],
-  );
+  const rows = await db
+    .query<ModelRow>(
+      `SELECT ${modelColumns(host)} FROM ${models.sql}
+        WHERE ${[...models.astriaRows(), `${models.col('trainingJobId')} = ${models.value('trainingJobId', '$1::text')}`].join(' AND ')}
+          AND ($2::text IS NULL OR ${models.col('id')} = ${models.value('id', '$2::text')}) ORDER BY ${models.col('id')}`,
+      [tuneId, modelId],
+    )
+    .catch((error: unknown) => {
+      if (isNotOfColumnType(error)) return [];
+      throw error;
+    });
   if (modelId === null && rows.length > 0) await noteModelsOfTune(db, schema, tuneId, rows.map((row) => row.id), log);
   return rows;
 }
