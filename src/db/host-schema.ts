@@ -249,6 +249,5 @@ function buildTable<Column extends string, Status extends string>(
 function describeIssue(issue: z.core.$ZodIssue): string {
   const path = issue.path.map(String).join('.');
   if (issue.code === 'unrecognized_keys') return issue.keys.map((unknown) => `${path ? `${path}.` : ''}${unknown} is not a known key`).join('; ');
-  if (issue.code === 'invalid_type' && issue.input === undefined) return `${path} is required`;
   return `${path || '(top level)'} ${issue.message}`;
 }
