@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { asExecutor } from './drivers.js';
-import type { SqlExecutor } from './executor.js';
+import type { Database, SqlExecutor } from './executor.js';
 import { DEFAULT_HOST_SCHEMA, quoteLiteral, type HostSchema, type HostTable } from './host-schema.js';
 
 /**
@@ -39,7 +39,7 @@ async function readTableShape(db: SqlExecutor, table: HostTable<string, string>)
  * label of the status column's enum. The generations table may be absent (then prompts are not
  * reconciled), unless the mapping names one. Any other error (unreachable, refused) propagates as is.
  */
-export async function assertHostTable(database: pg.Pool | SqlExecutor, host: HostSchema = DEFAULT_HOST_SCHEMA): Promise<void> {
+export async function assertHostTable(database: pg.Pool | SqlExecutor | Database, host: HostSchema = DEFAULT_HOST_SCHEMA): Promise<void> {
   const db = asExecutor(database);
   const models = await readTableShape(db, host.models);
   if (!models.found) {
