@@ -31,7 +31,7 @@ export interface DiagnosedModel {
 
 /** The models table's row as `DiagnosedModel`: ids as text, the canonical status, a column the app lacks as null. */
 function modelSelect({ models }: HostSchema): string {
-  const optional = (column: ModelColumn, type: string) => `${models.has(column) ? models.col(column) : `NULL::${type}`} AS "${column}"`;
+  const optional = (column: ModelColumn, type: string) => `${models.or(column, `NULL::${type}`)} AS "${column}"`;
   const time = (column: ModelColumn) => `${models.has(column) ? instant(models.instant(column)) : 'NULL::text'} AS "${column}"`;
   return `SELECT ${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${optional('progress', 'int')},
        ${optional('aiProvider', 'text')}, ${models.text('trainingJobId')} AS "trainingJobId", ${optional('modelUrl', 'text')},
@@ -242,7 +242,7 @@ async function createReader(client: pg.PoolClient, schemaName: string, host: Hos
            SELECT ${models.text('id')} AS id, ${updatedAt} AS at FROM ${models.sql}
             WHERE ${[models.statusIn(IN_FLIGHT_STATUSES), ...models.astriaRows()].join(' AND ')}
               AND (${models.col('trainingJobId')} IS NULL OR ${models.text('trainingJobId')} !~ '${TUNE_ID_PATTERN}'
-                   OR ${updatedAt} + coalesce(${models.has('estimatedTime') ? models.col('estimatedTime') : 'NULL::int'}, 0) * interval '1 minute'
+                   OR ${updatedAt} + coalesce(${models.or('estimatedTime', 'NULL::int')}, 0) * interval '1 minute'
                       + $1 * interval '1 millisecond' < now())
            ${deliveryTrouble}
          ) candidates

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition, type UpdatedGeneration } from '../model.js';
 import type { SqlExecutor } from './executor.js';
-import { quoteLiteral, type GenerationColumn, type GenerationTable, type HostSchema } from './host-schema.js';
+import { quoteLiteral, type GenerationTable, type HostSchema } from './host-schema.js';
 import { updatedAtMs, type InFlightFilter, type InFlightRef } from './inflight.js';
 
 /**
@@ -23,14 +23,10 @@ export async function generationsTablePresent(db: SqlExecutor, { generations }: 
 const imageUrls = (generations: GenerationTable) =>
   `ARRAY(SELECT CASE WHEN jsonb_typeof(url) = 'string' THEN url #>> '{}' ELSE url::text END FROM jsonb_array_elements(to_jsonb(${generations.col('imageUrls')})) AS url)`;
 
-/** A column that may be absent, read as `fallback` then. */
-const optional = (generations: GenerationTable, column: GenerationColumn, read: (col: string) => string, fallback: string) =>
-  `${generations.has(column) ? read(generations.col(column)) : fallback} AS "${column}"`;
-
 /** The generations table's columns a `GenerationRow` holds, ids as text, timestamps read as instants (null when not finite). */
 const generationColumns = (generations: GenerationTable) => `${generations.text('id')} AS id, ${generations.text('userId')} AS "userId",
-  ${optional(generations, 'modelId', (col) => `${col}::text`, 'NULL::text')}, ${generations.status()} AS status, ${generations.text('jobId')} AS "jobId",
-  ${imageUrls(generations)} AS "imageUrls", ${optional(generations, 'errorMessage', (col) => col, 'NULL::text')},
+  ${generations.or('modelId', 'NULL')}::text AS "modelId", ${generations.status()} AS status, ${generations.text('jobId')} AS "jobId",
+  ${imageUrls(generations)} AS "imageUrls", ${generations.or('errorMessage', 'NULL::text')} AS "errorMessage",
   ${generations.utc('completedAt')} AS "completedAt", ${generations.utc('createdAt')} AS "createdAt", ${generations.utc('updatedAt')} AS "updatedAt"`;
 
 /**
@@ -139,10 +135,10 @@ export async function compareAndSetGeneration(tx: SqlExecutor, { generations }: 
     `UPDATE ${generations.sql} SET ${assignments.join(', ')}
       WHERE ${conditions.join(' AND ')}
       RETURNING ${generations.text('id')} AS id, ${generations.text('userId')} AS "userId",
-                ${optional(generations, 'modelId', (col) => `${col}::text`, 'NULL::text')}, ${generations.status()} AS status,
+                ${generations.or('modelId', 'NULL')}::text AS "modelId", ${generations.status()} AS status,
                 ${imageUrls(generations)} AS "imageUrls",
                 ${generations.has('completedAt') ? generations.utc('completedAt') : `${returnedCompletedAt}::timestamptz`} AS "completedAt",
-                ${optional(generations, 'errorMessage', (col) => col, returnedError)}`,
+                ${generations.or('errorMessage', returnedError)} AS "errorMessage"`,
     params,
   );
   return rows[0] ?? null;

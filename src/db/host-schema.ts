@@ -52,6 +52,11 @@ export class HostTable<Column extends string, Status extends string> {
     return this.columns[column] !== null;
   }
 
+  /** The quoted column, or the SQL `fallback` when the app has none. */
+  or(column: Column, fallback: string): string {
+    return this.has(column) ? this.col(column) : fallback;
+  }
+
   /** The quoted column; a column the app lacks is a programming error here (callers check `has` first). */
   col(column: Column, alias?: string): string {
     const name = this.columns[column];

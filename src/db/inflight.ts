@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { IN_FLIGHT_STATUSES, type ModelRow } from '../model.js';
-import type { HostSchema, HostTable, ModelColumn } from './host-schema.js';
+import type { HostSchema, HostTable } from './host-schema.js';
 
 
 /**
@@ -37,9 +37,8 @@ export function operatorFilter(now: number, stuckAfterMs: number, modelIds: stri
  * reads as the rules' neutral value.
  */
 export function modelColumns({ models }: HostSchema): string {
-  const optional = (column: ModelColumn, type: string, fallback = 'NULL') => `${models.has(column) ? models.col(column) : `${fallback}::${type}`} AS "${column}"`;
-  return `${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${optional('progress', 'int', '0')},
-  ${models.text('trainingJobId')} AS "trainingJobId", ${optional('errorMessage', 'text')}, ${optional('estimatedTime', 'int')},
+  return `${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${models.or('progress', '0::int')} AS progress,
+  ${models.text('trainingJobId')} AS "trainingJobId", ${models.or('errorMessage', 'NULL::text')} AS "errorMessage", ${models.or('estimatedTime', 'NULL::int')} AS "estimatedTime",
   ${models.utc('createdAt')} AS "createdAt"`;
 }
 

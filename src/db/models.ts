@@ -112,7 +112,7 @@ export async function compareAndSetModel(tx: SqlExecutor, host: HostSchema, tran
     else returned[column] = param(text);
   }
   if (assignments.length === 0) return null;
-  const column = (name: keyof ModelChanges, type: string) => `${models.has(name) ? models.col(name) : returned[name]}::${type} AS "${name}"`;
+  const column = (name: keyof ModelChanges, type: string) => `${models.or(name, returned[name])}::${type} AS "${name}"`;
   const rows = await tx.query<UpdatedModel>(
     `UPDATE ${models.sql} SET ${assignments.join(', ')}
       WHERE ${conditions.join(' AND ')}
