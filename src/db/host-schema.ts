@@ -20,9 +20,9 @@ const REQUIRED_GENERATION_COLUMNS = ['id', 'userId', 'status', 'jobId', 'imageUr
 export type ModelColumn = (typeof MODEL_COLUMNS)[number];
 export type GenerationColumn = (typeof GENERATION_COLUMNS)[number];
 
-/** The statuses the rules write: the app must have a value for each. */
-const WRITTEN_MODEL_STATUSES: readonly ModelStatus[] = ['READY', 'ERROR'];
-const WRITTEN_GENERATION_STATUSES: readonly GenerationStatus[] = ['COMPLETED', 'FAILED'];
+/** The statuses the rules write (training started, done, failed): the app must have a value for each. */
+const WRITTEN_MODEL_STATUSES: readonly ModelStatus[] = ['TRAINING', 'READY', 'ERROR'];
+const WRITTEN_GENERATION_STATUSES: readonly GenerationStatus[] = ['PROCESSING', 'COMPLETED', 'FAILED'];
 /**
  * In-flight statuses an app may not tell apart (one `processing` for both): they may share a value,
  * which reads back as the last of them (TRAINING, PROCESSING), so the rules never see a step between
@@ -245,7 +245,6 @@ function buildTable<Column extends string, Status extends string>(
       problems.push(`${key}.statuses.${sharing.join(' and ')} share the value "${value}": only ${shareable.join(' and ')} may (an app that does not tell them apart)`);
     }
   }
-  if (shareable.every((status) => statuses.get(status) === null)) problems.push(`${key}.statuses: ${shareable.join(' or ')} must have a value (the in-flight status)`);
   const schema = given?.schema ?? null;
   const table = given?.table ?? defaultTable;
   return new HostTable(schema === null ? table : `${schema}.${table}`, schema, table, columns, statuses);

@@ -62,7 +62,8 @@ describe('RECONCILER_HOST_MAPPING', () => {
     [{ models: { statuses: { READY: null } } }, 'models.statuses.READY must be a string (a status value)'],
     [{ models: { statuses: { READY: 'done', ERROR: 'done' } } }, 'models.statuses.READY and ERROR share the value "done"'],
     [{ generations: { statuses: { PROCESSING: 'busy', COMPLETED: 'busy' } } }, 'generations.statuses.PROCESSING and COMPLETED share the value "busy"'],
-    [{ generations: { statuses: { PENDING: null, PROCESSING: null } } }, 'generations.statuses: PENDING or PROCESSING must have a value'],
+    [{ generations: { statuses: { PENDING: null, PROCESSING: null } } }, 'generations.statuses.PROCESSING must be a string (a status value)'],
+    [{ models: { statuses: { TRAINING: null } } }, 'models.statuses.TRAINING must be a string (a status value)'],
     [[], '(top level)'],
   ])('%j is refused naming the key', (mapping, named) => {
     const message = refusal(mapping);
