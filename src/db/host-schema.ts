@@ -39,8 +39,8 @@ export class HostTable<Column extends string, Status extends string> {
   constructor(
     /** As the mapping names it: `schema.table` or `table`, for messages. */
     readonly label: string,
-    readonly schema: string | null,
-    readonly table: string,
+    schema: string | null,
+    table: string,
     readonly columns: Readonly<Record<Column, string | null>>,
     /** Canonical status → the app's value, in canonical order. */
     readonly statuses: ReadonlyMap<Status, string | null>,
