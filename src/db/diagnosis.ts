@@ -156,11 +156,12 @@ async function createReader(client: pg.PoolClient, schemaName: string, host: Hos
     tables,
 
     async modelById(id) {
-      return (await selectModels(`${models.col('id')} = ${models.value('id', '$1::text')}`, [id]))[0] ?? null;
+      // Compared as text: an operator's id that the column's type cannot hold names no model, and aborts nothing.
+      return (await selectModels(`${models.text('id')} = $1::text`, [id]))[0] ?? null;
     },
 
     modelsByTuneId(tuneId) {
-      return selectModels(`${models.col('trainingJobId')} = ${models.value('trainingJobId', '$1::text')}`, [tuneId]);
+      return selectModels(`${models.text('trainingJobId')} = $1::text`, [tuneId]);
     },
 
     async records(model) {
