@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { classifyReconcilerRecoveries, DEFAULT_CALLBACK_GRACE_MS } from '../src/db/callbacks.js';
 import { pgExecutor } from '../src/db/pg-driver.js';
-import { DEFAULT_HOST_SCHEMA } from '../src/db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA } from '../src/db/host-names.js';
 import { selectModelsOfTune } from '../src/db/models.js';
 import { noteTuneModels } from '../src/db/tune-models.js';
 import { scratchDatabase } from './scenario.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { DEFAULT_HOST_SCHEMA, HostMappingError, loadHostMapping, type HostSchema } from './db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, HostMappingError, loadHostMapping, type HostSchema } from './db/host-names.js';
 import { DEFAULT_SCHEMA } from './db/identifier.js';
 import { isValidSigningSecret } from './broadcast/signature.js';
 

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { UsageError } from './args.js';
 import { listDeadDeliveries, type DeadDeliveries } from '../broadcast/dead-letter.js';
 import { countCallbackOutcomes, DEFAULT_CALLBACK_GRACE_MS, type CallbackCounts } from '../db/callbacks.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { ownSchemaReady } from '../db/own-schema.js';
 import { DEFAULT_ORPHAN_WINDOW_MS, selectOrphans } from '../db/orphans.js';
 import { countTransitions, databaseNow, recoveryLag, slowestRecoveries } from '../db/report.js';

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { TUNE_ID_PATTERN } from '../astria/tune.js';
 import { IN_FLIGHT_STATUSES } from '../model.js';
-import { quoteLiteral, type HostSchema, type ModelColumn } from './host-schema.js';
+import { quoteLiteral, type HostSchema, type ModelColumn } from './host-names.js';
 import { quoteIdentifier } from './identifier.js';
 
 /**

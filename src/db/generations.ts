@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition, type UpdatedGeneration } from '../model.js';
 import type { SqlExecutor } from './executor.js';
-import { quoteLiteral, type GenerationTable, type HostSchema } from './host-schema.js';
+import { quoteLiteral, type GenerationTable, type HostSchema } from './host-names.js';
 import { updatedAtMs, type InFlightFilter, type InFlightRef } from './inflight.js';
 
 /**

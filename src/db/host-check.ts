@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { asExecutor } from './drivers.js';
 import type { Database, SqlExecutor } from './executor.js';
-import { DEFAULT_HOST_SCHEMA, quoteLiteral, type HostSchema, type HostTable } from './host-schema.js';
+import { DEFAULT_HOST_SCHEMA, quoteLiteral, type HostSchema, type HostTable } from './host-names.js';
 
 /**
  * The database answers but the app's tables are not as the names say: no `ai_models` (or the mapped
@@ -36,8 +36,8 @@ async function readTableShape(db: SqlExecutor, table: HostTable<string, string>)
  * Throws HostTableMissingError when the app's models table is not visible on the search path (naming
  * the database and search path it looked in and the two settings that decide them), when a column the
  * mapping names is missing from either table (naming `table.column`), or when a status value is no
- * label of the status column's enum. The generations table may be absent (then prompts are not
- * reconciled), unless the mapping names one. Any other error (unreachable, refused) propagates as is.
+ * label of the status column's enum. The generations table is checked only when the mapping names
+ * one (then it must exist). Any other error (unreachable, refused) propagates as is.
  */
 export async function assertHostTable(database: pg.Pool | SqlExecutor | Database, host: HostSchema = DEFAULT_HOST_SCHEMA): Promise<void> {
   const db = asExecutor(database);
@@ -50,12 +50,15 @@ export async function assertHostTable(database: pg.Pool | SqlExecutor | Database
     );
   }
   const problems = tableProblems(host.models, models);
-  const generations = await readTableShape(db, host.generations);
-  if (generations.found) problems.push(...tableProblems(host.generations, generations));
-  else if (host.generations.label !== DEFAULT_HOST_SCHEMA.generations.label) {
-    problems.push(`table ${host.generations.label} not found (search_path ${generations.search_path})`);
+  // Only a generations table the mapping names is checked: the default one may be absent (prompts are
+  // then off) or hold other columns than ours, as it could before mappings existed.
+  if (host.generations.named) {
+    const generations = await readTableShape(db, host.generations);
+    if (generations.found) problems.push(...tableProblems(host.generations, generations));
+    else problems.push(`table ${host.generations.label} not found (search_path ${generations.search_path})`);
   }
-  if (problems.length > 0) throw new HostTableMissingError(`the app's tables do not match RECONCILER_HOST_MAPPING: ${problems.join('; ')}`);
+  const against = host === DEFAULT_HOST_SCHEMA ? 'the columns read (RECONCILER_HOST_MAPPING names others)' : 'RECONCILER_HOST_MAPPING';
+  if (problems.length > 0) throw new HostTableMissingError(`the app's tables do not match ${against}: ${problems.join('; ')}`);
 }
 
 function tableProblems(table: HostTable<string, string>, shape: TableShape): string[] {

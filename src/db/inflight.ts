@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { IN_FLIGHT_STATUSES, type ModelRow } from '../model.js';
-import type { HostSchema, HostTable } from './host-schema.js';
+import type { HostSchema, HostTable } from './host-names.js';
 
 
 /**

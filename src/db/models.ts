@@ -2,7 +2,7 @@ import type { ModelChanges, ModelRow, Transition, UpdatedModel } from '../model.
 import type pg from 'pg';
 import type { SqlExecutor } from './executor.js';
 import { quoteIdentifier } from './identifier.js';
-import { isNotOfColumnType, type HostSchema, type ModelTable } from './host-schema.js';
+import { isNotOfColumnType, type HostSchema, type ModelTable } from './host-names.js';
 import { modelColumns } from './inflight.js';
 import { noteModelsOfTune } from './tune-models.js';
 

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { IN_FLIGHT_STATUSES, type ModelStatus } from '../model.js';
-import type { HostSchema } from './host-schema.js';
+import type { HostSchema } from './host-names.js';
 
 /**
  * Orphans: the app's models training at Astria whose tune id was never saved (the create call's

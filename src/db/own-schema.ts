@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { executorFor } from './drivers.js';
 import type { Database, SqlExecutor } from './executor.js';
 import { assertHostTable } from './host-check.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from './host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from './host-names.js';
 import { quoteIdentifier } from './identifier.js';
 import { MIGRATIONS } from './migrations/index.js';
 

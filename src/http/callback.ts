@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import type { Prompt } from '../astria/prompt.js';
 import { executorFor } from '../db/drivers.js';
 import { generationsTablePresent } from '../db/generations.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { applyObservedPrompt } from '../status/apply-prompt.js';
 import { applyObservedTune } from '../status/apply-tune.js';
 import type { StatusService } from '../status/service.js';

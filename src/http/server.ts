@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { systemClock, type Clock } from '../clock.js';
 import { assertHostTable, HostTableMissingError } from '../db/host-check.js';
-import type { HostSchema } from '../db/host-schema.js';
+import type { HostSchema } from '../db/host-names.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { safeText } from '../status/sanitize.js';

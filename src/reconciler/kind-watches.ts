@@ -5,7 +5,7 @@ import type { Tune } from '../astria/tune.js';
 import type { Clock } from '../clock.js';
 import { executorFor } from '../db/drivers.js';
 import { generationsTablePresent } from '../db/generations.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { noteTuneModels, type TuneModel } from '../db/tune-models.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';

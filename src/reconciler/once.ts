@@ -3,7 +3,7 @@ import type { AstriaClient } from '../astria/client.js';
 import type { Clock } from '../clock.js';
 import { executorFor } from '../db/drivers.js';
 import { generationsTablePresent } from '../db/generations.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import type { InFlightFilter } from '../db/inflight.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';

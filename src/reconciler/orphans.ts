@@ -3,7 +3,7 @@ import type { AstriaClient } from '../astria/client.js';
 import { parseTimestamp, type Tune } from '../astria/tune.js';
 import type { Clock } from '../clock.js';
 import { TITLE_MODEL_ID } from '../config.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { linkOrphan, selectOrphans, type OrphanRow } from '../db/orphans.js';
 import { callbackUrlParams } from '../http/callback.js';
 import type { Logger } from '../log.js';

@@ -3,7 +3,7 @@ import type { AstriaClient } from '../astria/client.js';
 import { isPromptId, type Prompt } from '../astria/prompt.js';
 import { isTuneId, type Tune } from '../astria/tune.js';
 import { selectInFlightByPromptIds, selectInFlightGenerationRefs } from '../db/generations.js';
-import type { HostSchema } from '../db/host-schema.js';
+import type { HostSchema } from '../db/host-names.js';
 import { selectInFlightByTuneIds, selectInFlightRefs, type InFlightFilter, type InFlightRef } from '../db/inflight.js';
 import { decideGeneration, GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition } from '../status/generation-rules.js';
 import { decide, IN_FLIGHT_STATUSES, type ModelRow, type RuleOptions, type Transition } from '../status/rules.js';

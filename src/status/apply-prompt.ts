@@ -3,7 +3,7 @@ import { databaseClock, recordCallbackArrival } from '../db/callbacks.js';
 import { executorFor } from '../db/drivers.js';
 import type { Database } from '../db/executor.js';
 import { selectGenerationOfPrompt, selectGenerationsOfPrompt } from '../db/generations.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { isModelWriteFailure } from '../db/write-failure.js';
 import { DEFAULT_TRAINING_TIMEOUT_MS, defaultService } from './apply-tune.js';

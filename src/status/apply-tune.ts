@@ -4,7 +4,7 @@ import { executorFor } from '../db/drivers.js';
 import { latestEventIsOwnError } from '../db/events.js';
 import type { Database } from '../db/executor.js';
 import { selectModelOfTune, selectModelsOfTune } from '../db/models.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { ensureOwnSchema } from '../db/own-schema.js';
 import { isModelWriteFailure } from '../db/write-failure.js';

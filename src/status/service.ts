@@ -6,7 +6,7 @@ import { appendEvent, notifyEvent } from '../db/events.js';
 import type { Database, SqlExecutor } from '../db/executor.js';
 import { compareAndSetGeneration } from '../db/generations.js';
 import { compareAndSetModel } from '../db/models.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { boundLocalWaits } from '../db/transaction.js';
 import type { Metrics } from '../metrics.js';

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_SCHEMA_SQL, seedModels } from '../../dev/host-schema.js';
-import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-names.js';
 import { operatorFilter, selectInFlightRefs } from '../../src/db/inflight.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createPool } from '../../src/db/pool.js';

@@ -9,7 +9,7 @@ import { systemClock } from '../../src/clock.js';
 import { operatorFilter } from '../../src/db/inflight.js';
 import { classifyReconcilerRecoveries, recordCallbackArrival } from '../../src/db/callbacks.js';
 import { executorFor } from '../../src/db/drivers.js';
-import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../../src/db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../../src/db/host-names.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createMetrics } from '../../src/metrics.js';
 import { reconcileOnce, type OnceKind, type OnceReport } from '../../src/reconciler/once.js';

@@ -9,14 +9,14 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { systemClock } from '../../src/clock.js';
 import { assertHostTable, HostTableMissingError } from '../../src/db/host-check.js';
-import { hostSchemaFromMapping } from '../../src/db/host-schema.js';
+import { hostSchemaFromMapping } from '../../src/db/host-names.js';
 import { operatorFilter } from '../../src/db/inflight.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { acceptAstriaCallback } from '../../src/http/callback.js';
 import { createMetrics } from '../../src/metrics.js';
 import { reconcileOnce } from '../../src/reconciler/once.js';
 import { createStatusService } from '../../src/status/service.js';
-import type { HostSchema } from '../../src/db/host-schema.js';
+import type { HostSchema } from '../../src/db/host-names.js';
 import { fastAstriaClient } from '../support/astria-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';

@@ -27,7 +27,7 @@ import { createWebhookHandler } from '../../src/http/webhook.js';
 import { createMetrics } from '../../src/metrics.js';
 import { reconcileOnce, type OnceDeps } from '../../src/reconciler/once.js';
 import { tunes } from '../../src/reconciler/resource.js';
-import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-names.js';
 import { runRound } from '../../src/reconciler/round.js';
 import { decide, type ModelRow } from '../../src/status/rules.js';
 import { createStatusService, type StatusService } from '../../src/status/service.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { seedModels as seedVibephotoModels, type SeedModel } from '../../dev/host-schema.js';
-import { DEFAULT_HOST_SCHEMA, hostSchemaFromMapping, type HostMapping, type HostSchema } from '../../src/db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA, hostSchemaFromMapping, type HostMapping, type HostSchema } from '../../src/db/host-names.js';
 import type { GenerationStatus, ModelStatus } from '../../src/model.js';
 import { readModel as readVibephotoModel, type ModelRow } from './database.js';
 import {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-names.js';
 
 const BASE = { DATABASE_URL: 'postgres://app:pw@db.internal:5432/app', ASTRIA_API_KEY: 'sd_mapping_key' };
 const dir = mkdtempSync(join(tmpdir(), 'host-mapping-config-'));

@@ -11,7 +11,7 @@ import { systemClock } from '../../src/clock.js';
 import { createMetrics } from '../../src/metrics.js';
 import { observe, type ObserveReport } from '../../src/reconciler/observe.js';
 import { DENSE_IDS_PER_PAGE, type PagePlanItem } from '../../src/reconciler/plan.js';
-import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-schema.js';
+import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-names.js';
 import { tunes, type RemoteObservation } from '../../src/reconciler/resource.js';
 
 const API_KEY = 'sd_observe_paging_key';

@@ -39,6 +39,8 @@ export class HostTable<Column extends string, Status extends string> {
   constructor(
     /** As the mapping names it: `schema.table` or `table`, for messages. */
     readonly label: string,
+    /** The mapping names this table: it must exist (the default generations table may be absent, and is then not checked). */
+    readonly named: boolean,
     schema: string | null,
     table: string,
     readonly columns: Readonly<Record<Column, string | null>>,
@@ -247,7 +249,7 @@ function buildTable<Column extends string, Status extends string>(
   }
   const schema = given?.schema ?? null;
   const table = given?.table ?? defaultTable;
-  return new HostTable(schema === null ? table : `${schema}.${table}`, schema, table, columns, statuses);
+  return new HostTable(schema === null ? table : `${schema}.${table}`, given !== undefined, schema, table, columns, statuses);
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
