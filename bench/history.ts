@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { classifyReconcilerRecoveries, DEFAULT_CALLBACK_GRACE_MS } from '../src/db/callbacks.js';
 import { pgExecutor } from '../src/db/pg-driver.js';
+import { DEFAULT_HOST_SCHEMA } from '../src/db/host-names.js';
 import { selectModelsOfTune } from '../src/db/models.js';
 import { noteTuneModels } from '../src/db/tune-models.js';
 import { scratchDatabase } from './scenario.js';
@@ -110,7 +111,7 @@ async function measureHistory(adminUrl: string, models: number): Promise<History
       const times: number[] = [];
       for (const tuneId of tuneIds) {
         started = performance.now();
-        const rows = await selectModelsOfTune(pgExecutor(pool), SCHEMA, String(tuneId), null);
+        const rows = await selectModelsOfTune(pgExecutor(pool), DEFAULT_HOST_SCHEMA, SCHEMA, String(tuneId), null);
         times.push(performance.now() - started);
         if (models > 0 && rows.length !== 1) throw new Error(`tune ${tuneId}: ${rows.length} models found, 1 expected`);
       }

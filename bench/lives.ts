@@ -25,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { pino } from 'pino';
 import { createAstriaClient, type AstriaClient } from '../src/astria/client.js';
+import { DEFAULT_HOST_SCHEMA } from '../src/db/host-names.js';
 import { ALL_IN_FLIGHT } from '../src/db/inflight.js';
 import { createPool } from '../src/db/pool.js';
 import { createMetrics } from '../src/metrics.js';
@@ -217,7 +218,7 @@ export async function runLives(adminUrl: string, workload: Workload, strategy: S
       });
       sortedFinishes();
       await seedModels(appPool, [{ id: modelId, userId: `user-${tune.id % 50}`, status: 'TRAINING', trainingJobId: String(tune.id), progress: 0, createdAt, updatedAt: createdAt }]);
-      if (strategy === 'get-5s') spawn(() => pollers.everyFiveSeconds(tunes, tune.id, applyTune));
+      if (strategy === 'get-5s') spawn(() => pollers.everyFiveSeconds(tunes(DEFAULT_HOST_SCHEMA), tune.id, applyTune));
     }
     async function createPack(pack: PackLife): Promise<void> {
       const createdAt = new Date(at(pack.createdAt));
@@ -236,7 +237,7 @@ export async function runLives(adminUrl: string, workload: Workload, strategy: S
         appPool,
         made.map((prompt) => ({ id: `generation-${prompt.id}`, userId: `user-${tuneId % 50}`, modelId: `model-${tuneId}`, status: 'PROCESSING', jobId: String(prompt.id), createdAt, updatedAt: createdAt })),
       );
-      if (strategy === 'get-5s') for (const prompt of made) spawn(() => pollers.everyFiveSeconds(prompts, prompt.id, applyPrompt));
+      if (strategy === 'get-5s') for (const prompt of made) spawn(() => pollers.everyFiveSeconds(prompts(DEFAULT_HOST_SCHEMA), prompt.id, applyPrompt));
     }
     spawn(async () => {
       for (const creation of creations) {
@@ -260,8 +261,8 @@ export async function runLives(adminUrl: string, workload: Workload, strategy: S
         },
       );
     } else if (strategy === 'scan-30s') {
-      spawn(() => pollers.scanEveryThirtySeconds(tunes, applyTune));
-      if (workload.packs.length > 0) spawn(() => pollers.scanEveryThirtySeconds(prompts, applyPrompt));
+      spawn(() => pollers.scanEveryThirtySeconds(tunes(DEFAULT_HOST_SCHEMA), applyTune));
+      if (workload.packs.length > 0) spawn(() => pollers.scanEveryThirtySeconds(prompts(DEFAULT_HOST_SCHEMA), applyPrompt));
     }
     await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve(), { once: true })));
     while (background.size > 0) await Promise.all(background);

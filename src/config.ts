@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { DEFAULT_HOST_SCHEMA, HostMappingError, loadHostMapping, type HostSchema } from './db/host-names.js';
 import { DEFAULT_SCHEMA } from './db/identifier.js';
 import { isValidSigningSecret } from './broadcast/signature.js';
 
@@ -148,6 +149,7 @@ const envSchema = z
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
     BROADCAST_DEAD_AFTER: duration('6h', age(POSITIVE)),
     BROADCAST_DEAD_AFTER_ATTEMPTS: positiveInt.default(100),
+    RECONCILER_HOST_MAPPING: z.string().min(1).optional(),
   });
 
 /** Variables required only by some choice of another; checked after parsing so every problem is named at once. */
@@ -207,6 +209,8 @@ export interface Config {
   http: { port: number; host: string; webhookSecret: string | undefined };
   logLevel: (typeof LOG_LEVELS)[number];
   schema: string;
+  /** The app's table, column and status names (`RECONCILER_HOST_MAPPING`). */
+  host: HostSchema;
   broadcast: {
     transports: BroadcastTransport[];
     pgChannel: string;
@@ -255,6 +259,18 @@ function readApiKey(env: Record<string, string | undefined>, problems: string[])
   return key;
 }
 
+/** The app's names from the file `RECONCILER_HOST_MAPPING` names (default vibephoto's tables); a bad file is a problem naming its key. */
+function readHostMapping(file: string | undefined, problems: string[]): HostSchema {
+  if (file === undefined) return DEFAULT_HOST_SCHEMA;
+  try {
+    return loadHostMapping(file);
+  } catch (error) {
+    if (!(error instanceof HostMappingError)) throw error;
+    problems.push(error.message);
+    return DEFAULT_HOST_SCHEMA;
+  }
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -277,6 +293,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
   const apiKey = (options.needsAstria ?? true) ? readApiKey(present, problems) : '';
   problems.push(...missingDependents(present as Record<string, string>));
   if (parsed.success) problems.push(...schemaClash(parsed.data.RECONCILER_SCHEMA, parsed.data.DATABASE_URL));
+  const host = readHostMapping(present.RECONCILER_HOST_MAPPING, problems);
   if (!parsed.success || problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const e = parsed.data;
   return {
@@ -304,6 +321,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     http: { port: e.RECONCILER_HTTP_PORT, host: e.RECONCILER_HTTP_HOST, webhookSecret: e.WEBHOOK_SECRET },
     logLevel: e.LOG_LEVEL,
     schema: e.RECONCILER_SCHEMA,
+    host,
     broadcast: {
       transports: e.BROADCAST,
       pgChannel: e.BROADCAST_PG_CHANNEL,

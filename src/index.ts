@@ -49,6 +49,8 @@ export { isTuneId, tuneSchema, type Observation, type Tune } from './astria/tune
 export { parseCallbackBody, type CallbackBody } from './astria/callback-body.js';
 export { promptSchema, type Prompt } from './astria/prompt.js';
 export { ensureOwnSchema } from './db/own-schema.js';
+export { DEFAULT_HOST_SCHEMA, hostSchemaFromMapping, loadHostMapping, type HostMapping, type HostSchema } from './db/host-names.js';
+export { assertHostTable } from './db/host-check.js';
 export {
   acceptAstriaCallback,
   callbackUrlParams,

@@ -4,6 +4,8 @@
  */
 export const MODEL_STATUSES = ['UPLOADING', 'PROCESSING', 'TRAINING', 'READY', 'ERROR', 'DELETED'] as const;
 export type ModelStatus = (typeof MODEL_STATUSES)[number];
+/** Statuses in which a model is waiting on Astria ("in flight"): the ones the reconciler looks at. */
+export const IN_FLIGHT_STATUSES: readonly ModelStatus[] = ['PROCESSING', 'TRAINING'];
 
 /** The columns of `ai_models` the rules read. */
 export interface ModelRow {
@@ -67,6 +69,8 @@ export interface UpdatedModel {
 /** A generation's statuses (the app's enum "GenerationStatus"). */
 export const GENERATION_STATUSES = ['PENDING', 'PROCESSING', 'COMPLETED', 'FAILED'] as const;
 export type GenerationStatus = (typeof GENERATION_STATUSES)[number];
+/** Statuses in which a generation waits on Astria's prompt. */
+export const GENERATION_IN_FLIGHT_STATUSES: readonly GenerationStatus[] = ['PENDING', 'PROCESSING'];
 
 /** The columns of `generations` the rules read. */
 export interface GenerationRow {

@@ -63,11 +63,12 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
         clock,
         trainingTimeoutMs: config.trainingTimeoutMs,
         schema: config.schema,
+        host: config.host,
         // Before our schema exists a callback cannot be recorded; say so rather than fail on the write.
         notReady: () => notReady,
       })
     : undefined;
-  const server = createHttpServer({ pool, metrics, log, webhook, notReadyReason: () => notReady });
+  const server = createHttpServer({ pool, host: config.host, metrics, log, webhook, notReadyReason: () => notReady });
   const address = await server.listen(config.http.port, config.http.host);
   log.info(
     { host: address.address, port: address.port, webhook: webhook !== undefined, intervalMs: config.intervalMs, broadcast: config.broadcast.transports },

@@ -157,7 +157,7 @@ export async function runDiagnose(
     : null;
   const kinds = KINDS.filter((kind) => command.kinds.includes(kind.option));
   try {
-    return await withDiagnosisReader(pool, config.schema, async (reader) => {
+    return await withDiagnosisReader(pool, config.schema, config.host, async (reader) => {
       const context: Context = { reader, config, astria };
       if (command.id === null) return stuck(context, kinds, command, options.stdout);
       const found: Found[] = [];

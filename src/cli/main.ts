@@ -91,7 +91,7 @@ async function run(command: Command): Promise<number> {
   const pool = createPool(config.databaseUrl, log);
   try {
     // A wrong database has no event log either: zeros from it would read as "nothing happened".
-    await assertHostTable(pool);
+    await assertHostTable(pool, config.host);
     if (command.kind === 'requeue-dead') {
       const requeued = await requeueDeadDeliveries(pool, config.schema, command.transport);
       const total = requeued.http + requeued.redis;
@@ -99,7 +99,7 @@ async function run(command: Command): Promise<number> {
       return EXIT.ok;
     }
     if (command.kind === 'diagnose') return await runDiagnose(pool, config, command, { askAstria: asksAstria, log, stdout: process.stdout });
-    return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout, callbackGraceMs: config.callbackGraceMs, orphanWindowMs: config.orphanWindowMs });
+    return await runReport(pool, config.schema, { sinceMs: command.sinceMs, json: command.json, stdout: process.stdout, callbackGraceMs: config.callbackGraceMs, orphanWindowMs: config.orphanWindowMs, host: config.host });
   } catch (error) {
     if (error instanceof UsageError || error instanceof HostTableMissingError) throw error;
     throw new DatabaseUnreachableError('cannot use the event log', error);

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { UsageError } from './args.js';
 import { listDeadDeliveries, type DeadDeliveries } from '../broadcast/dead-letter.js';
 import { countCallbackOutcomes, DEFAULT_CALLBACK_GRACE_MS, type CallbackCounts } from '../db/callbacks.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { ownSchemaReady } from '../db/own-schema.js';
 import { DEFAULT_ORPHAN_WINDOW_MS, selectOrphans } from '../db/orphans.js';
 import { countTransitions, databaseNow, recoveryLag, slowestRecoveries } from '../db/report.js';
@@ -71,6 +72,7 @@ export async function buildReport(
   until?: Date | number,
   callbackGraceMs = DEFAULT_CALLBACK_GRACE_MS,
   orphanWindowMs = DEFAULT_ORPHAN_WINDOW_MS,
+  host: HostSchema = DEFAULT_HOST_SCHEMA,
 ): Promise<Report> {
   const range = { until: until === undefined ? await databaseNow(pool) : new Date(until), since: new Date(0) };
   // No event is older than the epoch; a window reaching further is a typo (and no valid Date).
@@ -88,7 +90,7 @@ export async function buildReport(
     slowest: [],
     deadDeliveries: await listDeadDeliveries(pool, schema),
     callbacks: { lost: 0, late: 0, webhookFirst: 0, pending: 0, unrecorded: 0 },
-    orphans: await currentOrphans(pool, orphanWindowMs),
+    orphans: await currentOrphans(pool, host, orphanWindowMs),
     generations: { transitions: {}, total: 0, callbacks: { lost: 0, late: 0, webhookFirst: 0, pending: 0, unrecorded: 0 } },
   };
   // A database the daemon never ran on has no event log yet: nothing was applied. (A report writes nothing.)
@@ -120,8 +122,8 @@ export async function buildReport(
   return report;
 }
 
-async function currentOrphans(pool: pg.Pool, windowMs: number): Promise<Report['orphans']> {
-  const orphans = await selectOrphans(pool, windowMs);
+async function currentOrphans(pool: pg.Pool, host: HostSchema, windowMs: number): Promise<Report['orphans']> {
+  const orphans = await selectOrphans(pool, host, windowMs);
   return {
     total: orphans.length,
     models: orphans.slice(0, ORPHANS_LISTED).map((orphan) => ({ modelId: orphan.id, status: orphan.status, createdAt: new Date(orphan.createdAt).toISOString() })),
@@ -238,9 +240,9 @@ function formatDeadDeliveries(dead: DeadDeliveries): string[] {
 export async function runReport(
   pool: pg.Pool,
   schema: string,
-  options: { sinceMs: number; json: boolean; stdout: NodeJS.WritableStream; callbackGraceMs?: number; orphanWindowMs?: number },
+  options: { sinceMs: number; json: boolean; stdout: NodeJS.WritableStream; callbackGraceMs?: number; orphanWindowMs?: number; host?: HostSchema },
 ): Promise<number> {
-  const report = await buildReport(pool, schema, options.sinceMs, undefined, options.callbackGraceMs, options.orphanWindowMs);
+  const report = await buildReport(pool, schema, options.sinceMs, undefined, options.callbackGraceMs, options.orphanWindowMs, options.host);
   options.stdout.write(options.json ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;
 }

@@ -39,6 +39,7 @@ export function buildRuntime(config: Config, log: Logger, options: RuntimeOption
     : createStatusService({
         pool,
         schema: config.schema,
+        host: config.host,
         channel: config.broadcast.pgChannel,
         transports: config.broadcast.transports,
         clock,
@@ -53,6 +54,7 @@ export function buildRuntime(config: Config, log: Logger, options: RuntimeOption
     log,
     clock,
     metrics,
+    host: config.host,
     async close() {
       await Promise.allSettled([astria.close(), pool.end()]);
     },
@@ -60,14 +62,14 @@ export function buildRuntime(config: Config, log: Logger, options: RuntimeOption
 }
 
 /**
- * Checks that the database answers and holds the app's `ai_models`, then creates our schema if it is
+ * Checks that the database answers and holds the app's `ai_models` (as RECONCILER_HOST_MAPPING names it), then creates our schema if it is
  * missing (a dry run writes nothing, our schema included). Throws HostTableMissingError for a wrong
  * database, DatabaseUnreachableError for anything else (unreachable, or refusing us).
  */
 export async function prepareDatabase(runtime: Runtime, options: { dryRun: boolean }): Promise<void> {
   try {
-    if (options.dryRun) await assertHostTable(runtime.pool);
-    else await ensureOwnSchema(runtime.pool, runtime.config.schema);
+    if (options.dryRun) await assertHostTable(runtime.pool, runtime.config.host);
+    else await ensureOwnSchema(runtime.pool, runtime.config.schema, runtime.config.host);
   } catch (error) {
     if (error instanceof HostTableMissingError) throw error;
     throw new DatabaseUnreachableError('database unreachable or unusable', error);

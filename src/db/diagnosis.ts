@@ -1,9 +1,10 @@
 import type pg from 'pg';
 import { PROMPT_ID_PATTERN } from '../astria/prompt.js';
 import { TUNE_ID_PATTERN } from '../astria/tune.js';
-import type { GenerationRow } from '../model.js';
+import { GENERATION_IN_FLIGHT_STATUSES, IN_FLIGHT_STATUSES, type GenerationRow } from '../model.js';
 import { RECOVERY, type CallbackKind } from './callbacks.js';
-import { GENERATION_COLUMNS, generationsTablePresent } from './generations.js';
+import { generationColumns, generationsTablePresent } from './generations.js';
+import type { HostSchema, ModelColumn } from './host-names.js';
 import { quoteIdentifier } from './identifier.js';
 import { clientExecutor } from './pg-driver.js';
 
@@ -13,8 +14,6 @@ import { clientExecutor } from './pg-driver.js';
  * hold UTC wall-clock time; our own tables are timestamptz.
  */
 
-/** A timestamp(3) column of the app (UTC wall-clock) as ISO text. */
-const wallClock = (column: string) => `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 /** A timestamptz as ISO text in UTC. */
 const instant = (expression: string) => `to_char(${expression} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
@@ -34,10 +33,15 @@ export interface DiagnosedModel {
   updatedAt: string | null;
 }
 
-const MODEL_SELECT = `SELECT id, "userId", status::text AS status, progress, "aiProvider", "trainingJobId", "modelUrl",
-       "errorMessage", "estimatedTime",
-       ${wallClock('"trainedAt"')} AS "trainedAt", ${wallClock('"createdAt"')} AS "createdAt", ${wallClock('"updatedAt"')} AS "updatedAt"
-  FROM ai_models`;
+/** The models table's row as `DiagnosedModel`: ids as text, the canonical status, a column the app lacks as null. */
+function modelSelect({ models }: HostSchema): string {
+  const optional = (column: ModelColumn, type: string) => `${models.or(column, `NULL::${type}`)} AS "${column}"`;
+  const time = (column: ModelColumn) => `${models.has(column) ? instant(models.instant(column)) : 'NULL::text'} AS "${column}"`;
+  return `SELECT ${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${optional('progress', 'int')},
+       ${optional('aiProvider', 'text')}, ${models.text('trainingJobId')} AS "trainingJobId", ${optional('modelUrl', 'text')},
+       ${optional('errorMessage', 'text')}, ${optional('estimatedTime', 'int')}, ${time('trainedAt')}, ${time('createdAt')}, ${time('updatedAt')}
+  FROM ${models.sql}`;
+}
 
 /**
  * One `generations` row as the app sees it: its image URLs counted, not printed (they may be signed,
@@ -162,12 +166,12 @@ export interface DiagnosisReader {
  * Runs `work` in a read-only transaction on one connection (`diagnose` writes nothing, whatever it
  * finds), rolled back at the end either way. The caller has checked that `ai_models` is there.
  */
-export async function withDiagnosisReader<T>(pool: pg.Pool, schema: string, work: (reader: DiagnosisReader) => Promise<T>): Promise<T> {
+export async function withDiagnosisReader<T>(pool: pg.Pool, schema: string, host: HostSchema, work: (reader: DiagnosisReader) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
   try {
     await client.query('BEGIN READ ONLY');
-    const reader = await createReader(client, schema);
+    const reader = await createReader(client, schema, host);
     return await work(reader);
   } finally {
     await client.query('ROLLBACK').catch(() => (broken = true));
@@ -175,7 +179,8 @@ export async function withDiagnosisReader<T>(pool: pg.Pool, schema: string, work
   }
 }
 
-async function createReader(client: pg.PoolClient, schemaName: string): Promise<DiagnosisReader> {
+async function createReader(client: pg.PoolClient, schemaName: string, host: HostSchema): Promise<DiagnosisReader> {
+  const { models, generations } = host;
   const schema = quoteIdentifier(schemaName);
   const { rows } = await client.query<Omit<OwnTables, 'generations'> & { now: string }>(
     `SELECT ${instant('now()')} AS now,
@@ -189,13 +194,19 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
     [`${schema}.events`, `${schema}.deliveries`, `${schema}.callbacks`, `${schema}.callback_outcomes`, `${schema}.callback_recording`],
   );
   const { now, ...own } = rows[0]!;
-  const tables: OwnTables = { ...own, generations: await generationsTablePresent(clientExecutor(client)) };
+  const tables: OwnTables = { ...own, generations: await generationsTablePresent(clientExecutor(client), host) };
 
-  const models = async (where: string, params: unknown[]) => (await client.query<DiagnosedModel>(`${MODEL_SELECT} WHERE ${where} ORDER BY "updatedAt" DESC, id`, params)).rows;
-  const generations = async (where: string, params: unknown[]) =>
+  const selectModels = async (where: string, params: unknown[]) => (await client.query<DiagnosedModel>(`${modelSelect(host)} WHERE ${where} ORDER BY "updatedAt" DESC, id`, params)).rows;
+  const selectGenerations = async (where: string, params: unknown[]) =>
     !tables.generations
       ? []
-      : (await client.query<GenerationColumns>(`SELECT ${GENERATION_COLUMNS}, "aiProvider" FROM generations WHERE ${where} ORDER BY "updatedAt" DESC, id`, params)).rows.map(
+      : (
+          await client.query<GenerationColumns>(
+            `SELECT * FROM (SELECT ${generationColumns(generations)}, ${generations.or('aiProvider', 'NULL::text')} AS "aiProvider" FROM ${generations.sql}) AS generation
+              WHERE ${where} ORDER BY "updatedAt" DESC NULLS LAST, id`,
+            params,
+          )
+        ).rows.map(
           ({ imageUrls, completedAt, createdAt, updatedAt, ...row }): DiagnosedGeneration => ({
             ...row,
             imageCount: imageUrls.length,
@@ -210,19 +221,20 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
     tables,
 
     async modelById(id) {
-      return (await models('id = $1::text', [id]))[0] ?? null;
+      // Compared as text: an operator's id that the column's type cannot hold names no model, and aborts nothing.
+      return (await selectModels(`${models.text('id')} = $1::text`, [id]))[0] ?? null;
     },
 
     modelsByTuneId(tuneId) {
-      return models(`"trainingJobId" = $1::text`, [tuneId]);
+      return selectModels(`${models.text('trainingJobId')} = $1::text`, [tuneId]);
     },
 
     async generationById(id) {
-      return (await generations('id = $1::text', [id]))[0] ?? null;
+      return (await selectGenerations('id = $1::text', [id]))[0] ?? null;
     },
 
     generationsByPromptId(promptId) {
-      return generations(`"jobId" = $1::text`, [promptId]);
+      return selectGenerations(`"jobId" = $1::text`, [promptId]);
     },
 
     async records(object) {
@@ -275,12 +287,12 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
 
     async nearMisses(id) {
       // A pasted id cut short, or with something stuck to it: ids it is a piece of, or that are a piece of it.
-      const piece = (table: string) =>
-        `SELECT id FROM ${table}
+      const piece = (table: HostSchema['models'] | HostSchema['generations']) =>
+        `SELECT id FROM (SELECT ${table.text('id')} AS id FROM ${table.sql}) AS candidate
           WHERE length($1::text) >= 4 AND (starts_with(id, $1::text) OR (length(id) >= 4 AND starts_with($1::text, id)))
           ORDER BY id LIMIT 3`;
-      const similar: StuckCandidate[] = (await client.query<{ id: string }>(piece('ai_models'), [id])).rows.map((row) => ({ kind: 'model', id: row.id }));
-      if (tables.generations) similar.push(...(await client.query<{ id: string }>(piece('generations'), [id])).rows.map((row) => ({ kind: 'generation' as const, id: row.id })));
+      const similar: StuckCandidate[] = (await client.query<{ id: string }>(piece(models), [id])).rows.map((row) => ({ kind: 'model', id: row.id }));
+      if (tables.generations) similar.push(...(await client.query<{ id: string }>(piece(generations), [id])).rows.map((row) => ({ kind: 'generation' as const, id: row.id })));
       const logged = tables.events
         ? (
             await client.query<{ model: number; generation: number }>(
@@ -299,20 +311,22 @@ async function createReader(client: pg.PoolClient, schemaName: string): Promise<
       const param = (value: unknown) => `$${params.push(value)}`;
       const sources: string[] = [];
       // Models: in flight past the app's own estimate (updatedAt + estimatedTime) plus the grace; no
-      // tune id; or a tune id Astria cannot have.
+      // tune id; or a tune id Astria cannot have. Without `updatedAt` a model's age is its `createdAt`'s.
       if (kinds.includes('model')) {
-        sources.push(`SELECT 'model' AS kind, id, ("updatedAt" AT TIME ZONE 'UTC') AS at FROM ai_models
-            WHERE status::text IN ('PROCESSING', 'TRAINING') AND "aiProvider" = 'astria'
-              AND ("trainingJobId" IS NULL OR "trainingJobId" !~ '${TUNE_ID_PATTERN}'
-                   OR ("updatedAt" AT TIME ZONE 'UTC') + coalesce("estimatedTime", 0) * interval '1 minute'
+        const updatedAt = models.has('updatedAt') ? models.instant('updatedAt') : models.utc('createdAt');
+        sources.push(`SELECT 'model' AS kind, ${models.text('id')} AS id, ${updatedAt} AS at FROM ${models.sql}
+            WHERE ${[models.statusIn(IN_FLIGHT_STATUSES), ...models.astriaRows()].join(' AND ')}
+              AND (${models.col('trainingJobId')} IS NULL OR ${models.text('trainingJobId')} !~ '${TUNE_ID_PATTERN}'
+                   OR ${updatedAt} + coalesce(${models.or('estimatedTime', 'NULL::int')}, 0) * interval '1 minute'
                       + ${param(stuckAfterMs)} * interval '1 millisecond' < now())`);
       }
       // Generations have no estimate: in flight unchanged for longer than the grace (with a prompt id
       // or without: a fresh one is still being sent), or with a prompt id Astria cannot have.
       if (kinds.includes('generation') && tables.generations) {
-        sources.push(`SELECT 'generation' AS kind, id, ("updatedAt" AT TIME ZONE 'UTC') AS at FROM generations
-            WHERE status::text IN ('PENDING', 'PROCESSING') AND "aiProvider" = 'astria'
-              AND ("jobId" !~ '${PROMPT_ID_PATTERN}' OR ("updatedAt" AT TIME ZONE 'UTC') + ${param(stuckAfterMs)} * interval '1 millisecond' < now())`);
+        const updatedAt = generations.has('updatedAt') ? generations.instant('updatedAt') : generations.utc('createdAt');
+        sources.push(`SELECT 'generation' AS kind, ${generations.text('id')} AS id, ${updatedAt} AS at FROM ${generations.sql}
+            WHERE ${[generations.statusIn(GENERATION_IN_FLIGHT_STATUSES), ...generations.astriaRows()].join(' AND ')}
+              AND (${generations.text('jobId')} !~ '${PROMPT_ID_PATTERN}' OR ${updatedAt} + ${param(stuckAfterMs)} * interval '1 millisecond' < now())`);
       }
       // Either kind: a broadcast delivery of one of its events parked, or failing (its last try failed).
       if (tables.deliveries) {

@@ -11,7 +11,9 @@ export function executorFor(database: Database): Executor {
   throw new TypeError('astria-reconciler: pass { pool } (a pg.Pool) or { prisma } (a PrismaClient)');
 }
 
-/** A bare pool (the sidecar's own callers), or an executor the caller already has. */
-export function asExecutor(database: pg.Pool | SqlExecutor): SqlExecutor {
-  return 'execute' in database ? database : pgExecutor(database);
+/** A bare pool (the sidecar's own callers), an executor the caller already has, or `{ pool }` / `{ prisma }` as the library takes them. */
+export function asExecutor(database: pg.Pool | SqlExecutor | Database): SqlExecutor {
+  if ('execute' in database) return database;
+  if ('pool' in database || 'prisma' in database) return executorFor(database as Database);
+  return pgExecutor(database as pg.Pool);
 }

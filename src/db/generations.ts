@@ -1,108 +1,144 @@
 import type pg from 'pg';
-import type { GenerationRow, GenerationTransition, UpdatedGeneration } from '../model.js';
+import { GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition, type UpdatedGeneration } from '../model.js';
 import type { SqlExecutor } from './executor.js';
-import type { InFlightFilter, InFlightRef } from './inflight.js';
+import { quoteLiteral, type GenerationTable, type HostSchema } from './host-names.js';
+import { updatedAtMs, type InFlightFilter, type InFlightRef } from './inflight.js';
 
 /**
- * The host's `generations` (images asked of Astria as prompts): the only place their selection and
+ * The host's generations table (`generations`, or as RECONCILER_HOST_MAPPING names it: images asked of Astria as prompts): the only place their selection and
  * their write are spelled out. Only `aiProvider = 'astria'` rows with a prompt id are ours; every
  * other column of the app's table is left alone.
  */
 
-/** Whether the app has a `generations` table: without one, prompts are simply not reconciled. */
-export async function generationsTablePresent(db: SqlExecutor): Promise<boolean> {
-  const rows = await db.query<{ found: boolean }>(`SELECT to_regclass('generations') IS NOT NULL AS found`);
+/** Whether the app has its generations table: without one, prompts are simply not reconciled. */
+export async function generationsTablePresent(db: SqlExecutor, { generations }: HostSchema): Promise<boolean> {
+  const rows = await db.query<{ found: boolean }>(`SELECT to_regclass(${quoteLiteral(generations.sql)}) IS NOT NULL AS found`);
   return rows[0]?.found === true;
 }
 
-/** The image URLs as text: an element the app stored as another JSON value reads as its JSON text. */
-const IMAGE_URLS = `ARRAY(SELECT CASE WHEN jsonb_typeof(url) = 'string' THEN url #>> '{}' ELSE url::text END FROM unnest("imageUrls") AS url)`;
+/**
+ * The image URLs as text, whatever the column holds them in (`jsonb[]`, `text[]`, a `jsonb` array): an
+ * element stored as another JSON value reads as its JSON text.
+ */
+const imageUrls = (generations: GenerationTable) =>
+  `ARRAY(SELECT CASE WHEN jsonb_typeof(url) = 'string' THEN url #>> '{}' ELSE url::text END FROM jsonb_array_elements(to_jsonb(${generations.col('imageUrls')})) AS url)`;
 
-/** The `generations` columns a `GenerationRow` holds, timestamps read as UTC (null when not finite). */
-export const GENERATION_COLUMNS = `id, "userId", "modelId", status::text AS status, "jobId", ${IMAGE_URLS} AS "imageUrls", "errorMessage",
-  CASE WHEN isfinite("completedAt") THEN ("completedAt" AT TIME ZONE 'UTC') END AS "completedAt",
-  CASE WHEN isfinite("createdAt") THEN ("createdAt" AT TIME ZONE 'UTC') END AS "createdAt",
-  CASE WHEN isfinite("updatedAt") THEN ("updatedAt" AT TIME ZONE 'UTC') END AS "updatedAt"`;
+/** The generations table's columns a `GenerationRow` holds, ids as text, timestamps read as instants (null when not finite). */
+export const generationColumns = (generations: GenerationTable) => `${generations.text('id')} AS id, ${generations.text('userId')} AS "userId",
+  ${generations.or('modelId', 'NULL')}::text AS "modelId", ${generations.status()} AS status, ${generations.text('jobId')} AS "jobId",
+  ${imageUrls(generations)} AS "imageUrls", ${generations.or('errorMessage', 'NULL::text')} AS "errorMessage",
+  ${generations.utc('completedAt')} AS "completedAt", ${generations.utc('createdAt')} AS "createdAt", ${generations.utc('updatedAt')} AS "updatedAt"`;
 
 /**
  * The in-flight condition, narrowed by the round's filter: models an operator names select their
  * generations (and then FAILED ones too, to heal a false failure).
  */
-function where(filter: InFlightFilter, params: unknown[]): string {
+function where({ generations }: HostSchema, filter: InFlightFilter, params: unknown[]): string {
   const param = (value: unknown) => `$${params.push(value)}`;
-  const statuses = filter.includeError ? `('PENDING', 'PROCESSING', 'FAILED')` : `('PENDING', 'PROCESSING')`;
-  const conditions = [`"aiProvider" = 'astria'`, `"jobId" IS NOT NULL`, `status IN ${statuses}`];
-  if (filter.modelIds) conditions.push(`"modelId" = ANY(${param(filter.modelIds)}::text[])`);
-  if (filter.stuckBefore) conditions.push(`"updatedAt" < (${param(filter.stuckBefore.toISOString())}::timestamptz AT TIME ZONE 'UTC')`);
+  const conditions = [
+    ...generations.astriaRows(),
+    `${generations.col('jobId')} IS NOT NULL`,
+    generations.statusIn(filter.includeError ? [...GENERATION_IN_FLIGHT_STATUSES, 'FAILED'] : GENERATION_IN_FLIGHT_STATUSES),
+  ];
+  if (filter.modelIds) {
+    conditions.push(generations.has('modelId') ? `${generations.col('modelId')} = ANY(${generations.values('modelId', `${param(filter.modelIds)}::text[]`)})` : 'false');
+  }
+  if (filter.stuckBefore && generations.has('updatedAt')) {
+    conditions.push(`${generations.col('updatedAt')} < ${generations.value('updatedAt', `${param(filter.stuckBefore.toISOString())}::text`)}`);
+  }
   return conditions.join(' AND ');
 }
 
 /** One keyset page of in-flight generations, ordered by id. */
-export async function selectInFlightGenerationRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
+export async function selectInFlightGenerationRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
+  const { generations } = host;
   const params: unknown[] = [];
-  const conditions = where(filter, params);
-  const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
+  const conditions = where(host, filter, params);
+  const after = afterId === null ? '' : `AND ${generations.col('id')} > ${generations.value('id', `$${params.push(afterId)}::text`)}`;
   const { rows } = await pool.query<{ id: string; remote_id: string; updated_at: string }>(
-    `SELECT id, "jobId" AS remote_id,
-            CASE WHEN isfinite("updatedAt") THEN (extract(epoch FROM "updatedAt" AT TIME ZONE 'UTC') * 1000)::bigint::text ELSE '0' END AS updated_at
-       FROM generations WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
+    `SELECT ${generations.text('id')} AS id, ${generations.text('jobId')} AS remote_id, ${updatedAtMs(generations)} AS updated_at
+       FROM ${generations.sql} WHERE ${conditions} ${after} ORDER BY ${generations.col('id')} LIMIT $${params.push(limit)}`,
     params,
   );
   return rows.map((row) => ({ id: row.id, remoteId: row.remote_id, updatedAt: Number(row.updated_at) }));
 }
 
 /** The in-flight generations waiting on these prompts. */
-export async function selectInFlightByPromptIds(pool: pg.Pool, filter: InFlightFilter, promptIds: readonly number[]): Promise<GenerationRow[]> {
+export async function selectInFlightByPromptIds(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, promptIds: readonly number[]): Promise<GenerationRow[]> {
   if (promptIds.length === 0) return [];
+  const { generations } = host;
   const params: unknown[] = [];
-  const conditions = where(filter, params);
+  const conditions = where(host, filter, params);
   const { rows } = await pool.query<GenerationRow>(
-    `SELECT ${GENERATION_COLUMNS} FROM generations WHERE ${conditions} AND "jobId" = ANY($${params.push(promptIds.map(String))}::text[])`,
+    `SELECT ${generationColumns(generations)} FROM ${generations.sql}
+      WHERE ${conditions} AND ${generations.col('jobId')} = ANY(${generations.values('jobId', `$${params.push(promptIds.map(String))}::text[]`)})`,
     params,
   );
   return rows;
 }
 
 /** The app's Astria generations of one prompt, in any status, as the rules read them. */
-export async function selectGenerationsOfPrompt(db: SqlExecutor, promptId: string): Promise<GenerationRow[]> {
-  return db.query<GenerationRow>(
-    `SELECT ${GENERATION_COLUMNS} FROM generations WHERE "aiProvider" = 'astria' AND "jobId" = $1::text ORDER BY id`,
-    [promptId],
-  );
+export async function selectGenerationsOfPrompt(db: SqlExecutor, { generations }: HostSchema, promptId: string): Promise<GenerationRow[]> {
+  const conditions = [...generations.astriaRows(), `${generations.col('jobId')} = ${generations.value('jobId', '$1::text')}`];
+  return db.query<GenerationRow>(`SELECT ${generationColumns(generations)} FROM ${generations.sql} WHERE ${conditions.join(' AND ')} ORDER BY ${generations.col('id')}`, [promptId]);
 }
 
 /** The generation read again, if it still waits on this prompt. */
-export async function selectGenerationOfPrompt(db: SqlExecutor, generationId: string, promptId: string): Promise<GenerationRow | undefined> {
-  const rows = await db.query<GenerationRow>(`SELECT ${GENERATION_COLUMNS} FROM generations WHERE id = $1::text AND "jobId" = $2::text`, [generationId, promptId]);
+export async function selectGenerationOfPrompt(db: SqlExecutor, { generations }: HostSchema, generationId: string, promptId: string): Promise<GenerationRow | undefined> {
+  const rows = await db.query<GenerationRow>(
+    `SELECT ${generationColumns(generations)} FROM ${generations.sql}
+      WHERE ${generations.col('id')} = ${generations.value('id', '$1::text')} AND ${generations.col('jobId')} = ${generations.value('jobId', '$2::text')}`,
+    [generationId, promptId],
+  );
   return rows[0];
 }
 
 /**
  * `UPDATE ... WHERE id = $1 AND status = $from AND "jobId" = $expected ...`: zero rows means another
  * writer got there first (a status change, a resubmission under another prompt, a new message). A
- * status change stamps `updatedAt` (Prisma's `@updatedAt` lives in the client). `imageUrls` is
- * `jsonb[]`: each URL is stored as a jsonb string, one element per image, as the app writes them.
+ * status change stamps `updatedAt` (Prisma's `@updatedAt` lives in the client). The image URLs are
+ * stored in the column's own type: in vibephoto's `jsonb[]` each URL is a jsonb string, one element
+ * per image, as the app writes them. A column the app lacks is not written: the event reports the
+ * value decided instead.
  */
-export async function compareAndSetGeneration(tx: SqlExecutor, transition: GenerationTransition, now: Date): Promise<UpdatedGeneration | null> {
-  const params: unknown[] = [transition.generationId, transition.from, transition.expected.jobId, transition.expected.errorMessage];
-  const param = (value: unknown) => `$${params.push(value)}`;
+export async function compareAndSetGeneration(tx: SqlExecutor, { generations }: HostSchema, transition: GenerationTransition, now: Date): Promise<UpdatedGeneration | null> {
+  const params: unknown[] = [];
+  const at = (value: unknown) => `$${params.push(value)}`;
+  const param = (value: unknown) => `${at(value)}::text`;
+  const conditions = [
+    `${generations.col('id')} = ${generations.value('id', param(transition.generationId))}`,
+    `${generations.col('status')}::text = ${param(generations.statusValue(transition.from))}`,
+    `${generations.text('jobId')} IS NOT DISTINCT FROM ${param(transition.expected.jobId)}`,
+    ...(generations.has('errorMessage') ? [`${generations.col('errorMessage')} IS NOT DISTINCT FROM ${param(transition.expected.errorMessage)}`] : []),
+  ];
   const assignments: string[] = [];
   if (transition.to !== transition.from) {
-    assignments.push(
-      `status = (SELECT label FROM unnest(enum_range(status)) AS label WHERE label::text = ${param(transition.to)}::text)`,
-      `"updatedAt" = (${param(now.toISOString())}::timestamptz AT TIME ZONE 'UTC')`,
-    );
+    assignments.push(`${generations.col('status')} = ${generations.value('status', param(generations.statusValue(transition.to)))}`);
+    if (generations.has('updatedAt')) assignments.push(`${generations.col('updatedAt')} = ${generations.value('updatedAt', param(now.toISOString()))}`);
   }
-  const { imageUrls, completedAt, errorMessage } = transition.changes;
-  if (imageUrls !== undefined) assignments.push(`"imageUrls" = ARRAY(SELECT to_jsonb(url) FROM unnest(${param(imageUrls)}::text[]) AS url)`);
-  if (completedAt !== undefined) assignments.push(`"completedAt" = (${param(completedAt?.toISOString() ?? null)}::timestamptz AT TIME ZONE 'UTC')`);
-  if (errorMessage !== undefined) assignments.push(`"errorMessage" = ${param(errorMessage)}::text`);
+  const { imageUrls: urls, completedAt, errorMessage } = transition.changes;
+  if (urls !== undefined) assignments.push(`${generations.col('imageUrls')} = ${generations.value('imageUrls', `to_json(${at(urls)}::text[])`)}`);
+  let returnedCompletedAt = 'NULL::text';
+  let returnedError = 'NULL::text';
+  if (completedAt !== undefined) {
+    const value = param(completedAt?.toISOString() ?? null);
+    if (generations.has('completedAt')) assignments.push(`${generations.col('completedAt')} = ${generations.value('completedAt', value)}`);
+    else returnedCompletedAt = value;
+  }
+  if (errorMessage !== undefined) {
+    const value = param(errorMessage);
+    if (generations.has('errorMessage')) assignments.push(`${generations.col('errorMessage')} = ${generations.value('errorMessage', value)}`);
+    else returnedError = value;
+  }
   if (assignments.length === 0) return null;
   const rows = await tx.query<UpdatedGeneration>(
-    `UPDATE generations SET ${assignments.join(', ')}
-      WHERE id = $1::text AND status::text = $2::text AND "jobId" IS NOT DISTINCT FROM $3::text AND "errorMessage" IS NOT DISTINCT FROM $4::text
-      RETURNING id, "userId", "modelId", status::text AS status, ${IMAGE_URLS} AS "imageUrls",
-                CASE WHEN isfinite("completedAt") THEN ("completedAt" AT TIME ZONE 'UTC') END AS "completedAt", "errorMessage"`,
+    `UPDATE ${generations.sql} SET ${assignments.join(', ')}
+      WHERE ${conditions.join(' AND ')}
+      RETURNING ${generations.text('id')} AS id, ${generations.text('userId')} AS "userId",
+                ${generations.or('modelId', 'NULL')}::text AS "modelId", ${generations.status()} AS status,
+                ${imageUrls(generations)} AS "imageUrls",
+                ${generations.has('completedAt') ? generations.utc('completedAt') : `${returnedCompletedAt}::timestamptz`} AS "completedAt",
+                ${generations.or('errorMessage', returnedError)} AS "errorMessage"`,
     params,
   );
   return rows[0] ?? null;

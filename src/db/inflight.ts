@@ -1,8 +1,10 @@
 import type pg from 'pg';
-import type { ModelRow } from '../model.js';
+import { IN_FLIGHT_STATUSES, type ModelRow } from '../model.js';
+import type { HostSchema, HostTable } from './host-names.js';
+
 
 /**
- * The in-flight rows of the host's `ai_models` (tunes training at Astria): the only place their
+ * The in-flight rows of the host's models table (`ai_models`, or as RECONCILER_HOST_MAPPING names it) (tunes training at Astria): the only place their
  * selection is spelled out. The daemon and `--once` read them the same way, keyset page by page (the
  * table is never held in memory whole), then by the Astria ids a round observed.
  */
@@ -29,19 +31,36 @@ export function operatorFilter(now: number, stuckAfterMs: number, modelIds: stri
   return { stuckBefore: stuckAfterMs > 0 ? new Date(now - stuckAfterMs) : null, modelIds: null, includeError: false };
 }
 
-/** The `ai_models` columns a `ModelRow` holds, `createdAt` read as UTC (null when 'infinity': pg reads that as a number). */
-export const MODEL_COLUMNS = `id, "userId", status::text AS status, progress, "trainingJobId", "errorMessage", "estimatedTime",
-  CASE WHEN isfinite("createdAt") THEN ("createdAt" AT TIME ZONE 'UTC') END AS "createdAt"`;
+/**
+ * The models table's columns a `ModelRow` holds, ids as text, the status by its canonical name,
+ * `createdAt` as an instant (null when 'infinity': pg reads that as a number). A column the app lacks
+ * reads as the rules' neutral value.
+ */
+export function modelColumns({ models }: HostSchema): string {
+  return `${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${models.or('progress', '0::int')} AS progress,
+  ${models.text('trainingJobId')} AS "trainingJobId", ${models.or('errorMessage', 'NULL::text')} AS "errorMessage", ${models.or('estimatedTime', 'NULL::int')} AS "estimatedTime",
+  ${models.utc('createdAt')} AS "createdAt"`;
+}
 
-function where(filter: InFlightFilter, params: unknown[]): string {
+function where({ models }: HostSchema, filter: InFlightFilter, params: unknown[]): string {
   const param = (value: unknown) => `$${params.push(value)}`;
-  const statuses = filter.includeError ? `('PROCESSING', 'TRAINING', 'ERROR')` : `('PROCESSING', 'TRAINING')`;
-  const conditions = [`"aiProvider" = 'astria'`, `"trainingJobId" IS NOT NULL`, `status IN ${statuses}`];
-  if (filter.modelIds) conditions.push(`id = ANY(${param(filter.modelIds)}::text[])`);
-  if (filter.stuckBefore) {
-    conditions.push(`"updatedAt" < (${param(filter.stuckBefore.toISOString())}::timestamptz AT TIME ZONE 'UTC')`);
+  const conditions = [
+    ...models.astriaRows(),
+    `${models.col('trainingJobId')} IS NOT NULL`,
+    models.statusIn(filter.includeError ? [...IN_FLIGHT_STATUSES, 'ERROR'] : IN_FLIGHT_STATUSES),
+  ];
+  if (filter.modelIds) conditions.push(`${models.col('id')} = ANY(${models.values('id', `${param(filter.modelIds)}::text[]`)})`);
+  if (filter.stuckBefore && models.has('updatedAt')) {
+    conditions.push(`${models.col('updatedAt')} < ${models.value('updatedAt', `${param(filter.stuckBefore.toISOString())}::text`)}`);
   }
   return conditions.join(' AND ');
+}
+
+/** `updatedAt` as epoch ms text; 'infinity' (valid in the column) would fail the cast for every row, and a table without the column: read as long ago. */
+export function updatedAtMs(table: HostTable<string, string>): string {
+  if (!table.has('updatedAt')) return `'0'`;
+  const col = table.col('updatedAt');
+  return `CASE WHEN isfinite(${col}) THEN (extract(epoch FROM ${col}) * 1000)::bigint::text ELSE '0' END`;
 }
 
 /** An in-flight row as a round plans it: its id, the Astria id it names (unchecked text) and when it last changed. */
@@ -53,28 +72,28 @@ export interface InFlightRef {
 }
 
 /** One keyset page of in-flight rows, ordered by id. */
-export async function selectInFlightRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
+export async function selectInFlightRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
+  const { models } = host;
   const params: unknown[] = [];
-  const conditions = where(filter, params);
-  const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
+  const conditions = where(host, filter, params);
+  const after = afterId === null ? '' : `AND ${models.col('id')} > ${models.value('id', `$${params.push(afterId)}::text`)}`;
   const { rows } = await pool.query<{ id: string; remote_id: string; updated_at: string }>(
-    `SELECT id, "trainingJobId" AS remote_id,
-            -- 'infinity' (valid in the column) would fail the cast for every row: read as long ago.
-            CASE WHEN isfinite("updatedAt") THEN (extract(epoch FROM "updatedAt" AT TIME ZONE 'UTC') * 1000)::bigint::text ELSE '0' END AS updated_at
-       FROM ai_models WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
+    `SELECT ${models.text('id')} AS id, ${models.text('trainingJobId')} AS remote_id, ${updatedAtMs(models)} AS updated_at
+       FROM ${models.sql} WHERE ${conditions} ${after} ORDER BY ${models.col('id')} LIMIT $${params.push(limit)}`,
     params,
   );
   return rows.map((row) => ({ id: row.id, remoteId: row.remote_id, updatedAt: Number(row.updated_at) }));
 }
 
 /** The in-flight models training these tunes (what one list page or GET of a round showed). */
-export async function selectInFlightByTuneIds(pool: pg.Pool, filter: InFlightFilter, tuneIds: readonly number[]): Promise<ModelRow[]> {
+export async function selectInFlightByTuneIds(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, tuneIds: readonly number[]): Promise<ModelRow[]> {
   if (tuneIds.length === 0) return [];
+  const { models } = host;
   const params: unknown[] = [];
-  const conditions = where(filter, params);
+  const conditions = where(host, filter, params);
   const { rows } = await pool.query<ModelRow>(
-    `SELECT ${MODEL_COLUMNS} FROM ai_models
-      WHERE ${conditions} AND "trainingJobId" = ANY($${params.push(tuneIds.map(String))}::text[])`,
+    `SELECT ${modelColumns(host)} FROM ${models.sql}
+      WHERE ${conditions} AND ${models.col('trainingJobId')} = ANY(${models.values('trainingJobId', `$${params.push(tuneIds.map(String))}::text[]`)})`,
     params,
   );
   return rows;

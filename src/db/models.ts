@@ -2,7 +2,8 @@ import type { ModelChanges, ModelRow, Transition, UpdatedModel } from '../model.
 import type pg from 'pg';
 import type { SqlExecutor } from './executor.js';
 import { quoteIdentifier } from './identifier.js';
-import { MODEL_COLUMNS } from './inflight.js';
+import { isNotOfColumnType, type HostSchema, type ModelTable } from './host-names.js';
+import { modelColumns } from './inflight.js';
 import { noteModelsOfTune } from './tune-models.js';
 
 /**
@@ -16,30 +17,39 @@ import { noteModelsOfTune } from './tune-models.js';
  */
 export async function selectModelsOfTune(
   db: SqlExecutor,
+  host: HostSchema,
   schema: string,
   tuneId: string,
   modelId: string | null,
   log?: { warn(object: object, message: string): void },
 ): Promise<ModelRow[]> {
+  const { models } = host;
   if (modelId === null) {
-    const noted = await selectNotedModelsOfTune(db, schema, tuneId, log);
+    const noted = await selectNotedModelsOfTune(db, host, schema, tuneId, log);
     if (noted.length > 0) return noted;
   }
-  const rows = await db.query<ModelRow>(
-    `SELECT ${MODEL_COLUMNS} FROM ai_models
-      WHERE "aiProvider" = 'astria' AND "trainingJobId" = $1::text AND ($2::text IS NULL OR id = $2::text) ORDER BY id`,
-    [tuneId, modelId],
-  );
+  const rows = await db
+    .query<ModelRow>(
+      `SELECT ${modelColumns(host)} FROM ${models.sql}
+        WHERE ${[...models.astriaRows(), `${models.col('trainingJobId')} = ${models.value('trainingJobId', '$1::text')}`].join(' AND ')}
+          AND ($2::text IS NULL OR ${models.col('id')} = ${models.value('id', '$2::text')}) ORDER BY ${models.col('id')}`,
+      [tuneId, modelId],
+    )
+    .catch((error: unknown) => {
+      if (isNotOfColumnType(error)) return [];
+      throw error;
+    });
   if (modelId === null && rows.length > 0) await noteModelsOfTune(db, schema, tuneId, rows.map((row) => row.id), log);
   return rows;
 }
 
-async function selectNotedModelsOfTune(db: SqlExecutor, schema: string, tuneId: string, log?: { warn(object: object, message: string): void }): Promise<ModelRow[]> {
+async function selectNotedModelsOfTune(db: SqlExecutor, host: HostSchema, schema: string, tuneId: string, log?: { warn(object: object, message: string): void }): Promise<ModelRow[]> {
+  const { models } = host;
   try {
     return await db.query<ModelRow>(
-      `SELECT ${MODEL_COLUMNS} FROM ai_models
-        WHERE id = ANY (ARRAY(SELECT model_id FROM ${quoteIdentifier(schema)}.tune_models WHERE tune_id = $1::text))
-          AND "aiProvider" = 'astria' AND "trainingJobId" = $1::text ORDER BY id`,
+      `SELECT ${modelColumns(host)} FROM ${models.sql}
+        WHERE ${models.col('id')} = ANY (${models.values('id', `ARRAY(SELECT model_id FROM ${quoteIdentifier(schema)}.tune_models WHERE tune_id = $1::text)`)})
+          AND ${[...models.astriaRows(), `${models.col('trainingJobId')} = ${models.value('trainingJobId', '$1::text')}`].join(' AND ')} ORDER BY ${models.col('id')}`,
       [tuneId],
     );
   } catch (error) {
@@ -49,51 +59,66 @@ async function selectNotedModelsOfTune(db: SqlExecutor, schema: string, tuneId: 
 }
 
 /** The model read again, if it still trains this tune (a retrain re-points it to another). */
-export async function selectModelOfTune(db: SqlExecutor, modelId: string, tuneId: string): Promise<ModelRow | undefined> {
-  const rows = await db.query<ModelRow>(`SELECT ${MODEL_COLUMNS} FROM ai_models WHERE id = $1::text AND "trainingJobId" = $2::text`, [modelId, tuneId]);
+export async function selectModelOfTune(db: SqlExecutor, host: HostSchema, modelId: string, tuneId: string): Promise<ModelRow | undefined> {
+  const { models } = host;
+  const rows = await db.query<ModelRow>(
+    `SELECT ${modelColumns(host)} FROM ${models.sql}
+      WHERE ${models.col('id')} = ${models.value('id', '$1::text')} AND ${models.col('trainingJobId')} = ${models.value('trainingJobId', '$2::text')}`,
+    [modelId, tuneId],
+  );
   return rows[0];
 }
 
-/** Columns a transition may write, with the SQL that assigns a parameter to each. */
-const COLUMN_ASSIGNMENTS: { [K in keyof Required<ModelChanges>]: (param: string) => string } = {
+/**
+ * Columns a transition may write, with the SQL that assigns a parameter (text or null) to each. A
+ * column the app lacks is not written: the event reports the value decided instead.
+ */
+const COLUMN_ASSIGNMENTS: { [K in keyof Required<ModelChanges>]: (models: ModelTable, param: string) => string } = {
   // GREATEST: two racing writers can never move progress down.
-  progress: (param) => `progress = GREATEST(progress, ${param}::int)`,
-  estimatedTime: (param) => `"estimatedTime" = ${param}::int`,
-  trainedAt: (param) => `"trainedAt" = (${param}::timestamptz AT TIME ZONE 'UTC')`,
-  modelUrl: (param) => `"modelUrl" = ${param}::text`,
-  errorMessage: (param) => `"errorMessage" = ${param}::text`,
+  progress: (models, param) => `${models.col('progress')} = GREATEST(${models.col('progress')}, ${models.value('progress', param)})`,
+  estimatedTime: (models, param) => `${models.col('estimatedTime')} = ${models.value('estimatedTime', param)}`,
+  trainedAt: (models, param) => `${models.col('trainedAt')} = ${models.value('trainedAt', param)}`,
+  modelUrl: (models, param) => `${models.col('modelUrl')} = ${models.value('modelUrl', param)}`,
+  errorMessage: (models, param) => `${models.col('errorMessage')} = ${models.value('errorMessage', param)}`,
 };
-
-const RETURNING = `RETURNING id, "userId", status::text AS status, progress, "modelUrl",
-  ("trainedAt" AT TIME ZONE 'UTC') AS "trainedAt", "errorMessage", "estimatedTime"`;
 
 /**
  * `UPDATE ... WHERE id = $1 AND status = $from AND "trainingJobId" = $expected ...`: zero rows means
  * another writer got there first (a status change, a retrain onto another tune, a new error message).
  * A status change stamps `updatedAt` (Prisma's `@updatedAt` lives in the client, not the database);
- * a progress-only update leaves it, so it keeps meaning "last status change".
+ * a progress-only update leaves it, so it keeps meaning "last status change". Values are converted to
+ * each column's own type by the database (an enum status by its label, a text one as it is).
  */
-export async function compareAndSetModel(tx: SqlExecutor, transition: Transition, now: Date): Promise<UpdatedModel | null> {
-  const params: unknown[] = [transition.modelId, transition.from, transition.expected.trainingJobId, transition.expected.errorMessage];
-  const param = (value: unknown) => `$${params.push(value)}`;
+export async function compareAndSetModel(tx: SqlExecutor, host: HostSchema, transition: Transition, now: Date): Promise<UpdatedModel | null> {
+  const { models } = host;
+  const params: unknown[] = [];
+  const param = (value: unknown) => `$${params.push(value)}::text`;
+  const conditions = [
+    `${models.col('id')} = ${models.value('id', param(transition.modelId))}`,
+    `${models.col('status')}::text = ${param(models.statusValue(transition.from))}`,
+    `${models.text('trainingJobId')} IS NOT DISTINCT FROM ${param(transition.expected.trainingJobId)}`,
+    ...(models.has('errorMessage') ? [`${models.col('errorMessage')} IS NOT DISTINCT FROM ${param(transition.expected.errorMessage)}`] : []),
+  ];
   const assignments: string[] = [];
+  const returned: Record<keyof ModelChanges, string> = { progress: '0', estimatedTime: 'NULL', trainedAt: 'NULL', modelUrl: 'NULL', errorMessage: 'NULL' };
   if (transition.to !== transition.from) {
-    // The enum's value by its label, whatever the enum type is named: a parameter typed `text` (Prisma
-    // before 7 types every string so) is not assignable to an enum column.
-    assignments.push(
-      `status = (SELECT label FROM unnest(enum_range(status)) AS label WHERE label::text = ${param(transition.to)}::text)`,
-      `"updatedAt" = (${param(now.toISOString())}::timestamptz AT TIME ZONE 'UTC')`,
-    );
+    assignments.push(`${models.col('status')} = ${models.value('status', param(models.statusValue(transition.to)))}`);
+    if (models.has('updatedAt')) assignments.push(`${models.col('updatedAt')} = ${models.value('updatedAt', param(now.toISOString()))}`);
   }
   for (const [column, value] of Object.entries(transition.changes) as [keyof ModelChanges, unknown][]) {
     if (value === undefined) continue;
-    assignments.push(COLUMN_ASSIGNMENTS[column](param(value instanceof Date ? value.toISOString() : value)));
+    const text = value instanceof Date ? value.toISOString() : value === null ? null : String(value);
+    if (models.has(column)) assignments.push(COLUMN_ASSIGNMENTS[column](models, param(text)));
+    else returned[column] = param(text);
   }
   if (assignments.length === 0) return null;
+  const column = (name: keyof ModelChanges, type: string) => `${models.or(name, returned[name])}::${type} AS "${name}"`;
   const rows = await tx.query<UpdatedModel>(
-    `UPDATE ai_models SET ${assignments.join(', ')}
-      WHERE id = $1::text AND status::text = $2::text AND "trainingJobId" IS NOT DISTINCT FROM $3::text AND "errorMessage" IS NOT DISTINCT FROM $4::text
-      ${RETURNING}`,
+    `UPDATE ${models.sql} SET ${assignments.join(', ')}
+      WHERE ${conditions.join(' AND ')}
+      RETURNING ${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${column('progress', 'int')},
+        ${column('modelUrl', 'text')}, ${models.has('trainedAt') ? models.utc('trainedAt') : `${returned.trainedAt}::timestamptz`} AS "trainedAt",
+        ${column('errorMessage', 'text')}, ${column('estimatedTime', 'int')}`,
     params,
   );
   return rows[0] ?? null;

@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { IN_FLIGHT_STATUSES, type ModelStatus } from '../model.js';
+import type { HostSchema } from './host-names.js';
 
 /**
  * Orphans: the app's models training at Astria whose tune id was never saved (the create call's
@@ -8,7 +10,7 @@ import type pg from 'pg';
 
 export interface OrphanRow {
   id: string;
-  status: string;
+  status: ModelStatus;
   /** `createdAt`, epoch ms. */
   createdAt: number;
 }
@@ -22,16 +24,25 @@ export const MAX_ORPHANS = 1_000;
 /**
  * The orphans created within `windowMs` of the database's now (only `modelIds` when given), newest
  * first. Older ones are left alone: their tune, if any, is long off the recent pages of Astria's list.
+ * A models table without `createdAt` has none: their age cannot be told.
  */
-export async function selectOrphans(pool: pg.Pool, windowMs: number, modelIds: string[] | null = null): Promise<OrphanRow[]> {
-  const { rows } = await pool.query<{ id: string; status: string; created_at: string }>(
-    `SELECT id, status::text AS status, (extract(epoch FROM "createdAt" AT TIME ZONE 'UTC') * 1000)::bigint::text AS created_at
-       FROM ai_models
-      WHERE "aiProvider" = 'astria' AND "trainingJobId" IS NULL AND status IN ('PROCESSING', 'TRAINING')
-        AND isfinite("createdAt")
-        AND "createdAt" >= (now() AT TIME ZONE 'UTC') - $1::bigint * interval '1 millisecond'
-        AND ($2::text[] IS NULL OR id = ANY($2::text[]))
-      ORDER BY "createdAt" DESC, id
+export async function selectOrphans(pool: pg.Pool, { models }: HostSchema, windowMs: number, modelIds: string[] | null = null): Promise<OrphanRow[]> {
+  if (!models.has('createdAt')) return [];
+  const createdAt = models.col('createdAt');
+  const conditions = [
+    ...models.astriaRows(),
+    `${models.col('trainingJobId')} IS NULL`,
+    models.statusIn(IN_FLIGHT_STATUSES),
+    `isfinite(${createdAt})`,
+    // The cutoff as UTC ISO text: a timestamp column takes its wall-clock time, a timestamptz its instant.
+    `${createdAt} >= ${models.value('createdAt', `to_char((now() - $1::bigint * interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`)}`,
+    `($2::text[] IS NULL OR ${models.col('id')} = ANY(${models.values('id', '$2::text[]')}))`,
+  ];
+  const { rows } = await pool.query<{ id: string; status: ModelStatus; created_at: string }>(
+    `SELECT ${models.text('id')} AS id, ${models.status()} AS status, (extract(epoch FROM ${createdAt}) * 1000)::bigint::text AS created_at
+       FROM ${models.sql}
+      WHERE ${conditions.join(' AND ')}
+      ORDER BY ${createdAt} DESC, ${models.col('id')}
       LIMIT $3`,
     [windowMs, modelIds, MAX_ORPHANS],
   );
@@ -40,13 +51,13 @@ export async function selectOrphans(pool: pg.Pool, windowMs: number, modelIds: s
 
 /**
  * Saves the tune id matched to an orphan, only if the row is still the orphan that was read: no tune
- * id yet (the app may have saved its own meanwhile) and the status seen. False when it was not.
+ * id yet (the app may have saved its own meanwhile) and the status seen (canonical). False when it was not.
  */
-export async function linkOrphan(pool: pg.Pool, modelId: string, tuneId: number, seenStatus: string): Promise<boolean> {
+export async function linkOrphan(pool: pg.Pool, { models }: HostSchema, modelId: string, tuneId: number, seenStatus: ModelStatus): Promise<boolean> {
   const result = await pool.query(
-    `UPDATE ai_models SET "trainingJobId" = $2::text
-      WHERE id = $1::text AND "trainingJobId" IS NULL AND status::text = $3::text`,
-    [modelId, String(tuneId), seenStatus],
+    `UPDATE ${models.sql} SET ${models.col('trainingJobId')} = ${models.value('trainingJobId', '$2::text')}
+      WHERE ${models.col('id')} = ${models.value('id', '$1::text')} AND ${models.col('trainingJobId')} IS NULL AND ${models.col('status')}::text = $3::text`,
+    [modelId, String(tuneId), models.statusValue(seenStatus)],
   );
   return result.rowCount === 1;
 }

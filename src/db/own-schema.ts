@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { executorFor } from './drivers.js';
 import type { Database, SqlExecutor } from './executor.js';
 import { assertHostTable } from './host-check.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from './host-names.js';
 import { quoteIdentifier } from './identifier.js';
 import { MIGRATIONS } from './migrations/index.js';
 
@@ -44,15 +45,15 @@ export async function ownSchemaReady(pool: pg.Pool, schema: string): Promise<boo
  * start at once: the first applies what is missing, the others wait and find it done. The lock's key
  * is the one the releases before migrations took, so an older replica starting meanwhile waits too.
  *
- * Only beside the app's `ai_models`: a wrong `DATABASE_URL` fails with HostTableMissingError and gets
+ * Only beside the app's `ai_models` (or the tables `host` names, as it names them): a wrong `DATABASE_URL` fails with HostTableMissingError and gets
  * nothing of ours. When every migration is recorded nothing else runs: PostgreSQL checks privileges
  * before `IF NOT EXISTS`, so a role that may only use the schema (created once by an administrator)
  * could not even run a no-op DDL.
  */
-export async function ensureOwnSchema(database: pg.Pool | Database, schema: string): Promise<void> {
+export async function ensureOwnSchema(database: pg.Pool | Database, schema: string, host: HostSchema = DEFAULT_HOST_SCHEMA): Promise<void> {
   // A bare pool (the sidecar's callers), or `{ pool }` / `{ prisma }` as the other entry points take.
   const db = executorFor('pool' in database || 'prisma' in database ? (database as Database) : { pool: database as pg.Pool });
-  await assertHostTable(db);
+  await assertHostTable(db, host);
   const quoted = quoteIdentifier(schema);
   if ((await appliedMigration(db, quoted)) >= LATEST) return;
   await db.transaction(async (tx) => {

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Prompt } from '../astria/prompt.js';
 import { executorFor } from '../db/drivers.js';
 import { generationsTablePresent } from '../db/generations.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { applyObservedPrompt } from '../status/apply-prompt.js';
 import { applyObservedTune } from '../status/apply-tune.js';
 import type { StatusService } from '../status/service.js';
@@ -37,6 +38,8 @@ export interface CallbackDeps extends Database {
   trainingTimeoutMs?: number;
   /** Our own schema (default `astria_reconciler`): callback arrivals are recorded there, and its event log tells our ERRORs from the app's. */
   schema?: string;
+  /** The app's table, column and status names (`loadHostMapping`); default vibephoto's. Give a `service` the same. */
+  host?: HostSchema;
   now?: () => Date;
   log?: Pick<Logger, 'info' | 'warn'>;
   maxBodyBytes?: number;
@@ -130,6 +133,7 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
     now: receivedAt,
     trainingTimeoutMs: deps.trainingTimeoutMs,
     schema: deps.schema,
+    host: deps.host,
     modelId: request.modelId,
     log: deps.log,
   });
@@ -152,7 +156,7 @@ export async function acceptAstriaCallback(request: CallbackRequest, deps: Callb
  */
 async function acceptPrompts(prompts: Prompt[], invalid: number, deps: CallbackDeps): Promise<CallbackResponse> {
   if (invalid > 0) deps.log?.warn({ invalid }, 'Astria prompt callback: some prompts did not validate; skipped');
-  if (!(await generationsTablePresent(executorFor(deps)))) {
+  if (!(await generationsTablePresent(executorFor(deps), deps.host ?? DEFAULT_HOST_SCHEMA))) {
     deps.log?.info({ prompts: prompts.length }, 'Astria prompt callback, but the app has no generations table; ignored');
     return { status: 202, body: { status: 'ignored', reason: 'no generations table', prompts: prompts.length } };
   }
@@ -171,6 +175,7 @@ async function acceptPrompts(prompts: Prompt[], invalid: number, deps: CallbackD
       now: receivedAt,
       generationTimeoutMs: deps.trainingTimeoutMs,
       schema: deps.schema,
+      host: deps.host,
       log: deps.log,
     });
     matched += result.matched;

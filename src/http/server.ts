@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { systemClock, type Clock } from '../clock.js';
 import { assertHostTable, HostTableMissingError } from '../db/host-check.js';
+import type { HostSchema } from '../db/host-names.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { safeText } from '../status/sanitize.js';
@@ -11,6 +12,8 @@ export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL)
 
 export interface HttpServerOptions {
   pool: pg.Pool;
+  /** The app's tables /readyz checks (RECONCILER_HOST_MAPPING); default vibephoto's. */
+  host?: HostSchema;
   metrics: Metrics;
   log: Logger;
   /** Served at POST /webhooks/astria when set (WEBHOOK_SECRET configured). */
@@ -125,7 +128,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     const timeout = new Promise<string>(
       (resolve) => (timer = setTimeout(() => resolve(`database did not answer within ${readinessTimeoutMs} ms`), readinessTimeoutMs)),
     );
-    const check = assertHostTable(options.pool).then(
+    const check = assertHostTable(options.pool, options.host).then(
       () => null,
       (error: Error) => (error instanceof HostTableMissingError ? error.message : `database unreachable: ${error.message}`),
     );

@@ -3,6 +3,7 @@ import { AstriaAuthError, type AstriaClient } from '../astria/client.js';
 import type { Clock } from '../clock.js';
 import { DEFAULT_CALLBACK_GRACE_MS } from '../db/callbacks.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
+import type { HostSchema } from '../db/host-names.js';
 import { DEFAULT_ORPHAN_WINDOW_MS } from '../db/orphans.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -23,6 +24,8 @@ export interface DaemonDeps {
   clock: Clock;
   metrics: Metrics;
   leader: Pick<LeaderElection, 'refresh' | 'termSignal'>;
+  /** The app's table and column names (RECONCILER_HOST_MAPPING); default vibephoto's. */
+  host?: HostSchema;
 }
 
 export interface DaemonOptions {

@@ -5,6 +5,7 @@ import type { Tune } from '../astria/tune.js';
 import type { Clock } from '../clock.js';
 import { executorFor } from '../db/drivers.js';
 import { generationsTablePresent } from '../db/generations.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { noteTuneModels, type TuneModel } from '../db/tune-models.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -20,6 +21,8 @@ export interface KindWatchesDeps {
   log: Logger;
   clock: Clock;
   metrics: Metrics;
+  /** The app's table and column names (RECONCILER_HOST_MAPPING); default vibephoto's. */
+  host?: HostSchema;
 }
 
 type AnyWatch = InFlightWatch<ModelRow, Tune, Transition> | InFlightWatch<GenerationRow, Prompt, GenerationTransition>;
@@ -34,22 +37,24 @@ export class KindWatches {
   readonly tunes: InFlightWatch<ModelRow, Tune, Transition>;
   /** Undefined until looked for; null when the app has no `generations` table. */
   private prompts: InFlightWatch<GenerationRow, Prompt, GenerationTransition> | null | undefined;
+  private readonly host: HostSchema;
 
   constructor(
     private readonly deps: KindWatchesDeps,
     private readonly options: WatchOptions & { schema: string },
   ) {
+    this.host = deps.host ?? DEFAULT_HOST_SCHEMA;
     const discovered = (rows: readonly TuneModel[]) => noteTuneModels(deps.pool, options.schema, rows, deps.log);
-    this.tunes = new InFlightWatch(tunes, { ...deps, writer: deps.service, discovered }, { ...options, onInFlight: (count) => deps.metrics.inflightModels.set(count) });
+    this.tunes = new InFlightWatch(tunes(this.host), { ...deps, writer: deps.service, discovered }, { ...options, onInFlight: (count) => deps.metrics.inflightModels.set(count) });
   }
 
   /** Looks for the app's `generations` table once. */
   async detect(): Promise<void> {
     if (this.prompts !== undefined) return;
     const { deps } = this;
-    if (await generationsTablePresent(executorFor({ pool: deps.pool }))) {
+    if (await generationsTablePresent(executorFor({ pool: deps.pool }), this.host)) {
       const writer = { apply: (transition: GenerationTransition, source: 'reconciler') => deps.service.applyGeneration(transition, source) };
-      this.prompts = new InFlightWatch(prompts, { ...deps, writer }, this.options);
+      this.prompts = new InFlightWatch(prompts(this.host), { ...deps, writer }, this.options);
       deps.log.info('generations table found: prompts are reconciled beside tunes');
     } else {
       this.prompts = null;

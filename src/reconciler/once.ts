@@ -3,6 +3,7 @@ import type { AstriaClient } from '../astria/client.js';
 import type { Clock } from '../clock.js';
 import { executorFor } from '../db/drivers.js';
 import { generationsTablePresent } from '../db/generations.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import type { InFlightFilter } from '../db/inflight.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -27,6 +28,8 @@ export interface OnceDeps {
   log: Logger;
   clock: Clock;
   metrics: Metrics;
+  /** The app's table and column names (RECONCILER_HOST_MAPPING); default vibephoto's. */
+  host?: HostSchema;
 }
 
 export interface OnceOptions {
@@ -124,6 +127,7 @@ export async function reconcileOnce(deps: OnceDeps, options: OnceOptions): Promi
   const progress = { total: 0, checked: 0, transitioned: 0, failed: 0 };
   const onProgress = () => options.onProgress?.({ ...progress });
   const { service } = deps;
+  const host = deps.host ?? DEFAULT_HOST_SCHEMA;
 
   // Models without a tune id are matched to their tunes first, so the round reconciles what was linked.
   const orphans =
@@ -133,14 +137,14 @@ export async function reconcileOnce(deps: OnceDeps, options: OnceOptions): Promi
           options.signal,
         )
       : null;
-  const tuneTally = kinds.includes('tunes') ? await passOfKind(tunes, service, deps, options, progress, onProgress) : emptyTally();
+  const tuneTally = kinds.includes('tunes') ? await passOfKind(tunes(host), service, deps, options, progress, onProgress) : emptyTally();
   let promptTally: KindTally | null = null;
   if (kinds.includes('prompts')) {
-    if (await generationsTablePresent(executorFor({ pool: deps.pool }))) {
+    if (await generationsTablePresent(executorFor({ pool: deps.pool }), host)) {
       const writer: ChangeWriter<Parameters<StatusService['applyGeneration']>[0]> | null = service && {
         apply: (transition, source) => service.applyGeneration(transition, source),
       };
-      promptTally = await passOfKind(prompts, writer, deps, options, progress, onProgress);
+      promptTally = await passOfKind(prompts(host), writer, deps, options, progress, onProgress);
     } else deps.log.info('no generations table: prompts are not reconciled');
   }
 

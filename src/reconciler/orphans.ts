@@ -3,6 +3,7 @@ import type { AstriaClient } from '../astria/client.js';
 import { parseTimestamp, type Tune } from '../astria/tune.js';
 import type { Clock } from '../clock.js';
 import { TITLE_MODEL_ID } from '../config.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { linkOrphan, selectOrphans, type OrphanRow } from '../db/orphans.js';
 import { callbackUrlParams } from '../http/callback.js';
 import type { Logger } from '../log.js';
@@ -23,6 +24,8 @@ export interface OrphanDeps {
   log: Logger;
   clock: Clock;
   metrics: Metrics;
+  /** The app's table and column names (RECONCILER_HOST_MAPPING); default vibephoto's. */
+  host?: HostSchema;
 }
 
 export interface OrphanOptions {
@@ -58,7 +61,7 @@ const CREATED_AT_SLACK_MS = 5 * 60_000;
 /** Matches the orphans to tunes and links those with exactly one candidate. Throws what the client throws (Astria's 401, the signal's reason). */
 export async function linkOrphans(deps: OrphanDeps, options: OrphanOptions): Promise<OrphanReport> {
   const report: OrphanReport = { linked: [], ambiguous: [], unmatched: [], raced: 0, listPages: 0, incomplete: null };
-  const orphans = await selectOrphans(deps.pool, options.windowMs, options.modelIds ?? null);
+  const orphans = await selectOrphans(deps.pool, deps.host ?? DEFAULT_HOST_SCHEMA, options.windowMs, options.modelIds ?? null);
   if (orphans.length === 0) return report;
 
   const byId = new Map(orphans.map((orphan) => [orphan.id, orphan]));
@@ -106,7 +109,7 @@ export async function linkOrphans(deps: OrphanDeps, options: OrphanOptions): Pro
 }
 
 async function link(deps: OrphanDeps, options: OrphanOptions, orphan: OrphanRow, tuneId: number, report: OrphanReport): Promise<void> {
-  if (!options.dryRun && !(await linkOrphan(deps.pool, orphan.id, tuneId, orphan.status))) {
+  if (!options.dryRun && !(await linkOrphan(deps.pool, deps.host ?? DEFAULT_HOST_SCHEMA, orphan.id, tuneId, orphan.status))) {
     report.raced += 1;
     deps.log.info({ modelId: orphan.id, tuneId }, 'model got its tune id (or a new status) from the app meanwhile; not linked');
     return;

@@ -3,6 +3,7 @@ import type { AstriaClient } from '../astria/client.js';
 import { isPromptId, type Prompt } from '../astria/prompt.js';
 import { isTuneId, type Tune } from '../astria/tune.js';
 import { selectInFlightByPromptIds, selectInFlightGenerationRefs } from '../db/generations.js';
+import type { HostSchema } from '../db/host-names.js';
 import { selectInFlightByTuneIds, selectInFlightRefs, type InFlightFilter, type InFlightRef } from '../db/inflight.js';
 import { decideGeneration, GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition } from '../status/generation-rules.js';
 import { decide, IN_FLIGHT_STATUSES, type ModelRow, type RuleOptions, type Transition } from '../status/rules.js';
@@ -68,8 +69,8 @@ export type RemotePage<Remote> =
   /** `endpointMissing`: the list itself answered 404, so the base URL is wrong and no 404 of an object can be trusted. */
   | { kind: 'failed'; reason: string; endpointMissing: boolean };
 
-/** Tunes → the host's `ai_models`. */
-export const tunes: ResourceKind<ModelRow, Tune, Transition> = {
+/** Tunes → the host's models table (`ai_models`, or as `host` names it). */
+export const tunes = (host: HostSchema): ResourceKind<ModelRow, Tune, Transition> => ({
   name: 'tune',
   rowName: 'model',
   eventType: 'model_status_changed',
@@ -91,16 +92,19 @@ export const tunes: ResourceKind<ModelRow, Tune, Transition> = {
   },
   decide: (row, observation, now, options) =>
     decide(row, observation.kind === 'seen' ? { kind: 'tune', tune: observation.remote } : { kind: 'gone', tuneId: String(observation.id) }, now, options),
-  inFlight: { refs: selectInFlightRefs, rowsByRemoteIds: selectInFlightByTuneIds },
-};
+  inFlight: {
+    refs: (pool, filter, afterId, limit) => selectInFlightRefs(pool, host, filter, afterId, limit),
+    rowsByRemoteIds: (pool, filter, ids) => selectInFlightByTuneIds(pool, host, filter, ids),
+  },
+});
 
 /**
- * Prompts → the host's `generations`. A prompt is fetched as `/prompts/:id`, which Astria serves
+ * Prompts → the host's generations table (`generations`, or as `host` names it). A prompt is fetched as `/prompts/:id`, which Astria serves
  * without its tune: the engine knows a row by its own prompt id alone. A generation times out by the
  * same `RECONCILER_TRAINING_TIMEOUT` as a model (an image taking that long is lost), and an operator
  * naming a model heals its generations' false failures.
  */
-export const prompts: ResourceKind<GenerationRow, Prompt, GenerationTransition> = {
+export const prompts = (host: HostSchema): ResourceKind<GenerationRow, Prompt, GenerationTransition> => ({
   name: 'prompt',
   rowName: 'generation',
   eventType: 'generation_status_changed',
@@ -126,5 +130,8 @@ export const prompts: ResourceKind<GenerationRow, Prompt, GenerationTransition> 
       now,
       { generationTimeoutMs: options.trainingTimeoutMs, healAnyFailure: options.healAnyError === true },
     ),
-  inFlight: { refs: selectInFlightGenerationRefs, rowsByRemoteIds: selectInFlightByPromptIds },
-};
+  inFlight: {
+    refs: (pool, filter, afterId, limit) => selectInFlightGenerationRefs(pool, host, filter, afterId, limit),
+    rowsByRemoteIds: (pool, filter, ids) => selectInFlightByPromptIds(pool, host, filter, ids),
+  },
+});

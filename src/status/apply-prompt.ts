@@ -4,6 +4,7 @@ import { executorFor } from '../db/drivers.js';
 import type { Database } from '../db/executor.js';
 import { latestEventIsOwnFailure } from '../db/events.js';
 import { selectGenerationOfPrompt, selectGenerationsOfPrompt } from '../db/generations.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { isModelWriteFailure } from '../db/write-failure.js';
 import { DEFAULT_TRAINING_TIMEOUT_MS, defaultService } from './apply-tune.js';
@@ -25,6 +26,8 @@ export interface ApplyObservedPromptOptions extends Database {
   generationTimeoutMs?: number;
   /** Our own schema (default `astria_reconciler`). */
   schema?: string;
+  /** The app's table, column and status names (`loadHostMapping`); default vibephoto's `ai_models` and `generations`. Give a `service` the same. */
+  host?: HostSchema;
   /** Where a failure to record the callback's arrival is reported (it never fails the call). */
   log?: { warn(object: object, message: string): void };
 }
@@ -52,9 +55,10 @@ export async function applyObservedPrompt(options: ApplyObservedPromptOptions): 
   const service = options.service ?? (await defaultService(options));
   const db = executorFor(options);
   const schema = options.schema ?? DEFAULT_SCHEMA;
+  const host = options.host ?? DEFAULT_HOST_SCHEMA;
   const receivedAt = source === 'webhook' ? await databaseClock(db) : null;
   const promptId = String(prompt.id);
-  const rows = await selectGenerationsOfPrompt(db, promptId);
+  const rows = await selectGenerationsOfPrompt(db, host, promptId);
   const applied: GenerationStatusChangedEvent[] = [];
   const failed: ApplyObservedPromptResult['failed'] = [];
   for (const first of rows) {
@@ -71,7 +75,7 @@ export async function applyObservedPrompt(options: ApplyObservedPromptOptions): 
           applied.push(result.event);
           break;
         }
-        generation = await selectGenerationOfPrompt(db, first.id, promptId);
+        generation = await selectGenerationOfPrompt(db, host, first.id, promptId);
       }
     } catch (error) {
       if (!isModelWriteFailure(error)) throw error;

@@ -4,6 +4,7 @@ import { executorFor } from '../db/drivers.js';
 import { latestEventIsOwnFailure } from '../db/events.js';
 import type { Database } from '../db/executor.js';
 import { selectModelOfTune, selectModelsOfTune } from '../db/models.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { ensureOwnSchema } from '../db/own-schema.js';
 import { isModelWriteFailure } from '../db/write-failure.js';
@@ -27,6 +28,8 @@ export interface ApplyObservedTuneOptions extends Database {
   trainingTimeoutMs?: number;
   /** Our own schema, whose event log tells an ERROR we set from one the app set (default `astria_reconciler`). */
   schema?: string;
+  /** The app's table, column and status names (`loadHostMapping`); default vibephoto's `ai_models` and `generations`. Give a `service` the same. */
+  host?: HostSchema;
   /** Only this model (the callback URL's `model`); null or absent = every model training the tune. */
   modelId?: string | null;
   /** Where a failure to record the callback's arrival, and an implausible `trained_at`, are reported (neither fails the call). */
@@ -60,8 +63,9 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
   const service = options.service ?? (await defaultService(options));
   const db = executorFor(options);
   const schema = options.schema ?? DEFAULT_SCHEMA;
+  const host = options.host ?? DEFAULT_HOST_SCHEMA;
   const receivedAt = source === 'webhook' ? await databaseClock(db) : null;
-  const rows = await selectModelsOfTune(db, schema, String(tune.id), options.modelId ?? null, options.log);
+  const rows = await selectModelsOfTune(db, host, schema, String(tune.id), options.modelId ?? null, options.log);
   const applied: ModelEvent[] = [];
   const failed: ApplyObservedTuneResult['failed'] = [];
   for (const first of rows) {
@@ -77,7 +81,7 @@ export async function applyObservedTune(options: ApplyObservedTuneOptions): Prom
           break;
         }
         // Re-pointed to another tune meanwhile (a retrain): this tune no longer says anything about it.
-        model = await selectModelOfTune(db, first.id, String(tune.id));
+        model = await selectModelOfTune(db, host, first.id, String(tune.id));
       }
     } catch (error) {
       if (!isModelWriteFailure(error)) throw error;
@@ -100,16 +104,17 @@ const ensured = new WeakMap<object, Map<string, Promise<void>>>();
  * with our schema created first if the sidecar never ran there (the minimal call, `{ pool, tune }`, must work on a
  * fresh database). A failed attempt is forgotten, so the next callback tries again.
  */
-export async function defaultService(options: Database & { schema?: string; log?: ApplyObservedTuneOptions['log'] }): Promise<StatusService> {
+export async function defaultService(options: Database & { schema?: string; host?: HostSchema; log?: ApplyObservedTuneOptions['log'] }): Promise<StatusService> {
   const schema = options.schema ?? DEFAULT_SCHEMA;
+  const host = options.host ?? DEFAULT_HOST_SCHEMA;
   // Built first: it refuses neither-or-both databases with a clear message.
-  const service = createStatusService({ pool: options.pool, prisma: options.prisma, schema, log: options.log });
+  const service = createStatusService({ pool: options.pool, prisma: options.prisma, schema, host, log: options.log });
   const database: object = (options.pool ?? options.prisma)!;
   let schemas = ensured.get(database);
   if (!schemas) ensured.set(database, (schemas = new Map()));
   let ready = schemas.get(schema);
   if (!ready) {
-    ready = ensureOwnSchema(options.pool ? { pool: options.pool } : { prisma: options.prisma }, schema);
+    ready = ensureOwnSchema(options.pool ? { pool: options.pool } : { prisma: options.prisma }, schema, host);
     schemas.set(schema, ready);
     ready.catch(() => schemas.delete(schema));
   }

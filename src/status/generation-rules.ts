@@ -2,12 +2,10 @@ import { failureMessage } from '../astria/failure.js';
 import type { PromptObservation } from '../astria/prompt.js';
 import { isPlausibleCompletion } from './completion-time.js';
 import { safeText } from './sanitize.js';
-import type { GenerationChanges, GenerationRow, GenerationStatus, GenerationTransition } from '../model.js';
-
-/** Statuses in which a generation is waiting on Astria. */
-export const GENERATION_IN_FLIGHT_STATUSES: readonly GenerationStatus[] = ['PENDING', 'PROCESSING'];
+import { GENERATION_IN_FLIGHT_STATUSES, type GenerationChanges, type GenerationRow, type GenerationStatus, type GenerationTransition } from '../model.js';
 
 export {
+  GENERATION_IN_FLIGHT_STATUSES,
   GENERATION_STATUSES,
   type GenerationChanges,
   type GenerationRow,

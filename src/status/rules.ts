@@ -1,13 +1,10 @@
 import { parseTimestamp, type Observation, type Tune } from '../astria/tune.js';
-import type { ModelChanges, ModelRow, ModelStatus, Transition } from '../model.js';
+import { IN_FLIGHT_STATUSES, type ModelChanges, type ModelRow, type ModelStatus, type Transition } from '../model.js';
 import { failureMessage } from '../astria/failure.js';
 import { isPlausibleCompletion } from './completion-time.js';
 import { safeText } from './sanitize.js';
 
-export { MODEL_STATUSES, type ModelChanges, type ModelRow, type ModelStatus, type Transition } from '../model.js';
-
-/** Statuses in which a model is waiting on Astria ("in flight"): the ones the reconciler looks at. */
-export const IN_FLIGHT_STATUSES: readonly ModelStatus[] = ['PROCESSING', 'TRAINING'];
+export { IN_FLIGHT_STATUSES, MODEL_STATUSES, type ModelChanges, type ModelRow, type ModelStatus, type Transition } from '../model.js';
 
 export interface RuleOptions {
   /** In flight longer than this (by `createdAt`) with no result → ERROR. */

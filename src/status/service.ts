@@ -6,6 +6,7 @@ import { appendEvent, notifyEvent } from '../db/events.js';
 import type { Database, SqlExecutor } from '../db/executor.js';
 import { compareAndSetGeneration } from '../db/generations.js';
 import { compareAndSetModel } from '../db/models.js';
+import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { boundLocalWaits } from '../db/transaction.js';
 import type { Metrics } from '../metrics.js';
@@ -52,6 +53,8 @@ export type TransitionHook = (event: StatusChangedEvent, tx: SqlExecutor) => Pro
 export interface StatusServiceOptions extends Database {
   /** Our own schema, holding the event log (default `astria_reconciler`). */
   schema?: string;
+  /** The app's table, column and status names (`loadHostMapping`); default vibephoto's `ai_models` and `generations`. */
+  host?: HostSchema;
   /** NOTIFY channel (default `model_status_changed`). */
   channel?: string;
   /**
@@ -70,6 +73,7 @@ export interface StatusServiceOptions extends Database {
 
 export function createStatusService(options: StatusServiceOptions): StatusService {
   const schema = options.schema ?? DEFAULT_SCHEMA;
+  const host = options.host ?? DEFAULT_HOST_SCHEMA;
   const channel = options.channel ?? 'model_status_changed';
   const clock = options.clock ?? systemClock;
   const transports = options.transports ?? ['pg'];
@@ -82,7 +86,7 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
       const now = new Date(clock.now());
       const result = await db.transaction(async (client) => {
         await boundLocalWaits(client);
-        const row = await compareAndSetModel(client, transition, now);
+        const row = await compareAndSetModel(client, host, transition, now);
         if (!row) return null;
         const event =
           transition.to === transition.from
@@ -111,7 +115,7 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
       const now = new Date(clock.now());
       const event = await db.transaction(async (client) => {
         await boundLocalWaits(client);
-        const row = await compareAndSetGeneration(client, transition, now);
+        const row = await compareAndSetGeneration(client, host, transition, now);
         // A generation has no progress: a write that changes no status is never decided.
         if (!row) return null;
         const changed = generationStatusChangedEvent(row, transition.from, source, now);

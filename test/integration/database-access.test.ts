@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_SCHEMA_SQL, seedModels } from '../../dev/host-schema.js';
+import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-names.js';
 import { operatorFilter, selectInFlightRefs } from '../../src/db/inflight.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { createPool } from '../../src/db/pool.js';
@@ -70,7 +71,7 @@ describe('database access as deployed', () => {
     }
     const pool = createPool(`${db.url}?schema=tenant`, log);
     try {
-      const inFlight = await selectInFlightRefs(pool, operatorFilter(Date.now(), 0, []), null, 10);
+      const inFlight = await selectInFlightRefs(pool, DEFAULT_HOST_SCHEMA, operatorFilter(Date.now(), 0, []), null, 10);
       expect(inFlight).toMatchObject([{ id: 'tenant-1', remoteId: '88' }]);
     } finally {
       await pool.end();
@@ -106,7 +107,7 @@ describe('database access as deployed', () => {
     try {
       expect((await pool.query<{ search_path: string }>('SHOW search_path')).rows[0]!.search_path).toBe('"MyApp"');
       expect((await pool.query<{ lock_timeout: string }>('SHOW lock_timeout')).rows[0]!.lock_timeout).toBe('5s');
-      const inFlight = await selectInFlightRefs(pool, operatorFilter(Date.now(), 0, []), null, 10);
+      const inFlight = await selectInFlightRefs(pool, DEFAULT_HOST_SCHEMA, operatorFilter(Date.now(), 0, []), null, 10);
       expect(inFlight).toMatchObject([{ id: 'myapp-1', remoteId: '99' }]);
     } finally {
       await pool.end();

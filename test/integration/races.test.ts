@@ -18,7 +18,7 @@ import { createAstriaClient, type AstriaClient } from '../../src/astria/client.j
 import type { Tune } from '../../src/astria/tune.js';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { systemClock } from '../../src/clock.js';
-import { seedModels, type SeedModel } from '../../dev/host-schema.js';
+import type { SeedModel } from '../../dev/host-schema.js';
 import { operatorFilter } from '../../src/db/inflight.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria, type TuneJson } from '../../dev/simulated-astria.js';
@@ -32,6 +32,7 @@ import { decide, type ModelRow } from '../../src/status/rules.js';
 import { createStatusService, type StatusService } from '../../src/status/service.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
+import { HOST_FIXTURES } from '../support/renamed-host-schema.js';
 
 const TRIALS = 1_000;
 /** Trials raced at once; each is three writers. */
@@ -54,242 +55,239 @@ function prng(seed: number): () => number {
   };
 }
 
-let db: TestDatabase;
-let pool: pg.Pool;
-let astria: SimulatedAstria;
-let server: HttpServer;
-let http: HttpPool;
-let service: StatusService;
-const clients: AstriaClient[] = [];
+describe.each(HOST_FIXTURES)('races on $name', (fixture) => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  let astria: SimulatedAstria;
+  let server: HttpServer;
+  let http: HttpPool;
+  let service: StatusService;
+  const clients: AstriaClient[] = [];
 
-function astriaClient(): AstriaClient {
-  const client = createAstriaClient({
-    apiUrl: astria.url,
-    apiKey: API_KEY,
-    maxRps: 100_000,
-    concurrency: 32,
-    timeoutMs: 10_000,
-    log,
-    metrics: createMetrics(),
-    clock: systemClock,
-    retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
-  });
-  clients.push(client);
-  return client;
-}
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  await ensureOwnSchema(db.pool, 'astria_reconciler');
-  // One pool for the three writers, as if they shared a database; big enough that they really overlap.
-  pool = new pg.Pool({ connectionString: db.url, max: 24 });
-  pool.on('error', () => undefined);
-  service = createStatusService({ pool });
-  astria = await startSimulatedAstria({ apiKey: API_KEY });
-  server = createHttpServer({
-    pool,
-    metrics: createMetrics(),
-    log,
-    webhook: createWebhookHandler({ secret: SECRET, pool, service, log, clock: systemClock, trainingTimeoutMs: TRAINING_TIMEOUT_MS }),
-  });
-  const address: AddressInfo = await server.listen(0, '127.0.0.1');
-  http = new HttpPool(`http://127.0.0.1:${address.port}`, { connections: 32, pipelining: 1 });
-});
-
-afterAll(async () => {
-  await http?.close();
-  await server?.close();
-  await Promise.all(clients.map((client) => client.close()));
-  await astria?.close();
-  await pool?.end();
-  await db?.drop();
-});
-
-async function postCallback(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const response = await http.request({
-    path: `/webhooks/astria?secret=${SECRET}`,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return { status: response.statusCode, json: (await response.body.json()) as Record<string, unknown> };
-}
-
-interface Trial {
-  model: SeedModel & { createdAt: Date };
-  tune: TuneJson;
-}
-
-describe('webhook vs poller vs --once on the same model', () => {
-  it(`${TRIALS} trials: one transition, one event, one NOTIFY per model, no duplicates, no regression`, async () => {
-    const seed = Number(process.env.RACES_SEED ?? Date.now() % 2 ** 31);
-    const random = prng(seed);
-    console.log(`[races] seed ${seed} (RACES_SEED=${seed} to replay the order and jitter)`);
-
-    const trials: Trial[] = Array.from({ length: TRIALS }, (_, i) => {
-      const tune = astria.addTune({ startedTrainingAt: new Date(Date.now() - HOUR), trainedAt: new Date(Date.now() - 60_000 - i) });
-      const model: Trial['model'] = {
-        id: `race-${String(i).padStart(4, '0')}`,
-        userId: `user-${i % 17}`,
-        // A quarter never saw their PROCESSING → TRAINING write: READY straight from PROCESSING.
-        status: i % 4 === 0 ? 'PROCESSING' : 'TRAINING',
-        trainingJobId: String(tune.id),
-        progress: i % 90,
-        estimatedTime: 5,
-        createdAt: new Date(Date.now() - 2 * HOUR),
-        updatedAt: new Date(Date.now() - HOUR),
-      };
-      return { model, tune };
+  function astriaClient(): AstriaClient {
+    const client = createAstriaClient({
+      apiUrl: astria.url,
+      apiKey: API_KEY,
+      maxRps: 100_000,
+      concurrency: 32,
+      timeoutMs: 10_000,
+      log,
+      metrics: createMetrics(),
+      clock: systemClock,
+      retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
     });
-    await seedModels(db.pool, trials.map((trial) => trial.model));
-    const listener = await listen(db.url);
+    clients.push(client);
+    return client;
+  }
 
-    // Two "processes": the daemon and an operator's --once, each with its own Astria client.
-    const daemon = { pool, astria: astriaClient(), writer: service, log, clock: systemClock };
-    const once: OnceDeps = { pool, astria: astriaClient(), service, log, clock: systemClock, metrics: createMetrics() };
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await fixture.install(db.pool);
+    await ensureOwnSchema(db.pool, 'astria_reconciler', fixture.host);
+    // One pool for the three writers, as if they shared a database; big enough that they really overlap.
+    pool = new pg.Pool({ connectionString: db.url, max: 24 });
+    pool.on('error', () => undefined);
+    service = createStatusService({ pool, host: fixture.host });
+    astria = await startSimulatedAstria({ apiKey: API_KEY });
+    server = createHttpServer({
+      pool,
+      host: fixture.host,
+      metrics: createMetrics(),
+      log,
+      webhook: createWebhookHandler({ secret: SECRET, pool, host: fixture.host, service, log, clock: systemClock, trainingTimeoutMs: TRAINING_TIMEOUT_MS }),
+    });
+    const address: AddressInfo = await server.listen(0, '127.0.0.1');
+    http = new HttpPool(`http://127.0.0.1:${address.port}`, { connections: 32, pipelining: 1 });
+  });
 
-    const violations: string[] = [];
-    const wins = { webhook: 0, daemon: 0, once: 0 };
-    /** Passes that decided the transition on a TRAINING/PROCESSING read, then lost the compare-and-set. */
-    let lostCompareAndSet = 0;
-    const jitter = async () => {
-      const roll = random();
-      if (roll < 0.3) return;
-      if (roll < 0.7) await new Promise((resolve) => setImmediate(resolve));
-      else await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 3)));
-    };
+  afterAll(async () => {
+    await http?.close();
+    await server?.close();
+    await Promise.all(clients.map((client) => client.close()));
+    await astria?.close();
+    await pool?.end();
+    await db?.drop();
+  });
 
-    const runTrial = async ({ model, tune }: Trial) => {
-      const callbackBody = random() < 0.5 ? { tune } : tune;
-      const racers: (() => Promise<number>)[] = [
-        async () => {
-          await jitter();
-          // The pollers first ask Astria: half the time the callback waits about as long, so all three
-          // read the row before anyone writes it.
-          if (random() < 0.5) await new Promise((resolve) => setTimeout(resolve, 1 + Math.floor(random() * 4)));
-          const { status, json } = await postCallback(callbackBody);
-          if (status !== 200 || json.matched !== 1) violations.push(`${model.id}: webhook answered ${status} ${JSON.stringify(json)}`);
-          const applied = Number(json.applied ?? 0);
-          wins.webhook += applied;
-          return applied;
-        },
-        async () => {
-          await jitter();
-          let applied = 0;
-          await runRound(tunes, daemon, {
-            items: [{ id: tune.id, weight: 1 }],
-            filter: { stuckBefore: null, modelIds: [model.id], includeError: false },
-            rules: { trainingTimeoutMs: TRAINING_TIMEOUT_MS },
-            idsPerPage: 120,
-            concurrency: 4,
-            maxNotFoundShare: 0.5,
-            onOutcome: (_row, outcome) => {
-              if (outcome.kind === 'raced') lostCompareAndSet += 1;
-              else if (outcome.kind === 'observed' && outcome.wrote === 'status') applied += 1;
-              else violations.push(`${model.id}: daemon round came to ${JSON.stringify(outcome)}`);
-            },
-          });
-          wins.daemon += applied;
-          return applied;
-        },
-        async () => {
-          await jitter();
-          const report = await reconcileOnce(once, { trainingTimeoutMs: TRAINING_TIMEOUT_MS, concurrency: 4, filter: operatorFilter(Date.now(), 0, [model.id]) });
-          if (report.failed > 0) violations.push(`${model.id}: --once pass failed ${JSON.stringify(report.failures)}`);
-          // The tune is trained: a model it read in flight and left unchanged lost the compare-and-set.
-          lostCompareAndSet += report.unchanged;
-          wins.once += report.transitioned;
-          return report.transitioned;
-        },
-      ];
-      // Shuffle who starts first.
-      for (let i = racers.length - 1; i > 0; i--) {
-        const j = Math.floor(random() * (i + 1));
-        [racers[i], racers[j]] = [racers[j]!, racers[i]!];
-      }
-      const applied = await Promise.all(racers.map((racer) => racer()));
-      const total = applied.reduce((sum, n) => sum + n, 0);
-      if (total !== 1) violations.push(`${model.id}: ${total} writers applied the transition (${applied.join(',')})`);
+  async function postCallback(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+    const response = await http.request({
+      path: `/webhooks/astria?secret=${SECRET}`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: response.statusCode, json: (await response.body.json()) as Record<string, unknown> };
+  }
 
-      // Stale news after the fact: a "failed" callback, and a 404 decided on the row as it was before.
-      const staleFailed = { ...tune, trained_at: null, status: 'failed', error_message: 'stale failure' };
-      const { status, json } = await postCallback({ tune: staleFailed });
-      if (status !== 200 || json.applied !== 0) violations.push(`${model.id}: stale failed callback answered ${status} ${JSON.stringify(json)}`);
-      const staleRow: ModelRow = {
-        id: model.id,
-        userId: model.userId!,
-        status: model.status,
-        progress: model.progress!,
-        trainingJobId: model.trainingJobId,
-        errorMessage: model.errorMessage ?? null,
-        estimatedTime: model.estimatedTime ?? null,
-        createdAt: model.createdAt,
+  interface Trial {
+    model: SeedModel & { createdAt: Date };
+    tune: TuneJson;
+  }
+
+  describe('webhook vs poller vs --once on the same model', () => {
+    it(`${TRIALS} trials: one transition, one event, one NOTIFY per model, no duplicates, no regression`, async () => {
+      const seed = Number(process.env.RACES_SEED ?? Date.now() % 2 ** 31);
+      const random = prng(seed);
+      console.log(`[races] seed ${seed} (RACES_SEED=${seed} to replay the order and jitter)`);
+
+      const trials: Trial[] = Array.from({ length: TRIALS }, (_, i) => {
+        const tune = astria.addTune({ startedTrainingAt: new Date(Date.now() - HOUR), trainedAt: new Date(Date.now() - 60_000 - i) });
+        const model: Trial['model'] = {
+          id: `race-${String(i).padStart(4, '0')}`,
+          userId: `user-${i % 17}`,
+          // A quarter never saw their PROCESSING → TRAINING write: READY straight from PROCESSING.
+          status: i % 4 === 0 ? 'PROCESSING' : 'TRAINING',
+          trainingJobId: String(tune.id),
+          progress: i % 90,
+          estimatedTime: 5,
+          createdAt: new Date(Date.now() - 2 * HOUR),
+          updatedAt: new Date(Date.now() - HOUR),
+        };
+        return { model, tune };
+      });
+      await fixture.seedModels(db.pool, trials.map((trial) => trial.model));
+      const listener = await listen(db.url);
+
+      // Two "processes": the daemon and an operator's --once, each with its own Astria client.
+      const daemon = { pool, astria: astriaClient(), writer: service, log, clock: systemClock };
+      const once: OnceDeps = { pool, astria: astriaClient(), service, log, clock: systemClock, metrics: createMetrics(), host: fixture.host };
+
+      const violations: string[] = [];
+      const wins = { webhook: 0, daemon: 0, once: 0 };
+      /** Passes that decided the transition on a TRAINING/PROCESSING read, then lost the compare-and-set. */
+      let lostCompareAndSet = 0;
+      const jitter = async () => {
+        const roll = random();
+        if (roll < 0.3) return;
+        if (roll < 0.7) await new Promise((resolve) => setImmediate(resolve));
+        else await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 3)));
       };
-      const now = new Date();
-      for (const observation of [
-        { kind: 'gone' as const, tuneId: String(tune.id) },
-        { kind: 'tune' as const, tune: tuneSchema.parse(staleFailed) as Tune },
-      ]) {
-        const stale = decide(staleRow, observation, now, { trainingTimeoutMs: TRAINING_TIMEOUT_MS });
-        if (!stale || stale.to !== 'ERROR') violations.push(`${model.id}: the stale row should decide ERROR, got ${JSON.stringify(stale)}`);
-        else {
-          const result = await service.apply(stale, 'reconciler');
-          if (result.applied) violations.push(`${model.id}: a stale ${observation.kind} observation was applied over READY`);
+
+      const runTrial = async ({ model, tune }: Trial) => {
+        const callbackBody = random() < 0.5 ? { tune } : tune;
+        const racers: (() => Promise<number>)[] = [
+          async () => {
+            await jitter();
+            // The pollers first ask Astria: half the time the callback waits about as long, so all three
+            // read the row before anyone writes it.
+            if (random() < 0.5) await new Promise((resolve) => setTimeout(resolve, 1 + Math.floor(random() * 4)));
+            const { status, json } = await postCallback(callbackBody);
+            if (status !== 200 || json.matched !== 1) violations.push(`${model.id}: webhook answered ${status} ${JSON.stringify(json)}`);
+            const applied = Number(json.applied ?? 0);
+            wins.webhook += applied;
+            return applied;
+          },
+          async () => {
+            await jitter();
+            let applied = 0;
+            await runRound(tunes(fixture.host), daemon, {
+              items: [{ id: tune.id, weight: 1 }],
+              filter: { stuckBefore: null, modelIds: [model.id], includeError: false },
+              rules: { trainingTimeoutMs: TRAINING_TIMEOUT_MS },
+              idsPerPage: 120,
+              concurrency: 4,
+              maxNotFoundShare: 0.5,
+              onOutcome: (_row, outcome) => {
+                if (outcome.kind === 'raced') lostCompareAndSet += 1;
+                else if (outcome.kind === 'observed' && outcome.wrote === 'status') applied += 1;
+                else violations.push(`${model.id}: daemon round came to ${JSON.stringify(outcome)}`);
+              },
+            });
+            wins.daemon += applied;
+            return applied;
+          },
+          async () => {
+            await jitter();
+            const report = await reconcileOnce(once, { trainingTimeoutMs: TRAINING_TIMEOUT_MS, concurrency: 4, filter: operatorFilter(Date.now(), 0, [model.id]) });
+            if (report.failed > 0) violations.push(`${model.id}: --once pass failed ${JSON.stringify(report.failures)}`);
+            // The tune is trained: a model it read in flight and left unchanged lost the compare-and-set.
+            lostCompareAndSet += report.unchanged;
+            wins.once += report.transitioned;
+            return report.transitioned;
+          },
+        ];
+        // Shuffle who starts first.
+        for (let i = racers.length - 1; i > 0; i--) {
+          const j = Math.floor(random() * (i + 1));
+          [racers[i], racers[j]] = [racers[j]!, racers[i]!];
         }
+        const applied = await Promise.all(racers.map((racer) => racer()));
+        const total = applied.reduce((sum, n) => sum + n, 0);
+        if (total !== 1) violations.push(`${model.id}: ${total} writers applied the transition (${applied.join(',')})`);
+
+        // Stale news after the fact: a "failed" callback, and a 404 decided on the row as it was before.
+        const staleFailed = { ...tune, trained_at: null, status: 'failed', error_message: 'stale failure' };
+        const { status, json } = await postCallback({ tune: staleFailed });
+        if (status !== 200 || json.applied !== 0) violations.push(`${model.id}: stale failed callback answered ${status} ${JSON.stringify(json)}`);
+        const staleRow: ModelRow = {
+          id: model.id,
+          userId: model.userId!,
+          status: model.status,
+          progress: model.progress!,
+          trainingJobId: model.trainingJobId,
+          errorMessage: model.errorMessage ?? null,
+          estimatedTime: model.estimatedTime ?? null,
+          createdAt: model.createdAt,
+        };
+        const now = new Date();
+        for (const observation of [
+          { kind: 'gone' as const, tuneId: String(tune.id) },
+          { kind: 'tune' as const, tune: tuneSchema.parse(staleFailed) as Tune },
+        ]) {
+          const stale = decide(staleRow, observation, now, { trainingTimeoutMs: TRAINING_TIMEOUT_MS });
+          if (!stale || stale.to !== 'ERROR') violations.push(`${model.id}: the stale row should decide ERROR, got ${JSON.stringify(stale)}`);
+          else {
+            const result = await service.apply(stale, 'reconciler');
+            if (result.applied) violations.push(`${model.id}: a stale ${observation.kind} observation was applied over READY`);
+          }
+        }
+        const row: ModelRow = await fixture.readModel(pool, model.id);
+        if (decide(row, { kind: 'gone', tuneId: String(tune.id) }, now, { trainingTimeoutMs: TRAINING_TIMEOUT_MS }) !== null) {
+          violations.push(`${model.id}: the rules would move a READY model on a 404`);
+        }
+      };
+
+      const started = Date.now();
+      for (let next = 0; next < trials.length; next += CONCURRENT_TRIALS) {
+        await Promise.all(trials.slice(next, next + CONCURRENT_TRIALS).map(runTrial));
       }
-      const fresh = await pool.query<ModelRow>(
-        `SELECT id, "userId", status::text AS status, progress, "trainingJobId", "estimatedTime",
-                ("createdAt" AT TIME ZONE 'UTC') AS "createdAt" FROM ai_models WHERE id = $1`,
-        [model.id],
+      console.log(`[races] ${TRIALS} trials in ${Date.now() - started} ms; first to apply: ${JSON.stringify(wins)}, ` +
+          `passes that lost the compare-and-set: ${lostCompareAndSet}`);
+      expect(violations.slice(0, 20)).toEqual([]);
+      // Every writer won some races: they really ran against each other, not one after the other.
+      expect(wins.webhook).toBeGreaterThan(0);
+      expect(wins.daemon).toBeGreaterThan(0);
+      expect(wins.once).toBeGreaterThan(0);
+      expect(lostCompareAndSet, 'some writers decided on the same read and lost the compare-and-set').toBeGreaterThan(0);
+
+      // The database: every model READY with the tune's result, exactly one event each, READY from its seed status.
+      const models = await Promise.all(trials.map((trial) => fixture.readModel(db.pool, trial.model.id)));
+      expect(models).toHaveLength(TRIALS);
+      expect(models.filter((m) => m.status !== 'READY' || m.progress !== 100 || m.modelUrl !== m.trainingJobId)).toEqual([]);
+
+      const { rows: events } = await db.pool.query<{ event_id: string; model_id: string; from_status: string; to_status: string; payload: { type: string } }>(
+        `SELECT event_id, model_id, from_status, to_status, payload FROM astria_reconciler.events ORDER BY seq`,
       );
-      const row = fresh.rows[0]!;
-      if (decide(row, { kind: 'gone', tuneId: String(tune.id) }, now, { trainingTimeoutMs: TRAINING_TIMEOUT_MS }) !== null) {
-        violations.push(`${model.id}: the rules would move a READY model on a 404`);
-      }
-    };
+      const seededStatus = new Map(trials.map((trial) => [trial.model.id, trial.model.status]));
+      const perModel = new Map<string, number>();
+      for (const event of events) perModel.set(event.model_id, (perModel.get(event.model_id) ?? 0) + 1);
+      expect([...perModel.entries()].filter(([, n]) => n !== 1)).toEqual([]);
+      expect(perModel.size).toBe(TRIALS);
+      expect(events.filter((e) => e.to_status !== 'READY' || e.from_status !== seededStatus.get(e.model_id) || e.payload.type !== 'model_status_changed')).toEqual([]);
+      expect(new Set(events.map((e) => e.event_id)).size).toBe(events.length);
 
-    const started = Date.now();
-    for (let next = 0; next < trials.length; next += CONCURRENT_TRIALS) {
-      await Promise.all(trials.slice(next, next + CONCURRENT_TRIALS).map(runTrial));
-    }
-    console.log(`[races] ${TRIALS} trials in ${Date.now() - started} ms; first to apply: ${JSON.stringify(wins)}, ` +
-        `passes that lost the compare-and-set: ${lostCompareAndSet}`);
-    expect(violations.slice(0, 20)).toEqual([]);
-    // Every writer won some races: they really ran against each other, not one after the other.
-    expect(wins.webhook).toBeGreaterThan(0);
-    expect(wins.daemon).toBeGreaterThan(0);
-    expect(wins.once).toBeGreaterThan(0);
-    expect(lostCompareAndSet, 'some writers decided on the same read and lost the compare-and-set').toBeGreaterThan(0);
-
-    // The database: every model READY with the tune's result, exactly one event each, READY from its seed status.
-    const { rows: models } = await db.pool.query<{ id: string; status: string; progress: number; modelUrl: string; trainingJobId: string }>(
-      `SELECT id, status::text AS status, progress, "modelUrl", "trainingJobId" FROM ai_models ORDER BY id`,
-    );
-    expect(models).toHaveLength(TRIALS);
-    expect(models.filter((m) => m.status !== 'READY' || m.progress !== 100 || m.modelUrl !== m.trainingJobId)).toEqual([]);
-
-    const { rows: events } = await db.pool.query<{ event_id: string; model_id: string; from_status: string; to_status: string; payload: { type: string } }>(
-      `SELECT event_id, model_id, from_status, to_status, payload FROM astria_reconciler.events ORDER BY seq`,
-    );
-    const seededStatus = new Map(trials.map((trial) => [trial.model.id, trial.model.status]));
-    const perModel = new Map<string, number>();
-    for (const event of events) perModel.set(event.model_id, (perModel.get(event.model_id) ?? 0) + 1);
-    expect([...perModel.entries()].filter(([, n]) => n !== 1)).toEqual([]);
-    expect(perModel.size).toBe(TRIALS);
-    expect(events.filter((e) => e.to_status !== 'READY' || e.from_status !== seededStatus.get(e.model_id) || e.payload.type !== 'model_status_changed')).toEqual([]);
-    expect(new Set(events.map((e) => e.event_id)).size).toBe(events.length);
-
-    // The broadcast: exactly one NOTIFY per model, each one a logged event.
-    await listener.waitFor(TRIALS, 15_000);
-    const notifications = (await listener.settle(300)) as { type: string; eventId: string; modelId: string; status: string }[];
-    await listener.close();
-    expect(notifications.filter((n) => n.type !== 'model_status_changed' || n.status !== 'READY')).toEqual([]);
-    expect(notifications).toHaveLength(TRIALS);
-    const notifiedModels = new Map<string, number>();
-    for (const n of notifications) notifiedModels.set(n.modelId, (notifiedModels.get(n.modelId) ?? 0) + 1);
-    expect(notifiedModels.size).toBe(TRIALS);
-    const notifiedIds = new Set(notifications.map((n) => n.eventId));
-    expect(notifiedIds.size).toBe(TRIALS);
-    expect(notifiedIds).toEqual(new Set(events.map((e) => e.event_id)));
-  }, 90_000);
+      // The broadcast: exactly one NOTIFY per model, each one a logged event.
+      await listener.waitFor(TRIALS, 15_000);
+      const notifications = (await listener.settle(300)) as { type: string; eventId: string; modelId: string; status: string }[];
+      await listener.close();
+      expect(notifications.filter((n) => n.type !== 'model_status_changed' || n.status !== 'READY')).toEqual([]);
+      expect(notifications).toHaveLength(TRIALS);
+      const notifiedModels = new Map<string, number>();
+      for (const n of notifications) notifiedModels.set(n.modelId, (notifiedModels.get(n.modelId) ?? 0) + 1);
+      expect(notifiedModels.size).toBe(TRIALS);
+      const notifiedIds = new Set(notifications.map((n) => n.eventId));
+      expect(notifiedIds.size).toBe(TRIALS);
+      expect(notifiedIds).toEqual(new Set(events.map((e) => e.event_id)));
+    }, 90_000);
+  });
 });

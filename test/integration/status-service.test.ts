@@ -1,36 +1,38 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tuneSchema } from '../../src/astria/tune.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { seedModels } from '../../dev/host-schema.js';
 import { createMetrics } from '../../src/metrics.js';
 import { modelStatusChangedEventSchema } from '../../src/status/event.js';
 import { decide, type ModelRow } from '../../src/status/rules.js';
-import { createStatusService } from '../../src/status/service.js';
-import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+import { createStatusService as createService } from '../../src/status/service.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { listen } from '../support/listen.js';
+import { HOST_FIXTURES } from '../support/renamed-host-schema.js';
 
 const NOW = new Date('2026-11-25T10:00:00.000Z');
 const clock = { now: () => NOW.getTime(), sleep: async () => undefined };
 const RULES = { trainingTimeoutMs: 24 * 3_600_000 };
 
-let db: TestDatabase;
-beforeAll(async () => {
-  db = await createTestDatabase();
-  await ensureOwnSchema(db.pool, 'astria_reconciler');
-});
-afterAll(() => db.drop());
-
-async function model(id: string, overrides: Partial<Parameters<typeof seedModels>[1][number]> = {}): Promise<ModelRow> {
-  await seedModels(db.pool, [
-    { id, status: 'TRAINING', trainingJobId: '4242', updatedAt: new Date('2026-11-25T09:00:00.000Z'), ...overrides },
-  ]);
-  const row = await readModel(db.pool, id);
-  return { ...row, trainingJobId: row.trainingJobId };
-}
-
 const trained = tuneSchema.parse({ id: 4242, title: 'x', trained_at: '2026-11-25T09:58:30.123Z', started_training_at: '2026-11-25T09:30:00Z' });
 
-describe('status service', () => {
+describe.each(HOST_FIXTURES)('status service on $name', (fixture) => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await fixture.install(db.pool);
+    await ensureOwnSchema(db.pool, 'astria_reconciler', fixture.host);
+  });
+  afterAll(() => db.drop());
+
+  async function model(id: string, overrides: Partial<Parameters<typeof fixture.seedModels>[1][number]> = {}): Promise<ModelRow> {
+    await fixture.seedModels(db.pool, [
+      { id, status: 'TRAINING', trainingJobId: '4242', updatedAt: new Date('2026-11-25T09:00:00.000Z'), ...overrides },
+    ]);
+    return fixture.readModel(db.pool, id);
+  }
+  const readModel = (pool: TestDatabase['pool'], id: string) => fixture.readModel(pool, id);
+  const createStatusService = (options: Parameters<typeof createService>[0]) => createService({ ...options, host: fixture.host });
+
   it('applies 20 concurrent identical transitions exactly once, with exactly one event and one NOTIFY', async () => {
     const row = await model('race-1');
     const listener = await listen(db.url);
@@ -115,7 +117,7 @@ describe('status service', () => {
 
   it('writes nothing when the row moved on since it was read (compare-and-set)', async () => {
     const row = await model('cas-1');
-    await db.pool.query(`UPDATE ai_models SET status = 'DELETED' WHERE id = 'cas-1'`);
+    await fixture.setModelStatus(db.pool, 'cas-1', 'DELETED');
     const service = createStatusService({ pool: db.pool, clock });
 
     const result = await service.apply(decide(row, { kind: 'gone', tuneId: '4242' }, NOW, RULES)!, 'reconciler');

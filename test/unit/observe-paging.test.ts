@@ -11,6 +11,7 @@ import { systemClock } from '../../src/clock.js';
 import { createMetrics } from '../../src/metrics.js';
 import { observe, type ObserveReport } from '../../src/reconciler/observe.js';
 import { DENSE_IDS_PER_PAGE, type PagePlanItem } from '../../src/reconciler/plan.js';
+import { DEFAULT_HOST_SCHEMA } from '../../src/db/host-names.js';
 import { tunes, type RemoteObservation } from '../../src/reconciler/resource.js';
 
 const API_KEY = 'sd_observe_paging_key';
@@ -26,7 +27,7 @@ async function observeIds(ids: number[], idsPerPage = DENSE_IDS_PER_PAGE) {
   const seen = new Map<number, RemoteObservation<Tune>>();
   const items: PagePlanItem[] = ids.map((id) => ({ id, weight: 1 }));
   const report: ObserveReport = await observe(
-    tunes,
+    tunes(DEFAULT_HOST_SCHEMA),
     client,
     { items, idsPerPage, concurrency: 4, maxNotFoundShare: 0.5, listPages: true, halted: () => false },
     { observed: (batch) => batch.forEach((observation, id) => seen.set(id, observation)), unobserved: () => undefined, ready: async () => undefined },
