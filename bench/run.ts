@@ -26,7 +26,10 @@
  *   history          an idle leader with 30 days of history (216k models, their events and callbacks)
  *                    beside an empty one: lost-callback judging's database time a minute, and a
  *                    callback finding its model through the tune lookup table or the app's table
- * BENCH_ONLY=backfill,steady,latency,browser,history (any subset, comma separated) picks the sections; default all.
+ * Then (bench/inflight-scale.ts):
+ *   inflight         one round of the daemon's watch with 5,000 and with 20,000 models in flight: statements,
+ *                    database time and CPU per round, and how they grow
+ * BENCH_ONLY=backfill,steady,latency,browser,history,inflight (any subset, comma separated) picks the sections; default all.
  *
  * Database: a scratch database on BENCH_DATABASE_URL's server if set, else an embedded PostgreSQL.
  */
@@ -47,6 +50,7 @@ import {
 } from './report.js';
 import { runBroadcastLatency } from './broadcast-latency.js';
 import { runHistory } from './history.js';
+import { runInFlightScale } from './inflight-scale.js';
 import { runNextjsBrowser } from './nextjs-browser.js';
 import { API_KEY, LIST_PAGE_SIZE, countRecovered, createWorld } from './scenario.js';
 import type { SectionResult } from './stats.js';
@@ -124,7 +128,7 @@ function targets(measurements: Measurement[]): TargetResult[] {
   ];
 }
 
-const SECTIONS = ['backfill', 'steady', 'latency', 'browser', 'history'] as const;
+const SECTIONS = ['backfill', 'steady', 'latency', 'browser', 'history', 'inflight'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** BENCH_ONLY=steady,latency → those sections, in the fixed order above; unset → all of them. */
@@ -168,7 +172,9 @@ async function main(): Promise<number> {
               ? await runBroadcastLatency(database.url)
               : section === 'browser'
                 ? await runNextjsBrowser(database.url)
-                : await runHistory(database.url);
+                : section === 'history'
+                  ? await runHistory(database.url)
+                  : await runInFlightScale(database.url);
       console.log(`\n== ${section} ==\n${result.text}\n`);
       console.log(formatTargets(result.targets));
       results.push(...result.targets);

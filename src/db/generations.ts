@@ -37,30 +37,21 @@ function where(filter: InFlightFilter, params: unknown[]): string {
   return conditions.join(' AND ');
 }
 
-/** One keyset page of in-flight generations, ordered by id. */
-export async function selectInFlightGenerationRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
+/**
+ * One keyset page of in-flight generations, ordered by id, each with the tune of its model (a prompt's
+ * single GET is asked under its tune, as Astria documents it).
+ */
+export async function selectInFlightGenerationRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef<GenerationRow>[]> {
   const params: unknown[] = [];
   const conditions = where(filter, params);
   const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
-  const { rows } = await pool.query<{ id: string; remote_id: string; updated_at: string }>(
-    `SELECT id, "jobId" AS remote_id,
-            CASE WHEN isfinite("updatedAt") THEN (extract(epoch FROM "updatedAt" AT TIME ZONE 'UTC') * 1000)::bigint::text ELSE '0' END AS updated_at
+  const { rows } = await pool.query<GenerationRow & { tune_id: string | null }>(
+    `SELECT ${GENERATION_COLUMNS},
+            (SELECT m."trainingJobId" FROM ai_models m WHERE m.id = generations."modelId" AND m."aiProvider" = 'astria') AS tune_id
        FROM generations WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
     params,
   );
-  return rows.map((row) => ({ id: row.id, remoteId: row.remote_id, updatedAt: Number(row.updated_at) }));
-}
-
-/** The in-flight generations waiting on these prompts. */
-export async function selectInFlightByPromptIds(pool: pg.Pool, filter: InFlightFilter, promptIds: readonly number[]): Promise<GenerationRow[]> {
-  if (promptIds.length === 0) return [];
-  const params: unknown[] = [];
-  const conditions = where(filter, params);
-  const { rows } = await pool.query<GenerationRow>(
-    `SELECT ${GENERATION_COLUMNS} FROM generations WHERE ${conditions} AND "jobId" = ANY($${params.push(promptIds.map(String))}::text[])`,
-    params,
-  );
-  return rows;
+  return rows.map(({ tune_id: tuneId, ...row }) => ({ id: row.id, remoteId: row.jobId!, updatedAt: row.updatedAt?.getTime() ?? 0, row, parentRemoteId: tuneId }));
 }
 
 /** The app's Astria generations of one prompt, in any status, as the rules read them. */

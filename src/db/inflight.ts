@@ -44,40 +44,34 @@ function where(filter: InFlightFilter, params: unknown[]): string {
   return conditions.join(' AND ');
 }
 
-/** An in-flight row as a round plans it: its id, the Astria id it names (unchecked text) and when it last changed. */
-export interface InFlightRef {
+/**
+ * An in-flight row as a round plans and settles it: its id, the Astria id it names (unchecked text),
+ * when it last changed, and the row the rules read. The whole in-flight set is read this way once per
+ * discovery (or `--once` pass), never again per list page.
+ */
+export interface InFlightRef<Row> {
   id: string;
   remoteId: string;
   /** `updatedAt`, epoch ms. */
   updatedAt: number;
+  row: Row;
+  /** The Astria object the remote one lives under, when the read knows it (a prompt's tune). */
+  parentRemoteId?: string | null;
 }
 
 /** One keyset page of in-flight rows, ordered by id. */
-export async function selectInFlightRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
+export async function selectInFlightRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef<ModelRow>[]> {
   const params: unknown[] = [];
   const conditions = where(filter, params);
   const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
-  const { rows } = await pool.query<{ id: string; remote_id: string; updated_at: string }>(
-    `SELECT id, "trainingJobId" AS remote_id,
+  const { rows } = await pool.query<ModelRow & { updated_at: string }>(
+    `SELECT ${MODEL_COLUMNS},
             -- 'infinity' (valid in the column) would fail the cast for every row: read as long ago.
             CASE WHEN isfinite("updatedAt") THEN (extract(epoch FROM "updatedAt" AT TIME ZONE 'UTC') * 1000)::bigint::text ELSE '0' END AS updated_at
        FROM ai_models WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
     params,
   );
-  return rows.map((row) => ({ id: row.id, remoteId: row.remote_id, updatedAt: Number(row.updated_at) }));
-}
-
-/** The in-flight models training these tunes (what one list page or GET of a round showed). */
-export async function selectInFlightByTuneIds(pool: pg.Pool, filter: InFlightFilter, tuneIds: readonly number[]): Promise<ModelRow[]> {
-  if (tuneIds.length === 0) return [];
-  const params: unknown[] = [];
-  const conditions = where(filter, params);
-  const { rows } = await pool.query<ModelRow>(
-    `SELECT ${MODEL_COLUMNS} FROM ai_models
-      WHERE ${conditions} AND "trainingJobId" = ANY($${params.push(tuneIds.map(String))}::text[])`,
-    params,
-  );
-  return rows;
+  return rows.map(({ updated_at: updatedAt, ...row }) => ({ id: row.id, remoteId: row.trainingJobId!, updatedAt: Number(updatedAt), row }));
 }
 
 /**

@@ -99,6 +99,42 @@ export async function compareAndSetModel(tx: SqlExecutor, transition: Transition
   return rows[0] ?? null;
 }
 
+/**
+ * Many models' progress-only changes in one statement, each a compare-and-set like
+ * `compareAndSetModel`'s (status, tune and message as decided); progress never moves down, and a row
+ * another transaction holds locked is skipped, not waited for (one locked row must not hold the
+ * others). `updatedAt` is left. Returns the rows updated.
+ */
+export async function updateModelsProgress(tx: SqlExecutor, transitions: readonly Transition[]): Promise<UpdatedModel[]> {
+  if (transitions.length === 0) return [];
+  const column = <T>(pick: (transition: Transition) => T) => transitions.map(pick);
+  return tx.query<UpdatedModel>(
+    `WITH wanted AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::boolean[])
+         AS w(id, status, training_job_id, error_message, progress, estimated_time, sets_estimate)
+     ), locked AS (
+       SELECT m.id AS model_id, w.progress AS new_progress, w.estimated_time AS new_estimated_time, w.sets_estimate
+         FROM ai_models m JOIN wanted w ON m.id = w.id
+        WHERE m.status::text = w.status AND m."trainingJobId" IS NOT DISTINCT FROM w.training_job_id
+          AND m."errorMessage" IS NOT DISTINCT FROM w.error_message
+          FOR UPDATE OF m SKIP LOCKED
+     )
+     UPDATE ai_models SET progress = GREATEST(progress, coalesce(new_progress, progress)),
+            "estimatedTime" = CASE WHEN sets_estimate THEN new_estimated_time ELSE "estimatedTime" END
+       FROM locked WHERE id = model_id
+     ${RETURNING}`,
+    [
+      column((t) => t.modelId),
+      column((t) => t.from),
+      column((t) => t.expected.trainingJobId),
+      column((t) => t.expected.errorMessage),
+      column((t) => t.changes.progress ?? null),
+      column((t) => t.changes.estimatedTime ?? null),
+      column((t) => t.changes.estimatedTime !== undefined),
+    ],
+  );
+}
+
 /** Every model with the columns a person looks at first (the demo's before and after), by id. */
 export async function listModels(pool: pg.Pool): Promise<Record<string, unknown>[]> {
   const { rows } = await pool.query(

@@ -11,6 +11,7 @@ import type { ModelStatus } from '../status/rules.js';
 import type { StatusService } from '../status/service.js';
 import { DENSE_IDS_PER_PAGE, type PagePlanItem } from './plan.js';
 import { prompts, tunes, type HostRow, type ResourceKind, type StatusChange } from './resource.js';
+import { InFlightIndex } from './inflight-index.js';
 import { runRound } from './round.js';
 import { OrphanMatcher, type OrphanOptions, type OrphanReport } from './orphans.js';
 import type { ChangeWriter, Outcome } from './settle.js';
@@ -94,7 +95,7 @@ export interface PromptPassReport {
   stopped: string | null;
 }
 
-/** Keyset page of in-flight rows read at a time: only their Astria ids are kept for the round. */
+/** Keyset page of in-flight rows read at a time (the pass holds them all: the round settles from them). */
 const ROW_PAGE_SIZE = 2_000;
 
 /** One kind's tally of a pass. */
@@ -205,7 +206,7 @@ async function passOfKind<Row extends HostRow, Remote, Change extends StatusChan
   };
 
   let total = 0;
-  const due = new Set<number>();
+  const rows = new InFlightIndex<Row>();
   for (let afterId: string | null = null; ; ) {
     const page = await kind.inFlight.refs(deps.pool, filter, afterId, ROW_PAGE_SIZE);
     total += page.length;
@@ -213,7 +214,7 @@ async function passOfKind<Row extends HostRow, Remote, Change extends StatusChan
     for (const ref of page) {
       const remoteId = kind.parseRemoteId(ref.remoteId);
       if (remoteId !== null) {
-        due.add(remoteId);
+        rows.add({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
         continue;
       }
       const reason = kind.badRemoteId(ref.remoteId);
@@ -224,12 +225,11 @@ async function passOfKind<Row extends HostRow, Remote, Change extends StatusChan
     afterId = page.at(-1)!.id;
   }
   if (!filter.modelIds && kind.name === tunes.name) deps.metrics.inflightModels.set(total);
-  const items: PagePlanItem[] = [...due].map((id) => ({ id, weight: 1 }));
-  due.clear();
+  const items: PagePlanItem[] = rows.remoteIds().map((id) => ({ id, weight: 1 }));
 
   const round = await runRound(kind, { ...deps, writer }, {
     items,
-    filter,
+    rows,
     // Failed rows are selected only when an operator names them.
     rules: { trainingTimeoutMs: options.trainingTimeoutMs, healAnyError: filter.includeError },
     idsPerPage: DENSE_IDS_PER_PAGE,
