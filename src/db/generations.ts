@@ -38,17 +38,16 @@ function where(filter: InFlightFilter, params: unknown[]): string {
 }
 
 /**
- * One keyset page of in-flight generations, ordered by id, each with the tune of its model (a prompt's
- * single GET is asked under its tune, as Astria documents it).
+ * Every in-flight generation, in one statement, each with the tune of its model (a prompt's single GET
+ * is asked under its tune, as Astria documents it).
  */
-export async function selectInFlightGenerationRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef<GenerationRow>[]> {
+export async function selectInFlightGenerationRefs(pool: pg.Pool, filter: InFlightFilter): Promise<InFlightRef<GenerationRow>[]> {
   const params: unknown[] = [];
   const conditions = where(filter, params);
-  const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
   const { rows } = await pool.query<GenerationRow & { tune_id: string | null }>(
     `SELECT ${GENERATION_COLUMNS},
             (SELECT m."trainingJobId" FROM ai_models m WHERE m.id = generations."modelId" AND m."aiProvider" = 'astria') AS tune_id
-       FROM generations WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
+       FROM generations WHERE ${conditions}`,
     params,
   );
   return rows.map(({ tune_id: tuneId, ...row }) => ({ id: row.id, remoteId: row.jobId!, updatedAt: row.updatedAt?.getTime() ?? 0, row, parentRemoteId: tuneId }));

@@ -3,8 +3,8 @@ import type { ModelRow } from '../model.js';
 
 /**
  * The in-flight rows of the host's `ai_models` (tunes training at Astria): the only place their
- * selection is spelled out. The daemon and `--once` read them the same way, keyset page by page (the
- * table is never held in memory whole), then by the Astria ids a round observed.
+ * selection is spelled out. The daemon (each discovery) and `--once` (each pass) read them the same
+ * way, in one statement: the rounds settle from what was read, never reading again per list page.
  */
 
 /** Which in-flight models a round looks at. */
@@ -46,8 +46,7 @@ function where(filter: InFlightFilter, params: unknown[]): string {
 
 /**
  * An in-flight row as a round plans and settles it: its id, the Astria id it names (unchecked text),
- * when it last changed, and the row the rules read. The whole in-flight set is read this way once per
- * discovery (or `--once` pass), never again per list page.
+ * when it last changed, and the row the rules read.
  */
 export interface InFlightRef<Row> {
   id: string;
@@ -59,16 +58,18 @@ export interface InFlightRef<Row> {
   parentRemoteId?: string | null;
 }
 
-/** One keyset page of in-flight rows, ordered by id. */
-export async function selectInFlightRefs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef<ModelRow>[]> {
+/**
+ * Every in-flight row, in one statement: one pass over what the app's table holds in flight (keyset
+ * pages would each sort the in-flight rows again). They are all held in memory anyway.
+ */
+export async function selectInFlightRefs(pool: pg.Pool, filter: InFlightFilter): Promise<InFlightRef<ModelRow>[]> {
   const params: unknown[] = [];
   const conditions = where(filter, params);
-  const after = afterId === null ? '' : `AND id > $${params.push(afterId)}`;
   const { rows } = await pool.query<ModelRow & { updated_at: string }>(
     `SELECT ${MODEL_COLUMNS},
             -- 'infinity' (valid in the column) would fail the cast for every row: read as long ago.
             CASE WHEN isfinite("updatedAt") THEN (extract(epoch FROM "updatedAt" AT TIME ZONE 'UTC') * 1000)::bigint::text ELSE '0' END AS updated_at
-       FROM ai_models WHERE ${conditions} ${after} ORDER BY id LIMIT $${params.push(limit)}`,
+       FROM ai_models WHERE ${conditions}`,
     params,
   );
   return rows.map(({ updated_at: updatedAt, ...row }) => ({ id: row.id, remoteId: row.trainingJobId!, updatedAt: Number(updatedAt), row }));

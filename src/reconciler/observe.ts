@@ -128,7 +128,8 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
   let measuredPages = 0;
   try {
     let beforeId = request.items.reduce((newest, item) => Math.max(newest, item.id), 0) + 1;
-    let below: readonly PagePlanItem[] = request.items;
+    // Newest first, once: each page's plan then reads a sorted list (no sort per page).
+    let below: readonly PagePlanItem[] = [...request.items].sort((a, b) => b.id - a.id);
     while (request.listPages && !stopped()) {
       below = below.filter((item) => item.id < beforeId);
       const plan = planPages(below, beforeId, measuredPages > 0 ? spanSum / measuredPages : request.idsPerPage);

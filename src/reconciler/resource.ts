@@ -44,9 +44,9 @@ export interface ResourceKind<Row extends HostRow, Remote, Change extends Status
   decide(row: Row, observation: RemoteObservation<Remote>, now: Date, options: RuleOptions): Change | null;
   /** The row as an applied change leaves it. */
   after(row: Row, change: Change): Row;
-  /** The host table's in-flight rows, keyset page by page, each with what the rules read. */
+  /** The host table's in-flight rows, each with what the rules read (one statement). */
   inFlight: {
-    refs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef<Row>[]>;
+    refs(pool: pg.Pool, filter: InFlightFilter): Promise<InFlightRef<Row>[]>;
   };
 }
 

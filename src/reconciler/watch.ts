@@ -25,7 +25,6 @@ export interface WatchOptions {
   onInFlight?: (count: number) => void;
 }
 
-const DISCOVERY_PAGE_SIZE = 2_000;
 /**
  * In-flight rows are re-read at least this often (or every `RECONCILER_INTERVAL` when shorter): a row
  * already past its grace when it appears (written without bumping `updatedAt`) is seen within seconds.
@@ -78,21 +77,16 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     return this.schedule.nextRoundAt();
   }
 
-  /** Brings the schedule in line with the database (keyset pages of the in-flight rows). */
+  /** Brings the schedule and the index in line with the database (one read of the in-flight rows). */
   async discover(now: number): Promise<void> {
     const inFlight: ScheduledRow[] = [];
     const indexed: IndexedRow<Row>[] = [];
-    for (let afterId: string | null = null; ; ) {
-      const page = await this.kind.inFlight.refs(this.deps.pool, ALL_IN_FLIGHT, afterId, DISCOVERY_PAGE_SIZE);
-      for (const ref of page) {
-        // An unusable id is never sent to Astria; `--once` reports those.
-        const remoteId = this.kind.parseRemoteId(ref.remoteId);
-        if (remoteId === null) continue;
-        inFlight.push({ id: ref.id, remoteId, updatedAt: ref.updatedAt, estimatedDueAt: this.kind.estimatedDueAtOf?.(ref.row, ref.updatedAt) ?? null });
-        indexed.push({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
-      }
-      if (page.length < DISCOVERY_PAGE_SIZE) break;
-      afterId = page.at(-1)!.id;
+    for (const ref of await this.kind.inFlight.refs(this.deps.pool, ALL_IN_FLIGHT)) {
+      // An unusable id is never sent to Astria; `--once` reports those.
+      const remoteId = this.kind.parseRemoteId(ref.remoteId);
+      if (remoteId === null) continue;
+      inFlight.push({ id: ref.id, remoteId, updatedAt: ref.updatedAt, estimatedDueAt: this.kind.estimatedDueAtOf?.(ref.row, ref.updatedAt) ?? null });
+      indexed.push({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
     }
     await this.deps.discovered?.(inFlight);
     this.schedule.sync(inFlight, now);

@@ -179,7 +179,7 @@ describe('webhook vs poller vs --once on the same model', () => {
           let applied = 0;
           // The daemon's re-read of the row, then its round over what it read.
           const rows = new InFlightIndex<ModelRow>();
-          for (const ref of await tunes.inFlight.refs(pool, { stuckBefore: null, modelIds: [model.id], includeError: false }, null, 10)) {
+          for (const ref of await tunes.inFlight.refs(pool, { stuckBefore: null, modelIds: [model.id], includeError: false })) {
             rows.add({ row: ref.row, remoteId: tune.id, parentRemoteId: null });
           }
           await runRound(tunes, daemon, {
