@@ -64,7 +64,7 @@ interface Entry {
 const DEFAULT_MAX_BACKOFF_MS = 5 * 60_000;
 /** From this long before a tune's eta (and after it, and without one) it is looked at every round. */
 export const DUE_MARGIN_MS = 60_000;
-/** A model's progress-only writes (each a transaction and a NOTIFY) come at most this often. */
+/** A model's progress-only writes (a NOTIFY each, batched per round) come at most this often. */
 export const PROGRESS_WRITE_EVERY_MS = 60_000;
 
 export class ObservationSchedule {
