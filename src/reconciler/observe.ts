@@ -128,11 +128,11 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
   let measuredPages = 0;
   try {
     let beforeId = request.items.reduce((newest, item) => Math.max(newest, item.id), 0) + 1;
-    // Newest first, once: each page's plan then reads a sorted list (no sort per page).
-    let below: readonly PagePlanItem[] = [...request.items].sort((a, b) => b.id - a.id);
+    // Newest first, once: each page's plan reads it as it is (no copy, no sort per page); what is at or
+    // above `beforeId` is behind the pages already.
+    const items = [...request.items].sort((a, b) => b.id - a.id);
     while (request.listPages && !stopped()) {
-      below = below.filter((item) => item.id < beforeId);
-      const plan = planPages(below, beforeId, measuredPages > 0 ? spanSum / measuredPages : request.idsPerPage);
+      const plan = planPages(items, beforeId, measuredPages > 0 ? spanSum / measuredPages : request.idsPerPage);
       if (plan.pagesDownTo === null) break;
       // Never more objects than the ids left to cover can hold: one model costs what its GET costs.
       const limit = Math.min(MAX_LIST_LIMIT, beforeId - plan.pagesDownTo);
@@ -161,9 +161,12 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
       const end = page.nextBeforeId === null || page.nextBeforeId >= beforeId;
       const lowest = end ? 0 : page.nextBeforeId!;
       // Wanted on this page's stretch of ids and not shown: deleted (404) or unreadable; its GET says which.
-      for (const item of below) if (item.weight === 1 && item.id >= lowest && !seen.has(item.id)) getOne(item.id);
+      for (const item of items) {
+        if (item.id < lowest) break;
+        if (item.weight === 1 && item.id < beforeId && !seen.has(item.id)) getOne(item.id);
+      }
       if (end) {
-        below = [];
+        beforeId = 0;
         break;
       }
       // The ids a page as Astria serves it spans, from its newest object (a cursor far above the newest
@@ -181,7 +184,7 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
     // Stragglers below the pages, and everything below a list page that failed. When the list answered
     // 404 they stay unseen: the round is incomplete.
     if (report.incomplete === null) {
-      for (const item of below) if (item.weight === 1 && item.id < beforeId && !seen.has(item.id)) getOne(item.id);
+      for (const item of items) if (item.weight === 1 && item.id < beforeId && !seen.has(item.id)) getOne(item.id);
     }
     await Promise.all(gets);
     if (!stopped() && gone.length > 0) {
