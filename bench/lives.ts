@@ -186,6 +186,7 @@ export async function runLives(adminUrl: string, workload: Workload, strategy: S
     };
     const inner = createStatusService({ pool, clock, metrics });
     const service: StatusService = {
+      applyProgress: (transitions, source) => inner.applyProgress(transitions, source),
       async apply(transition, source) {
         const result = await inner.apply(transition, source);
         if (result.applied && (transition.to === 'READY' || transition.to === 'ERROR')) terminal('tune', transition.modelId);
@@ -319,10 +320,10 @@ function createPollers({ clock, pool, client, signal }: PollerDeps) {
     async everyFiveSeconds<Row extends HostRow, Remote, Change extends StatusChange>(kind: ResourceKind<Row, Remote, Change>, id: number, apply: (change: Change) => Promise<unknown>) {
       for (;;) {
         await clock.sleep(GET_EVERY_MS, signal);
-        const [row] = await kind.inFlight.rowsByRemoteIds(pool, ALL_IN_FLIGHT, [id]);
-        if (!row) return;
-        const result = await kind.fetch(client, id, signal);
-        if (result.kind !== 'failed') await decideAndApply(kind, row, result, apply);
+        const ref = (await kind.inFlight.refs(pool, ALL_IN_FLIGHT)).find((each) => each.remoteId === String(id));
+        if (!ref) return;
+        const result = await kind.fetch(client, id, ref.parentRemoteId ?? null, signal);
+        if (result.kind !== 'failed') await decideAndApply(kind, ref.row, result, apply);
       }
     },
 
@@ -330,7 +331,7 @@ function createPollers({ clock, pool, client, signal }: PollerDeps) {
     async scanEveryThirtySeconds<Row extends HostRow, Remote, Change extends StatusChange>(kind: ResourceKind<Row, Remote, Change>, apply: (change: Change) => Promise<unknown>) {
       for (;;) {
         await clock.sleep(SCAN_EVERY_MS, signal);
-        const rows = await kind.inFlight.refs(pool, ALL_IN_FLIGHT, null, 1_000_000);
+        const rows = await kind.inFlight.refs(pool, ALL_IN_FLIGHT);
         if (rows.length === 0) continue;
         const wanted = new Set(rows.map((ref) => Number(ref.remoteId)));
         const oldest = Math.min(...wanted);
@@ -343,14 +344,15 @@ function createPollers({ clock, pool, client, signal }: PollerDeps) {
           if (!last || kind.idOf(last) <= oldest || page.nextBeforeId === null) break;
           beforeId = page.nextBeforeId;
         }
-        for (const id of wanted) {
+        for (const ref of rows) {
+          const id = Number(ref.remoteId);
           if (seen.has(id)) continue;
-          const result = await kind.fetch(client, id, signal);
+          const result = await kind.fetch(client, id, ref.parentRemoteId ?? null, signal);
           if (result.kind !== 'failed') seen.set(id, result);
         }
-        for (const row of await kind.inFlight.rowsByRemoteIds(pool, ALL_IN_FLIGHT, [...seen.keys()])) {
-          const observation = seen.get(Number(kind.remoteIdOf(row)));
-          if (observation) await decideAndApply(kind, row, observation, apply);
+        for (const ref of rows) {
+          const observation = seen.get(Number(ref.remoteId));
+          if (observation) await decideAndApply(kind, ref.row, observation, apply);
         }
       }
     },

@@ -87,6 +87,7 @@ function timedService(service: StatusService, span: Span): StatusService {
   return {
     apply: (transition, source) => timed(span, () => service.apply(transition, source)),
     applyGeneration: (transition, source) => timed(span, () => service.applyGeneration(transition, source)),
+    applyProgress: (transitions, source) => timed(span, () => service.applyProgress(transitions, source)),
   };
 }
 

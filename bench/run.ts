@@ -33,7 +33,9 @@
  *   history          an idle leader with 30 days of history (216k models, their events and callbacks)
  *                    beside an empty one: lost-callback judging's database time a minute, and a
  *                    callback finding its model through the tune lookup table or the app's table
- * BENCH_ONLY=backfill,steady,quiet,history,busy,generations,latency,browser (any subset, comma
+ *   inflight         (bench/inflight-scale.ts) one round of the daemon's watch with 5,000 and with 20,000
+ *                    models in flight: statements, database time and CPU per round, and how they grow
+ * BENCH_ONLY=backfill,steady,quiet,history,busy,generations,latency,browser,inflight (any subset, comma
  * separated) picks the sections; default all.
  *
  * Database: a scratch database on BENCH_DATABASE_URL's server if set, else an embedded PostgreSQL.
@@ -57,6 +59,7 @@ import { runBroadcastLatency } from './broadcast-latency.js';
 import { runBusy, runQuiet } from './cost.js';
 import { runGenerations } from './generations.js';
 import { runHistory } from './history.js';
+import { runInFlightScale } from './inflight-scale.js';
 import { runNextjsBrowser } from './nextjs-browser.js';
 import { API_KEY, LIST_PAGE_SIZE, countRecovered, createWorld } from './scenario.js';
 import type { SectionResult } from './stats.js';
@@ -134,7 +137,7 @@ function targets(measurements: Measurement[]): TargetResult[] {
   ];
 }
 
-const SECTIONS = ['backfill', 'steady', 'quiet', 'history', 'busy', 'generations', 'latency', 'browser'] as const;
+const SECTIONS = ['backfill', 'steady', 'quiet', 'history', 'busy', 'generations', 'latency', 'browser', 'inflight'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** BENCH_ONLY=steady,latency → those sections, in the fixed order above; unset → all of them. */
@@ -169,6 +172,7 @@ const RUNNERS: Record<Section, (adminUrl: string, quick: boolean) => Promise<Sec
   latency: runBroadcastLatency,
   browser: runNextjsBrowser,
   history: runHistory,
+  inflight: runInFlightScale,
 };
 
 async function main(): Promise<number> {

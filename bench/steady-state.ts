@@ -209,6 +209,7 @@ export async function runScenario(adminUrl: string, scenario: Scenario): Promise
         return result;
       },
       applyGeneration: (transition, source) => inner.applyGeneration(transition, source),
+      applyProgress: (transitions, source) => inner.applyProgress(transitions, source),
     };
 
     const realStart = performance.now();

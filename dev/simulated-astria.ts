@@ -3,9 +3,10 @@
  * benchmarks. It speaks what the Astria API facts (astria-api.md) describe: Bearer auth, `GET /tunes/:id` (bare tune),
  * `GET /tunes` (bare array, newest first, `limit`/`before_id`/`offset`), `{"error": "..."}` bodies,
  * workspaces (`X-Workspace-Id`) and every failure shape seen in the wild. Prompts (image generations)
- * are served the same way at `GET /prompts`, `GET /prompts/:id` and `GET /tunes/:tune_id/prompts/:id`,
- * with ids of their own sequence, created by `POST /tunes/:tune_id/prompts` (JSON `{"prompt": {"text",
- * "callback"}}`, as an app asks for images), and posted to callbacks like tunes.
+ * are served the same way at `GET /prompts`, `GET /tunes/:tune_id/prompts` (that tune's), `GET /prompts/:id`
+ * and `GET /tunes/:tune_id/prompts/:id`, with ids of their own sequence, created by
+ * `POST /tunes/:tune_id/prompts` (JSON `{"prompt": {"text", "callback"}}`, as an app asks for images), and
+ * posted to callbacks like tunes.
  * Failures are scripted with one mechanism, `injectFaults`; rate limiting and latency are options.
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -377,7 +378,10 @@ class SimulatedAstriaServer implements SimulatedAstria {
     if (route.endpoint === 'list') return inScope ? answerPage(this.tunes, query, MAX_OFFSET, this.options.maxPageSize) : jsonAnswer(200, []);
     if (!inScope) return route.endpoint === 'prompt_list' ? jsonAnswer(200, []) : errorAnswer(404, 'Not found');
     if (route.endpoint === 'prompt_get') return this.answerPromptGet(route.id, route.tuneId);
-    if (route.endpoint === 'prompt_list') return answerPage(this.prompts, query, MAX_PROMPT_OFFSET, this.options.maxPageSize);
+    if (route.endpoint === 'prompt_list') {
+      const { tuneId } = route;
+      return answerPage(this.prompts, query, MAX_PROMPT_OFFSET, this.options.maxPageSize, tuneId === undefined ? undefined : (prompt) => String(prompt.tune_id) === tuneId);
+    }
     if (route.endpoint === 'prompt_create') return this.createPrompt(route.tuneId, body);
     return errorAnswer(404, 'Not found');
   }
@@ -484,12 +488,15 @@ class IdStore<T extends { id: number }> {
     this.ids.splice(lowerBound(this.ids, id), 1);
   }
 
-  /** Newest first: ids strictly below `beforeId` (when given), skipping `offset`, at most `limit`. */
-  page(beforeId: number | undefined, offset: number, limit: number): T[] {
-    const end = (beforeId === undefined ? this.ids.length : lowerBound(this.ids, beforeId)) - offset;
+  /** Newest first: ids strictly below `beforeId` (when given), of those `keep` keeps (default all), skipping `offset`, at most `limit`. */
+  page(beforeId: number | undefined, offset: number, limit: number, keep: (item: T) => boolean = () => true): T[] {
     const page: T[] = [];
-    for (let index = end - 1; index >= 0 && page.length < limit; index -= 1) {
-      page.push(this.byId.get(this.ids[index] as number) as T);
+    let skip = offset;
+    for (let index = (beforeId === undefined ? this.ids.length : lowerBound(this.ids, beforeId)) - 1; index >= 0 && page.length < limit; index -= 1) {
+      const item = this.byId.get(this.ids[index] as number) as T;
+      if (!keep(item)) continue;
+      if (skip > 0) skip -= 1;
+      else page.push(item);
     }
     return page;
   }
@@ -537,7 +544,8 @@ type Route =
   | { endpoint: 'get'; id: string }
   | { endpoint: 'list' }
   | { endpoint: 'prompt_get'; id: string; tuneId?: string }
-  | { endpoint: 'prompt_list' }
+  /** Under a tune: that tune's prompts only. */
+  | { endpoint: 'prompt_list'; tuneId?: string }
   | { endpoint: 'prompt_create'; tuneId: string }
   | { endpoint: 'other' };
 
@@ -555,17 +563,19 @@ function classifyPrompt(pathname: string): Route {
   const bare = /^\/prompts\/([^/]+)$/.exec(pathname);
   if (bare) return { endpoint: 'prompt_get', id: bare[1] as string };
   const nested = /^\/tunes\/([^/]+)\/prompts\/([^/]+)$/.exec(pathname);
-  return nested ? { endpoint: 'prompt_get', id: nested[2] as string, tuneId: nested[1] as string } : { endpoint: 'other' };
+  if (nested) return { endpoint: 'prompt_get', id: nested[2] as string, tuneId: nested[1] as string };
+  const ofTune = /^\/tunes\/([^/]+)\/prompts$/.exec(pathname);
+  return ofTune ? { endpoint: 'prompt_list', tuneId: ofTune[1] as string } : { endpoint: 'other' };
 }
 
 /** One list page of `store`: newest first, `limit`/`before_id`/`offset` as Astria reads them. */
-function answerPage<T extends { id: number }>(store: IdStore<T>, query: URLSearchParams, maxOffset: number, maxPageSize = MAX_LIMIT): Answer {
+function answerPage<T extends { id: number }>(store: IdStore<T>, query: URLSearchParams, maxOffset: number, maxPageSize = MAX_LIMIT, keep?: (item: T) => boolean): Answer {
   const limit = readCount(query, 'limit', DEFAULT_LIMIT, 1);
   const offset = readCount(query, 'offset', 0, 0);
   const beforeId = readCount(query, 'before_id', undefined, 0);
   if (limit === null || offset === null || beforeId === null) return errorAnswer(400, 'Invalid paging parameters');
   if (offset > maxOffset) return errorAnswer(400, `offset must be at most ${maxOffset}`);
-  return jsonAnswer(200, store.page(beforeId, offset, Math.min(limit, maxPageSize)));
+  return jsonAnswer(200, store.page(beforeId, offset, Math.min(limit, maxPageSize), keep));
 }
 
 function buildTune(id: number, init: SimulatedTuneInit, now: Date): TuneJson {

@@ -5,6 +5,7 @@ const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_activ
 
 /** Label values known in advance: every such series exists at 0 from start, so a rate or an alert never reads "no data". */
 export const TRANSITION_TARGETS = ['TRAINING', 'READY', 'ERROR'] as const;
+export const GENERATION_TRANSITION_TARGETS = ['PROCESSING', 'COMPLETED', 'FAILED'] as const;
 export const TRANSITION_SOURCES = ['webhook', 'reconciler'] as const;
 export const ASTRIA_ENDPOINTS = ['get_tune', 'list_tunes', 'get_prompt', 'list_prompts'] as const;
 export const ASTRIA_OUTCOMES = [
@@ -29,6 +30,8 @@ export const ORPHAN_OUTCOMES = ['linked', 'ambiguous', 'unmatched'] as const;
 export type OrphanOutcome = (typeof ORPHAN_OUTCOMES)[number];
 export const LOOP_ERROR_REASONS = ['database', 'astria', 'auth', 'other'] as const;
 export type LoopErrorReason = (typeof LOOP_ERROR_REASONS)[number];
+
+const DETECTION_LAG_BUCKETS = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 14_400, 86_400];
 
 /** Creates every combination of label values at 0, so `increase()` sees the first event after a restart. */
 function zeroSeries<L extends string>(counter: Counter<L>, labels: Record<L, readonly string[]>): void {
@@ -59,7 +62,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     registry,
     transitions: new Counter({
       name: 'astria_reconciler_transitions_total',
-      help: 'Status transitions applied, by target status and by who applied them (webhook or reconciler).',
+      help: 'Model status transitions applied, by target status and by who applied them (webhook or reconciler).',
+      labelNames: ['to', 'source'] as const,
+      registers: [registry],
+    }),
+    generationTransitions: new Counter({
+      name: 'astria_reconciler_generation_transitions_total',
+      help: 'Generation status transitions applied, by target status (PROCESSING, COMPLETED, FAILED) and by who applied them (webhook or reconciler).',
       labelNames: ['to', 'source'] as const,
       registers: [registry],
     }),
@@ -71,8 +80,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     detectionLag: new Histogram({
       name: 'astria_reconciler_detection_lag_seconds',
-      help: "Seconds from Astria's trained_at to the reconciler applying the transition (recoveries only).",
-      buckets: [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 14_400, 86_400],
+      help: "Seconds from a tune's trained_at to the reconciler applying the model's READY (recoveries only).",
+      buckets: DETECTION_LAG_BUCKETS,
+      registers: [registry],
+    }),
+    generationDetectionLag: new Histogram({
+      name: 'astria_reconciler_generation_detection_lag_seconds',
+      help: "Seconds from a prompt's trained_at to the reconciler applying the generation's COMPLETED (recoveries only).",
+      buckets: DETECTION_LAG_BUCKETS,
       registers: [registry],
     }),
     inflightModels: new Gauge({
@@ -157,6 +172,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
   };
   zeroSeries(metrics.transitions, { to: TRANSITION_TARGETS, source: TRANSITION_SOURCES });
+  zeroSeries(metrics.generationTransitions, { to: GENERATION_TRANSITION_TARGETS, source: TRANSITION_SOURCES });
   zeroSeries(metrics.astriaRequests, { endpoint: ASTRIA_ENDPOINTS, outcome: ASTRIA_OUTCOMES });
   zeroSeries(metrics.webhookRequests, { code: WEBHOOK_CODES });
   zeroSeries(metrics.broadcastDeliveries, { transport: ASYNC_TRANSPORTS, outcome: DELIVERY_OUTCOMES });

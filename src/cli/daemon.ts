@@ -46,6 +46,8 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
       if (result.applied) dispatcher.kick();
       return result;
     },
+    // Progress goes to NOTIFY only: nothing for the dispatcher.
+    applyProgress: (transitions, source) => runtime.service!.applyProgress(transitions, source),
   };
   const leader = createLeaderElection({
     databaseUrl: config.databaseUrl,

@@ -52,6 +52,12 @@ export async function notifyEvent(tx: SqlExecutor, channel: string, payload: unk
   await tx.execute('SELECT pg_notify($1::text, $2::text)', [channel, JSON.stringify(payload)]);
 }
 
+/** One NOTIFY per payload, in one statement (queued until COMMIT likewise). */
+export async function notifyEvents(tx: SqlExecutor, channel: string, payloads: readonly unknown[]): Promise<void> {
+  if (payloads.length === 0) return;
+  await tx.execute('SELECT pg_notify($1::text, payload) FROM unnest($2::text[]) AS payload', [channel, payloads.map((payload) => JSON.stringify(payload))]);
+}
+
 /** Starts receiving the events NOTIFYed on `channel` on this connection (a dedicated one: the session keeps listening). */
 export async function listenForEvents(client: pg.ClientBase, channel: string): Promise<void> {
   await client.query(`LISTEN ${quoteIdentifier(channel)}`);

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition, type UpdatedGeneration } from '../model.js';
 import type { SqlExecutor } from './executor.js';
 import { quoteLiteral, type GenerationTable, type HostSchema } from './host-names.js';
-import { updatedAtMs, type InFlightFilter, type InFlightRef } from './inflight.js';
+import type { InFlightFilter, InFlightRef } from './inflight.js';
 
 /**
  * The host's generations table (`generations`, or as RECONCILER_HOST_MAPPING names it: images asked of Astria as prompts): the only place their selection and
@@ -49,32 +49,23 @@ function where({ generations }: HostSchema, filter: InFlightFilter, params: unkn
   return conditions.join(' AND ');
 }
 
-/** One keyset page of in-flight generations, ordered by id. */
-export async function selectInFlightGenerationRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
-  const { generations } = host;
+/**
+ * Every in-flight generation, in one statement, each with the tune of its model (a prompt's single GET
+ * is asked under its tune, as Astria documents it).
+ */
+export async function selectInFlightGenerationRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter): Promise<InFlightRef<GenerationRow>[]> {
+  const { generations, models } = host;
   const params: unknown[] = [];
   const conditions = where(host, filter, params);
-  const after = afterId === null ? '' : `AND ${generations.col('id')} > ${generations.value('id', `$${params.push(afterId)}::text`)}`;
-  const { rows } = await pool.query<{ id: string; remote_id: string; updated_at: string }>(
-    `SELECT ${generations.text('id')} AS id, ${generations.text('jobId')} AS remote_id, ${updatedAtMs(generations)} AS updated_at
-       FROM ${generations.sql} WHERE ${conditions} ${after} ORDER BY ${generations.col('id')} LIMIT $${params.push(limit)}`,
+  const tuneOfModel = generations.has('modelId')
+    ? `(SELECT ${models.text('trainingJobId')} FROM ${models.sql} m
+         WHERE ${[`${models.col('id', 'm')} = ${models.value('id', `${generations.col('modelId', 'g')}::text`)}`, ...models.astriaRows().map((condition) => `m.${condition}`)].join(' AND ')})`
+    : 'NULL::text';
+  const { rows } = await pool.query<GenerationRow & { tune_id: string | null }>(
+    `SELECT ${generationColumns(generations)}, ${tuneOfModel} AS tune_id FROM ${generations.sql} g WHERE ${conditions}`,
     params,
   );
-  return rows.map((row) => ({ id: row.id, remoteId: row.remote_id, updatedAt: Number(row.updated_at) }));
-}
-
-/** The in-flight generations waiting on these prompts. */
-export async function selectInFlightByPromptIds(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, promptIds: readonly number[]): Promise<GenerationRow[]> {
-  if (promptIds.length === 0) return [];
-  const { generations } = host;
-  const params: unknown[] = [];
-  const conditions = where(host, filter, params);
-  const { rows } = await pool.query<GenerationRow>(
-    `SELECT ${generationColumns(generations)} FROM ${generations.sql}
-      WHERE ${conditions} AND ${generations.col('jobId')} = ANY(${generations.values('jobId', `$${params.push(promptIds.map(String))}::text[]`)})`,
-    params,
-  );
-  return rows;
+  return rows.map(({ tune_id: tuneId, ...row }) => ({ id: row.id, remoteId: row.jobId!, updatedAt: row.updatedAt?.getTime() ?? 0, row, parentRemoteId: tuneId }));
 }
 
 /** The app's Astria generations of one prompt, in any status, as the rules read them. */

@@ -2,11 +2,11 @@ import type pg from 'pg';
 import { IN_FLIGHT_STATUSES, type ModelRow } from '../model.js';
 import type { HostSchema, HostTable } from './host-names.js';
 
-
 /**
- * The in-flight rows of the host's models table (`ai_models`, or as RECONCILER_HOST_MAPPING names it) (tunes training at Astria): the only place their
- * selection is spelled out. The daemon and `--once` read them the same way, keyset page by page (the
- * table is never held in memory whole), then by the Astria ids a round observed.
+ * The in-flight rows of the host's models table (`ai_models`, or as RECONCILER_HOST_MAPPING names it:
+ * tunes training at Astria): the only place their selection is spelled out. The daemon (each
+ * discovery) and `--once` (each pass) read them the same way, in one statement: the rounds settle from
+ * what was read, never reading again per list page.
  */
 
 /** Which in-flight models a round looks at. */
@@ -63,40 +63,32 @@ export function updatedAtMs(table: HostTable<string, string>): string {
   return `CASE WHEN isfinite(${col}) THEN (extract(epoch FROM ${col}) * 1000)::bigint::text ELSE '0' END`;
 }
 
-/** An in-flight row as a round plans it: its id, the Astria id it names (unchecked text) and when it last changed. */
-export interface InFlightRef {
+/**
+ * An in-flight row as a round plans and settles it: its id, the Astria id it names (unchecked text),
+ * when it last changed, and the row the rules read.
+ */
+export interface InFlightRef<Row> {
   id: string;
   remoteId: string;
   /** `updatedAt`, epoch ms. */
   updatedAt: number;
+  row: Row;
+  /** The Astria object the remote one lives under, when the read knows it (a prompt's tune). */
+  parentRemoteId?: string | null;
 }
 
-/** One keyset page of in-flight rows, ordered by id. */
-export async function selectInFlightRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]> {
-  const { models } = host;
+/**
+ * Every in-flight row, in one statement: one pass over what the app's table holds in flight (keyset
+ * pages would each sort the in-flight rows again). They are all held in memory anyway.
+ */
+export async function selectInFlightRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter): Promise<InFlightRef<ModelRow>[]> {
   const params: unknown[] = [];
   const conditions = where(host, filter, params);
-  const after = afterId === null ? '' : `AND ${models.col('id')} > ${models.value('id', `$${params.push(afterId)}::text`)}`;
-  const { rows } = await pool.query<{ id: string; remote_id: string; updated_at: string }>(
-    `SELECT ${models.text('id')} AS id, ${models.text('trainingJobId')} AS remote_id, ${updatedAtMs(models)} AS updated_at
-       FROM ${models.sql} WHERE ${conditions} ${after} ORDER BY ${models.col('id')} LIMIT $${params.push(limit)}`,
+  const { rows } = await pool.query<ModelRow & { updated_at: string }>(
+    `SELECT ${modelColumns(host)}, ${updatedAtMs(host.models)} AS updated_at FROM ${host.models.sql} WHERE ${conditions}`,
     params,
   );
-  return rows.map((row) => ({ id: row.id, remoteId: row.remote_id, updatedAt: Number(row.updated_at) }));
-}
-
-/** The in-flight models training these tunes (what one list page or GET of a round showed). */
-export async function selectInFlightByTuneIds(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, tuneIds: readonly number[]): Promise<ModelRow[]> {
-  if (tuneIds.length === 0) return [];
-  const { models } = host;
-  const params: unknown[] = [];
-  const conditions = where(host, filter, params);
-  const { rows } = await pool.query<ModelRow>(
-    `SELECT ${modelColumns(host)} FROM ${models.sql}
-      WHERE ${conditions} AND ${models.col('trainingJobId')} = ANY(${models.values('trainingJobId', `$${params.push(tuneIds.map(String))}::text[]`)})`,
-    params,
-  );
-  return rows;
+  return rows.map(({ updated_at: updatedAt, ...row }) => ({ id: row.id, remoteId: row.trainingJobId!, updatedAt: Number(updatedAt), row }));
 }
 
 /**

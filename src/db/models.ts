@@ -2,7 +2,7 @@ import type { ModelChanges, ModelRow, Transition, UpdatedModel } from '../model.
 import type pg from 'pg';
 import type { SqlExecutor } from './executor.js';
 import { quoteIdentifier } from './identifier.js';
-import { isNotOfColumnType, type HostSchema, type ModelTable } from './host-names.js';
+import { isNotOfColumnType, type HostSchema, type ModelColumn, type ModelTable } from './host-names.js';
 import { modelColumns } from './inflight.js';
 import { noteModelsOfTune } from './tune-models.js';
 
@@ -100,7 +100,7 @@ export async function compareAndSetModel(tx: SqlExecutor, host: HostSchema, tran
     ...(models.has('errorMessage') ? [`${models.col('errorMessage')} IS NOT DISTINCT FROM ${param(transition.expected.errorMessage)}`] : []),
   ];
   const assignments: string[] = [];
-  const returned: Record<keyof ModelChanges, string> = { progress: '0', estimatedTime: 'NULL', trainedAt: 'NULL', modelUrl: 'NULL', errorMessage: 'NULL' };
+  const returned = { ...NOTHING_RETURNED };
   if (transition.to !== transition.from) {
     assignments.push(`${models.col('status')} = ${models.value('status', param(models.statusValue(transition.to)))}`);
     if (models.has('updatedAt')) assignments.push(`${models.col('updatedAt')} = ${models.value('updatedAt', param(now.toISOString()))}`);
@@ -112,16 +112,62 @@ export async function compareAndSetModel(tx: SqlExecutor, host: HostSchema, tran
     else returned[column] = param(text);
   }
   if (assignments.length === 0) return null;
-  const column = (name: keyof ModelChanges, type: string) => `${models.or(name, returned[name])}::${type} AS "${name}"`;
-  const rows = await tx.query<UpdatedModel>(
-    `UPDATE ${models.sql} SET ${assignments.join(', ')}
-      WHERE ${conditions.join(' AND ')}
-      RETURNING ${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${column('progress', 'int')},
-        ${column('modelUrl', 'text')}, ${models.has('trainedAt') ? models.utc('trainedAt') : `${returned.trainedAt}::timestamptz`} AS "trainedAt",
-        ${column('errorMessage', 'text')}, ${column('estimatedTime', 'int')}`,
-    params,
-  );
+  const rows = await tx.query<UpdatedModel>(`UPDATE ${models.sql} SET ${assignments.join(', ')} WHERE ${conditions.join(' AND ')} ${returningModel(models, returned)}`, params);
   return rows[0] ?? null;
+}
+
+/** The updated row as an `UpdatedModel`; a column the app lacks returns the SQL value `returned` gives it. */
+function returningModel(models: ModelTable, returned: Record<keyof ModelChanges, string>): string {
+  const column = (name: keyof ModelChanges, type: string) => `${models.or(name, returned[name])}::${type} AS "${name}"`;
+  return `RETURNING ${models.text('id')} AS id, ${models.text('userId')} AS "userId", ${models.status()} AS status, ${column('progress', 'int')},
+        ${column('modelUrl', 'text')}, ${models.has('trainedAt') ? models.utc('trainedAt') : `${returned.trainedAt}::timestamptz`} AS "trainedAt",
+        ${column('errorMessage', 'text')}, ${column('estimatedTime', 'int')}`;
+}
+
+const NOTHING_RETURNED: Record<keyof ModelChanges, string> = { progress: '0', estimatedTime: 'NULL', trainedAt: 'NULL', modelUrl: 'NULL', errorMessage: 'NULL' };
+
+/**
+ * Many models' progress-only changes in one statement, each a compare-and-set like
+ * `compareAndSetModel`'s (status, tune and message as decided); progress never moves down, and a row
+ * another transaction holds locked is skipped, not waited for (one locked row must not hold the
+ * others). `updatedAt` is left. Returns the rows updated.
+ */
+export async function updateModelsProgress(tx: SqlExecutor, host: HostSchema, transitions: readonly Transition[]): Promise<UpdatedModel[]> {
+  const { models } = host;
+  const assignments = [
+    // GREATEST: two racing writers can never move progress down.
+    ...(models.has('progress') ? [`${models.col('progress')} = GREATEST(${models.col('progress')}, coalesce(${models.value('progress', 'locked.new_progress')}, ${models.col('progress')}))`] : []),
+    ...(models.has('estimatedTime')
+      ? [`${models.col('estimatedTime')} = CASE WHEN locked.sets_estimate THEN ${models.value('estimatedTime', 'locked.new_estimated_time')} ELSE ${models.col('estimatedTime')} END`]
+      : []),
+  ];
+  if (transitions.length === 0 || assignments.length === 0) return [];
+  const column = <T>(pick: (transition: Transition) => T) => transitions.map(pick);
+  const m = (name: ModelColumn) => models.col(name, 'm');
+  return tx.query<UpdatedModel>(
+    `WITH wanted AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::boolean[])
+         AS w(id, status, training_job_id, error_message, progress, estimated_time, sets_estimate)
+     ), locked AS (
+       SELECT ${m('id')} AS model_id, w.progress AS new_progress, w.estimated_time AS new_estimated_time, w.sets_estimate
+         FROM ${models.sql} m JOIN wanted w ON ${m('id')} = ${models.value('id', 'w.id')}
+        WHERE ${m('status')}::text = w.status AND ${m('trainingJobId')}::text IS NOT DISTINCT FROM w.training_job_id
+          ${models.has('errorMessage') ? `AND ${m('errorMessage')} IS NOT DISTINCT FROM w.error_message` : ''}
+          FOR UPDATE OF m SKIP LOCKED
+     )
+     UPDATE ${models.sql} SET ${assignments.join(', ')}
+       FROM locked WHERE ${models.col('id')} = locked.model_id
+     ${returningModel(models, NOTHING_RETURNED)}`,
+    [
+      column((t) => t.modelId),
+      column((t) => models.statusValue(t.from)),
+      column((t) => t.expected.trainingJobId),
+      column((t) => t.expected.errorMessage),
+      column((t) => t.changes.progress ?? null),
+      column((t) => t.changes.estimatedTime ?? null),
+      column((t) => t.changes.estimatedTime !== undefined),
+    ],
+  );
 }
 
 /** Every model with the columns a person looks at first (the demo's before and after), by id. */

@@ -14,6 +14,8 @@ export interface ObserveRequest {
   idsPerPage: number;
   /** Single GETs in flight at once. */
   concurrency: number;
+  /** The Astria object one lives under, when known (a prompt's tune): its single GET is asked there. */
+  parentOf(id: number): string | null;
   /** `RECONCILER_MAX_NOT_FOUND_SHARE`: more 404s than this share of the answered objects are applied to none, unless Astria showed one of them. */
   maxNotFoundShare: number;
   /** False: single GETs only, no list page (the benchmarks compare the two). */
@@ -62,10 +64,14 @@ const MIN_NOT_FOUND_FOR_GUARD = 3;
  * (on a list page or by its GET) proves endpoint and account, so the guard applies only when none was.
  * Returns why the 404s must not be applied, or null when they may.
  */
-export function notFoundGuard(count: { gone: number; answered: number; shown: number }, maxShare: number): string | null {
+export function notFoundGuard(
+  count: { gone: number; answered: number; shown: number },
+  maxShare: number,
+  kind: Pick<ResourceKind<HostRow, unknown, StatusChange>, 'name' | 'rowName' | 'failedStatus'>,
+): string | null {
   const { gone, answered } = count;
   if (gone < MIN_NOT_FOUND_FOR_GUARD || gone <= maxShare * answered || count.shown > 0) return null;
-  return `${gone} of ${answered} checked models' tunes answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}, and Astria showed none of their tunes: none was marked ERROR; check ASTRIA_API_URL, and that ASTRIA_API_KEY is the account that created them`;
+  return `${gone} of ${answered} checked ${kind.rowName}s' ${kind.name}s answered 404, more than RECONCILER_MAX_NOT_FOUND_SHARE=${maxShare}, and Astria showed none of their ${kind.name}s: none was marked ${kind.failedStatus}; check ASTRIA_API_URL, and that ASTRIA_API_KEY is the account that created them`;
 }
 
 /**
@@ -109,7 +115,7 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
       slots(async () => {
         if (stopped()) return;
         report.singleGets += 1;
-        const result = await kind.fetch(astria, id, request.signal);
+        const result = await kind.fetch(astria, id, request.parentOf(id), request.signal);
         if (result.kind === 'failed') return sink.unobserved([id], result.reason);
         report.observed += 1;
         if (result.kind === 'gone') return void gone.push(id);
@@ -122,10 +128,11 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
   let measuredPages = 0;
   try {
     let beforeId = request.items.reduce((newest, item) => Math.max(newest, item.id), 0) + 1;
-    let below: readonly PagePlanItem[] = request.items;
+    // Newest first, once: each page's plan reads it as it is (no copy, no sort per page); what is at or
+    // above `beforeId` is behind the pages already.
+    const items = [...request.items].sort((a, b) => b.id - a.id);
     while (request.listPages && !stopped()) {
-      below = below.filter((item) => item.id < beforeId);
-      const plan = planPages(below, beforeId, measuredPages > 0 ? spanSum / measuredPages : request.idsPerPage);
+      const plan = planPages(items, beforeId, measuredPages > 0 ? spanSum / measuredPages : request.idsPerPage);
       if (plan.pagesDownTo === null) break;
       // Never more objects than the ids left to cover can hold: one model costs what its GET costs.
       const limit = Math.min(MAX_LIST_LIMIT, beforeId - plan.pagesDownTo);
@@ -154,9 +161,12 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
       const end = page.nextBeforeId === null || page.nextBeforeId >= beforeId;
       const lowest = end ? 0 : page.nextBeforeId!;
       // Wanted on this page's stretch of ids and not shown: deleted (404) or unreadable; its GET says which.
-      for (const item of below) if (item.weight === 1 && item.id >= lowest && !seen.has(item.id)) getOne(item.id);
+      for (const item of items) {
+        if (item.id < lowest) break;
+        if (item.weight === 1 && item.id < beforeId && !seen.has(item.id)) getOne(item.id);
+      }
       if (end) {
-        below = [];
+        beforeId = 0;
         break;
       }
       // The ids a page as Astria serves it spans, from its newest object (a cursor far above the newest
@@ -174,15 +184,15 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
     // Stragglers below the pages, and everything below a list page that failed. When the list answered
     // 404 they stay unseen: the round is incomplete.
     if (report.incomplete === null) {
-      for (const item of below) if (item.weight === 1 && item.id < beforeId && !seen.has(item.id)) getOne(item.id);
+      for (const item of items) if (item.weight === 1 && item.id < beforeId && !seen.has(item.id)) getOne(item.id);
     }
     await Promise.all(gets);
     if (!stopped() && gone.length > 0) {
-      const refused = notFoundGuard({ gone: gone.length, answered: report.observed, shown }, request.maxNotFoundShare);
+      const refused = notFoundGuard({ gone: gone.length, answered: report.observed, shown }, request.maxNotFoundShare, kind);
       if (refused === null) sink.observed(new Map(gone.map((id) => [id, { kind: 'gone', id }])));
       else {
         report.notFoundRefused = { reason: refused, ids: gone };
-        sink.unobserved(gone, 'tune answered 404; not marked ERROR (too many 404s in this round)');
+        sink.unobserved(gone, `${kind.name} answered 404; not marked ${kind.failedStatus} (too many 404s in this round)`);
       }
     }
   } finally {

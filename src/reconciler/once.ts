@@ -12,6 +12,7 @@ import type { ModelStatus } from '../status/rules.js';
 import type { StatusService } from '../status/service.js';
 import { DENSE_IDS_PER_PAGE, type PagePlanItem } from './plan.js';
 import { prompts, tunes, type HostRow, type ResourceKind, type StatusChange } from './resource.js';
+import { InFlightIndex } from './inflight-index.js';
 import { runRound } from './round.js';
 import { OrphanMatcher, type OrphanOptions, type OrphanReport } from './orphans.js';
 import type { ChangeWriter, Outcome } from './settle.js';
@@ -97,8 +98,6 @@ export interface PromptPassReport {
   stopped: string | null;
 }
 
-/** Keyset page of in-flight rows read at a time: only their Astria ids are kept for the round. */
-const ROW_PAGE_SIZE = 2_000;
 
 /** One kind's tally of a pass. */
 interface KindTally {
@@ -114,7 +113,7 @@ interface KindTally {
 
 /**
  * `--once`: one round of the engine per kind, in which every selected row is due. The selected rows
- * are read in keyset pages (a row whose Astria id is no id of its kind is reported, never sent to
+ * are read once (a row whose Astria id is no id of its kind is reported, never sent to
  * Astria), then their objects observed (list pages where cheaper, single GETs for the rest), decided
  * by the kind's rules and applied through the status service. Tunes go first, then prompts, on the
  * same client and so the same request budget. A row's failed GET or write is that row's failure; a
@@ -180,7 +179,7 @@ function emptyTally(): KindTally {
   return { checked: 0, transitioned: 0, unchanged: 0, failed: 0, transitions: [], failures: [], plan: { listPages: 0, singleGets: 0 }, stopped: null };
 }
 
-/** One kind's round: its selected rows read page by page, their objects observed, each row settled. */
+/** One kind's round: its selected rows read once, their objects observed, each row settled. */
 async function passOfKind<Row extends HostRow, Remote, Change extends StatusChange>(
   kind: ResourceKind<Row, Remote, Change>,
   writer: ChangeWriter<Change> | null,
@@ -208,32 +207,26 @@ async function passOfKind<Row extends HostRow, Remote, Change extends StatusChan
     onProgress();
   };
 
-  let total = 0;
-  const due = new Set<number>();
-  for (let afterId: string | null = null; ; ) {
-    const page = await kind.inFlight.refs(deps.pool, filter, afterId, ROW_PAGE_SIZE);
-    total += page.length;
-    progress.total += page.length;
-    for (const ref of page) {
-      const remoteId = kind.parseRemoteId(ref.remoteId);
-      if (remoteId !== null) {
-        due.add(remoteId);
-        continue;
-      }
-      const reason = kind.badRemoteId(ref.remoteId);
-      deps.log.warn({ [`${kind.rowName}Id`]: ref.id, reason }, `could not check ${kind.rowName}`);
-      record(ref.id, { kind: 'failed', reason });
+  const refs = await kind.inFlight.refs(deps.pool, filter);
+  const total = refs.length;
+  progress.total += total;
+  const rows = new InFlightIndex<Row>();
+  for (const ref of refs) {
+    const remoteId = kind.parseRemoteId(ref.remoteId);
+    if (remoteId !== null) {
+      rows.add({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
+      continue;
     }
-    if (page.length < ROW_PAGE_SIZE) break;
-    afterId = page.at(-1)!.id;
+    const reason = kind.badRemoteId(ref.remoteId);
+    deps.log.warn({ [`${kind.rowName}Id`]: ref.id, reason }, `could not check ${kind.rowName}`);
+    record(ref.id, { kind: 'failed', reason });
   }
   if (!filter.modelIds && kind.name === tunes.name) deps.metrics.inflightModels.set(total);
-  const items: PagePlanItem[] = [...due].map((id) => ({ id, weight: 1 }));
-  due.clear();
+  const items: PagePlanItem[] = rows.remoteIds().map((id) => ({ id, weight: 1 }));
 
   const round = await runRound(kind, { ...deps, writer }, {
     items,
-    filter,
+    rows,
     // Failed rows are selected only when an operator names them.
     rules: { trainingTimeoutMs: options.trainingTimeoutMs, healAnyError: filter.includeError },
     idsPerPage: DENSE_IDS_PER_PAGE,

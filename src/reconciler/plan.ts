@@ -16,21 +16,33 @@ export interface PagePlanItem {
 }
 
 /**
- * The cheapest way to look at `items` (ids below `beforeId`) when one list page spans about
- * `idsPerPage` ids: list pages down to the id returned, single GETs for the items of weight 1 below
- * it; null when no list page is worth it. Ties go to the pages (they show more for the same calls).
+ * The cheapest way to look at the `items` below `beforeId` (those at or above it are past) when one
+ * list page spans about `idsPerPage` ids: list pages down to the id returned, single GETs for the items
+ * of weight 1 below it; null when no list page is worth it. Ties go to the pages (they show more for
+ * the same calls). Items already newest first (a round re-plans after every page) are neither copied
+ * nor sorted again.
  */
 export function planPages(items: readonly PagePlanItem[], beforeId: number, idsPerPage: number): { pagesDownTo: number | null } {
-  const sorted = [...items].sort((a, b) => b.id - a.id);
-  // GETs left if the pages cover the first k items: the weight of the items from k on.
-  const getsFrom = new Array<number>(sorted.length + 1).fill(0);
-  for (let k = sorted.length - 1; k >= 0; k -= 1) getsFrom[k] = getsFrom[k + 1]! + sorted[k]!.weight;
+  const sorted = isNewestFirst(items) ? items : [...items].sort((a, b) => b.id - a.id);
   const span = Math.max(1, idsPerPage);
-  let best = { k: 0, cost: getsFrom[0]! };
-  for (let k = 1; k <= sorted.length; k += 1) {
-    const pages = Math.max(1, Math.ceil((beforeId - sorted[k - 1]!.id) / span));
-    const cost = pages + getsFrom[k]!;
-    if (cost <= best.cost) best = { k, cost };
+  // GETs left if the pages cover the items down to the current one: the weight of those below it.
+  let getsLeft = 0;
+  for (const item of sorted) if (item.id < beforeId) getsLeft += item.weight;
+  let bestCost = getsLeft;
+  let pagesDownTo: number | null = null;
+  for (const item of sorted) {
+    if (item.id >= beforeId) continue;
+    getsLeft -= item.weight;
+    const cost = Math.max(1, Math.ceil((beforeId - item.id) / span)) + getsLeft;
+    if (cost <= bestCost) {
+      bestCost = cost;
+      pagesDownTo = item.id;
+    }
   }
-  return { pagesDownTo: best.k === 0 ? null : sorted[best.k - 1]!.id };
+  return { pagesDownTo };
+}
+
+function isNewestFirst(items: readonly PagePlanItem[]): boolean {
+  for (let index = 1; index < items.length; index += 1) if (items[index - 1]!.id < items[index]!.id) return false;
+  return true;
 }

@@ -2,11 +2,11 @@ import type pg from 'pg';
 import type { AstriaClient } from '../astria/client.js';
 import { isPromptId, type Prompt } from '../astria/prompt.js';
 import { isTuneId, type Tune } from '../astria/tune.js';
-import { selectInFlightByPromptIds, selectInFlightGenerationRefs } from '../db/generations.js';
+import { selectInFlightGenerationRefs } from '../db/generations.js';
 import type { HostSchema } from '../db/host-names.js';
-import { selectInFlightByTuneIds, selectInFlightRefs, type InFlightFilter, type InFlightRef } from '../db/inflight.js';
-import { decideGeneration, GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition } from '../status/generation-rules.js';
-import { decide, IN_FLIGHT_STATUSES, type ModelRow, type RuleOptions, type Transition } from '../status/rules.js';
+import { selectInFlightRefs, type InFlightFilter, type InFlightRef } from '../db/inflight.js';
+import { decideGeneration, GENERATION_IN_FLIGHT_STATUSES, generationAfter, type GenerationRow, type GenerationTransition } from '../status/generation-rules.js';
+import { decide, IN_FLIGHT_STATUSES, modelAfter, type ModelRow, type RuleOptions, type Transition } from '../status/rules.js';
 
 /**
  * What the engine reconciles, described: one Astria object kind, the host table rows waiting on it,
@@ -23,6 +23,8 @@ export interface ResourceKind<Row extends HostRow, Remote, Change extends Status
   readonly eventType: string;
   /** The host statuses of a row waiting on Astria. */
   readonly inFlightStatuses: readonly string[];
+  /** The host status of a row whose object failed or is gone. */
+  readonly failedStatus: string;
   /** The text a row holds where it names its Astria object. */
   remoteIdOf(row: Row): string | null;
   /** The Astria id that text names, or null when it names none (it is never sent to Astria, and is that row's failure). */
@@ -35,14 +37,17 @@ export interface ResourceKind<Row extends HostRow, Remote, Change extends Status
   list(astria: AstriaClient, beforeId: number | null, signal?: AbortSignal, limit?: number): Promise<RemotePage<Remote>>;
   /** When Astria expects the object done (epoch ms; its `eta`), null when it does not say; absent: never said. */
   dueAtOf?(remote: Remote): number | null;
-  /** One object by its id. */
-  fetch(astria: AstriaClient, id: number, signal?: AbortSignal): Promise<RemoteResult<Remote>>;
+  /** When the row itself expects it done (epoch ms), given its `updatedAt`; null when it does not say; absent: rows never say. */
+  estimatedDueAtOf?(row: Row, updatedAt: number): number | null;
+  /** One object by its id (under `parentId` when it is known: a prompt's tune). */
+  fetch(astria: AstriaClient, id: number, parentId: string | null, signal?: AbortSignal): Promise<RemoteResult<Remote>>;
   /** The rules: what should happen to a row given what Astria said (pure; `now` as an argument). */
   decide(row: Row, observation: RemoteObservation<Remote>, now: Date, options: RuleOptions): Change | null;
-  /** The host table's in-flight rows: keyset pages of references, and the rows waiting on some Astria ids. */
+  /** The row as an applied change leaves it. */
+  after(row: Row, change: Change): Row;
+  /** The host table's in-flight rows, each with what the rules read (one statement). */
   inFlight: {
-    refs(pool: pg.Pool, filter: InFlightFilter, afterId: string | null, limit: number): Promise<InFlightRef[]>;
-    rowsByRemoteIds(pool: pg.Pool, filter: InFlightFilter, ids: readonly number[]): Promise<Row[]>;
+    refs(pool: pg.Pool, filter: InFlightFilter): Promise<InFlightRef<Row>[]>;
   };
 }
 
@@ -75,32 +80,36 @@ export const tunes = (host: HostSchema): ResourceKind<ModelRow, Tune, Transition
   rowName: 'model',
   eventType: 'model_status_changed',
   inFlightStatuses: IN_FLIGHT_STATUSES,
+  failedStatus: 'ERROR',
   remoteIdOf: (row) => row.trainingJobId,
   parseRemoteId: (text) => (isTuneId(text) ? Number(text) : null),
   badRemoteId: (text) => `trainingJobId "${text}" is not an Astria tune id`,
   idOf: (tune) => tune.id,
   dueAtOf: (tune) => tune.eta?.getTime() ?? null,
+  // The app's `estimatedTime` is minutes left as of the row's last change (as `diagnose` reads it too).
+  estimatedDueAtOf: (model, updatedAt) => (model.estimatedTime === null ? null : updatedAt + model.estimatedTime * 60_000),
   async list(astria, beforeId, signal, limit) {
     const page = await astria.listTunes({ beforeId, limit }, signal);
     if (page.kind === 'failed') return { kind: 'failed', reason: page.reason, endpointMissing: page.endpointMissing === true };
     return { kind: 'page', items: page.tunes, nextBeforeId: page.nextBeforeId, skipped: page.skipped };
   },
-  async fetch(astria, id, signal) {
+  async fetch(astria, id, _parentId, signal) {
     const result = await astria.getTune(String(id), signal);
     if (result.kind === 'tune') return { kind: 'seen', remote: result.tune };
     return result.kind === 'gone' ? { kind: 'gone', id } : result;
   },
   decide: (row, observation, now, options) =>
     decide(row, observation.kind === 'seen' ? { kind: 'tune', tune: observation.remote } : { kind: 'gone', tuneId: String(observation.id) }, now, options),
-  inFlight: {
-    refs: (pool, filter, afterId, limit) => selectInFlightRefs(pool, host, filter, afterId, limit),
-    rowsByRemoteIds: (pool, filter, ids) => selectInFlightByTuneIds(pool, host, filter, ids),
-  },
+  after: modelAfter,
+  inFlight: { refs: (pool, filter) => selectInFlightRefs(pool, host, filter) },
 });
 
 /**
- * Prompts → the host's generations table (`generations`, or as `host` names it). A prompt is fetched as `/prompts/:id`, which Astria serves
- * without its tune: the engine knows a row by its own prompt id alone. A generation times out by the
+ * Prompts → the host's generations table (`generations`, or as `host` names it). A prompt is fetched
+ * as Astria documents it, `/tunes/:tune_id/prompts/:id`, when the generation's model names its tune,
+ * else as `/prompts/:id` (Astria serves both); a 404 under the tune is asked again without it (the
+ * model may have been retrained onto another tune since), so only the prompt's own 404 fails a
+ * generation. A generation times out by the
  * same `RECONCILER_TRAINING_TIMEOUT` as a model (an image taking that long is lost), and an operator
  * naming a model heals its generations' false failures.
  */
@@ -109,6 +118,7 @@ export const prompts = (host: HostSchema): ResourceKind<GenerationRow, Prompt, G
   rowName: 'generation',
   eventType: 'generation_status_changed',
   inFlightStatuses: GENERATION_IN_FLIGHT_STATUSES,
+  failedStatus: 'FAILED',
   remoteIdOf: (row) => row.jobId,
   parseRemoteId: (text) => (isPromptId(text) ? Number(text) : null),
   badRemoteId: (text) => `jobId "${text}" is not an Astria prompt id`,
@@ -118,8 +128,9 @@ export const prompts = (host: HostSchema): ResourceKind<GenerationRow, Prompt, G
     if (page.kind === 'failed') return { kind: 'failed', reason: page.reason, endpointMissing: page.endpointMissing === true };
     return { kind: 'page', items: page.prompts, nextBeforeId: page.nextBeforeId, skipped: page.skipped };
   },
-  async fetch(astria, id, signal) {
-    const result = await astria.getPrompt(null, String(id), signal);
+  async fetch(astria, id, parentId, signal) {
+    let result = await astria.getPrompt(parentId, String(id), signal);
+    if (result.kind === 'gone' && parentId !== null) result = await astria.getPrompt(null, String(id), signal);
     if (result.kind === 'prompt') return { kind: 'seen', remote: result.prompt };
     return result.kind === 'gone' ? { kind: 'gone', id } : result;
   },
@@ -130,8 +141,6 @@ export const prompts = (host: HostSchema): ResourceKind<GenerationRow, Prompt, G
       now,
       { generationTimeoutMs: options.trainingTimeoutMs, healAnyFailure: options.healAnyError === true },
     ),
-  inFlight: {
-    refs: (pool, filter, afterId, limit) => selectInFlightGenerationRefs(pool, host, filter, afterId, limit),
-    rowsByRemoteIds: (pool, filter, ids) => selectInFlightByPromptIds(pool, host, filter, ids),
-  },
+  after: generationAfter,
+  inFlight: { refs: (pool, filter) => selectInFlightGenerationRefs(pool, host, filter) },
 });

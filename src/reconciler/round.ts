@@ -2,9 +2,9 @@ import pLimit from 'p-limit';
 import type pg from 'pg';
 import type { AstriaClient } from '../astria/client.js';
 import type { Clock } from '../clock.js';
-import type { InFlightFilter } from '../db/inflight.js';
 import type { Logger } from '../log.js';
 import type { RuleOptions } from '../status/rules.js';
+import type { InFlightIndex } from './inflight-index.js';
 import { observe, type ObserveReport } from './observe.js';
 import type { PagePlanItem } from './plan.js';
 import type { HostRow, RemoteObservation, ResourceKind, StatusChange } from './resource.js';
@@ -19,11 +19,11 @@ export interface RoundDeps<Change> {
   clock: Clock;
 }
 
-export interface RoundOptions<Row> {
+export interface RoundOptions<Row extends HostRow> {
   /** The Astria ids of the in-flight rows: weight 1 must be seen this round, weight 0 only if on a page anyway. */
   items: readonly PagePlanItem[];
-  /** Which rows are settled with what is seen. */
-  filter: InFlightFilter;
+  /** The rows settled with what is seen, by their Astria ids (kept current with the round's writes). */
+  rows: InFlightIndex<Row>;
   rules: RuleOptions;
   /** Ids one list page spans, as last measured (120 when the account's objects are dense in id). */
   idsPerPage: number;
@@ -42,8 +42,6 @@ export interface RoundOptions<Row> {
   onOutcome(row: Row, outcome: Outcome): void;
   /** What Astria said about when a seen row's object is due (its `eta`; null when it says nothing). */
   onDueAt?(rowId: string, dueAt: number | null): void;
-  /** An object seen with no in-flight row any more (the webhook or the app got there first). */
-  onVacant?(id: number): void;
 }
 
 export interface RoundReport extends ObserveReport {
@@ -58,8 +56,6 @@ export interface RoundReport extends ObserveReport {
 const BATCHES_AHEAD = 4;
 /** Concurrent database writes of a round (the pool holds 10). */
 const WRITE_CONCURRENCY = 8;
-/** Rows told at once that their object could not be seen (Astria down: every row of the round). */
-const UNOBSERVED_ROWS_AT_ONCE = 2_000;
 /** Writes aside at once, beside the round's 8. */
 const ASIDE_WRITE_CONCURRENCY = 2;
 
@@ -91,10 +87,11 @@ export class WritesAside {
 
 /**
  * One round of the engine: observe (observe.ts) the objects of `items`, and as each answer comes,
- * read the in-flight rows waiting on it and settle (settle.ts) each. Every row's outcome goes to
- * `onOutcome`: a row whose object could not be seen is `unobserved`, a write that failed is `failed`.
- * A database error reading rows ends the round (after the writes under way) and is thrown, as is
- * Astria's 401; an abort ends it quietly (`interrupted`).
+ * settle (settle.ts) the rows of `rows` waiting on it; the database is only written, never read per
+ * page. Progress-only changes are written together at the end of the round, in one transaction.
+ * Every row's outcome goes to `onOutcome`: a row whose object could not be seen is `unobserved`, a
+ * write that failed is `failed`. Astria's 401 ends the round (after the writes under way) and is
+ * thrown; an abort ends it quietly (`interrupted`).
  */
 export async function runRound<Row extends HostRow, Remote, Change extends StatusChange>(
   kind: ResourceKind<Row, Remote, Change>,
@@ -105,6 +102,7 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
   const writes = pLimit(WRITE_CONCURRENCY);
   const settling = new Set<Promise<void>>();
   const unobserved = new Map<string, number[]>();
+  const progress: { row: Row; change: Change }[] = [];
   let fatal: { error: unknown } | null = null;
   const aborted = () => options.signal?.aborted === true;
   const track = (work: Promise<void>) => {
@@ -113,24 +111,27 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
   };
 
   const settleBatch = async (observations: Map<number, RemoteObservation<Remote>>) => {
-    const rows = await kind.inFlight.rowsByRemoteIds(deps.pool, options.filter, [...observations.keys()]);
-    if (options.onVacant) {
-      const occupied = new Set(rows.map((row) => kind.parseRemoteId(kind.remoteIdOf(row) ?? '')));
-      for (const id of observations.keys()) if (!occupied.has(id)) options.onVacant(id);
-    }
-    await Promise.all(
-      rows.map((row) => {
-        if (options.aside?.has(row.id)) return; // its write aside is still under way
-        const observation = observations.get(kind.parseRemoteId(kind.remoteIdOf(row) ?? '')!)!;
+    const writesUnderway: Promise<void>[] = [];
+    for (const [id, observation] of observations) {
+      for (const row of options.rows.rowsOf(id)) {
+        if (options.aside?.has(row.id)) continue; // its write aside is still under way
         if (observation.kind === 'seen') options.onDueAt?.(row.id, kind.dueAtOf?.(observation.remote) ?? null);
         const settled = settle(kind, deps, row, observation, options.rules, policy);
-        if (settled === null) return;
-        if ('outcome' in settled) return options.onOutcome(row, settled.outcome);
-        const write = async () => options.onOutcome(row, await settled.write());
-        if (settled.lane === 'aside' && options.aside) return options.aside.start(row.id, write);
-        return writes(write);
-      }),
-    );
+        if (settled === null) continue;
+        if ('outcome' in settled) options.onOutcome(row, settled.outcome);
+        else if ('progress' in settled) progress.push({ row, change: settled.progress });
+        else {
+          const write = async () => {
+            const outcome = await settled.write();
+            if (outcome.kind === 'observed' && outcome.wrote !== null) options.rows.update(kind.after(row, settled.change));
+            options.onOutcome(row, outcome);
+          };
+          if (settled.lane === 'aside' && options.aside) options.aside.start(row.id, write);
+          else writesUnderway.push(writes(write));
+        }
+      }
+    }
+    await Promise.all(writesUnderway);
   };
 
   let report: ObserveReport | null = null;
@@ -143,6 +144,7 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
         idsPerPage: options.idsPerPage,
         concurrency: options.concurrency,
         maxNotFoundShare: options.maxNotFoundShare,
+        parentOf: (id) => options.rows.parentOf(id),
         listPages: options.listPages ?? true,
         signal: options.signal,
         halted: () => fatal !== null || aborted(),
@@ -167,14 +169,38 @@ export async function runRound<Row extends HostRow, Remote, Change extends Statu
   // The rows of the objects that could not be seen: each is told so (a stopped round leaves them for the next).
   if (fatal === null && !aborted()) {
     for (const [reason, ids] of unobserved) {
-      for (let start = 0; start < ids.length; start += UNOBSERVED_ROWS_AT_ONCE) {
-        const rows = await kind.inFlight.rowsByRemoteIds(deps.pool, options.filter, ids.slice(start, start + UNOBSERVED_ROWS_AT_ONCE));
-        for (const row of rows) if (!options.aside?.has(row.id)) options.onOutcome(row, { kind: 'unobserved', reason });
-      }
+      for (const id of ids) for (const row of options.rows.rowsOf(id)) if (!options.aside?.has(row.id)) options.onOutcome(row, { kind: 'unobserved', reason });
     }
+    if (progress.length > 0) await writeProgress(kind, deps, options, progress);
   }
   if (fatal !== null) throw (fatal as { error: unknown }).error;
   return { ...(report ?? emptyReport(options.idsPerPage)), interrupted: aborted() };
+}
+
+/**
+ * The round's progress-only changes in one transaction (progress never moves down; a row another
+ * writer changed or holds locked is left, `raced`). Should the database refuse, each row's write failed.
+ */
+async function writeProgress<Row extends HostRow, Remote, Change extends StatusChange>(
+  kind: ResourceKind<Row, Remote, Change>,
+  deps: RoundDeps<Change>,
+  options: RoundOptions<Row>,
+  progress: readonly { row: Row; change: Change }[],
+): Promise<void> {
+  let applied: boolean[];
+  try {
+    applied = await deps.writer!.applyProgress!(progress.map(({ change }) => change), 'reconciler');
+  } catch (error) {
+    const reason = `database refused the write: ${(error as Error).message}`;
+    deps.log.warn({ [`${kind.rowName}s`]: progress.length, reason }, `could not write the progress of the round's ${kind.rowName}s`);
+    for (const { row } of progress) options.onOutcome(row, { kind: 'failed', reason });
+    return;
+  }
+  progress.forEach(({ row, change }, index) => {
+    if (!applied[index]) return options.onOutcome(row, { kind: 'raced' });
+    options.rows.update(kind.after(row, change));
+    options.onOutcome(row, { kind: 'observed', from: change.from, to: change.to, wrote: 'progress' });
+  });
 }
 
 function emptyReport(idsPerPage: number): ObserveReport {

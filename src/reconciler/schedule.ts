@@ -6,6 +6,8 @@ export interface ScheduledRow {
   remoteId: number;
   /** `updatedAt`, epoch ms. */
   updatedAt: number;
+  /** When the row itself says its object is due (the app's `estimatedTime`), epoch ms; null when it does not. */
+  estimatedDueAt: number | null;
 }
 
 /**
@@ -18,8 +20,10 @@ export interface ScheduledRow {
  *   row cannot postpone it forever; a failover restarts that clock, and it still ends).
  * - A stuck model is looked at every `observeEveryMs` (a round) from a minute before its `eta` for as
  *   long as Astria says "still training" (tunes finish after their eta as often as not), and every
- *   round when Astria gives no eta; while the eta is more than a minute away, at most every
- *   `longestWaitMs` (a tune finishing well before its eta waits that long at most).
+ *   round when there is no eta; while the eta is more than a minute away, at most every
+ *   `longestWaitMs` (a tune finishing well before its eta waits that long at most). The eta is
+ *   Astria's; when Astria gives none, the row's own estimate (the app's `estimatedTime` minutes after
+ *   its `updatedAt`) stands in for it.
  * - A model's first look is at once, whatever its age: a tune trained at creation (FaceID, `gemini-2`,
  *   `fast`, reference tunes) is applied within a round. After that look, a model in its grace only
  *   rides along: a tune on a page fetched anyway costs nothing more to apply.
@@ -49,6 +53,8 @@ interface Entry {
   lastProgressWriteAt: number;
   /** When Astria expects its tune done (epoch ms), null when unknown. */
   dueAt: number | null;
+  /** When the row itself expects it done (the app's estimate), the fallback when Astria gives no eta. */
+  estimatedDueAt: number | null;
   /** Astria was asked about it at least once by this leader (its first look ignores the grace). */
   looked: boolean;
   /** Failed writes or observations in a row. */
@@ -58,7 +64,7 @@ interface Entry {
 const DEFAULT_MAX_BACKOFF_MS = 5 * 60_000;
 /** From this long before a tune's eta (and after it, and without one) it is looked at every round. */
 export const DUE_MARGIN_MS = 60_000;
-/** A model's progress-only writes (each a transaction and a NOTIFY) come at most this often. */
+/** A model's progress-only writes (a NOTIFY each, batched per round) come at most this often. */
 export const PROGRESS_WRITE_EVERY_MS = 60_000;
 
 export class ObservationSchedule {
@@ -87,8 +93,21 @@ export class ObservationSchedule {
       present.add(model.id);
       const entry = this.entries.get(model.id);
       if (!entry || entry.remoteId !== model.remoteId) {
-        this.entries.set(model.id, { remoteId: model.remoteId, updatedAt: model.updatedAt, firstSeenAt: now, nextLookAt: now, lastProgressWriteAt: -Infinity, dueAt: null, looked: false, failures: 0 });
-      } else entry.updatedAt = model.updatedAt;
+        this.entries.set(model.id, {
+          remoteId: model.remoteId,
+          updatedAt: model.updatedAt,
+          firstSeenAt: now,
+          nextLookAt: now,
+          lastProgressWriteAt: -Infinity,
+          dueAt: null,
+          estimatedDueAt: model.estimatedDueAt,
+          looked: false,
+          failures: 0,
+        });
+      } else {
+        entry.updatedAt = model.updatedAt;
+        entry.estimatedDueAt = model.estimatedDueAt;
+      }
     }
     for (const id of this.entries.keys()) if (!present.has(id)) this.entries.delete(id);
   }
@@ -138,14 +157,9 @@ export class ObservationSchedule {
     entry.failures = 0;
     entry.looked = true;
     const next = now + this.cadenceMs;
-    const watchFrom = entry.dueAt === null ? -Infinity : entry.dueAt - DUE_MARGIN_MS;
+    const dueAt = entry.dueAt ?? entry.estimatedDueAt;
+    const watchFrom = dueAt === null ? -Infinity : dueAt - DUE_MARGIN_MS;
     entry.nextLookAt = watchFrom <= next ? next : Math.max(next, Math.min(now + this.options.longestWaitMs, watchFrom));
-  }
-
-  /** Nothing usable was learned about the model this round: it stays due. */
-  unobserved(id: string, now: number): void {
-    const entry = this.entries.get(id);
-    if (entry) entry.nextLookAt = Math.min(entry.nextLookAt, now + this.cadenceMs);
   }
 
   /** Its write or observation failed: it waits `observeEveryMs` doubled per failure in a row, up to `maxBackoffMs`. */
@@ -166,11 +180,6 @@ export class ObservationSchedule {
   /** The model left flight (our transition, the webhook's, the app's). */
   forget(id: string): void {
     this.entries.delete(id);
-  }
-
-  /** The rows waiting on this Astria object. */
-  rowsOf(remoteId: number): string[] {
-    return [...this.entries].filter(([, entry]) => entry.remoteId === remoteId).map(([id]) => id);
   }
 
   /** A progress-only write (no status change) at most once a minute per model (the rules write only a step). */

@@ -17,6 +17,11 @@ export type Outcome =
 /** Where a decided change is written; null in a dry run. */
 export interface ChangeWriter<Change> {
   apply(change: Change, source: 'reconciler'): Promise<{ applied: boolean }>;
+  /**
+   * A round's progress-only changes (no status change) in one transaction: whether each was applied,
+   * in order. Absent: they are written one by one with `apply`, like status changes.
+   */
+  applyProgress?(changes: readonly Change[], source: 'reconciler'): Promise<boolean[]>;
 }
 
 export interface SettleDeps<Change> {
@@ -40,8 +45,9 @@ export const WRITE_EVERYTHING: WritePolicy = { progressWriteDue: () => true, lan
 
 /**
  * Settling one row: the rules decide from what Astria said, the writer applies (a compare-and-set:
- * a row changed meanwhile is `raced`). Any error of the write is that row's failure. Resolves with
- * null when the policy defers the write (the outcome comes from the later write).
+ * a row changed meanwhile is `raced`). Any error of the write is that row's failure. Null when the
+ * policy defers the write (the outcome comes from the later write); `progress` when the change only
+ * moves progress and the writer takes those batched (the round writes them together).
  */
 export function settle<Row extends HostRow, Remote, Change extends StatusChange>(
   kind: ResourceKind<Row, Remote, Change>,
@@ -50,7 +56,7 @@ export function settle<Row extends HostRow, Remote, Change extends StatusChange>
   observation: RemoteObservation<Remote>,
   rules: RuleOptions,
   policy: WritePolicy,
-): { outcome: Outcome } | { write: () => Promise<Outcome>; lane: 'round' | 'aside' } | null {
+): { outcome: Outcome } | { write: () => Promise<Outcome>; lane: 'round' | 'aside'; change: Change } | { progress: Change } | null {
   const change = kind.decide(row, observation, new Date(deps.clock.now()), rules);
   const progressOnly = change !== null && change.to === change.from;
   if (change === null || (progressOnly && !policy.progressWriteDue(row.id))) {
@@ -59,7 +65,8 @@ export function settle<Row extends HostRow, Remote, Change extends StatusChange>
   const lane = policy.lane(row.id);
   // Riding along on a page while backing off: its write waits for the backoff to end.
   if (lane === 'later') return null;
-  return { lane, write: () => write(deps, kind.rowName, row, change, progressOnly) };
+  if (progressOnly && deps.writer?.applyProgress) return { progress: change };
+  return { lane, change, write: () => write(deps, kind.rowName, row, change, progressOnly) };
 }
 
 async function write<Change extends StatusChange>(deps: SettleDeps<Change>, rowName: string, row: HostRow, change: Change, progressOnly: boolean): Promise<Outcome> {

@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.js';
 import { AstriaUnavailableError } from './loop-errors.js';
 import { DENSE_IDS_PER_PAGE } from './plan.js';
 import type { HostRow, ResourceKind, StatusChange } from './resource.js';
+import { InFlightIndex, type IndexedRow } from './inflight-index.js';
 import { runRound, WritesAside, type RoundDeps } from './round.js';
 import { ObservationSchedule, type ScheduledRow } from './schedule.js';
 import type { Outcome } from './settle.js';
@@ -24,7 +25,6 @@ export interface WatchOptions {
   onInFlight?: (count: number) => void;
 }
 
-const DISCOVERY_PAGE_SIZE = 2_000;
 /**
  * In-flight rows are re-read at least this often (or every `RECONCILER_INTERVAL` when shorter): a row
  * already past its grace when it appears (written without bumping `updatedAt`) is seen within seconds.
@@ -35,12 +35,16 @@ const LIST_FAILURE_LOG_EVERY_MS = 60_000;
 
 /**
  * The leader's watch over one resource kind's in-flight rows: discovery (the rows, re-read every few
- * seconds into the schedule), and rounds of the engine over the rows the schedule says are due, whose
- * outcomes feed the schedule back. Rounds run one after the other, so no row is checked twice at once.
+ * seconds into the schedule and the in-memory index the rounds settle from: the only read of the
+ * in-flight rows, however many pages a round fetches), and rounds of the engine over the rows the
+ * schedule says are due, whose outcomes feed the schedule back. Rounds run one after the other, so
+ * no row is checked twice at once. A row another writer changed (our compare-and-set lost) is dropped
+ * until the next re-read brings it back as it is then, for a first look at once.
  */
 export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusChange> {
   private readonly schedule: ObservationSchedule;
   private readonly aside = new WritesAside();
+  private readonly rows = new InFlightIndex<Row>();
   private idsPerPage = DENSE_IDS_PER_PAGE;
   private listFailureLoggedAt = -Infinity;
   /** When the rows are re-read next. */
@@ -73,21 +77,20 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     return this.schedule.nextRoundAt();
   }
 
-  /** Brings the schedule in line with the database (keyset pages of the in-flight rows). */
+  /** Brings the schedule and the index in line with the database (one read of the in-flight rows). */
   async discover(now: number): Promise<void> {
     const inFlight: ScheduledRow[] = [];
-    for (let afterId: string | null = null; ; ) {
-      const page = await this.kind.inFlight.refs(this.deps.pool, ALL_IN_FLIGHT, afterId, DISCOVERY_PAGE_SIZE);
-      for (const ref of page) {
-        // An unusable id is never sent to Astria; `--once` reports those.
-        const remoteId = this.kind.parseRemoteId(ref.remoteId);
-        if (remoteId !== null) inFlight.push({ id: ref.id, remoteId, updatedAt: ref.updatedAt });
-      }
-      if (page.length < DISCOVERY_PAGE_SIZE) break;
-      afterId = page.at(-1)!.id;
+    const indexed: IndexedRow<Row>[] = [];
+    for (const ref of await this.kind.inFlight.refs(this.deps.pool, ALL_IN_FLIGHT)) {
+      // An unusable id is never sent to Astria; `--once` reports those.
+      const remoteId = this.kind.parseRemoteId(ref.remoteId);
+      if (remoteId === null) continue;
+      inFlight.push({ id: ref.id, remoteId, updatedAt: ref.updatedAt, estimatedDueAt: this.kind.estimatedDueAtOf?.(ref.row, ref.updatedAt) ?? null });
+      indexed.push({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
     }
     await this.deps.discovered?.(inFlight);
     this.schedule.sync(inFlight, now);
+    this.rows.replace(indexed);
     this.options.onInFlight?.(inFlight.length);
     this.nextDiscoveryAt = now + Math.min(this.options.intervalMs, MAX_DISCOVERY_EVERY_MS);
   }
@@ -106,7 +109,7 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     const unobserved: { rowId: string; reason: string }[] = [];
     const report = await runRound(this.kind, deps, {
       items: schedule.roundItems(now),
-      filter: ALL_IN_FLIGHT,
+      rows: this.rows,
       rules: { trainingTimeoutMs: this.options.trainingTimeoutMs },
       idsPerPage: this.idsPerPage,
       concurrency: this.options.concurrency,
@@ -120,7 +123,6 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
       aside: this.aside,
       onOutcome: (row, outcome) => (outcome.kind === 'unobserved' ? unobserved.push({ rowId: row.id, reason: outcome.reason }) : this.record(now, row.id, outcome)),
       onDueAt: (rowId, dueAt) => schedule.dueAt(rowId, dueAt),
-      onVacant: (id) => schedule.rowsOf(id).forEach((rowId) => schedule.forget(rowId)),
     });
     if (report.interrupted) throw signal.reason;
     deps.metrics.passDuration.observe((deps.clock.now() - now) / 1000);
@@ -158,6 +160,7 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
   /** A follower forgets: if it becomes leader it starts from what the database says then. */
   forget(): void {
     this.schedule.clear();
+    this.rows.replace([]);
     this.nextDiscoveryAt = 0;
     this.completed = true;
   }
@@ -171,8 +174,10 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     const { schedule, deps } = this;
     // A write aside may end after its round: its backoff starts from when it failed.
     if (outcome.kind === 'failed') return schedule.failed(rowId, deps.clock.now());
-    if (outcome.kind === 'raced') return schedule.unobserved(rowId, now);
-    if (!this.kind.inFlightStatuses.includes(outcome.to)) return schedule.forget(rowId);
+    if (outcome.kind === 'raced' || !this.kind.inFlightStatuses.includes(outcome.to)) {
+      this.rows.delete(rowId);
+      return schedule.forget(rowId);
+    }
     if (outcome.wrote === 'progress') schedule.progressWritten(rowId, deps.clock.now());
     schedule.stillTraining(rowId, now);
   }

@@ -88,3 +88,15 @@ function formatDuration(ms: number): string {
   const hours = ms / 3_600_000;
   return Number.isInteger(hours) ? `${hours}h` : `${Math.round(ms / 60_000)}m`;
 }
+
+/** The generation as a transition applied to it leaves it: what the next decision reads. */
+export function generationAfter(row: GenerationRow, transition: GenerationTransition): GenerationRow {
+  const { imageUrls, completedAt, errorMessage } = transition.changes;
+  return {
+    ...row,
+    status: transition.to,
+    imageUrls: imageUrls ?? row.imageUrls,
+    completedAt: completedAt === undefined ? row.completedAt : completedAt,
+    errorMessage: errorMessage === undefined ? row.errorMessage : errorMessage,
+  };
+}

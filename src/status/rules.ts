@@ -128,3 +128,15 @@ function formatHours(ms: number): string {
   const hours = ms / 3_600_000;
   return Number.isInteger(hours) ? `${hours}h` : `${Math.round(ms / 60_000)}m`;
 }
+
+/** The model as a transition applied to it leaves it (progress never moves down): what the next decision reads. */
+export function modelAfter(model: ModelRow, transition: Transition): ModelRow {
+  const { progress, estimatedTime, errorMessage } = transition.changes;
+  return {
+    ...model,
+    status: transition.to,
+    progress: progress === undefined ? model.progress : Math.max(model.progress, progress),
+    estimatedTime: estimatedTime === undefined ? model.estimatedTime : estimatedTime,
+    errorMessage: errorMessage === undefined ? model.errorMessage : errorMessage,
+  };
+}

@@ -2,10 +2,10 @@ import { systemClock, type Clock } from '../clock.js';
 import type { BroadcastTransport } from '../config.js';
 import { enqueueDeliveries } from '../db/deliveries.js';
 import { executorFor } from '../db/drivers.js';
-import { appendEvent, notifyEvent } from '../db/events.js';
+import { appendEvent, notifyEvent, notifyEvents } from '../db/events.js';
 import type { Database, SqlExecutor } from '../db/executor.js';
 import { compareAndSetGeneration } from '../db/generations.js';
-import { compareAndSetModel } from '../db/models.js';
+import { compareAndSetModel, updateModelsProgress } from '../db/models.js';
 import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
 import { DEFAULT_SCHEMA } from '../db/identifier.js';
 import { boundLocalWaits } from '../db/transaction.js';
@@ -38,6 +38,13 @@ export interface StatusService {
   apply(transition: Transition, source: EventSource): Promise<ApplyResult>;
   /** The same for a generation: its compare-and-set, its `generation_status_changed` event, the same channel and outbox. */
   applyGeneration(transition: GenerationTransition, source: EventSource): Promise<ApplyResult<GenerationStatusChangedEvent>>;
+  /**
+   * Many models' progress-only transitions (`to === from`) in one transaction: each a compare-and-set,
+   * progress never moving down, a row another transaction holds locked skipped rather than waited for;
+   * each applied one NOTIFYs its `model_progress` as `apply` would (none enters the event log or the
+   * outbox). Whether each was applied, in order.
+   */
+  applyProgress(transitions: readonly Transition[], source: EventSource): Promise<boolean[]>;
 }
 
 /**
@@ -111,6 +118,18 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
       return { applied: true, event: result };
     },
 
+    async applyProgress(transitions, source) {
+      if (transitions.some((transition) => transition.to !== transition.from)) throw new Error('applyProgress takes progress-only transitions');
+      const now = new Date(clock.now());
+      const updated = await db.transaction(async (client) => {
+        await boundLocalWaits(client);
+        const rows = await updateModelsProgress(client, host, transitions);
+        if (notify) await notifyEvents(client, channel, rows.map((row) => progressEvent(row, source, now)));
+        return new Set(rows.map((row) => row.id));
+      });
+      return transitions.map((transition) => updated.has(transition.modelId));
+    },
+
     async applyGeneration(transition, source) {
       const now = new Date(clock.now());
       const event = await db.transaction(async (client) => {
@@ -138,7 +157,9 @@ export function createStatusService(options: StatusServiceOptions): StatusServic
         await options.onTransition?.(changed, client);
         return changed;
       });
-      return event ? { applied: true, event } : { applied: false };
+      if (!event) return { applied: false };
+      recordGenerationMetrics(options.metrics, event, now, !transition.completedAtObserved);
+      return { applied: true, event };
     },
   };
 }
@@ -163,6 +184,19 @@ function recordMetrics(metrics: Metrics | undefined, event: ModelStatusChangedEv
   if (!metrics) return;
   metrics.transitions.inc({ to: event.status, source });
   if (lagSample && source === 'reconciler' && event.status === 'READY' && event.data.trainedAt) {
-    metrics.detectionLag.observe(Math.max(0, (now.getTime() - Date.parse(event.data.trainedAt)) / 1000));
+    metrics.detectionLag.observe(secondsSince(event.data.trainedAt, now));
   }
+}
+
+/** A generation's: its own series (the models' keep their meaning on dashboards and alerts). */
+function recordGenerationMetrics(metrics: Metrics | undefined, event: GenerationStatusChangedEvent, now: Date, lagSample: boolean): void {
+  if (!metrics) return;
+  metrics.generationTransitions.inc({ to: event.status, source: event.source });
+  if (lagSample && event.source === 'reconciler' && event.status === 'COMPLETED' && event.data.completedAt) {
+    metrics.generationDetectionLag.observe(secondsSince(event.data.completedAt, now));
+  }
+}
+
+function secondsSince(timestamp: string, now: Date): number {
+  return Math.max(0, (now.getTime() - Date.parse(timestamp)) / 1000);
 }

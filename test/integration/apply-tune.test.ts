@@ -81,6 +81,7 @@ describe('applyObservedTune', () => {
         return service.apply(transition, source);
       },
       applyGeneration: (transition, source) => service.applyGeneration(transition, source),
+      applyProgress: (transitions, source) => service.applyProgress(transitions, source),
     };
 
     const result = await applyObservedTune({ pool: db.pool, service: racing, tune: trained(703), source: 'webhook', now: NOW, trainingTimeoutMs: TIMEOUT });

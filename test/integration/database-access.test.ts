@@ -71,7 +71,7 @@ describe('database access as deployed', () => {
     }
     const pool = createPool(`${db.url}?schema=tenant`, log);
     try {
-      const inFlight = await selectInFlightRefs(pool, DEFAULT_HOST_SCHEMA, operatorFilter(Date.now(), 0, []), null, 10);
+      const inFlight = await selectInFlightRefs(pool, DEFAULT_HOST_SCHEMA, operatorFilter(Date.now(), 0, []));
       expect(inFlight).toMatchObject([{ id: 'tenant-1', remoteId: '88' }]);
     } finally {
       await pool.end();
@@ -107,7 +107,7 @@ describe('database access as deployed', () => {
     try {
       expect((await pool.query<{ search_path: string }>('SHOW search_path')).rows[0]!.search_path).toBe('"MyApp"');
       expect((await pool.query<{ lock_timeout: string }>('SHOW lock_timeout')).rows[0]!.lock_timeout).toBe('5s');
-      const inFlight = await selectInFlightRefs(pool, DEFAULT_HOST_SCHEMA, operatorFilter(Date.now(), 0, []), null, 10);
+      const inFlight = await selectInFlightRefs(pool, DEFAULT_HOST_SCHEMA, operatorFilter(Date.now(), 0, []));
       expect(inFlight).toMatchObject([{ id: 'myapp-1', remoteId: '99' }]);
     } finally {
       await pool.end();

@@ -64,6 +64,13 @@ describe('the daemon with a generations table', () => {
     expect((await readModel(db.pool, 'model-training')).status).toBe('TRAINING');
     const { rows } = await db.pool.query(`SELECT kind, generation_id, to_status, source FROM astria_reconciler.events ORDER BY seq`);
     expect(rows).toEqual([{ kind: 'prompt', generation_id: 'g-lost', to_status: 'COMPLETED', source: 'reconciler' }]);
+    // Counted in the generations' own series; the models' series stay as they were.
+    const transitions = await metrics.generationTransitions.get();
+    expect(transitions.values.filter((sample) => sample.value > 0)).toEqual([{ labels: { to: 'COMPLETED', source: 'reconciler' }, value: 1 }]);
+    const lag = await metrics.generationDetectionLag.get();
+    expect(lag.values.find((sample) => sample.metricName === 'astria_reconciler_generation_detection_lag_seconds_count')?.value).toBe(1);
+    expect((await metrics.transitions.get()).values.every((sample) => sample.value === 0)).toBe(true);
+    expect((await metrics.detectionLag.get()).values.find((sample) => sample.metricName?.endsWith('_count'))?.value).toBe(0);
   });
 
   it('exactly one event per generation when the webhook races the daemon on a pack', async () => {

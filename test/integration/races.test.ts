@@ -27,6 +27,7 @@ import { createWebhookHandler } from '../../src/http/webhook.js';
 import { createMetrics } from '../../src/metrics.js';
 import { reconcileOnce, type OnceDeps } from '../../src/reconciler/once.js';
 import { tunes } from '../../src/reconciler/resource.js';
+import { InFlightIndex } from '../../src/reconciler/inflight-index.js';
 import { runRound } from '../../src/reconciler/round.js';
 import { decide, type ModelRow } from '../../src/status/rules.js';
 import { createStatusService, type StatusService } from '../../src/status/service.js';
@@ -180,9 +181,14 @@ describe.each(HOST_FIXTURES)('races on $name', (fixture) => {
           async () => {
             await jitter();
             let applied = 0;
+            // The daemon's re-read of the row, then its round over what it read.
+            const rows = new InFlightIndex<ModelRow>();
+            for (const ref of await tunes(fixture.host).inFlight.refs(pool, { stuckBefore: null, modelIds: [model.id], includeError: false })) {
+              rows.add({ row: ref.row, remoteId: tune.id, parentRemoteId: null });
+            }
             await runRound(tunes(fixture.host), daemon, {
               items: [{ id: tune.id, weight: 1 }],
-              filter: { stuckBefore: null, modelIds: [model.id], includeError: false },
+              rows,
               rules: { trainingTimeoutMs: TRAINING_TIMEOUT_MS },
               idsPerPage: 120,
               concurrency: 4,

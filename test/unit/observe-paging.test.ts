@@ -29,7 +29,7 @@ async function observeIds(ids: number[], idsPerPage = DENSE_IDS_PER_PAGE) {
   const report: ObserveReport = await observe(
     tunes(DEFAULT_HOST_SCHEMA),
     client,
-    { items, idsPerPage, concurrency: 4, maxNotFoundShare: 0.5, listPages: true, halted: () => false },
+    { items, idsPerPage, concurrency: 4, maxNotFoundShare: 0.5, parentOf: () => null, listPages: true, halted: () => false },
     { observed: (batch) => batch.forEach((observation, id) => seen.set(id, observation)), unobserved: () => undefined, ready: async () => undefined },
   );
   return { seen, report, requests };

@@ -11,7 +11,7 @@ function schedule(stuckAfterMs = STUCK_AFTER): ObservationSchedule {
   return new ObservationSchedule({ observeEveryMs: EVERY, longestWaitMs: LONGEST, stuckAfterMs });
 }
 
-const model = (id: string, remoteId: number, updatedAt = T0 - HOUR): ScheduledRow => ({ id, remoteId, updatedAt });
+const model = (id: string, remoteId: number, updatedAt = T0 - HOUR, estimatedDueAt: number | null = null): ScheduledRow => ({ id, remoteId, updatedAt, estimatedDueAt });
 
 /** Runs rounds as the daemon would, the tune still training with this eta; returns when each round started. */
 function roundsWhileTraining(s: ObservationSchedule, id: string, from: number, until: number): number[] {
@@ -79,16 +79,6 @@ describe('ObservationSchedule: the webhook grace', () => {
       { id: 1, weight: 1 },
       { id: 7, weight: 0 },
     ]);
-  });
-
-  it('a young model whose first look failed is due again next round, not after the grace', () => {
-    const s = schedule();
-    s.sync([model('fresh', 7, T0)], T0);
-    s.roundStarted(T0);
-    s.unobserved('fresh', T0);
-    s.roundFinished({ retried: false });
-    expect(s.nextRoundAt()).toBe(T0 + EVERY);
-    expect(s.roundItems(T0 + EVERY)).toEqual([{ id: 7, weight: 1 }]);
   });
 
   it('a row the app touches every 3 s is still stuck STUCK_AFTER after the leader first saw it', () => {
@@ -164,6 +154,37 @@ describe('ObservationSchedule: the cadence follows the eta', () => {
     s.dueAt('fresh', T0 + 30 * 60_000);
     expect(s.roundItems(T0)).toEqual([{ id: 7, weight: 1 }]);
   });
+
+  it("Astria giving no eta, the row's estimatedTime stands in: a look every 30 s until a minute before it, then every round", () => {
+    const s = schedule();
+    const estimated = T0 + 10 * 60_000;
+    s.sync([model('app-estimate', 1, T0 - HOUR, estimated)], T0);
+    s.dueAt('app-estimate', null);
+    const starts = roundsWhileTraining(s, 'app-estimate', T0, estimated + 60_000);
+    const before = starts.filter((at) => at <= estimated - 60_000);
+    const after = starts.filter((at) => at >= estimated - 60_000);
+    expect(before[0]).toBe(T0);
+    expect(Math.max(...gaps(before))).toBe(LONGEST);
+    expect(after[0]).toBeLessThanOrEqual(estimated - 60_000 + EVERY);
+    expect(Math.max(...gaps(after))).toBe(EVERY);
+  });
+
+  it("Astria's eta wins over the row's estimate; the estimate a re-read brings is used from then on", () => {
+    const s = schedule();
+    s.sync([model('both', 1, T0 - HOUR, T0 + 20_000)], T0);
+    s.dueAt('both', T0 + 10 * 60_000);
+    s.stillTraining('both', T0);
+    expect(s.nextRoundAt()).toBe(T0 + LONGEST);
+    // Astria stops giving an eta; the app's estimate, re-read, is 10 minutes away.
+    s.sync([model('both', 1, T0 - HOUR, T0 + 10 * 60_000)], T0);
+    s.dueAt('both', null);
+    s.stillTraining('both', T0);
+    expect(s.nextRoundAt()).toBe(T0 + LONGEST);
+    // ...and then past: every round.
+    s.sync([model('both', 1, T0 - HOUR, T0 - 60_000)], T0);
+    s.stillTraining('both', T0);
+    expect(s.nextRoundAt()).toBe(T0 + EVERY);
+  });
 });
 
 describe('ObservationSchedule: many models, one round', () => {
@@ -176,17 +197,8 @@ describe('ObservationSchedule: many models, one round', () => {
     expect(items).toHaveLength(121);
     expect(items.find((item) => item.id === 1_000)).toEqual({ id: 1_000, weight: 1 });
     expect(items.find((item) => item.id === 2_000)).toEqual({ id: 2_000, weight: 0 });
-    expect(s.rowsOf(1_000).sort()).toEqual(['m-0', 'twin']);
   });
 
-  it('a model nothing was learned about stays due next round', () => {
-    const s = schedule();
-    s.sync([model('a', 1)], T0);
-    s.roundStarted(T0);
-    s.unobserved('a', T0);
-    s.roundFinished({ retried: false });
-    expect(s.nextRoundAt()).toBe(T0 + EVERY);
-  });
 });
 
 describe('ObservationSchedule: a model that keeps failing backs off', () => {

@@ -78,7 +78,7 @@ describe('simulated Astria', () => {
     expect(await call(fake, '/tunes/12ab')).toMatchObject(notFound);
     expect(await call(fake, '/tunes/-1')).toMatchObject(notFound);
     expect(await call(fake, '/packs')).toMatchObject(notFound);
-    expect(await call(fake, `/tunes/${kept!.id}/prompts`)).toMatchObject(notFound);
+    expect(await call(fake, `/tunes/${kept!.id}/images`)).toMatchObject(notFound);
     expect(await listIds(fake, '')).toEqual([kept!.id]);
     expect(fake.getTune(removed!.id)).toBeUndefined();
   });

@@ -138,6 +138,21 @@ describe('simulated Astria: prompts', () => {
     expect(fake.stats).toMatchObject({ prompt_list: 4, list: 0 });
   });
 
+  it("lists one tune's prompts at /tunes/:tune_id/prompts, paged the same way", async () => {
+    const fake = await start();
+    const first = fake.addTune();
+    const second = fake.addTune();
+    const mine = fake.addPack(first.id, 5).map((prompt) => prompt.id);
+    fake.addPack(second.id, 5);
+    mine.push(...fake.addPack(first.id, 5).map((prompt) => prompt.id));
+
+    const ofTune = async (query: string) => ((await call(fake, `/tunes/${first.id}/prompts?${query}`)).body as { id: number }[]).map((prompt) => prompt.id);
+    expect(await ofTune('limit=120')).toEqual([...mine].reverse());
+    expect(await ofTune(`limit=3&before_id=${mine[7]}`)).toEqual([mine[6], mine[5], mine[4]]);
+    expect(await ofTune('limit=2&offset=8')).toEqual([mine[1], mine[0]]);
+    expect(fake.stats).toMatchObject({ prompt_list: 3, list: 0 });
+  });
+
   it('answers 400 to an offset above 10,000 and to malformed paging', async () => {
     const fake = await start();
     fake.addPrompt(fake.addTune().id);
