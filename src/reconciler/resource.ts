@@ -23,6 +23,12 @@ export interface ResourceKind<Row extends HostRow, Remote, Change extends Status
   readonly eventType: string;
   /** The host statuses of a row waiting on Astria. */
   readonly inFlightStatuses: readonly string[];
+  /**
+   * Whether the daemon's looks after the first wait out the webhook's grace (`RECONCILER_STUCK_AFTER`):
+   * a tune trains for many minutes past it, so the grace costs nothing; a prompt is done in about a
+   * minute, within it, and waiting for a lost callback would be most of its life.
+   */
+  readonly waitsForWebhook: boolean;
   /** The host status of a row whose object failed or is gone. */
   readonly failedStatus: string;
   /** The text a row holds where it names its Astria object. */
@@ -77,6 +83,7 @@ export type RemotePage<Remote> =
 /** Tunes → the host's models table (`ai_models`, or as `host` names it). */
 export const tunes = (host: HostSchema): ResourceKind<ModelRow, Tune, Transition> => ({
   name: 'tune',
+  waitsForWebhook: true,
   rowName: 'model',
   eventType: 'model_status_changed',
   inFlightStatuses: IN_FLIGHT_STATUSES,
@@ -115,6 +122,7 @@ export const tunes = (host: HostSchema): ResourceKind<ModelRow, Tune, Transition
  */
 export const prompts = (host: HostSchema): ResourceKind<GenerationRow, Prompt, GenerationTransition> => ({
   name: 'prompt',
+  waitsForWebhook: false,
   rowName: 'generation',
   eventType: 'generation_status_changed',
   inFlightStatuses: GENERATION_IN_FLIGHT_STATUSES,

@@ -68,7 +68,7 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     this.schedule = new ObservationSchedule({
       observeEveryMs: options.observeEveryMs,
       longestWaitMs: Math.max(options.intervalMs, options.observeEveryMs),
-      stuckAfterMs: options.stuckAfterMs,
+      stuckAfterMs: kind.waitsForWebhook ? options.stuckAfterMs : 0,
     });
   }
 
