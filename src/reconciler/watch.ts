@@ -174,7 +174,14 @@ export class InFlightWatch<Row extends HostRow, Remote, Change extends StatusCha
     const { schedule, deps } = this;
     // A write aside may end after its round: its backoff starts from when it failed.
     if (outcome.kind === 'failed') return schedule.failed(rowId, deps.clock.now());
-    if (outcome.kind === 'raced' || !this.kind.inFlightStatuses.includes(outcome.to)) {
+    if (outcome.kind === 'raced') {
+      // Another writer changed it (or holds it): what we hold is stale until the next re-read, which
+      // brings it back as it is then. Its schedule is kept: a row the app keeps writing is not new
+      // each time (a first look again, a grace restarted, would follow).
+      this.rows.delete(rowId);
+      return schedule.stillTraining(rowId, now);
+    }
+    if (!this.kind.inFlightStatuses.includes(outcome.to)) {
       this.rows.delete(rowId);
       return schedule.forget(rowId);
     }
