@@ -165,6 +165,34 @@ describe("a round's progress-only writes", () => {
   });
 });
 
+describe('a row whose write another writer beat', () => {
+  it('keeps its schedule: a young model the app held locked is not given its first look again, it waits out the grace', async () => {
+    const grace = 2 * MINUTE;
+    const tune = astria.addTune({ startedTrainingAt: ago(20 * MINUTE), eta: new Date(Date.now() + 20 * MINUTE) });
+    const modelId = `young-${tune.id}`;
+    const now = Date.now();
+    await seedModels(db.pool, [{ id: modelId, status: 'TRAINING', trainingJobId: String(tune.id), progress: 0, updatedAt: new Date(now), createdAt: new Date(now) }]);
+    const metrics = createMetrics();
+    const watch = new InFlightWatch(tunes(DEFAULT_HOST_SCHEMA), { pool, astria: client, writer: createStatusService({ pool, metrics }), log, clock: systemClock, metrics }, { ...WATCH_OPTIONS, stuckAfterMs: grace });
+    const holder = await db.pool.connect();
+    try {
+      await watch.discover(now);
+      expect(watch.nextRoundAt()).toBe(now);
+      // Its first look decides a progress write (0 → about 50), which the app's lock makes lose.
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM ai_models WHERE id = $1 FOR UPDATE', [modelId]);
+      await watch.round(now, signal, () => undefined);
+      await holder.query('COMMIT');
+    } finally {
+      holder.release();
+    }
+    expect((await db.pool.query<{ progress: number }>('SELECT progress FROM ai_models WHERE id = $1', [modelId])).rows[0]!.progress).toBe(0);
+    // The next re-read brings the row back as it is; its next look is after the grace, not at once.
+    await watch.discover(now + 5_000);
+    expect(watch.nextRoundAt()).toBeGreaterThanOrEqual(now + grace);
+  });
+});
+
 describe("a prompt's single GET", () => {
   it('asks under its tune as Astria documents it; under a tune its model no longer trains, a 404 is asked again without it', async () => {
     const tune = astria.addTune({ trainedAt: ago(HOUR), startedTrainingAt: ago(2 * HOUR) });
