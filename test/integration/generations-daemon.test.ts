@@ -73,6 +73,36 @@ describe('the daemon with a generations table', () => {
     expect((await metrics.detectionLag.get()).values.find((sample) => sample.metricName?.endsWith('_count'))?.value).toBe(0);
   });
 
+  it('a prompt finishing inside the webhook grace, its callback lost, is applied without waiting the grace out', async () => {
+    const astria = await startSimulatedAstria({ apiKey: API_KEY });
+    const tune = astria.addTune({ trainedAt: new Date(Date.now() - HOUR), startedTrainingAt: new Date(Date.now() - 2 * HOUR) });
+    await seedModels(db.pool, [{ id: 'model-ready', status: 'READY', trainingJobId: String(tune.id) }]);
+    const prompt = astria.addPrompt(tune.id);
+    astria.startPrompt(prompt.id);
+    await seedGenerations(db.pool, [{ id: 'g-young', modelId: 'model-ready', status: 'PROCESSING', jobId: String(prompt.id), createdAt: new Date(), updatedAt: new Date() }]);
+    const metrics = createMetrics();
+    const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 20, concurrency: 4, timeoutMs: 5_000, log, metrics, clock: systemClock });
+    const election = createLeaderElection({ databaseUrl: db.url, lockName: 'generations-daemon-grace', log, metrics });
+    const stop = new AbortController();
+    // The default grace: two minutes, far longer than a prompt takes.
+    const daemon = runDaemon(
+      { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics, leader: election },
+      { intervalMs: 1_000, stuckAfterMs: 2 * 60_000, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: 500, signal: stop.signal },
+    );
+    try {
+      // Its first look saw it running; then Astria finishes it and no callback comes.
+      await waitUntil(() => astria.stats.prompt_list + astria.stats.prompt_get > 0, 15_000, 'the first look at the prompt');
+      astria.finishPrompt(prompt.id);
+      await waitUntil(async () => (await readGeneration(db.pool, 'g-young')).status === 'COMPLETED', 20_000, 'the generation applied well within the grace');
+    } finally {
+      stop.abort(new Error('done'));
+      await daemon;
+      await election.release();
+      await client.close();
+      await astria.close();
+    }
+  });
+
   it('exactly one event per generation when the webhook races the daemon on a pack', async () => {
     await db.pool.query('DELETE FROM generations');
     await db.pool.query('DELETE FROM ai_models');
