@@ -179,6 +179,32 @@ function emptyTally(): KindTally {
   return { checked: 0, transitioned: 0, unchanged: 0, failed: 0, transitions: [], failures: [], plan: { listPages: 0, singleGets: 0 }, stopped: null };
 }
 
+/**
+ * One kind's selected rows, read in one statement, indexed by their Astria ids; a row whose Astria id is
+ * no id of its kind goes to `badRemoteId`. Only the index outlives this call: the rows as read (all of
+ * them at once) are garbage before the round starts, so the round's heap holds one copy of each row.
+ */
+async function readInFlight<Row extends HostRow, Remote, Change extends StatusChange>(
+  kind: ResourceKind<Row, Remote, Change>,
+  deps: OnceDeps,
+  filter: InFlightFilter,
+  badRemoteId: (rowId: string, reason: string) => void,
+): Promise<{ rows: InFlightIndex<Row>; total: number }> {
+  const refs = await kind.inFlight.refs(deps.pool, filter);
+  const rows = new InFlightIndex<Row>();
+  for (const ref of refs) {
+    const remoteId = kind.parseRemoteId(ref.remoteId);
+    if (remoteId !== null) {
+      rows.add({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
+      continue;
+    }
+    const reason = kind.badRemoteId(ref.remoteId);
+    deps.log.warn({ [`${kind.rowName}Id`]: ref.id, reason }, `could not check ${kind.rowName}`);
+    badRemoteId(ref.id, reason);
+  }
+  return { rows, total: refs.length };
+}
+
 /** One kind's round: its selected rows read once, their objects observed, each row settled. */
 async function passOfKind<Row extends HostRow, Remote, Change extends StatusChange>(
   kind: ResourceKind<Row, Remote, Change>,
@@ -207,20 +233,8 @@ async function passOfKind<Row extends HostRow, Remote, Change extends StatusChan
     onProgress();
   };
 
-  const refs = await kind.inFlight.refs(deps.pool, filter);
-  const total = refs.length;
+  const { rows, total } = await readInFlight(kind, deps, filter, (rowId, reason) => record(rowId, { kind: 'failed', reason }));
   progress.total += total;
-  const rows = new InFlightIndex<Row>();
-  for (const ref of refs) {
-    const remoteId = kind.parseRemoteId(ref.remoteId);
-    if (remoteId !== null) {
-      rows.add({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
-      continue;
-    }
-    const reason = kind.badRemoteId(ref.remoteId);
-    deps.log.warn({ [`${kind.rowName}Id`]: ref.id, reason }, `could not check ${kind.rowName}`);
-    record(ref.id, { kind: 'failed', reason });
-  }
   if (!filter.modelIds && kind.name === tunes.name) deps.metrics.inflightModels.set(total);
   const items: PagePlanItem[] = rows.remoteIds().map((id) => ({ id, weight: 1 }));
 
