@@ -56,6 +56,7 @@ export interface OnceOptions {
 }
 
 export interface OnceProgress {
+  /** The rows read so far (a pass reads and settles them a page of 2,000 at a time). */
   total: number;
   checked: number;
   transitioned: number;
