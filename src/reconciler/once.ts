@@ -116,8 +116,8 @@ interface KindTally {
 }
 
 /**
- * `--once`: one round of the engine per kind, in which every selected row is due. The selected rows
- * are read once (a row whose Astria id is no id of its kind is reported, never sent to
+ * `--once`: rounds of the engine per kind, in which every selected row is due, a page of 2,000 rows
+ * each. The selected rows are read once (a row whose Astria id is no id of its kind is reported, never sent to
  * Astria), then their objects observed (list pages where cheaper, single GETs for the rest), decided
  * by the kind's rules and applied through the status service. Tunes go first, then prompts, on the
  * same client and so the same request budget. A row's failed GET or write is that row's failure; a
@@ -183,7 +183,7 @@ function emptyTally(): KindTally {
   return { checked: 0, transitioned: 0, unchanged: 0, failed: 0, transitions: [], failures: [], plan: { listPages: 0, singleGets: 0 }, stopped: null };
 }
 
-/** One kind's round: its selected rows read once, their objects observed, each row settled. */
+/** One kind's rounds: its selected rows read once, a page at a time, their objects observed, each row settled; the not-found guard judges each page's 404s. */
 async function passOfKind<Row extends HostRow, Remote, Change extends StatusChange>(
   kind: ResourceKind<Row, Remote, Change>,
   writer: ChangeWriter<Change> | null,
