@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { GENERATION_IN_FLIGHT_STATUSES, type GenerationRow, type GenerationTransition, type UpdatedGeneration } from '../model.js';
 import type { SqlExecutor } from './executor.js';
 import { quoteLiteral, type GenerationTable, type HostSchema } from './host-names.js';
-import type { InFlightFilter, InFlightRef } from './inflight.js';
+import { keyset, type InFlightFilter, type InFlightPage, type InFlightRef } from './inflight.js';
 
 /**
  * The host's generations table (`generations`, or as RECONCILER_HOST_MAPPING names it: images asked of Astria as prompts): the only place their selection and
@@ -53,7 +53,7 @@ function where({ generations }: HostSchema, filter: InFlightFilter, params: unkn
  * Every in-flight generation, in one statement, each with the tune of its model (a prompt's single GET
  * is asked under its tune, as Astria documents it).
  */
-export async function selectInFlightGenerationRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter): Promise<InFlightRef<GenerationRow>[]> {
+export async function selectInFlightGenerationRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, page?: InFlightPage): Promise<InFlightRef<GenerationRow>[]> {
   const { generations, models } = host;
   const params: unknown[] = [];
   const conditions = where(host, filter, params);
@@ -61,8 +61,9 @@ export async function selectInFlightGenerationRefs(pool: pg.Pool, host: HostSche
     ? `(SELECT ${models.text('trainingJobId')} FROM ${models.sql} m
          WHERE ${[`${models.col('id', 'm')} = ${models.value('id', `${generations.col('modelId', 'g')}::text`)}`, ...models.astriaRows().map((condition) => `m.${condition}`)].join(' AND ')})`
     : 'NULL::text';
+  const { after, order } = keyset(generations.text('jobId'), generations.text('id'), page, params);
   const { rows } = await pool.query<GenerationRow & { tune_id: string | null }>(
-    `SELECT ${generationColumns(generations)}, ${tuneOfModel} AS tune_id FROM ${generations.sql} g WHERE ${conditions}`,
+    `SELECT ${generationColumns(generations)}, ${tuneOfModel} AS tune_id FROM ${generations.sql} g WHERE ${conditions}${after}${order}`,
     params,
   );
   return rows.map(({ tune_id: tuneId, ...row }) => ({ id: row.id, remoteId: row.jobId!, updatedAt: row.updatedAt?.getTime() ?? 0, row, parentRemoteId: tuneId }));

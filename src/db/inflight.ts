@@ -78,14 +78,38 @@ export interface InFlightRef<Row> {
 }
 
 /**
- * Every in-flight row, in one statement: one pass over what the app's table holds in flight (keyset
- * pages would each sort the in-flight rows again). They are all held in memory anyway.
+ * A keyset page of in-flight rows, newest Astria id first: `--once` settles a page's rows before it
+ * reads the next, so its memory is one page's, and the pages' list walks follow each other down.
  */
-export async function selectInFlightRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter): Promise<InFlightRef<ModelRow>[]> {
+export interface InFlightPage {
+  limit: number;
+  /** The last row of the page before: its Astria id as read and its id; null for the first page. */
+  after: { remoteId: string; id: string } | null;
+}
+
+/**
+ * The keyset condition and `ORDER BY ... LIMIT` of a page (empty without one: every row). Astria ids
+ * are text here, ordered by length, then as text: numeric order for ids without leading zeros.
+ */
+export function keyset(remoteId: string, id: string, page: InFlightPage | undefined, params: unknown[]): { after: string; order: string } {
+  if (!page) return { after: '', order: '' };
+  const param = (value: unknown) => `$${params.push(value)}::text`;
+  const key = (remote: string, row: string) => `(length(${remote}), ${remote}, ${row})`;
+  const after = page.after === null ? '' : ` AND ${key(remoteId, id)} < ${key(param(page.after.remoteId), param(page.after.id))}`;
+  return { after, order: ` ORDER BY length(${remoteId}) DESC, ${remoteId} DESC, ${id} DESC LIMIT $${params.push(page.limit)}` };
+}
+
+/**
+ * The in-flight rows, in one statement: every one (one pass over what the app's table holds in flight;
+ * the daemon holds them all anyway), or a keyset page of them.
+ */
+export async function selectInFlightRefs(pool: pg.Pool, host: HostSchema, filter: InFlightFilter, page?: InFlightPage): Promise<InFlightRef<ModelRow>[]> {
+  const { models } = host;
   const params: unknown[] = [];
   const conditions = where(host, filter, params);
+  const { after, order } = keyset(models.text('trainingJobId'), models.text('id'), page, params);
   const { rows } = await pool.query<ModelRow & { updated_at: string }>(
-    `SELECT ${modelColumns(host)}, ${updatedAtMs(host.models)} AS updated_at FROM ${host.models.sql} WHERE ${conditions}`,
+    `SELECT ${modelColumns(host)}, ${updatedAtMs(models)} AS updated_at FROM ${models.sql} WHERE ${conditions}${after}${order}`,
     params,
   );
   return rows.map(({ updated_at: updatedAt, ...row }) => ({ id: row.id, remoteId: row.trainingJobId!, updatedAt: Number(updatedAt), row }));

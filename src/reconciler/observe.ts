@@ -102,6 +102,7 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
     notFoundRefused: null,
   };
   const wanted = new Set(request.items.map((item) => item.id));
+  // Wanted objects a page showed (only they are ever looked up: the account's other objects are not held).
   const seen = new Set<number>();
   let failure: { error: unknown } | null = null;
   const stopped = () => failure !== null || request.halted();
@@ -150,8 +151,9 @@ export async function observe<Row extends HostRow, Remote, Change extends Status
       for (const remote of page.items) {
         const id = kind.idOf(remote);
         highest = Math.max(highest, id);
+        if (!wanted.has(id)) continue;
         seen.add(id);
-        if (wanted.has(id)) observations.set(id, { kind: 'seen', remote });
+        observations.set(id, { kind: 'seen', remote });
       }
       report.observed += observations.size;
       shown += observations.size;

@@ -4,13 +4,13 @@ import type { Clock } from '../clock.js';
 import { executorFor } from '../db/drivers.js';
 import { generationsTablePresent } from '../db/generations.js';
 import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
-import type { InFlightFilter } from '../db/inflight.js';
+import type { InFlightFilter, InFlightPage } from '../db/inflight.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { GenerationStatus } from '../status/generation-rules.js';
 import type { ModelStatus } from '../status/rules.js';
 import type { StatusService } from '../status/service.js';
-import { DENSE_IDS_PER_PAGE, type PagePlanItem } from './plan.js';
+import { DENSE_IDS_PER_PAGE } from './plan.js';
 import { prompts, tunes, type HostRow, type ResourceKind, type StatusChange } from './resource.js';
 import { InFlightIndex } from './inflight-index.js';
 import { runRound } from './round.js';
@@ -56,6 +56,7 @@ export interface OnceOptions {
 }
 
 export interface OnceProgress {
+  /** The rows read so far (a pass reads and settles them a page of 2,000 at a time). */
   total: number;
   checked: number;
   transitioned: number;
@@ -99,6 +100,9 @@ export interface PromptPassReport {
 }
 
 
+/** In-flight rows a pass reads and settles at a time: its memory is this many rows', whatever the backlog. */
+const ROW_PAGE_SIZE = 2_000;
+
 /** One kind's tally of a pass. */
 interface KindTally {
   checked: number;
@@ -112,8 +116,8 @@ interface KindTally {
 }
 
 /**
- * `--once`: one round of the engine per kind, in which every selected row is due. The selected rows
- * are read once (a row whose Astria id is no id of its kind is reported, never sent to
+ * `--once`: rounds of the engine per kind, in which every selected row is due, a page of 2,000 rows
+ * each. The selected rows are read once (a row whose Astria id is no id of its kind is reported, never sent to
  * Astria), then their objects observed (list pages where cheaper, single GETs for the rest), decided
  * by the kind's rules and applied through the status service. Tunes go first, then prompts, on the
  * same client and so the same request budget. A row's failed GET or write is that row's failure; a
@@ -179,7 +183,7 @@ function emptyTally(): KindTally {
   return { checked: 0, transitioned: 0, unchanged: 0, failed: 0, transitions: [], failures: [], plan: { listPages: 0, singleGets: 0 }, stopped: null };
 }
 
-/** One kind's round: its selected rows read once, their objects observed, each row settled. */
+/** One kind's rounds: its selected rows read once, a page at a time, their objects observed, each row settled; the not-found guard judges each page's 404s. */
 async function passOfKind<Row extends HostRow, Remote, Change extends StatusChange>(
   kind: ResourceKind<Row, Remote, Change>,
   writer: ChangeWriter<Change> | null,
@@ -207,38 +211,47 @@ async function passOfKind<Row extends HostRow, Remote, Change extends StatusChan
     onProgress();
   };
 
-  const refs = await kind.inFlight.refs(deps.pool, filter);
-  const total = refs.length;
-  progress.total += total;
-  const rows = new InFlightIndex<Row>();
-  for (const ref of refs) {
-    const remoteId = kind.parseRemoteId(ref.remoteId);
-    if (remoteId !== null) {
-      rows.add({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
-      continue;
+  // A round per keyset page of rows, newest Astria id first: the pass holds one page's rows, and each
+  // page's list walk starts about where the one before ended (a page of the list read twice at most).
+  let total = 0;
+  let idsPerPage = DENSE_IDS_PER_PAGE;
+  for (let after: InFlightPage['after'] = null; ; ) {
+    const refs = await kind.inFlight.refs(deps.pool, filter, { limit: ROW_PAGE_SIZE, after });
+    total += refs.length;
+    progress.total += refs.length;
+    const rows = new InFlightIndex<Row>();
+    for (const ref of refs) {
+      const remoteId = kind.parseRemoteId(ref.remoteId);
+      if (remoteId !== null) {
+        rows.add({ row: ref.row, remoteId, parentRemoteId: ref.parentRemoteId ?? null });
+        continue;
+      }
+      const reason = kind.badRemoteId(ref.remoteId);
+      deps.log.warn({ [`${kind.rowName}Id`]: ref.id, reason }, `could not check ${kind.rowName}`);
+      record(ref.id, { kind: 'failed', reason });
     }
-    const reason = kind.badRemoteId(ref.remoteId);
-    deps.log.warn({ [`${kind.rowName}Id`]: ref.id, reason }, `could not check ${kind.rowName}`);
-    record(ref.id, { kind: 'failed', reason });
+    const round = await runRound(kind, { ...deps, writer }, {
+      items: rows.remoteIds().map((id) => ({ id, weight: 1 })),
+      rows,
+      // Failed rows are selected only when an operator names them.
+      rules: { trainingTimeoutMs: options.trainingTimeoutMs, healAnyError: filter.includeError },
+      idsPerPage,
+      concurrency: options.concurrency,
+      maxNotFoundShare: options.maxNotFoundShare ?? 0.5,
+      listPages: options.plan !== 'single-gets',
+      signal: options.signal,
+      onOutcome: (row, outcome) => record(row.id, outcome),
+    });
+    idsPerPage = round.idsPerPage;
+    tally.plan.listPages += round.listPages;
+    tally.plan.singleGets += round.singleGets;
+    tally.stopped = round.incomplete !== null ? `${round.incomplete}; no ${kind.rowName} was checked` : (round.notFoundRefused?.reason ?? null);
+    if (round.listFailed !== null) deps.log.warn({ reason: round.listFailed }, `${kind.name} list failed; falling back to single GETs`);
+    const last = refs.at(-1);
+    if (tally.stopped || round.interrupted || refs.length < ROW_PAGE_SIZE || !last) break;
+    after = { remoteId: last.remoteId, id: last.id };
   }
   if (!filter.modelIds && kind.name === tunes.name) deps.metrics.inflightModels.set(total);
-  const items: PagePlanItem[] = rows.remoteIds().map((id) => ({ id, weight: 1 }));
-
-  const round = await runRound(kind, { ...deps, writer }, {
-    items,
-    rows,
-    // Failed rows are selected only when an operator names them.
-    rules: { trainingTimeoutMs: options.trainingTimeoutMs, healAnyError: filter.includeError },
-    idsPerPage: DENSE_IDS_PER_PAGE,
-    concurrency: options.concurrency,
-    maxNotFoundShare: options.maxNotFoundShare ?? 0.5,
-    listPages: options.plan !== 'single-gets',
-    signal: options.signal,
-    onOutcome: (row, outcome) => record(row.id, outcome),
-  });
-  tally.plan = { listPages: round.listPages, singleGets: round.singleGets };
-  tally.stopped = round.incomplete !== null ? `${round.incomplete}; no ${kind.rowName} was checked` : (round.notFoundRefused?.reason ?? null);
-  if (round.listFailed !== null) deps.log.warn({ reason: round.listFailed }, `${kind.name} list failed; falling back to single GETs`);
   if (tally.stopped) deps.log.error({ kind: kind.name, reason: tally.stopped }, 'pass stopped');
   return tally;
 }

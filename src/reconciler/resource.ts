@@ -4,7 +4,7 @@ import { isPromptId, type Prompt } from '../astria/prompt.js';
 import { isTuneId, type Tune } from '../astria/tune.js';
 import { selectInFlightGenerationRefs } from '../db/generations.js';
 import type { HostSchema } from '../db/host-names.js';
-import { selectInFlightRefs, type InFlightFilter, type InFlightRef } from '../db/inflight.js';
+import { selectInFlightRefs, type InFlightFilter, type InFlightPage, type InFlightRef } from '../db/inflight.js';
 import { decideGeneration, GENERATION_IN_FLIGHT_STATUSES, generationAfter, type GenerationRow, type GenerationTransition } from '../status/generation-rules.js';
 import { decide, IN_FLIGHT_STATUSES, modelAfter, type ModelRow, type RuleOptions, type Transition } from '../status/rules.js';
 
@@ -51,9 +51,9 @@ export interface ResourceKind<Row extends HostRow, Remote, Change extends Status
   decide(row: Row, observation: RemoteObservation<Remote>, now: Date, options: RuleOptions): Change | null;
   /** The row as an applied change leaves it. */
   after(row: Row, change: Change): Row;
-  /** The host table's in-flight rows, each with what the rules read (one statement). */
+  /** The host table's in-flight rows, each with what the rules read (one statement): all, or a keyset page. */
   inFlight: {
-    refs(pool: pg.Pool, filter: InFlightFilter): Promise<InFlightRef<Row>[]>;
+    refs(pool: pg.Pool, filter: InFlightFilter, page?: InFlightPage): Promise<InFlightRef<Row>[]>;
   };
 }
 
@@ -108,7 +108,7 @@ export const tunes = (host: HostSchema): ResourceKind<ModelRow, Tune, Transition
   decide: (row, observation, now, options) =>
     decide(row, observation.kind === 'seen' ? { kind: 'tune', tune: observation.remote } : { kind: 'gone', tuneId: String(observation.id) }, now, options),
   after: modelAfter,
-  inFlight: { refs: (pool, filter) => selectInFlightRefs(pool, host, filter) },
+  inFlight: { refs: (pool, filter, page) => selectInFlightRefs(pool, host, filter, page) },
 });
 
 /**
@@ -150,5 +150,5 @@ export const prompts = (host: HostSchema): ResourceKind<GenerationRow, Prompt, G
       { generationTimeoutMs: options.trainingTimeoutMs, healAnyFailure: options.healAnyError === true },
     ),
   after: generationAfter,
-  inFlight: { refs: (pool, filter) => selectInFlightGenerationRefs(pool, host, filter) },
+  inFlight: { refs: (pool, filter, page) => selectInFlightGenerationRefs(pool, host, filter, page) },
 });

@@ -180,6 +180,26 @@ describe('a --once pass', () => {
     expect(rows[0].n).toBe(240);
   });
 
+  it('settles a backlog of more than one page of rows (2,000) page by page, every model once, each list page read at most twice', async () => {
+    // 2,150 tunes in flight, every tenth still training (it stays in flight: a page read again would
+    // count it twice): two pages of rows, the list's 18 pages walked down once (the page on the border
+    // of the two may be read again).
+    const tunes = astria.addTunes(2_150, (index) => (index % 10 === 0 ? { startedTrainingAt: ago(HOUR) } : { trainedAt: ago(60_000), startedTrainingAt: ago(HOUR) }));
+    await seedModels(db.pool, tunes.map((tune) => stuck(`m-${tune.id}`, tune.id)));
+
+    const report = await pass();
+
+    expect(report).toMatchObject({ checked: 2_150, transitioned: 1_935, unchanged: 215, failed: 0 });
+    expect(new Set(report.transitions.map((transition) => transition.modelId)).size).toBe(1_935);
+    expect(report.plan.singleGets).toBe(0);
+    expect(report.plan.listPages).toBeLessThanOrEqual(Math.ceil(2_150 / 120) + 1);
+    const { rows } = await db.pool.query(`SELECT status::text, count(*)::int AS n FROM ai_models GROUP BY status ORDER BY status`);
+    expect(rows).toEqual([
+      { status: 'READY', n: 1_935 },
+      { status: 'TRAINING', n: 215 },
+    ]);
+  });
+
   it('pages only the stretch of the list where the in-flight tunes are, however many newer tunes the account has', async () => {
     // Two old in-flight tunes under 2,400 newer account tunes: one page from just above them.
     const old = astria.addTunes(2, () => ({ trainedAt: ago(60_000) }));
