@@ -92,6 +92,14 @@ describe.each(HOST_FIXTURES)('the built daemon on $name', (fixture) => {
     const model = await runCli(['diagnose', `m-${tunes[0]!.id}`, '--json', '--no-astria'], diagnoseEnv);
     expect(model.stderr).toBe('');
     expect(JSON.parse(model.stdout)).toMatchObject({ row: { id: `m-${tunes[0]!.id}`, status: 'READY', trainingJobId: String(tunes[0]!.id) } });
+    // --stuck reads both kinds through the names too: a generation whose prompt id Astria cannot have.
+    await fixture.seedGenerations(db.pool, [{ id: 'g-bad-id', modelId: `m-${tunes[0]!.id}`, status: 'PROCESSING', jobId: 'job_abc', createdAt: ago(HOUR), updatedAt: ago(HOUR) }]);
+    const stuck = await runCli(['diagnose', '--stuck', '--json'], diagnoseEnv);
+    expect(stuck.stderr).toBe('');
+    expect(stuck.code).toBe(3);
+    expect((JSON.parse(stuck.stdout) as { items: { kind: string; id: string; code: string }[] }).items).toContainEqual(
+      expect.objectContaining({ kind: 'generation', id: 'g-bad-id', code: 'invalid_prompt_id' }),
+    );
   }, 60_000);
 });
 
