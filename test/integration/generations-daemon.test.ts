@@ -6,11 +6,11 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedModels } from '../../dev/host-schema.js';
-import { startSimulatedAstria } from '../../dev/simulated-astria.js';
+import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createAstriaClient } from '../../src/astria/client.js';
 import { systemClock } from '../../src/clock.js';
 import { ensureOwnSchema } from '../../src/db/own-schema.js';
-import { createMetrics } from '../../src/metrics.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { runDaemon } from '../../src/reconciler/daemon.js';
 import { createLeaderElection } from '../../src/reconciler/leader.js';
 import { promptSchema } from '../../src/astria/prompt.js';
@@ -32,6 +32,35 @@ beforeAll(async () => {
 });
 afterAll(() => db.drop());
 
+/**
+ * Runs the daemon on this database and the fake Astria while `body` runs, then stops it and closes
+ * the fake; returns the daemon's metrics.
+ */
+async function whileDaemonRuns(
+  astria: SimulatedAstria,
+  settings: { lockName: string; stuckAfterMs: number; observeEveryMs: number; maxRps: number },
+  body: () => Promise<void>,
+): Promise<Metrics> {
+  const metrics = createMetrics();
+  const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: settings.maxRps, concurrency: 4, timeoutMs: 5_000, log, metrics, clock: systemClock });
+  const election = createLeaderElection({ databaseUrl: db.url, lockName: settings.lockName, log, metrics });
+  const stop = new AbortController();
+  const daemon = runDaemon(
+    { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics, leader: election },
+    { intervalMs: 1_000, stuckAfterMs: settings.stuckAfterMs, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: settings.observeEveryMs, signal: stop.signal },
+  );
+  try {
+    await body();
+  } finally {
+    stop.abort(new Error('done'));
+    await daemon;
+    await election.release();
+    await client.close();
+    await astria.close();
+  }
+  return metrics;
+}
+
 describe('the daemon with a generations table', () => {
   it('recovers a lost prompt callback once, and leaves the model whose tune id the prompt id equals', async () => {
     const astria = await startSimulatedAstria({ apiKey: API_KEY });
@@ -42,23 +71,9 @@ describe('the daemon with a generations table', () => {
     astria.finishPrompt(tune.id);
     await seedGenerations(db.pool, [{ id: 'g-lost', modelId: 'model-training', status: 'PROCESSING', jobId: String(tune.id), createdAt: ago(HOUR) }]);
 
-    const metrics = createMetrics();
-    const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 20, concurrency: 4, timeoutMs: 5_000, log, metrics, clock: systemClock });
-    const election = createLeaderElection({ databaseUrl: db.url, lockName: 'generations-daemon', log, metrics });
-    const stop = new AbortController();
-    const daemon = runDaemon(
-      { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics, leader: election },
-      { intervalMs: 1_000, stuckAfterMs: 0, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: 200, signal: stop.signal },
-    );
-    try {
+    const metrics = await whileDaemonRuns(astria, { lockName: 'generations-daemon', stuckAfterMs: 0, observeEveryMs: 200, maxRps: 20 }, async () => {
       await waitUntil(async () => (await readGeneration(db.pool, 'g-lost')).status === 'COMPLETED', 30_000, 'the generation recovered');
-    } finally {
-      stop.abort(new Error('done'));
-      await daemon;
-      await election.release();
-      await client.close();
-      await astria.close();
-    }
+    });
 
     expect(await readGeneration(db.pool, 'g-lost')).toMatchObject({ status: 'COMPLETED', imageUrls: astria.getPrompt(tune.id)!.images });
     expect((await readModel(db.pool, 'model-training')).status).toBe('TRAINING');
@@ -80,27 +95,13 @@ describe('the daemon with a generations table', () => {
     const prompt = astria.addPrompt(tune.id);
     astria.startPrompt(prompt.id);
     await seedGenerations(db.pool, [{ id: 'g-young', modelId: 'model-ready', status: 'PROCESSING', jobId: String(prompt.id), createdAt: new Date(), updatedAt: new Date() }]);
-    const metrics = createMetrics();
-    const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 20, concurrency: 4, timeoutMs: 5_000, log, metrics, clock: systemClock });
-    const election = createLeaderElection({ databaseUrl: db.url, lockName: 'generations-daemon-grace', log, metrics });
-    const stop = new AbortController();
     // The default grace: two minutes, far longer than a prompt takes.
-    const daemon = runDaemon(
-      { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics, leader: election },
-      { intervalMs: 1_000, stuckAfterMs: 2 * 60_000, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: 500, signal: stop.signal },
-    );
-    try {
+    await whileDaemonRuns(astria, { lockName: 'generations-daemon-grace', stuckAfterMs: 2 * 60_000, observeEveryMs: 500, maxRps: 20 }, async () => {
       // Its first look saw it running; then Astria finishes it and no callback comes.
       await waitUntil(() => astria.stats.prompt_list + astria.stats.prompt_get > 0, 15_000, 'the first look at the prompt');
       astria.finishPrompt(prompt.id);
       await waitUntil(async () => (await readGeneration(db.pool, 'g-young')).status === 'COMPLETED', 20_000, 'the generation applied well within the grace');
-    } finally {
-      stop.abort(new Error('done'));
-      await daemon;
-      await election.release();
-      await client.close();
-      await astria.close();
-    }
+    });
   });
 
   it('exactly one event per generation when the webhook races the daemon on a pack', async () => {
@@ -114,27 +115,13 @@ describe('the daemon with a generations table', () => {
     await seedGenerations(db.pool, pack.map((prompt, n) => ({ id: `g-pack-${n}`, modelId: null, status: 'PROCESSING' as const, jobId: String(prompt.id), createdAt: ago(HOUR) })));
     for (const prompt of pack) astria.finishPrompt(prompt.id);
 
-    const metrics = createMetrics();
-    const client = createAstriaClient({ apiUrl: astria.url, apiKey: API_KEY, maxRps: 50, concurrency: 4, timeoutMs: 5_000, log, metrics, clock: systemClock });
-    const election = createLeaderElection({ databaseUrl: db.url, lockName: 'generations-daemon-race', log, metrics });
-    const stop = new AbortController();
-    const daemon = runDaemon(
-      { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics, leader: election },
-      { intervalMs: 1_000, stuckAfterMs: 0, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: 100, signal: stop.signal },
-    );
     const completed = async () =>
       (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM generations WHERE status = 'COMPLETED'`)).rows[0]!.n === pack.length;
-    try {
+    await whileDaemonRuns(astria, { lockName: 'generations-daemon-race', stuckAfterMs: 0, observeEveryMs: 100, maxRps: 50 }, async () => {
       // The callbacks arrive while the daemon polls the same prompts.
       await Promise.all(pack.map((prompt) => applyObservedPrompt({ pool: db.pool, prompt: promptSchema.parse(astria.getPrompt(prompt.id)) })));
       await waitUntil(completed, 30_000, 'every generation completed');
-    } finally {
-      stop.abort(new Error('done'));
-      await daemon;
-      await election.release();
-      await client.close();
-      await astria.close();
-    }
+    });
 
     const { rows } = await db.pool.query<{ generation_id: string; n: number }>(
       `SELECT generation_id, count(*)::int AS n FROM astria_reconciler.events WHERE kind = 'prompt' GROUP BY generation_id`,
