@@ -102,6 +102,7 @@ const envSchema = z
     RECONCILER_INTERVAL: duration('30s', timer(100)),
     RECONCILER_STUCK_AFTER: duration('2m', age()),
     RECONCILER_OBSERVE_EVERY: duration('2s', { min: 100, max: 10 * 60_000 }),
+    RECONCILER_OBSERVE_PROMPTS_EVERY: duration('3s', { min: 100, max: 10 * 60_000 }),
     RECONCILER_CALLBACK_GRACE: duration('10m', timer(POSITIVE)),
     RECONCILER_AUTH_RETRY: duration('2m', timer(100)),
     RECONCILER_TRAINING_TIMEOUT: duration('24h', age(POSITIVE)),
@@ -192,6 +193,8 @@ export interface Config {
   stuckAfterMs: number;
   /** How often the daemon observes in-flight tunes (the list pages covering them): lag against calls. */
   observeEveryMs: number;
+  /** How often the daemon observes in-flight prompts (generations): lag against calls, for images. */
+  observePromptsEveryMs: number;
   /** A reconciler transition with no callback this long after it is a lost callback. */
   callbackGraceMs: number;
   /** While Astria rejects the key, how often the daemon tries it again. */
@@ -310,6 +313,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     intervalMs: e.RECONCILER_INTERVAL,
     stuckAfterMs: e.RECONCILER_STUCK_AFTER,
     observeEveryMs: e.RECONCILER_OBSERVE_EVERY,
+    observePromptsEveryMs: e.RECONCILER_OBSERVE_PROMPTS_EVERY,
     callbackGraceMs: e.RECONCILER_CALLBACK_GRACE,
     authRetryMs: e.RECONCILER_AUTH_RETRY,
     trainingTimeoutMs: e.RECONCILER_TRAINING_TIMEOUT,

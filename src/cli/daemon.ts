@@ -95,6 +95,7 @@ export async function runDaemonCommand(runtime: Runtime, signal: AbortSignal): P
           trainingTimeoutMs: config.trainingTimeoutMs,
           concurrency: config.astria.concurrency,
           observeEveryMs: config.observeEveryMs,
+          observePromptsEveryMs: config.observePromptsEveryMs,
           callbackGraceMs: config.callbackGraceMs,
           authRetryMs: config.authRetryMs,
           schema: config.schema,

@@ -30,7 +30,8 @@ type AnyWatch = InFlightWatch<ModelRow, Tune, Transition> | InFlightWatch<Genera
 /**
  * The leader's watches, one per kind, all on the same client (one request budget): the models'
  * tunes always; the generations' prompts beside them once the first leader iteration has found the
- * app's `generations` table (without one, prompts are simply off). Discovery of the models keeps the
+ * app's `generations` table (without one, prompts are simply off), each kind on its own cadence
+ * (`RECONCILER_OBSERVE_EVERY`, `RECONCILER_OBSERVE_PROMPTS_EVERY`). Discovery of the models keeps the
  * tune → model lookup table of our schema.
  */
 export class KindWatches {
@@ -41,7 +42,7 @@ export class KindWatches {
 
   constructor(
     private readonly deps: KindWatchesDeps,
-    private readonly options: WatchOptions & { schema: string },
+    private readonly options: WatchOptions & { schema: string; observePromptsEveryMs: number },
   ) {
     this.host = deps.host ?? DEFAULT_HOST_SCHEMA;
     const discovered = (rows: readonly TuneModel[]) => noteTuneModels(deps.pool, options.schema, rows, deps.log);
@@ -54,7 +55,7 @@ export class KindWatches {
     const { deps } = this;
     if (await generationsTablePresent(executorFor({ pool: deps.pool }), this.host)) {
       const writer = { apply: (transition: GenerationTransition, source: 'reconciler') => deps.service.applyGeneration(transition, source) };
-      this.prompts = new InFlightWatch(prompts(this.host), { ...deps, writer }, this.options);
+      this.prompts = new InFlightWatch(prompts(this.host), { ...deps, writer }, { ...this.options, observeEveryMs: this.options.observePromptsEveryMs });
       deps.log.info('generations table found: prompts are reconciled beside tunes');
     } else {
       this.prompts = null;

@@ -18,6 +18,7 @@ import { runDaemon, type DaemonOptions } from '../../src/reconciler/daemon.js';
 import { createLeaderElection, type LeaderElection } from '../../src/reconciler/leader.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
+import { GENERATIONS_SCHEMA_SQL, readGeneration, seedGenerations } from '../support/generations-schema.js';
 
 const API_KEY = 'sd_rounds_test_key';
 const SECOND = 1_000;
@@ -43,10 +44,12 @@ let requests: { at: number; path: string }[];
 
 beforeAll(async () => {
   db = await createTestDatabase();
+  await db.pool.query(GENERATIONS_SCHEMA_SQL);
   await ensureOwnSchema(db.pool, 'astria_reconciler');
 });
 afterAll(() => db.drop());
 beforeEach(async () => {
+  await db.pool.query('DELETE FROM generations');
   await db.pool.query('DELETE FROM ai_models');
   await db.pool.query('TRUNCATE astria_reconciler.events CASCADE');
   t0 = Math.floor(Date.now() / SECOND) * SECOND;
@@ -183,6 +186,45 @@ describe('daemon rounds on a fake clock', () => {
     expect(noted.rows).toEqual(
       [straggler, ...cluster].map((tune) => ({ tune_id: String(tune.id), model_id: `m-${tune.id}` })).sort((a, b) => a.model_id.localeCompare(b.model_id)),
     );
+  });
+
+  it('prompts are looked at every 3 s and tunes every 2 s by default: a lost prompt callback is applied within 3 s', async () => {
+    const tune = astria.addTune({ startedTrainingAt: new Date(t0 - HOUR), eta: null });
+    const packTune = astria.addTune({ trainedAt: new Date(t0 - 24 * HOUR) });
+    await seedModels(db.pool, [training(tune.id), training(packTune.id, { status: 'READY' })]);
+    const pack = astria.addPack(packTune.id, 30);
+    await seedGenerations(
+      db.pool,
+      pack.map((prompt) => ({ id: `g-${prompt.id}`, modelId: `m-${packTune.id}`, status: 'PROCESSING' as const, jobId: String(prompt.id), createdAt: new Date(t0), updatedAt: new Date(t0) })),
+    );
+    const finishedAt = t0 + 31 * SECOND + 300;
+    await runFor(MINUTE, (at) => at(finishedAt - t0, () => astria.finishPrompt(pack[0]!.id, { at: new Date(finishedAt) })));
+    const tuneLists = requests.filter((request) => request.path.startsWith('/tunes?')).length;
+    const promptLists = requests.filter((request) => request.path.startsWith('/prompts?')).length;
+    expect(tuneLists).toBeGreaterThanOrEqual(29);
+    expect(tuneLists).toBeLessThanOrEqual(31);
+    expect(promptLists).toBeGreaterThanOrEqual(19);
+    expect(promptLists).toBeLessThanOrEqual(21);
+    expect(requests).toHaveLength(tuneLists + promptLists);
+    expect((await readGeneration(db.pool, `g-${pack[0]!.id}`)).status).toBe('COMPLETED');
+    const { rows } = await db.pool.query<{ at: string }>(
+      `SELECT (extract(epoch FROM occurred_at) * 1000)::bigint::text AS at FROM astria_reconciler.events WHERE generation_id = $1 AND to_status = 'COMPLETED'`,
+      [`g-${pack[0]!.id}`],
+    );
+    expect(rows).toHaveLength(1);
+    expect(Number(rows[0]!.at) - finishedAt).toBeLessThanOrEqual(3 * SECOND);
+  });
+
+  it('RECONCILER_OBSERVE_PROMPTS_EVERY sets the prompts\' cadence alone', async () => {
+    const packTune = astria.addTune({ trainedAt: new Date(t0 - 24 * HOUR) });
+    await seedModels(db.pool, [training(packTune.id, { status: 'READY' })]);
+    const pack = astria.addPack(packTune.id, 5);
+    await seedGenerations(db.pool, pack.map((prompt) => ({ id: `g-${prompt.id}`, modelId: `m-${packTune.id}`, status: 'PROCESSING' as const, jobId: String(prompt.id) })));
+    await runFor(MINUTE, () => undefined, { observePromptsEveryMs: 10 * SECOND });
+    const promptLists = requests.filter((request) => request.path.startsWith('/prompts?')).length;
+    expect(promptLists).toBeGreaterThanOrEqual(6);
+    expect(promptLists).toBeLessThanOrEqual(7);
+    expect(requests).toHaveLength(promptLists);
   });
 
   it('a row the app touches every 3 s is looked at once when it appears, then spared until the grace from first sight ends', async () => {

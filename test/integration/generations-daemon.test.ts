@@ -47,7 +47,7 @@ async function whileDaemonRuns(
   const stop = new AbortController();
   const daemon = runDaemon(
     { pool: db.pool, astria: client, service: createStatusService({ pool: db.pool, metrics }), log, clock: systemClock, metrics, leader: election },
-    { intervalMs: 1_000, stuckAfterMs: settings.stuckAfterMs, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: settings.observeEveryMs, signal: stop.signal },
+    { intervalMs: 1_000, stuckAfterMs: settings.stuckAfterMs, trainingTimeoutMs: 24 * HOUR, concurrency: 4, observeEveryMs: settings.observeEveryMs, observePromptsEveryMs: settings.observeEveryMs, signal: stop.signal },
   );
   try {
     await body();

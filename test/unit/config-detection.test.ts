@@ -14,8 +14,8 @@ function problem(env: Record<string, string>): string {
 }
 
 describe('detection settings (issue 8)', () => {
-  it('defaults: observe every 2 s, callback grace 10 min, key retried every 2 min', () => {
-    expect(loadConfig(BASE)).toMatchObject({ observeEveryMs: 2_000, callbackGraceMs: 600_000, authRetryMs: 120_000 });
+  it('defaults: tunes observed every 2 s, prompts every 3 s, callback grace 10 min, key retried every 2 min', () => {
+    expect(loadConfig(BASE)).toMatchObject({ observeEveryMs: 2_000, observePromptsEveryMs: 3_000, callbackGraceMs: 600_000, authRetryMs: 120_000 });
   });
 
   it('RECONCILER_CALLBACK_GRACE up to 24d is accepted, beyond it refused saying so', () => {
@@ -24,14 +24,17 @@ describe('detection settings (issue 8)', () => {
   });
 
   it('accepts other durations', () => {
-    const config = loadConfig({ ...BASE, RECONCILER_OBSERVE_EVERY: '500ms', RECONCILER_CALLBACK_GRACE: '1h', RECONCILER_AUTH_RETRY: '30s' });
-    expect(config).toMatchObject({ observeEveryMs: 500, callbackGraceMs: 3_600_000, authRetryMs: 30_000 });
+    const config = loadConfig({ ...BASE, RECONCILER_OBSERVE_EVERY: '500ms', RECONCILER_OBSERVE_PROMPTS_EVERY: '1s', RECONCILER_CALLBACK_GRACE: '1h', RECONCILER_AUTH_RETRY: '30s' });
+    expect(config).toMatchObject({ observeEveryMs: 500, observePromptsEveryMs: 1_000, callbackGraceMs: 3_600_000, authRetryMs: 30_000 });
   });
 
   it.each([
     ['RECONCILER_OBSERVE_EVERY', 'often'],
     ['RECONCILER_OBSERVE_EVERY', '10ms'],
     ['RECONCILER_OBSERVE_EVERY', '1h'],
+    ['RECONCILER_OBSERVE_PROMPTS_EVERY', 'soon'],
+    ['RECONCILER_OBSERVE_PROMPTS_EVERY', '50ms'],
+    ['RECONCILER_OBSERVE_PROMPTS_EVERY', '11m'],
     ['RECONCILER_CALLBACK_GRACE', '0s'],
     ['RECONCILER_CALLBACK_GRACE', '25d'],
     ['RECONCILER_CALLBACK_GRACE', '1000000000d'],
