@@ -50,13 +50,31 @@ export async function selectOrphans(pool: pg.Pool, { models }: HostSchema, windo
 }
 
 /**
+ * Which of `tuneIds` some model already holds as its tune id, and which model: a tune is one model's
+ * training, so another's is no candidate. The app's table has no index on the tune id (we add none):
+ * this reads it once per matching run that found candidates, and runs only while orphans exist.
+ */
+export async function modelsHoldingTunes(pool: pg.Pool, { models }: HostSchema, tuneIds: number[]): Promise<Map<number, string>> {
+  if (tuneIds.length === 0) return new Map();
+  const { rows } = await pool.query<{ tune_id: string; model_id: string }>(
+    `SELECT ${models.text('trainingJobId')} AS tune_id, ${models.text('id')} AS model_id
+       FROM ${models.sql}
+      WHERE ${models.col('trainingJobId')} = ANY(${models.values('trainingJobId', '$1::text[]')})`,
+    [tuneIds.map(String)],
+  );
+  return new Map(rows.map((row) => [Number(row.tune_id), row.model_id]));
+}
+
+/**
  * Saves the tune id matched to an orphan, only if the row is still the orphan that was read: no tune
- * id yet (the app may have saved its own meanwhile) and the status seen (canonical). False when it was not.
+ * id yet (the app may have saved its own meanwhile) and the status seen (canonical), and no other model
+ * holds that tune (saved meanwhile). False when it was not.
  */
 export async function linkOrphan(pool: pg.Pool, { models }: HostSchema, modelId: string, tuneId: number, seenStatus: ModelStatus): Promise<boolean> {
   const result = await pool.query(
     `UPDATE ${models.sql} SET ${models.col('trainingJobId')} = ${models.value('trainingJobId', '$2::text')}
-      WHERE ${models.col('id')} = ${models.value('id', '$1::text')} AND ${models.col('trainingJobId')} IS NULL AND ${models.col('status')}::text = $3::text`,
+      WHERE ${models.col('id')} = ${models.value('id', '$1::text')} AND ${models.col('trainingJobId')} IS NULL AND ${models.col('status')}::text = $3::text
+        AND NOT EXISTS (SELECT 1 FROM ${models.sql} AS holder WHERE ${models.col('trainingJobId', 'holder')} = ${models.value('trainingJobId', '$2::text')})`,
     [modelId, String(tuneId), models.statusValue(seenStatus)],
   );
   return result.rowCount === 1;

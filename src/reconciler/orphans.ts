@@ -4,7 +4,7 @@ import { parseTimestamp, type Tune } from '../astria/tune.js';
 import type { Clock } from '../clock.js';
 import { TITLE_MODEL_ID } from '../config.js';
 import { DEFAULT_HOST_SCHEMA, type HostSchema } from '../db/host-names.js';
-import { linkOrphan, selectOrphans, type OrphanRow } from '../db/orphans.js';
+import { linkOrphan, modelsHoldingTunes, selectOrphans, type OrphanRow } from '../db/orphans.js';
 import { callbackUrlParams } from '../http/callback.js';
 import type { Logger } from '../log.js';
 import type { Metrics, OrphanOutcome } from '../metrics.js';
@@ -13,7 +13,8 @@ import type { Metrics, OrphanOutcome } from '../metrics.js';
  * Orphans: models training at Astria whose tune id the app never saved. Each is matched to its tune
  * on Astria's list, newest first, down to a little before the oldest orphan was created (the app
  * writes its row before it creates the tune): by the tune's callback URL naming the model
- * (`model=<id>`), else by the title the app gives its tunes (`ASTRIA_TUNE_TITLE`). One candidate: its
+ * (`model=<id>`), else by the title the app gives its tunes (`ASTRIA_TUNE_TITLE`); a tune another model
+ * already holds is no candidate (it is that model's training). One candidate: its
  * id is saved by compare-and-set, and the model is in flight like any other from then on. Several: none
  * is linked (saving the wrong tune would show someone else's training). No orphan: no call.
  */
@@ -96,9 +97,19 @@ export async function linkOrphans(deps: OrphanDeps, options: OrphanOptions): Pro
     beforeId = page.nextBeforeId;
   }
 
+  const matched = [...byCallback.values(), ...byTitleMatch.values()].flatMap((tuneIds) => [...tuneIds]);
+  const holders = await modelsHoldingTunes(deps.pool, deps.host ?? DEFAULT_HOST_SCHEMA, [...new Set(matched)]);
+  const free = (modelId: string, tuneIds: Set<number> | undefined) => {
+    const left = [...(tuneIds ?? [])].filter((tuneId) => {
+      const holder = holders.get(tuneId);
+      if (holder !== undefined) deps.log.warn({ modelId, tuneId, heldBy: holder }, 'tune matching a model without a tune id belongs to another model; not linked');
+      return holder === undefined;
+    });
+    return left.length > 0 ? left : null;
+  };
   for (const orphan of orphans) {
     // The callback URL names the model outright; the title is the app's convention, tried only without it.
-    const candidates = [...(byCallback.get(orphan.id) ?? byTitleMatch.get(orphan.id) ?? [])];
+    const candidates = free(orphan.id, byCallback.get(orphan.id)) ?? free(orphan.id, byTitleMatch.get(orphan.id)) ?? [];
     if (candidates.length === 0) report.unmatched.push({ modelId: orphan.id });
     else if (candidates.length > 1) {
       report.ambiguous.push({ modelId: orphan.id, tuneIds: candidates.sort((a, b) => b - a) });

@@ -9,7 +9,7 @@ import { ensureOwnSchema } from '../../src/db/own-schema.js';
 import { startSimulatedAstria, type SimulatedAstria } from '../../dev/simulated-astria.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { reconcileOnce, type OnceReport } from '../../src/reconciler/once.js';
-import { OrphanMatcher } from '../../src/reconciler/orphans.js';
+import { linkOrphans, OrphanMatcher } from '../../src/reconciler/orphans.js';
 import { buildReport } from '../../src/cli/report.js';
 import { createStatusService } from '../../src/status/service.js';
 import { createTestDatabase, readModel, type TestDatabase } from '../support/database.js';
@@ -144,6 +144,48 @@ describe('models whose tune id the app never saved', () => {
     expect(logged).toContain('several tunes');
     const summary = await buildReport(db.pool, 'astria_reconciler', HOUR);
     expect(summary.orphans).toMatchObject({ total: 1, models: [{ modelId: 'm-twice', status: 'TRAINING' }] });
+  });
+
+  it('skips a tune another model already holds: the title\'s tune is linked instead, and with no other candidate the orphan stays unmatched', async () => {
+    const held = astria.addTune({ title: 'x', callback: callbackOf('m-dup') });
+    const titled = astria.addTune({ title: 'm-dup' });
+    const heldToo = astria.addTune({ title: 'y', callback: callbackOf('m-only') });
+    await seedModels(db.pool, [
+      orphan('m-dup'),
+      orphan('m-only'),
+      { id: 'm-owner', status: 'READY', trainingJobId: String(held.id) },
+      { id: 'm-owner-2', status: 'TRAINING', trainingJobId: String(heldToo.id) },
+    ]);
+
+    const report = await pass({ titleTemplate: '{modelId}' });
+
+    expect(report.orphans).toMatchObject({ linked: [{ modelId: 'm-dup', tuneId: titled.id }], ambiguous: [], unmatched: [{ modelId: 'm-only' }] });
+    expect((await readModel(db.pool, 'm-dup')).trainingJobId).toBe(String(titled.id));
+    expect((await readModel(db.pool, 'm-only')).trainingJobId).toBeNull();
+    expect(logged).toContain('belongs to another model');
+    expect(logged).toContain('m-owner-2');
+  });
+
+  it('writes nothing when another model gets the tune between our check and our write', async () => {
+    const tune = astria.addTune({ title: 'm-late', callback: callbackOf('m-late') });
+    await seedModels(db.pool, [orphan('m-late'), { id: 'm-other', status: 'TRAINING', trainingJobId: null, createdAt: ago(3 * HOUR) }]);
+    // The app saves the tune on another of its models just before our link's UPDATE runs.
+    const racing = Object.assign(Object.create(db.pool) as typeof db.pool, {
+      async query(...args: unknown[]) {
+        if (typeof args[0] === 'string' && args[0].startsWith('UPDATE')) {
+          await db.pool.query(`UPDATE ai_models SET "trainingJobId" = $1 WHERE id = 'm-other'`, [String(tune.id)]);
+        }
+        return (db.pool.query as (...rest: unknown[]) => unknown)(...args);
+      },
+    });
+    const astriaClient = client();
+    try {
+      const report = await linkOrphans({ ...deps(astriaClient), pool: racing }, { windowMs: WINDOW, titleTemplate: undefined, dryRun: false });
+      expect(report).toMatchObject({ linked: [], raced: 1 });
+    } finally {
+      await astriaClient.close();
+    }
+    expect((await readModel(db.pool, 'm-late')).trainingJobId).toBeNull();
   });
 
   it('counts an orphan no tune matches and leaves it as it is', async () => {
