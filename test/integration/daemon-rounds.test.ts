@@ -5,6 +5,7 @@
  * below is in virtual time (what the schedule decided, not how fast the machine is). The last test
  * runs on the real clock: a lock timeout is real time, which a virtual clock stands still through.
  */
+import { setMaxListeners } from 'node:events';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { VirtualClock, trackLeader, trackPool, trackUndiciRequests } from '../../bench/virtual-clock.js';
@@ -67,6 +68,8 @@ async function runFor(
   settings: Partial<DaemonOptions> = {},
 ): Promise<Metrics> {
   const stop = new AbortController();
+  // Each of the script's timed steps waits on it: more than Node's 10 listeners, and no leak.
+  setMaxListeners(100, stop.signal);
   stopSignal = stop.signal;
   clockOptions.stopAt = t0 + forMs;
   clockOptions.onStop = () => stop.abort(new Error('done'));
