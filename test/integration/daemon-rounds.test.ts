@@ -69,7 +69,7 @@ async function runFor(
 ): Promise<Metrics> {
   const stop = new AbortController();
   // Each of the script's timed steps waits on it: more than Node's 10 listeners, and no leak.
-  setMaxListeners(100, stop.signal);
+  setMaxListeners(0, stop.signal);
   stopSignal = stop.signal;
   clockOptions.stopAt = t0 + forMs;
   clockOptions.onStop = () => stop.abort(new Error('done'));
