@@ -62,6 +62,8 @@ diagnose: 0 healthy or settled, 3 a link is broken, 2 an id that names nothing.`
 const SUBCOMMANDS = ['report', 'requeue-dead', 'diagnose'] as const;
 const DEFAULT_STUCK_LIMIT = 50;
 const MAX_STUCK_LIMIT = 10_000;
+/** The longest id `diagnose` takes. */
+const MAX_ID_LENGTH = 200;
 const TRANSPORTS: readonly AsyncBroadcastTransport[] = ['http', 'redis'];
 
 /** parseArgs' own message, without its hint about positionals after '--' (nobody here needs one). */
@@ -106,7 +108,10 @@ function diagnoseCommand(values: { json?: boolean; stuck?: boolean; limit?: stri
   if (ids.length !== 1 || ids[0]!.trim() === '') {
     throw new UsageError(ids.length > 1 ? `diagnose takes one id (got ${ids.length})` : 'diagnose needs a model id or tune id, a generation id or prompt id (or --stuck)');
   }
-  return { kind: 'diagnose', id: ids[0]!.trim(), json, noAstria: values['no-astria'] === true, limit: DEFAULT_STUCK_LIMIT, kinds };
+  const id = ids[0]!.trim();
+  // Refused without echoing it: pasted text, not an id (a cuid is 25 characters, a uuid 36).
+  if (id.length > MAX_ID_LENGTH) throw new UsageError(`diagnose: an id is at most ${MAX_ID_LENGTH} characters; this one has ${id.length}`);
+  return { kind: 'diagnose', id, json, noAstria: values['no-astria'] === true, limit: DEFAULT_STUCK_LIMIT, kinds };
 }
 
 export function parseCommand(argv: string[]): Command {

@@ -311,11 +311,15 @@ describe('astria-reconciler diagnose (built CLI, real database)', { timeout: 120
   });
 
   it('usage errors exit 2', async () => {
-    const usages = [['diagnose'], ['diagnose', '--stuck', '--limit', '0'], ['diagnose', 'a', 'b'], ['report', '--stuck'], ['diagnose', '123', '--kind', 'images']];
+    const pasted = `m-${'x'.repeat(5_000)}`;
+    const usages = [['diagnose'], ['diagnose', '--stuck', '--limit', '0'], ['diagnose', 'a', 'b'], ['report', '--stuck'], ['diagnose', '123', '--kind', 'images'], ['diagnose', pasted]];
     const results = await Promise.all(usages.map((args) => runCli(args, { DATABASE_URL: db.url })));
-    expect(results.map((result) => result.code)).toEqual([2, 2, 2, 2, 2]);
+    expect(results.map((result) => result.code)).toEqual([2, 2, 2, 2, 2, 2]);
     expect(results[0]!.stderr).toMatch(/diagnose needs a model id or tune id, a generation id or prompt id/);
     expect(results[4]!.stderr).toMatch(/--kind: "images" is not one of tunes, prompts/);
+    // A pasted page is refused by its length, not echoed back.
+    expect(results[5]!.stderr).toMatch(/an id is at most 200 characters; this one has 5002/);
+    expect(results[5]!.stdout + results[5]!.stderr).not.toContain('x'.repeat(300));
   });
 });
 
