@@ -15,7 +15,7 @@ import { prng } from './scenario.js';
 import { formatGrid, maximum, percentile, target, type SectionResult } from './stats.js';
 import type { TargetResult } from './report.js';
 import { allApplied, kilobytes, mixedTune, seconds } from './cost.js';
-import { DAEMON_DEFAULTS } from '../src/reconciler/daemon.js';
+import { DAEMON_DEFAULTS, PROMPTS_EVERY_PER_TUNES_EVERY } from '../src/reconciler/daemon.js';
 import { PACK_TUNES, runLives, STRATEGIES, STRATEGY_NAMES, type LifeRun, type PackLife, type Workload } from './lives.js';
 
 const SECOND = 1_000;
@@ -100,7 +100,7 @@ export async function runGenerations(adminUrl: string): Promise<SectionResult> {
   ]);
   const peak = peakInFlight(load);
   const text = [
-    `${load.name}: models train 20–40 min (mixed eta quality, 3 % failed, 2 % gone), prompts in ${load.packs.length} packs of 20–40, one about every ${PACK_EVERY_MS / SECOND} s (done ${PROMPT_TIME_MS.shortest / SECOND}–${PROMPT_TIME_MS.longest / SECOND} s after the pack, 3 % flagged); at most ${peak.tune} tunes and ${peak.prompt} prompts in flight at once; default settings (tunes observed every ${DAEMON_DEFAULTS.observeEveryMs / SECOND} s, prompts every ${DAEMON_DEFAULTS.observePromptsEveryMs / SECOND} s), no callback; whole lives, rates over the 10-minute window. The last row: the same with up to one tune of the account that is not the app's after each of the app's (its ${peak.tune} in-flight tunes span two list pages), no target.`,
+    `${load.name}: models train 20–40 min (mixed eta quality, 3 % failed, 2 % gone), prompts in ${load.packs.length} packs of 20–40, one about every ${PACK_EVERY_MS / SECOND} s (done ${PROMPT_TIME_MS.shortest / SECOND}–${PROMPT_TIME_MS.longest / SECOND} s after the pack, 3 % flagged); at most ${peak.tune} tunes and ${peak.prompt} prompts in flight at once; default settings (tunes observed every ${DAEMON_DEFAULTS.observeEveryMs / SECOND} s, prompts every ${(PROMPTS_EVERY_PER_TUNES_EVERY * DAEMON_DEFAULTS.observeEveryMs) / SECOND} s), no callback; whole lives, rates over the 10-minute window. The last row: the same with up to one tune of the account that is not the app's after each of the app's (its ${peak.tune} in-flight tunes span two list pages), no target.`,
     formatGrid([['strategy', 'kind', 'applied', 'lag p50 (s)', 'lag p99 (s)', 'lag max (s)', 'calls/object'], ...lagRows]),
     formatGrid([['strategy', 'Astria calls', 'tune list / GET / prompt list / GET', 'req/s in window', 'calls/object', 'KB/object', 'DB stmts/object', 'real (s)'], ...costRows]),
   ].join('\n');

@@ -45,16 +45,34 @@ export function durationProblem(ms: number, range: DurationRange): string | null
   return null;
 }
 
-/** A duration variable with its default and range, in milliseconds. */
-const duration = (fallback: string, range: DurationRange) => z.string().default(fallback).transform((text, ctx) => {
+/** Milliseconds from a duration's text, or the problem with it. */
+function durationMs(text: string, range: DurationRange): { ms: number } | { problem: string } {
   const ms = parseDuration(text);
   const problem = ms === null ? `"${text}" is not a duration (use e.g. 500ms, 30s, 2m, 24h, 7d)` : durationProblem(ms, range);
-  if (problem !== null) {
-    ctx.addIssue({ code: 'custom', message: problem });
+  return problem === null ? { ms: ms! } : { problem };
+}
+
+/** A duration variable with its default and range, in milliseconds. */
+const duration = (fallback: string, range: DurationRange) =>
+  z.string().default(fallback).transform((text, ctx) => {
+    const read = durationMs(text, range);
+    if ('ms' in read) return read.ms;
+    ctx.addIssue({ code: 'custom', message: read.problem });
     return z.NEVER;
-  }
-  return ms!;
-});
+  });
+
+/** A duration variable without a default (undefined when unset: what it falls back to depends on others). */
+const optionalDuration = (range: DurationRange) =>
+  z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      if (text === undefined) return undefined;
+      const read = durationMs(text, range);
+      if ('ms' in read) return read.ms;
+      ctx.addIssue({ code: 'custom', message: read.problem });
+      return z.NEVER;
+    });
 
 const positiveInt = z.coerce.number().int().positive();
 const port = z.coerce.number().int().min(0).max(65_535);
@@ -102,7 +120,7 @@ const envSchema = z
     RECONCILER_INTERVAL: duration('30s', timer(100)),
     RECONCILER_STUCK_AFTER: duration('2m', age()),
     RECONCILER_OBSERVE_EVERY: duration('2s', { min: 100, max: 10 * 60_000 }),
-    RECONCILER_OBSERVE_PROMPTS_EVERY: duration('3s', { min: 100, max: 10 * 60_000 }),
+    RECONCILER_OBSERVE_PROMPTS_EVERY: optionalDuration({ min: 100, max: 10 * 60_000 }),
     RECONCILER_CALLBACK_GRACE: duration('10m', timer(POSITIVE)),
     RECONCILER_AUTH_RETRY: duration('2m', timer(100)),
     RECONCILER_TRAINING_TIMEOUT: duration('24h', age(POSITIVE)),
@@ -193,8 +211,8 @@ export interface Config {
   stuckAfterMs: number;
   /** How often the daemon observes in-flight tunes (the list pages covering them): lag against calls. */
   observeEveryMs: number;
-  /** How often the daemon observes in-flight prompts (generations): lag against calls, for images. */
-  observePromptsEveryMs: number;
+  /** How often the daemon observes in-flight prompts (generations); unset: 1.5 × `observeEveryMs`. */
+  observePromptsEveryMs: number | undefined;
   /** A reconciler transition with no callback this long after it is a lost callback. */
   callbackGraceMs: number;
   /** While Astria rejects the key, how often the daemon tries it again. */

@@ -40,7 +40,7 @@ export interface DaemonOptions {
   signal: AbortSignal;
   /** How often in-flight tunes are observed (`RECONCILER_OBSERVE_EVERY`). */
   observeEveryMs?: number;
-  /** How often in-flight prompts are observed (`RECONCILER_OBSERVE_PROMPTS_EVERY`). */
+  /** How often in-flight prompts are observed (`RECONCILER_OBSERVE_PROMPTS_EVERY`); default `PROMPTS_EVERY_PER_TUNES_EVERY` × `observeEveryMs`. */
   observePromptsEveryMs?: number;
   /** `RECONCILER_CALLBACK_GRACE`. */
   callbackGraceMs?: number;
@@ -54,12 +54,15 @@ export interface DaemonOptions {
   tuneTitleTemplate?: string;
 }
 
+export const DAEMON_DEFAULTS = { observeEveryMs: 2_000, callbackGraceMs: DEFAULT_CALLBACK_GRACE_MS, authRetryMs: 2 * 60_000, schema: DEFAULT_SCHEMA, maxNotFoundShare: 0.5, orphanWindowMs: DEFAULT_ORPHAN_WINDOW_MS };
+
 /**
- * Prompts are looked at less often than tunes by default: a prompt has no eta, so every one in flight
- * is due every time, and a list page of each kind every 2 s alone is the 1 req/s an app with 120 of
- * each in flight may spend. Every 3 s still holds the detection bounds (lag p50 1.5 s, max 3 s).
+ * Prompts are looked at less often than tunes unless told otherwise: a prompt has no eta, so every one
+ * in flight is due every time, and a list page of each kind every 2 s alone is the 1 req/s an app with
+ * 120 of each in flight may spend. Every 3 s (at the default 2 s for tunes) still holds the detection
+ * bounds (lag p50 1.5 s, max 3 s); a faster `RECONCILER_OBSERVE_EVERY` speeds both kinds up.
  */
-export const DAEMON_DEFAULTS = { observeEveryMs: 2_000, observePromptsEveryMs: 3_000, callbackGraceMs: DEFAULT_CALLBACK_GRACE_MS, authRetryMs: 2 * 60_000, schema: DEFAULT_SCHEMA, maxNotFoundShare: 0.5, orphanWindowMs: DEFAULT_ORPHAN_WINDOW_MS };
+export const PROMPTS_EVERY_PER_TUNES_EVERY = 1.5;
 
 /** Shortest sleep between two wake-ups, so a burst of due times cannot spin the loop. */
 const MIN_SLEEP_MS = 50;
@@ -93,7 +96,7 @@ export async function runDaemon(deps: DaemonDeps, options: DaemonOptions): Promi
     intervalMs: options.intervalMs,
     stuckAfterMs: options.stuckAfterMs,
     observeEveryMs: settings.observeEveryMs,
-    observePromptsEveryMs: settings.observePromptsEveryMs,
+    observePromptsEveryMs: settings.observePromptsEveryMs ?? Math.round(PROMPTS_EVERY_PER_TUNES_EVERY * settings.observeEveryMs),
     trainingTimeoutMs: options.trainingTimeoutMs,
     concurrency: options.concurrency,
     maxNotFoundShare: settings.maxNotFoundShare,

@@ -14,8 +14,8 @@ function problem(env: Record<string, string>): string {
 }
 
 describe('detection settings (issue 8)', () => {
-  it('defaults: tunes observed every 2 s, prompts every 3 s, callback grace 10 min, key retried every 2 min', () => {
-    expect(loadConfig(BASE)).toMatchObject({ observeEveryMs: 2_000, observePromptsEveryMs: 3_000, callbackGraceMs: 600_000, authRetryMs: 120_000 });
+  it('defaults: tunes observed every 2 s, prompts unset (the daemon derives them), callback grace 10 min, key retried every 2 min', () => {
+    expect(loadConfig(BASE)).toMatchObject({ observeEveryMs: 2_000, observePromptsEveryMs: undefined, callbackGraceMs: 600_000, authRetryMs: 120_000 });
   });
 
   it('RECONCILER_CALLBACK_GRACE up to 24d is accepted, beyond it refused saying so', () => {
