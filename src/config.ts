@@ -45,34 +45,26 @@ export function durationProblem(ms: number, range: DurationRange): string | null
   return null;
 }
 
-/** Milliseconds from a duration's text, or the problem with it. */
-function durationMs(text: string, range: DurationRange): { ms: number } | { problem: string } {
+/** A duration's text in milliseconds within `range`; anything else is an issue naming the problem. */
+const withinRange = (range: DurationRange) => (text: string, ctx: z.RefinementCtx) => {
   const ms = parseDuration(text);
   const problem = ms === null ? `"${text}" is not a duration (use e.g. 500ms, 30s, 2m, 24h, 7d)` : durationProblem(ms, range);
-  return problem === null ? { ms: ms! } : { problem };
-}
+  if (problem !== null) {
+    ctx.addIssue({ code: 'custom', message: problem });
+    return z.NEVER;
+  }
+  return ms!;
+};
 
 /** A duration variable with its default and range, in milliseconds. */
-const duration = (fallback: string, range: DurationRange) =>
-  z.string().default(fallback).transform((text, ctx) => {
-    const read = durationMs(text, range);
-    if ('ms' in read) return read.ms;
-    ctx.addIssue({ code: 'custom', message: read.problem });
-    return z.NEVER;
-  });
+const duration = (fallback: string, range: DurationRange) => z.string().default(fallback).transform(withinRange(range));
 
 /** A duration variable without a default (undefined when unset: what it falls back to depends on others). */
 const optionalDuration = (range: DurationRange) =>
   z
     .string()
     .optional()
-    .transform((text, ctx) => {
-      if (text === undefined) return undefined;
-      const read = durationMs(text, range);
-      if ('ms' in read) return read.ms;
-      ctx.addIssue({ code: 'custom', message: read.problem });
-      return z.NEVER;
-    });
+    .transform((text, ctx) => (text === undefined ? undefined : withinRange(range)(text, ctx)));
 
 const positiveInt = z.coerce.number().int().positive();
 const port = z.coerce.number().int().min(0).max(65_535);
